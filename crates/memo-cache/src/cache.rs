@@ -1,0 +1,655 @@
+//! The cache handle.
+
+use std::any::Any;
+use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::blobs::{self, ReadFailure};
+use crate::clock::{Clock, SystemClock, duration_ms};
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::index::{self, Access, Index, NewEntry, Removed};
+use crate::key::{Digest, Function, Key};
+use crate::layout::{self, Layout};
+use crate::lock::ComputeLock;
+
+/// Values up to this many stored bytes live inline in the index row; larger ones in blob files.
+///
+/// Measured (`cargo bench -p memo-cache --bench inline`): below a few KiB an SQLite blob read
+/// beats an open/read/close of a file by several times; above ~16 KiB the file wins and keeps
+/// the index small enough to stay in the page cache.
+pub const DEFAULT_INLINE_THRESHOLD: usize = 16 * 1024;
+
+/// Hit counts and last-use times are written at most this often (or every
+/// [`PENDING_LIMIT`] hits), so a hit costs a read and no write transaction.
+const FLUSH_INTERVAL: Duration = Duration::from_secs(2);
+const PENDING_LIMIT: usize = 1024;
+
+/// A handle to one cache directory. Cheap to clone; clones share connections and settings.
+///
+/// ```
+/// use memo_cache::{Cache, Function};
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let cache = Cache::open(dir.path()).unwrap();
+/// static SLOW_SQUARE: Function = Function::new("docs::slow_square", "v1", "u64");
+///
+/// let mut runs = 0;
+/// let mut square = |x: u64| cache.get_or_compute(&SLOW_SQUARE, &(x,), || { runs += 1; x * x });
+/// assert_eq!(square(12), 144);
+/// assert_eq!(square(12), 144);
+/// assert_eq!(runs, 1);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Cache {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    layout: Layout,
+    index: Index,
+    clock: Arc<dyn Clock>,
+    size_limit: Option<u64>,
+    inline_threshold: usize,
+    pending: Mutex<Pending>,
+    warned: Mutex<HashSet<&'static str>>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    hits: HashMap<Key, (u64, i64)>,
+    since: Instant,
+}
+
+/// Options for opening a cache; start with [`Cache::builder`].
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let cache = memo_cache::Cache::builder(dir.path())
+///     .size_limit(512 * 1024 * 1024)
+///     .open()
+///     .unwrap();
+/// assert_eq!(cache.size_limit(), Some(512 * 1024 * 1024));
+/// ```
+#[derive(Debug, Clone)]
+pub struct CacheBuilder {
+    dir: PathBuf,
+    size_limit: Option<u64>,
+    inline_threshold: usize,
+    clock: Arc<dyn Clock>,
+    create: bool,
+    read_only: bool,
+}
+
+impl CacheBuilder {
+    /// Evict least recently used entries (stale ones first) when a store takes the stored bytes
+    /// past `bytes`.
+    pub fn size_limit(mut self, bytes: u64) -> Self {
+        self.size_limit = Some(bytes);
+        self
+    }
+
+    /// Values of at most `bytes` stored bytes are kept inline in the index.
+    pub fn inline_threshold(mut self, bytes: usize) -> Self {
+        self.inline_threshold = bytes;
+        self
+    }
+
+    /// Use `clock` for expiry and last-use times instead of the system clock.
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Fail with [`Error::NotACache`] instead of creating a cache that does not exist yet.
+    /// Used by tools that only look.
+    pub fn existing_only(mut self) -> Self {
+        self.create = false;
+        self
+    }
+
+    /// Open without ever writing: stores are refused, hits are not counted.
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self.create = false;
+        self
+    }
+
+    /// Opens the cache.
+    pub fn open(self) -> Result<Cache> {
+        let layout = Layout::new(self.dir.clone());
+        let index = if self.create && !self.read_only {
+            open_or_create(&layout)?
+        } else {
+            if !layout.index.is_file() {
+                return Err(if layout.root.is_dir() {
+                    Error::NotACache { path: layout.root.clone() }
+                } else {
+                    Error::io("opening cache directory", &layout.root, std::io::ErrorKind::NotFound.into())
+                });
+            }
+            if self.read_only { open_read_only(&layout)? } else { open_existing(&layout)? }
+        };
+        Ok(Cache {
+            inner: Arc::new(Inner {
+                layout,
+                index,
+                clock: self.clock,
+                size_limit: self.size_limit,
+                inline_threshold: self.inline_threshold,
+                pending: Mutex::new(Pending { hits: HashMap::new(), since: Instant::now() }),
+                warned: Mutex::new(HashSet::new()),
+            }),
+        })
+    }
+}
+
+fn open_or_create(layout: &Layout) -> Result<Index> {
+    match layout.create().and_then(|()| Index::open(&layout.index, Access::ReadWrite)) {
+        Ok(index) => Ok(index),
+        // A cache on a read-only mount, or owned by someone else: still serve its hits.
+        Err(e) if layout.index.is_file() && is_permission_problem(&e) => open_read_only(layout).map_err(|_| e),
+        Err(e) => Err(e),
+    }
+}
+
+fn open_existing(layout: &Layout) -> Result<Index> {
+    match Index::open(&layout.index, Access::ReadWrite) {
+        Err(e) if is_permission_problem(&e) => open_read_only(layout).map_err(|_| e),
+        other => other,
+    }
+}
+
+fn open_read_only(layout: &Layout) -> Result<Index> {
+    Index::open(&layout.index, Access::ReadOnly)
+}
+
+fn is_permission_problem(e: &Error) -> bool {
+    match e {
+        Error::Io { source, .. } => matches!(
+            source.kind(),
+            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+        ),
+        Error::Index { source, .. } => matches!(
+            source.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::PermissionDenied)
+        ),
+        _ => false,
+    }
+}
+
+impl Cache {
+    /// Opens the cache in `dir`, creating the directory (mode 0700), `CACHEDIR.TAG`, a
+    /// `.gitignore` of `*` and the index when they are missing.
+    ///
+    /// A cache the process may read but not write opens read-only: hits are served, stores fail.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Cache> {
+        Cache::builder(dir).open()
+    }
+
+    /// Opens the cache in [`default_dir`](crate::default_dir).
+    pub fn open_default() -> Result<Cache> {
+        Cache::open(layout::default_dir()?)
+    }
+
+    /// Options for opening the cache in `dir`.
+    pub fn builder(dir: impl AsRef<Path>) -> CacheBuilder {
+        CacheBuilder {
+            dir: dir.as_ref().to_path_buf(),
+            size_limit: None,
+            inline_threshold: DEFAULT_INLINE_THRESHOLD,
+            clock: Arc::new(SystemClock),
+            create: true,
+            read_only: false,
+        }
+    }
+
+    /// The cache directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.layout.root
+    }
+
+    /// The size limit, if one was set.
+    pub fn size_limit(&self) -> Option<u64> {
+        self.inner.size_limit
+    }
+
+    /// True when this handle cannot write (a read-only directory or [`CacheBuilder::read_only`]).
+    pub fn is_read_only(&self) -> bool {
+        self.inner.index.access() == Access::ReadOnly
+    }
+
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.inner.clock.now_ms()
+    }
+
+    pub(crate) fn layout(&self) -> &Layout {
+        &self.inner.layout
+    }
+
+    pub(crate) fn index(&self) -> &Index {
+        &self.inner.index
+    }
+
+    // ---- Reading ------------------------------------------------------------------------------
+
+    /// The cached result of `func` for `args`, if there is a sound, unexpired one.
+    ///
+    /// A value whose bytes fail their hash check, whose blob is missing, or that no longer
+    /// decodes into `T` is dropped with a warning and reported as a miss.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use memo_cache::{Cache, Function};
+    /// let cache = Cache::open(dir.path()).unwrap();
+    /// let f = Function::new("docs::f", "v1", "String");
+    /// assert_eq!(cache.get::<_, String>(&f, &(1,)).unwrap(), None);
+    /// cache.put(&f, &(1,), &"one".to_string()).unwrap();
+    /// assert_eq!(cache.get::<_, String>(&f, &(1,)).unwrap().as_deref(), Some("one"));
+    /// ```
+    pub fn get<A, T>(&self, func: &Function, args: &A) -> Result<Option<T>>
+    where
+        A: Serialize + ?Sized,
+        T: DeserializeOwned + Any,
+    {
+        let key = func.key(args)?;
+        self.get_key(func.name(), &key)
+    }
+
+    /// Like [`Cache::get`], by key.
+    pub fn get_key<T: DeserializeOwned + Any>(&self, name: &str, key: &Key) -> Result<Option<T>> {
+        let Some(bytes) = self.read_checked(name, key)? else { return Ok(None) };
+        match codec::decode::<T>(bytes.bytes) {
+            Ok(value) => {
+                self.record_hit(key);
+                Ok(Some(value))
+            }
+            Err(reason) => {
+                self.drop_bad(name, key, &bytes.hash, &format!("stored value does not decode: {reason}"));
+                Ok(None)
+            }
+        }
+    }
+
+    /// True when a sound, unexpired value is stored for `func` and `args`. Reads and checks the
+    /// bytes but does not decode them, and does not count as a hit.
+    pub fn contains<A: Serialize + ?Sized>(&self, func: &Function, args: &A) -> Result<bool> {
+        let key = func.key(args)?;
+        Ok(self.read_checked(func.name(), &key)?.is_some())
+    }
+
+    /// The stored bytes of an entry (format byte last; see [`crate::codec`]), hash-checked.
+    pub fn stored_bytes(&self, key: &Key) -> Result<Option<Vec<u8>>> {
+        Ok(self.read_checked("?", key)?.map(|b| b.bytes))
+    }
+
+    fn read_checked(&self, name: &str, key: &Key) -> Result<Option<Checked>> {
+        let Some(row) = self.inner.index.read(|c| index::lookup(c, key))? else { return Ok(None) };
+        if row.expires.is_some_and(|at| at <= self.now_ms()) {
+            return Ok(None);
+        }
+        let bytes = match row.value {
+            Some(bytes) => bytes,
+            None => {
+                let path = self.inner.layout.blob_path(key, &row.hash);
+                match blobs::read(&path, row.size) {
+                    Ok(bytes) => bytes,
+                    Err(failure) => {
+                        if matches!(failure, ReadFailure::Missing) && !self.row_still_holds(key, &row.hash)? {
+                            // Removed by a prune or clear while we were reading: a plain miss.
+                            return Ok(None);
+                        }
+                        self.drop_bad(name, key, &row.hash, &failure.to_string());
+                        return Ok(None);
+                    }
+                }
+            }
+        };
+        if bytes.len() as u64 != row.size || Digest::of(&bytes) != row.hash {
+            self.drop_bad(name, key, &row.hash, "stored bytes do not match their hash");
+            return Ok(None);
+        }
+        Ok(Some(Checked { bytes, hash: row.hash }))
+    }
+
+    fn row_still_holds(&self, key: &Key, hash: &Digest) -> Result<bool> {
+        Ok(self.inner.index.read(|c| index::lookup(c, key))?.is_some_and(|row| row.hash == *hash))
+    }
+
+    /// Drops an entry found bad, with a warning naming it; never fails.
+    fn drop_bad(&self, name: &str, key: &Key, hash: &Digest, reason: &str) {
+        tracing::warn!(
+            function = name,
+            key = %key,
+            dir = %self.dir().display(),
+            "memo-cache: dropping cache entry {key} of {name}: {reason}; it will be recomputed"
+        );
+        if self.is_read_only() {
+            return;
+        }
+        match self.inner.index.write(|tx| index::delete_entry_if(tx, key, hash)) {
+            Ok(Some(removed)) => self.remove_blobs(&[removed]),
+            Ok(None) => {}
+            Err(e) => self.warn_once("drop", &e),
+        }
+    }
+
+    fn record_hit(&self, key: &Key) {
+        if self.is_read_only() {
+            return;
+        }
+        let now = self.now_ms();
+        let due = {
+            let mut pending = self.inner.pending.lock().expect("pending lock");
+            let slot = pending.hits.entry(*key).or_insert((0, now));
+            slot.0 += 1;
+            slot.1 = slot.1.max(now);
+            pending.hits.len() >= PENDING_LIMIT || pending.since.elapsed() >= FLUSH_INTERVAL
+        };
+        if due {
+            self.flush_quietly();
+        }
+    }
+
+    /// Writes batched hit counts and last-use times to the index. Done by itself from time to
+    /// time and when the last handle is dropped; call it before reading statistics that must
+    /// include this process's latest hits.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.flush()
+    }
+
+    fn flush_quietly(&self) {
+        if let Err(e) = self.flush() {
+            tracing::debug!("memo-cache: could not record hit statistics: {e}");
+        }
+    }
+
+    // ---- Writing ------------------------------------------------------------------------------
+
+    /// Stores `value` as the result of `func` for `args`, with the function's TTL.
+    pub fn put<A, T>(&self, func: &Function, args: &A, value: &T) -> Result<()>
+    where
+        A: Serialize + ?Sized,
+        T: Serialize + Any,
+    {
+        self.put_with_ttl(func, args, value, func.ttl())
+    }
+
+    /// Stores `value` as the result of `func` for `args`, expiring after `ttl` if given.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use memo_cache::{Cache, Function, ManualClock};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new(1_000_000);
+    /// let cache = Cache::builder(dir.path()).clock(clock.clone()).open().unwrap();
+    /// let f = Function::new("docs::quote", "v1", "f64");
+    /// cache.put_with_ttl(&f, &("ACME",), &12.5, Some(Duration::from_secs(60))).unwrap();
+    /// assert_eq!(cache.get::<_, f64>(&f, &("ACME",)).unwrap(), Some(12.5));
+    /// clock.advance(Duration::from_secs(61));
+    /// assert_eq!(cache.get::<_, f64>(&f, &("ACME",)).unwrap(), None);
+    /// ```
+    pub fn put_with_ttl<A, T>(&self, func: &Function, args: &A, value: &T, ttl: Option<Duration>) -> Result<()>
+    where
+        A: Serialize + ?Sized,
+        T: Serialize + Any,
+    {
+        let key = func.key(args)?;
+        self.put_key(func, &key, value, ttl)
+    }
+
+    /// Like [`Cache::put_with_ttl`], by key.
+    pub fn put_key<T: Serialize + Any>(&self, func: &Function, key: &Key, value: &T, ttl: Option<Duration>) -> Result<()> {
+        let bytes = codec::encode(value)
+            .map_err(|message| Error::EncodeValue { function: func.name().to_owned(), message })?;
+        self.put_bytes(func, key, &bytes, ttl)
+    }
+
+    fn put_bytes(&self, func: &Function, key: &Key, bytes: &[u8], ttl: Option<Duration>) -> Result<()> {
+        if let Some(limit) = self.inner.size_limit
+            && bytes.len() as u64 > limit
+        {
+            tracing::debug!("memo-cache: not storing a {} byte value of {}: larger than the size limit", bytes.len(), func.name());
+            return Ok(());
+        }
+        let hash = Digest::of(bytes);
+        let now = self.now_ms();
+        let in_blob = bytes.len() > self.inner.inline_threshold;
+        let blob_path = self.inner.layout.blob_path(key, &hash);
+        if in_blob {
+            blobs::write(&self.inner.layout, &blob_path, bytes)?;
+        }
+        if self.inner.size_limit.is_some() {
+            self.flush_quietly();
+        }
+        let entry = NewEntry {
+            key,
+            function_id: 0,
+            size: bytes.len() as u64,
+            hash: &hash,
+            inline: (!in_blob).then_some(bytes),
+            now,
+            expires: ttl.map(|ttl| now.saturating_add(duration_ms(ttl))),
+        };
+        let written = self.inner.index.write(|tx| {
+            let function_id = index::ensure_function(tx, func)?;
+            let replaced = index::insert_entry(tx, &NewEntry { function_id, ..entry })?;
+            let evicted = match self.inner.size_limit {
+                Some(limit) => crate::evict::to_size_limit(tx, limit, key, now)?,
+                None => Vec::new(),
+            };
+            Ok((replaced, evicted))
+        });
+        match written {
+            Ok((replaced, evicted)) => {
+                // The same value stored again lands at the same path: keep that file.
+                let replaced = replaced.filter(|old| !(old.in_blob && old.hash == hash && in_blob));
+                self.remove_blobs(replaced.as_slice());
+                self.remove_blobs(&evicted);
+                Ok(())
+            }
+            Err(e) => {
+                if in_blob && !self.row_still_holds(key, &hash).unwrap_or(true) {
+                    let _ = blobs::remove(&blob_path);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    pub(crate) fn remove_blobs(&self, removed: &[Removed]) {
+        for r in removed.iter().filter(|r| r.in_blob) {
+            let path = self.inner.layout.blob_path(&r.key, &r.hash);
+            if let Err(e) = blobs::remove(&path) {
+                tracing::debug!("memo-cache: {e}");
+            }
+        }
+    }
+
+    // ---- Computing ----------------------------------------------------------------------------
+
+    /// The cached result of `func` for `args`, or `compute()`'s, which is then stored.
+    ///
+    /// When several processes or threads miss on the same key at once, one computes and the
+    /// others wait for its result. Cache failures never change the result: they are logged with
+    /// `tracing::warn!` (once per kind of failure per handle) and the value is computed.
+    pub fn get_or_compute<A, T, F>(&self, func: &Function, args: &A, compute: F) -> T
+    where
+        A: Serialize + ?Sized,
+        T: Serialize + DeserializeOwned + Any,
+        F: FnOnce() -> T,
+    {
+        match self.get_or_try_compute(func, args, || Ok::<T, Infallible>(compute())) {
+            Ok(value) => value,
+            Err(never) => match never {},
+        }
+    }
+
+    /// Like [`Cache::get_or_compute`] for a computation that can fail: only `Ok` is stored, an
+    /// `Err` is returned as it is and the next call computes again.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use memo_cache::{Cache, Function};
+    /// let cache = Cache::open(dir.path()).unwrap();
+    /// let parse = Function::new("docs::parse", "v1", "i64");
+    /// let r: Result<i64, String> = cache.get_or_try_compute(&parse, &("x",), || Err("not a number".into()));
+    /// assert!(r.is_err());
+    /// let r: Result<i64, String> = cache.get_or_try_compute(&parse, &("42",), || Ok(42));
+    /// assert_eq!(r, Ok(42));
+    /// assert!(cache.contains(&parse, &("42",)).unwrap());
+    /// assert!(!cache.contains(&parse, &("x",)).unwrap());
+    /// ```
+    pub fn get_or_try_compute<A, T, E, F>(&self, func: &Function, args: &A, compute: F) -> Result<T, E>
+    where
+        A: Serialize + ?Sized,
+        T: Serialize + DeserializeOwned + Any,
+        F: FnOnce() -> Result<T, E>,
+    {
+        let key = match func.key(args) {
+            Ok(key) => key,
+            Err(e) => {
+                self.warn_once("key", &e);
+                return compute();
+            }
+        };
+        if let Some(value) = self.get_quietly(func, &key) {
+            return Ok(value);
+        }
+        let (lock, value) = self.lock_or_wait(func, &key);
+        if let Some(value) = value {
+            return Ok(value);
+        }
+        let result = compute();
+        if let Ok(value) = &result {
+            self.put_quietly(func, &key, value);
+        }
+        drop(lock);
+        result
+    }
+
+    /// Takes the compute lock of `key`, or waits for whoever holds it and returns the value it
+    /// stored. Without a lock (read-only cache, lock directory unusable) the caller computes.
+    pub(crate) fn lock_or_wait<T>(&self, func: &Function, key: &Key) -> (Option<ComputeLock>, Option<T>)
+    where
+        T: DeserializeOwned + Any,
+    {
+        if self.is_read_only() {
+            return (None, None);
+        }
+        let path = self.inner.layout.lock_path(key);
+        let lock = match ComputeLock::try_acquire(&path) {
+            Ok(Some(lock)) => lock,
+            Ok(None) => {
+                tracing::debug!("memo-cache: waiting for another process computing {} ({key})", func.name());
+                match ComputeLock::acquire(&path) {
+                    Ok(lock) => lock,
+                    Err(e) => {
+                        self.warn_once("lock", &Error::io("locking", &path, e));
+                        return (None, None);
+                    }
+                }
+            }
+            Err(e) => {
+                self.warn_once("lock", &Error::io("locking", &path, e));
+                return (None, None);
+            }
+        };
+        // Whoever held the lock, or finished just before we looked, may have stored it.
+        let value = self.get_quietly(func, key);
+        (Some(lock), value)
+    }
+
+    /// A lookup whose failure is logged and counted as a miss.
+    pub(crate) fn get_quietly<T: DeserializeOwned + Any>(&self, func: &Function, key: &Key) -> Option<T> {
+        self.get_key(func.name(), key).unwrap_or_else(|e| {
+            self.warn_once("read", &e);
+            None
+        })
+    }
+
+    /// A store whose failure is logged and otherwise ignored.
+    pub(crate) fn put_quietly<T: Serialize + Any>(&self, func: &Function, key: &Key, value: &T) {
+        if self.is_read_only() {
+            return;
+        }
+        if let Err(e) = self.put_key(func, key, value, func.ttl()) {
+            self.warn_once("write", &e);
+        }
+    }
+
+    /// Logs `error` with `tracing::warn!` the first time a failure of this kind happens on this
+    /// handle, and at debug level after that, so a full disk does not flood the log.
+    pub(crate) fn warn_once(&self, kind: &'static str, error: &Error) {
+        let first = self.inner.warned.lock().expect("warned lock").insert(kind);
+        if first {
+            tracing::warn!("memo-cache: {error}; continuing without the cache for this call");
+        } else {
+            tracing::debug!("memo-cache: {error}");
+        }
+    }
+
+    // ---- Removing -----------------------------------------------------------------------------
+
+    /// Removes the entry of `func` for `args`; true if there was one.
+    pub fn remove<A: Serialize + ?Sized>(&self, func: &Function, args: &A) -> Result<bool> {
+        self.remove_key(&func.key(args)?)
+    }
+
+    /// Removes the entry with `key`; true if there was one.
+    pub fn remove_key(&self, key: &Key) -> Result<bool> {
+        let removed = self.inner.index.write(|tx| index::delete_entry(tx, key))?;
+        self.remove_blobs(removed.as_slice());
+        Ok(removed.is_some())
+    }
+
+    /// Removes every entry of the function named `name` (all its versions).
+    pub fn clear_function(&self, name: &str) -> Result<crate::Removal> {
+        crate::evict::prune(self, &crate::Prune::all().function(name))
+    }
+
+    /// Removes every entry, and sweeps orphan and temp files.
+    pub fn clear(&self) -> Result<crate::Removal> {
+        crate::evict::prune(self, &crate::Prune::all())
+    }
+}
+
+struct Checked {
+    bytes: Vec<u8>,
+    hash: Digest,
+}
+
+impl Inner {
+    fn flush(&self) -> Result<()> {
+        let updates: Vec<(Key, u64, i64)> = {
+            let mut pending = self.pending.lock().expect("pending lock");
+            pending.since = Instant::now();
+            pending.hits.drain().map(|(k, (hits, at))| (k, hits, at)).collect()
+        };
+        if updates.is_empty() || self.index.access() == Access::ReadOnly {
+            return Ok(());
+        }
+        self.index.write(|tx| index::touch(tx, &updates))
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Err(e) = self.flush() {
+            tracing::debug!("memo-cache: could not record hit statistics: {e}");
+        }
+    }
+}
+
+/// A Unix-millisecond time as a `SystemTime`.
+pub(crate) fn ms_to_time(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}

@@ -1,0 +1,171 @@
+//! Stored values: how a result becomes bytes on disk and back.
+//!
+//! A stored value is a payload followed by one format byte:
+//!
+//! | format | payload |
+//! |--------|---------|
+//! | `0x01` | MessagePack (rmp-serde): structs as maps with field names, byte sequences as bin |
+//! | `0x02` | a `Vec<u8>`, raw |
+//! | `0x10`..`0x15` | a `Vec` of `f64`, `f32`, `i64`, `u64`, `i32`, `u32`, little-endian |
+//!
+//! Structs are stored with their field names so that a reordered or renamed field makes an old
+//! entry fail to decode (a miss) instead of decoding into the wrong fields.
+//!
+//! # Performance
+//!
+//! serde hands a `Vec<f64>` over one element at a time, and MessagePack spends a marker byte and a
+//! call on each; a million of them took milliseconds to decode. Plain vectors of numbers and bytes
+//! are therefore recognised by type and copied as raw little-endian arrays. The format byte comes
+//! last so that a `Vec<u8>` read from disk becomes the result by dropping one byte, without a copy.
+
+use std::any::{Any, TypeId};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Payload is MessagePack.
+pub const FORMAT_MSGPACK: u8 = 0x01;
+/// Payload is a raw byte vector.
+pub const FORMAT_BYTES: u8 = 0x02;
+/// Payload is little-endian `f64`s.
+pub const FORMAT_F64: u8 = 0x10;
+/// Payload is little-endian `f32`s.
+pub const FORMAT_F32: u8 = 0x11;
+/// Payload is little-endian `i64`s.
+pub const FORMAT_I64: u8 = 0x12;
+/// Payload is little-endian `u64`s.
+pub const FORMAT_U64: u8 = 0x13;
+/// Payload is little-endian `i32`s.
+pub const FORMAT_I32: u8 = 0x14;
+/// Payload is little-endian `u32`s.
+pub const FORMAT_U32: u8 = 0x15;
+
+/// Encodes `value` for storage.
+pub fn encode<T: Serialize + Any>(value: &T) -> Result<Vec<u8>, String> {
+    let any = value as &dyn Any;
+    if let Some(bytes) = any.downcast_ref::<Vec<u8>>() {
+        let mut out = Vec::with_capacity(bytes.len() + 1);
+        out.extend_from_slice(bytes);
+        out.push(FORMAT_BYTES);
+        return Ok(out);
+    }
+    macro_rules! numeric {
+        ($($t:ty => $format:expr),*) => {$(
+            if let Some(items) = any.downcast_ref::<Vec<$t>>() {
+                let mut out = Vec::with_capacity(items.len() * size_of::<$t>() + 1);
+                for item in items {
+                    out.extend_from_slice(&item.to_le_bytes());
+                }
+                out.push($format);
+                return Ok(out);
+            }
+        )*};
+    }
+    numeric!(f64 => FORMAT_F64, f32 => FORMAT_F32, i64 => FORMAT_I64, u64 => FORMAT_U64,
+             i32 => FORMAT_I32, u32 => FORMAT_U32);
+    let mut out = Vec::new();
+    let mut serializer = rmp_serde::Serializer::new(&mut out)
+        .with_struct_map()
+        .with_bytes(rmp_serde::config::BytesMode::ForceIterables);
+    value.serialize(&mut serializer).map_err(|e| e.to_string())?;
+    out.push(FORMAT_MSGPACK);
+    Ok(out)
+}
+
+/// Decodes stored bytes into a `T`; consumes the buffer so a byte vector is returned in place.
+pub fn decode<T: DeserializeOwned + Any>(mut stored: Vec<u8>) -> Result<T, String> {
+    let format = stored.pop().ok_or("the stored value is empty")?;
+    let wanted = TypeId::of::<T>();
+    if format == FORMAT_BYTES {
+        if wanted != TypeId::of::<Vec<u8>>() {
+            return Err("stored as bytes, requested as another type".into());
+        }
+        return Ok(cast(stored));
+    }
+    macro_rules! numeric {
+        ($($t:ty => $format:expr),*) => {$(
+            if format == $format {
+                if wanted != TypeId::of::<Vec<$t>>() {
+                    return Err(format!("stored as Vec<{}>, requested as another type", stringify!($t)));
+                }
+                if stored.len() % size_of::<$t>() != 0 {
+                    return Err("truncated numeric array".into());
+                }
+                let items: Vec<$t> = stored
+                    .chunks_exact(size_of::<$t>())
+                    .map(|c| <$t>::from_le_bytes(c.try_into().expect("chunk size")))
+                    .collect();
+                return Ok(cast(items));
+            }
+        )*};
+    }
+    numeric!(f64 => FORMAT_F64, f32 => FORMAT_F32, i64 => FORMAT_I64, u64 => FORMAT_U64,
+             i32 => FORMAT_I32, u32 => FORMAT_U32);
+    if format != FORMAT_MSGPACK {
+        return Err(format!("unknown value format 0x{format:02x}"));
+    }
+    rmp_serde::from_slice(&stored).map_err(|e| e.to_string())
+}
+
+/// Moves a value whose type has been checked to be `T` into a `T`.
+fn cast<T: Any, U: Any>(value: U) -> T {
+    *(Box::new(value) as Box<dyn Any>).downcast::<T>().expect("type checked by the caller")
+}
+
+/// The format byte of stored bytes, and the payload before it.
+pub fn split(stored: &[u8]) -> Option<(u8, &[u8])> {
+    let (format, payload) = stored.split_last()?;
+    Some((*format, payload))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[test]
+    fn fast_paths_round_trip() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        assert_eq!(decode::<Vec<u8>>(encode(&bytes).unwrap()).unwrap(), bytes);
+        let floats: Vec<f64> = (0..1000).map(|i| i as f64 * 0.5 - 3.0).collect();
+        assert_eq!(decode::<Vec<f64>>(encode(&floats).unwrap()).unwrap(), floats);
+        let ints: Vec<i32> = vec![-1, 0, i32::MAX];
+        assert_eq!(decode::<Vec<i32>>(encode(&ints).unwrap()).unwrap(), ints);
+    }
+
+    #[test]
+    fn structs_round_trip_with_field_names() {
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct S {
+            a: f64,
+            b: Vec<u8>,
+            c: Option<String>,
+        }
+        let s = S { a: 1.5, b: vec![1, 2, 3], c: Some("x".into()) };
+        let stored = encode(&s).unwrap();
+        assert_eq!(decode::<S>(stored).unwrap(), s);
+
+        #[derive(Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Renamed {
+            z: f64,
+        }
+        assert!(decode::<Renamed>(encode(&s).unwrap()).is_err());
+    }
+
+    #[test]
+    fn a_byte_vector_is_stored_as_bin_inside_structs() {
+        let stored = encode(&(vec![7u8; 300],)).unwrap();
+        // fixarray(1), bin16 marker, length 300, then the bytes.
+        assert_eq!(&stored[..4], &[0x91, 0xc5, 0x01, 0x2c]);
+    }
+
+    #[test]
+    fn mismatched_formats_are_errors_not_garbage() {
+        let stored = encode(&vec![1.0f64, 2.0]).unwrap();
+        assert!(decode::<Vec<u64>>(stored.clone()).is_err());
+        assert!(decode::<String>(stored).is_err());
+        assert!(decode::<u8>(Vec::new()).is_err());
+        assert!(decode::<u8>(vec![0xff]).is_err());
+    }
+}

@@ -1,0 +1,130 @@
+//! The library's one error type.
+//!
+//! Every variant that concerns a file names it, so a message printed to a user says what happened
+//! and to which path. Inside `#[disk_cache]` these errors never reach the caller: they are logged
+//! and the function runs. The explicit [`Cache`](crate::Cache) API returns them.
+
+use std::path::PathBuf;
+
+/// A `Result` whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong inside memo-cache.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file system operation on `path` failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done, e.g. "creating cache directory".
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The SQLite index at `path` reported an error.
+    #[error("cache index {path}: {source}")]
+    Index {
+        /// The index file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    /// The index file exists but is not an SQLite database; nothing was changed.
+    #[error(
+        "{path} is not a memo-cache index (not an SQLite database); \
+         move it away or point memo-cache at another directory. Nothing was deleted"
+    )]
+    NotAnIndex {
+        /// The offending file.
+        path: PathBuf,
+    },
+
+    /// The index was written by a newer memo-cache whose schema this version cannot read.
+    #[error(
+        "cache index {path} has schema version {found}, but this memo-cache understands \
+         versions up to {supported}; upgrade memo-cache or use another cache directory"
+    )]
+    NewerSchema {
+        /// The index file.
+        path: PathBuf,
+        /// The schema version found in the file.
+        found: i64,
+        /// The newest schema version this build understands.
+        supported: i64,
+    },
+
+    /// A directory that was expected to be a cache is not one.
+    #[error("{path} is not a memo-cache directory (no index.sqlite3 in it)")]
+    NotACache {
+        /// The directory.
+        path: PathBuf,
+    },
+
+    /// The arguments of a call could not be encoded into a key.
+    #[error("cannot encode the arguments of {function} into a cache key: {message}")]
+    EncodeKey {
+        /// The function's stable name.
+        function: String,
+        /// What serde reported.
+        message: String,
+    },
+
+    /// A value could not be encoded for storage.
+    #[error("cannot encode a value of {function} for storage: {message}")]
+    EncodeValue {
+        /// The function's stable name.
+        function: String,
+        /// What the encoder reported.
+        message: String,
+    },
+
+    /// No cache entry matches the given key or key prefix.
+    #[error("no cache entry matches key {0}")]
+    NoSuchKey(String),
+
+    /// A key prefix matches more than one entry.
+    #[error("key prefix {prefix} is ambiguous: it matches {count} entries; give more digits")]
+    AmbiguousKey {
+        /// The prefix given.
+        prefix: String,
+        /// How many entries start with it (at least 2).
+        count: usize,
+    },
+
+    /// A key given as text is not hexadecimal.
+    #[error("{0:?} is not a cache key: expected hexadecimal digits")]
+    BadKey(String),
+
+    /// The default cache directory could not be determined.
+    #[error(
+        "cannot determine a cache directory: set MEMO_CACHE_DIR or pass a directory explicitly"
+    )]
+    NoDefaultDir,
+}
+
+impl Error {
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { action, path: path.into(), source }
+    }
+
+    /// True when the error means the disk or a quota is full.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            Error::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded | std::io::ErrorKind::FileTooLarge
+            ),
+            Error::Index { source, .. } => matches!(
+                source.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DiskFull)
+            ),
+            _ => false,
+        }
+    }
+}

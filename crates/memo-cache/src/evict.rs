@@ -1,0 +1,473 @@
+//! What to remove, and when: pruning by size, count, age, expiry, function and staleness,
+//! eviction under a size limit, and sweeping files the index no longer knows.
+//!
+//! Order of removal, everywhere: entries of stale function versions first, then expired ones,
+//! then the least recently used, ties broken by key so the order is the same in every run.
+//!
+//! Rows are deleted in one transaction (`DELETE ... RETURNING`), committed, and only then are
+//! their blob files removed: a crash in between leaves orphan files, which the next prune or
+//! `verify --fix` sweeps, never a row without its bytes.
+
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use rusqlite::{Transaction, params};
+
+use crate::blobs;
+use crate::cache::Cache;
+use crate::clock::duration_ms;
+use crate::error::{Error, Result};
+use crate::index::{self, Removed};
+use crate::key::{Digest, Key, hex_value};
+use crate::lock::ComputeLock;
+
+/// Files in `tmp/`, `locks/` and `blobs/` younger than this are left alone by sweeps: they may
+/// belong to a write in progress in another process.
+pub const DEFAULT_FILE_GRACE: Duration = Duration::from_secs(60);
+
+/// What a prune removes. Criteria add up: an entry goes if any selects it, and then the least
+/// recently used go until the size and count limits hold. [`Prune::function`] narrows all of them.
+///
+/// ```
+/// use memo_cache::{Cache, Function, Prune};
+/// # let dir = tempfile::tempdir().unwrap();
+/// let cache = Cache::open(dir.path()).unwrap();
+/// let f = Function::new("docs::f", "v1", "Vec<u8>");
+/// for i in 0..10u32 {
+///     cache.put(&f, &(i,), &vec![0u8; 1000]).unwrap();
+/// }
+/// let removed = cache.prune(&Prune::new().max_entries(4)).unwrap();
+/// assert_eq!(removed.entries, 6);
+/// assert_eq!(cache.stats().unwrap().entries, 4);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Prune {
+    pub(crate) all: bool,
+    pub(crate) max_size: Option<u64>,
+    pub(crate) max_entries: Option<u64>,
+    pub(crate) older_than: Option<Duration>,
+    pub(crate) expired: bool,
+    pub(crate) stale: bool,
+    pub(crate) function: Option<String>,
+    pub(crate) dry_run: bool,
+    pub(crate) file_grace: Duration,
+}
+
+impl Default for Prune {
+    fn default() -> Self {
+        Prune::new()
+    }
+}
+
+impl Prune {
+    /// Removes no entries by itself; sweeps orphan, temp and lock files.
+    pub fn new() -> Self {
+        Prune {
+            all: false,
+            max_size: None,
+            max_entries: None,
+            older_than: None,
+            expired: false,
+            stale: false,
+            function: None,
+            dry_run: false,
+            file_grace: DEFAULT_FILE_GRACE,
+        }
+    }
+
+    /// Every entry.
+    pub fn all() -> Self {
+        Prune { all: true, ..Prune::new() }
+    }
+
+    /// Least recently used entries until at most `bytes` stored bytes remain.
+    pub fn max_size(mut self, bytes: u64) -> Self {
+        self.max_size = Some(bytes);
+        self
+    }
+
+    /// Least recently used entries until at most `n` remain.
+    pub fn max_entries(mut self, n: u64) -> Self {
+        self.max_entries = Some(n);
+        self
+    }
+
+    /// Entries not used for longer than `age`.
+    pub fn older_than(mut self, age: Duration) -> Self {
+        self.older_than = Some(age);
+        self
+    }
+
+    /// Expired entries.
+    pub fn expired(mut self) -> Self {
+        self.expired = true;
+        self
+    }
+
+    /// Entries of function versions that are no longer current.
+    pub fn stale(mut self) -> Self {
+        self.stale = true;
+        self
+    }
+
+    /// Only entries of the function named `name` (limits then apply to its entries alone).
+    pub fn function(mut self, name: impl Into<String>) -> Self {
+        self.function = Some(name.into());
+        self
+    }
+
+    /// Report what would be removed, remove nothing.
+    pub fn dry_run(mut self) -> Self {
+        self.dry_run = true;
+        self
+    }
+
+    /// How old an unknown file must be before it is swept (default one minute).
+    pub fn file_grace(mut self, grace: Duration) -> Self {
+        self.file_grace = grace;
+        self
+    }
+}
+
+/// What a prune, clear or eviction removed (or, in a dry run, would remove).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Removal {
+    /// Entries removed.
+    pub entries: u64,
+    /// Their stored bytes.
+    pub bytes: u64,
+    /// Orphan blob files, old temp files and abandoned lock files removed.
+    pub files: u64,
+    /// Bytes of those files.
+    pub file_bytes: u64,
+    /// Nothing was removed: this is what would have been.
+    pub dry_run: bool,
+}
+
+impl fmt::Display for Removal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verb = if self.dry_run { "Would remove" } else { "Removed" };
+        write!(f, "{verb} {} {} ({})", self.entries, plural(self.entries, "entry", "entries"), human_bytes(self.bytes))?;
+        if self.files > 0 {
+            write!(f, " and {} stray {} ({})", self.files, plural(self.files, "file", "files"), human_bytes(self.file_bytes))?;
+        }
+        Ok(())
+    }
+}
+
+fn plural(n: u64, one: &'static str, many: &'static str) -> &'static str {
+    if n == 1 { one } else { many }
+}
+
+/// Bytes in binary units with one decimal: `1.4 MiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}
+
+impl Cache {
+    /// Removes what `prune` selects; see [`Prune`].
+    pub fn prune(&self, prune: &Prune) -> Result<Removal> {
+        prune_entries(self, prune)
+    }
+}
+
+pub(crate) fn prune(cache: &Cache, prune: &Prune) -> Result<Removal> {
+    prune_entries(cache, prune)
+}
+
+fn prune_entries(cache: &Cache, prune: &Prune) -> Result<Removal> {
+    cache.flush()?;
+    let now = cache.now_ms();
+    let scope = prune.function.as_deref();
+    let select = |tx: &Transaction| -> rusqlite::Result<Vec<Removed>> {
+        let mut gone: Vec<Removed> = Vec::new();
+        let mut run = |condition: &str, extra: Option<i64>| -> rusqlite::Result<()> {
+            let (sql, name) = scoped(condition, scope);
+            let mut args: Vec<&dyn rusqlite::ToSql> = Vec::new();
+            if let Some(n) = &name {
+                args.push(n);
+            }
+            if let Some(x) = &extra {
+                args.push(x);
+            }
+            let rows = if prune.dry_run {
+                index::select_where(tx, &sql, &args)?
+            } else {
+                index::delete_where(tx, &sql, &args)?
+            };
+            gone.extend(rows);
+            Ok(())
+        };
+        if prune.all {
+            run("1", None)?;
+        }
+        if prune.expired {
+            run("e.expires IS NOT NULL AND e.expires <= ?", Some(now))?;
+        }
+        if prune.stale {
+            run("f.current = 0", None)?;
+        }
+        if let Some(age) = prune.older_than {
+            run("e.last_used < ?", Some(now.saturating_sub(duration_ms(age))))?;
+        }
+        if prune.max_size.is_some() || prune.max_entries.is_some() {
+            let already: std::collections::HashSet<Key> = gone.iter().map(|r| r.key).collect();
+            let over = over_limits(tx, scope, prune.max_size, prune.max_entries, now, &already)?;
+            for key in over {
+                let removed = if prune.dry_run {
+                    tx.prepare_cached("SELECT key, hash, size, value IS NULL FROM entries WHERE key = ?1")?
+                        .query_row([&key.0[..]], |r| {
+                            Ok(Removed {
+                                key,
+                                hash: Digest::from_slice(&r.get::<_, Vec<u8>>(1)?).unwrap_or(Digest([0; 32])),
+                                size: r.get::<_, i64>(2)? as u64,
+                                in_blob: r.get(3)?,
+                            })
+                        })
+                        .ok()
+                } else {
+                    index::delete_entry(tx, &key)?
+                };
+                gone.extend(removed);
+            }
+        }
+        if !prune.dry_run {
+            index::forget_empty_versions(tx)?;
+        }
+        Ok(gone)
+    };
+    let gone = if prune.dry_run { cache.index().write_rollback(select)? } else { cache.index().write(select)? };
+    if !prune.dry_run {
+        cache.remove_blobs(&gone);
+    }
+    let mut removal = Removal {
+        entries: gone.len() as u64,
+        bytes: gone.iter().map(|r| r.size).sum(),
+        dry_run: prune.dry_run,
+        ..Removal::default()
+    };
+    for stray in stray_files(cache, prune.file_grace)? {
+        removal.files += 1;
+        removal.file_bytes += stray.bytes;
+        if !prune.dry_run {
+            stray.remove()?;
+        }
+    }
+    Ok(removal)
+}
+
+fn scoped(condition: &str, function: Option<&str>) -> (String, Option<String>) {
+    match function {
+        Some(name) => (format!("f.name = ? AND ({condition})"), Some(name.to_owned())),
+        None => (condition.to_owned(), None),
+    }
+}
+
+/// Keys to remove, in eviction order, until the (scoped) totals are within the limits.
+fn over_limits(
+    tx: &Transaction,
+    scope: Option<&str>,
+    max_size: Option<u64>,
+    max_entries: Option<u64>,
+    now: i64,
+    already: &std::collections::HashSet<Key>,
+) -> rusqlite::Result<Vec<Key>> {
+    let (mut entries, mut bytes): (u64, u64) = tx.query_row(
+        "SELECT coalesce(sum(entries), 0), coalesce(sum(bytes), 0) FROM functions WHERE ?1 IS NULL OR name = ?1",
+        [scope],
+        |r| Ok((r.get::<_, i64>(0)?.max(0) as u64, r.get::<_, i64>(1)?.max(0) as u64)),
+    )?;
+    let within = |entries: u64, bytes: u64| {
+        max_size.is_none_or(|limit| bytes <= limit) && max_entries.is_none_or(|limit| entries <= limit)
+    };
+    let mut out = Vec::new();
+    if within(entries, bytes) {
+        return Ok(out);
+    }
+    let mut stmt = tx.prepare(
+        "SELECT e.key, e.size FROM entries e JOIN functions f ON f.id = e.function_id
+         WHERE ?1 IS NULL OR f.name = ?1
+         ORDER BY f.current ASC, (e.expires IS NOT NULL AND e.expires <= ?2) DESC, e.last_used ASC, e.key ASC",
+    )?;
+    let mut rows = stmt.query(params![scope, now])?;
+    while let Some(row) = rows.next()? {
+        let key = Digest::from_slice(&row.get::<_, Vec<u8>>(0)?).unwrap_or(Digest([0; 32]));
+        let size = row.get::<_, i64>(1)?.max(0) as u64;
+        if already.contains(&key) {
+            // Already removed by another criterion in this transaction (dry runs still see it).
+            continue;
+        }
+        out.push(key);
+        entries = entries.saturating_sub(1);
+        bytes = bytes.saturating_sub(size);
+        if within(entries, bytes) {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Eviction after a store: stale, then expired, then least recently used entries go until the
+/// stored bytes are within `limit`. The entry just stored (`keep`) stays.
+pub(crate) fn to_size_limit(tx: &Transaction, limit: u64, keep: &Key, now: i64) -> rusqlite::Result<Vec<Removed>> {
+    let (_, bytes) = index::totals(tx)?;
+    if bytes <= limit {
+        return Ok(Vec::new());
+    }
+    let mut excess = bytes - limit;
+    let mut removed = Vec::new();
+    // Stale and expired first: usually few, found through their indexes.
+    let mut candidates: Vec<Key> = Vec::new();
+    {
+        let mut stmt = tx.prepare_cached(
+            "SELECT e.key FROM entries e JOIN functions f ON f.id = e.function_id WHERE f.current = 0
+             ORDER BY e.last_used, e.key",
+        )?;
+        let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+        for k in rows {
+            candidates.extend(Digest::from_slice(&k?));
+        }
+    }
+    {
+        let mut stmt = tx.prepare_cached(
+            "SELECT key FROM entries WHERE expires IS NOT NULL AND expires <= ?1 ORDER BY last_used, key",
+        )?;
+        let rows = stmt.query_map([now], |r| r.get::<_, Vec<u8>>(0))?;
+        for k in rows {
+            candidates.extend(Digest::from_slice(&k?));
+        }
+    }
+    for key in candidates.iter().filter(|k| *k != keep) {
+        if let Some(r) = index::delete_entry(tx, key)? {
+            excess = excess.saturating_sub(r.size);
+            removed.push(r);
+            if excess == 0 {
+                return Ok(removed);
+            }
+        }
+    }
+    // Then by last use, walking the (last_used, key) index and stopping as soon as enough is freed.
+    let mut lru = Vec::new();
+    {
+        let mut stmt = tx.prepare_cached("SELECT key, size FROM entries ORDER BY last_used, key")?;
+        let mut rows = stmt.query([])?;
+        let mut freed = 0u64;
+        while let Some(row) = rows.next()? {
+            let Some(key) = Digest::from_slice(&row.get::<_, Vec<u8>>(0)?) else { continue };
+            if key == *keep {
+                continue;
+            }
+            freed += row.get::<_, i64>(1)?.max(0) as u64;
+            lru.push(key);
+            if freed >= excess {
+                break;
+            }
+        }
+    }
+    for key in &lru {
+        removed.extend(index::delete_entry(tx, key)?);
+    }
+    Ok(removed)
+}
+
+/// A file in the cache directory that no entry accounts for.
+#[derive(Debug, Clone)]
+pub(crate) struct StrayFile {
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub kind: StrayKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StrayKind {
+    /// A blob whose row is gone (or holds another value).
+    Orphan,
+    /// A temp file left by a write that never finished.
+    Temp,
+    /// A lock file whose holder is gone.
+    Lock,
+}
+
+impl StrayFile {
+    pub fn remove(&self) -> Result<()> {
+        match self.kind {
+            // Only remove a lock file we can lock: its holder is gone. Dropping it unlinks it.
+            StrayKind::Lock => match ComputeLock::try_acquire(&self.path) {
+                Ok(lock) => drop(lock),
+                Err(e) => return Err(Error::io("locking", &self.path, e)),
+            },
+            _ => {
+                blobs::remove(&self.path)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Orphan blobs, old temp files and abandoned lock files older than `grace`.
+pub(crate) fn stray_files(cache: &Cache, grace: Duration) -> Result<Vec<StrayFile>> {
+    let layout = cache.layout();
+    let cutoff = SystemTime::now().checked_sub(grace).unwrap_or(SystemTime::UNIX_EPOCH);
+    let old_enough = |path: &Path| -> Option<u64> {
+        let meta = fs::symlink_metadata(path).ok()?;
+        let modified = meta.modified().ok()?;
+        (modified <= cutoff).then_some(if meta.is_file() { meta.len() } else { 0 })
+    };
+    let mut out = Vec::new();
+    for path in list(&layout.tmp)? {
+        if let Some(bytes) = old_enough(&path) {
+            out.push(StrayFile { path, bytes, kind: StrayKind::Temp });
+        }
+    }
+    for path in list(&layout.locks)? {
+        if old_enough(&path).is_some() && matches!(ComputeLock::try_acquire_probe(&path), Ok(true)) {
+            out.push(StrayFile { path, bytes: 0, kind: StrayKind::Lock });
+        }
+    }
+    for shard in list(&layout.blobs)? {
+        if !fs::symlink_metadata(&shard).is_ok_and(|m| m.is_dir()) {
+            if let Some(bytes) = old_enough(&shard) {
+                out.push(StrayFile { path: shard, bytes, kind: StrayKind::Orphan });
+            }
+            continue;
+        }
+        for path in list(&shard)? {
+            let Some(bytes) = old_enough(&path) else { continue };
+            if !blob_is_referenced(cache, &path)? {
+                out.push(StrayFile { path, bytes, kind: StrayKind::Orphan });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn list(dir: &Path) -> Result<Vec<PathBuf>> {
+    match fs::read_dir(dir) {
+        Ok(entries) => Ok(entries.filter_map(|e| e.ok().map(|e| e.path())).collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(Error::io("listing", dir, e)),
+    }
+}
+
+/// True when `path` is the blob file of a live row: its name is `<key>-<hash prefix>` and the
+/// row with that key holds that hash in a blob.
+fn blob_is_referenced(cache: &Cache, path: &Path) -> Result<bool> {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else { return Ok(false) };
+    let Some((key_hex, _)) = name.split_once('-') else { return Ok(false) };
+    let Ok(key) = crate::key::parse_key(key_hex) else { return Ok(false) };
+    if !key_hex.bytes().all(|b| hex_value(b).is_some()) {
+        return Ok(false);
+    }
+    let row = cache.index().read(|c| index::lookup(c, &key))?;
+    Ok(row.is_some_and(|row| row.value.is_none() && cache.layout().blob_path(&key, &row.hash) == path))
+}

@@ -1,0 +1,424 @@
+//! The SQLite index: one row per entry, one row per function version.
+//!
+//! All SQL lives here; what to evict and when is decided in [`crate::evict`].
+//!
+//! # Locking
+//!
+//! WAL mode lets readers run beside one writer. Every write transaction starts with
+//! `BEGIN IMMEDIATE`, so a writer waits for the write lock up front (under the busy timeout)
+//! instead of failing halfway when a read transaction tries to upgrade. Busy results that slip
+//! through are retried here, with backoff, until [`BUSY_TIMEOUT`] has passed.
+//!
+//! # Compatibility
+//!
+//! `PRAGMA user_version` holds the number of [`MIGRATIONS`] applied. The list is append-only: an
+//! older index is brought forward at open, an index from a newer memo-cache is refused with both
+//! versions named, and nothing is deleted either way.
+//!
+//! # Performance
+//!
+//! Aggregates per function (entries, bytes, last use) are kept by triggers, so `stats` and `ls`
+//! read a handful of rows whatever the size of the cache. Statements are prepared once per
+//! connection (`prepare_cached`), and connections are pooled per handle.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
+
+use crate::error::{Error, Result};
+
+/// How long a writer waits for another process's write lock before giving up.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The schema, one migration per version; append only.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // 1: functions with trigger-kept aggregates, entries with inline or blob values.
+    r#"
+    CREATE TABLE functions (
+        id          INTEGER PRIMARY KEY,
+        identity    BLOB NOT NULL UNIQUE,
+        name        TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        return_type TEXT NOT NULL,
+        current     INTEGER NOT NULL DEFAULT 1,
+        entries     INTEGER NOT NULL DEFAULT 0,
+        bytes       INTEGER NOT NULL DEFAULT 0,
+        blob_bytes  INTEGER NOT NULL DEFAULT 0,
+        last_used   INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX functions_name ON functions(name);
+    CREATE TABLE entries (
+        key         BLOB PRIMARY KEY,
+        function_id INTEGER NOT NULL,
+        size        INTEGER NOT NULL,
+        hash        BLOB NOT NULL,
+        value       BLOB,
+        created     INTEGER NOT NULL,
+        last_used   INTEGER NOT NULL,
+        hits        INTEGER NOT NULL DEFAULT 0,
+        expires     INTEGER
+    );
+    CREATE INDEX entries_last_used ON entries(last_used, key);
+    CREATE INDEX entries_function ON entries(function_id, last_used);
+    CREATE INDEX entries_expires ON entries(expires) WHERE expires IS NOT NULL;
+    CREATE TRIGGER entries_insert AFTER INSERT ON entries BEGIN
+        UPDATE functions SET
+            entries = entries + 1,
+            bytes = bytes + NEW.size,
+            blob_bytes = blob_bytes + (CASE WHEN NEW.value IS NULL THEN NEW.size ELSE 0 END),
+            last_used = max(last_used, NEW.last_used)
+        WHERE id = NEW.function_id;
+    END;
+    CREATE TRIGGER entries_delete AFTER DELETE ON entries BEGIN
+        UPDATE functions SET
+            entries = entries - 1,
+            bytes = bytes - OLD.size,
+            blob_bytes = blob_bytes - (CASE WHEN OLD.value IS NULL THEN OLD.size ELSE 0 END)
+        WHERE id = OLD.function_id;
+    END;
+    CREATE TRIGGER entries_touch AFTER UPDATE OF last_used ON entries BEGIN
+        UPDATE functions SET last_used = max(last_used, NEW.last_used)
+        WHERE id = NEW.function_id;
+    END;
+    "#,
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// How a handle may use the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Read and write; create the file when missing.
+    ReadWrite,
+    /// Read only: the directory or file cannot be written (or the caller asked).
+    ReadOnly,
+}
+
+/// A pool of connections to one index file.
+#[derive(Debug)]
+pub(crate) struct Index {
+    path: PathBuf,
+    access: Access,
+    pool: Mutex<Vec<Connection>>,
+}
+
+impl Index {
+    /// Opens (and, read-write, creates and migrates) the index at `path`.
+    pub fn open(path: &Path, access: Access) -> Result<Index> {
+        let conn = connect(path, access)?;
+        let index = Index { path: path.to_path_buf(), access, pool: Mutex::new(Vec::new()) };
+        index.check_schema(&conn)?;
+        index.pool.lock().expect("pool lock").push(conn);
+        Ok(index)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn access(&self) -> Access {
+        self.access
+    }
+
+    fn err(&self, source: rusqlite::Error) -> Error {
+        index_error(&self.path, source)
+    }
+
+    fn check_schema(&self, conn: &Connection) -> Result<()> {
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        if version > SCHEMA_VERSION {
+            return Err(Error::NewerSchema { path: self.path.clone(), found: version, supported: SCHEMA_VERSION });
+        }
+        if version == SCHEMA_VERSION {
+            return Ok(());
+        }
+        if self.access == Access::ReadOnly {
+            // An older schema in a cache we may not write: read nothing rather than misread.
+            return Err(Error::Index {
+                path: self.path.clone(),
+                source: rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY),
+                    Some(format!("schema version {version} needs migrating to {SCHEMA_VERSION}, but the index is read-only")),
+                ),
+            });
+        }
+        self.migrate(conn)
+    }
+
+    fn migrate(&self, conn: &Connection) -> Result<()> {
+        // Another process may be migrating at the same moment: decide inside the write lock.
+        conn.execute_batch("PRAGMA journal_mode = WAL").map_err(|e| self.err(e))?;
+        retry_busy(|| {
+            let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+            let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if version > SCHEMA_VERSION {
+                return Ok(Some(version));
+            }
+            for migration in &MIGRATIONS[version as usize..] {
+                tx.execute_batch(migration)?;
+            }
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            tx.commit()?;
+            Ok(None)
+        })
+        .map_err(|e| self.err(e))?
+        .map_or(Ok(()), |found| {
+            Err(Error::NewerSchema { path: self.path.clone(), found, supported: SCHEMA_VERSION })
+        })
+    }
+
+    fn take(&self) -> Result<Connection> {
+        if let Some(conn) = self.pool.lock().expect("pool lock").pop() {
+            return Ok(conn);
+        }
+        connect(&self.path, self.access)
+    }
+
+    fn give_back(&self, conn: Connection) {
+        let mut pool = self.pool.lock().expect("pool lock");
+        if pool.len() < 8 {
+            pool.push(conn);
+        }
+    }
+
+    /// Runs `f` with a pooled connection (reads).
+    pub fn read<T>(&self, mut f: impl FnMut(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let conn = self.take()?;
+        let out = retry_busy(|| f(&conn));
+        self.give_back(conn);
+        out.map_err(|e| self.err(e))
+    }
+
+    /// Runs `f` inside a `BEGIN IMMEDIATE` transaction, committed when `f` returns `Ok`;
+    /// retried from the start while the database is busy. `f` may run more than once.
+    pub fn write<T>(&self, mut f: impl FnMut(&Transaction) -> rusqlite::Result<T>) -> Result<T> {
+        self.transaction(|tx| f(tx), true)
+    }
+
+    /// Like [`Index::write`] but rolls back at the end: a dry run.
+    pub fn write_rollback<T>(&self, mut f: impl FnMut(&Transaction) -> rusqlite::Result<T>) -> Result<T> {
+        self.transaction(|tx| f(tx), false)
+    }
+
+    fn transaction<T>(&self, mut f: impl FnMut(&Transaction) -> rusqlite::Result<T>, commit: bool) -> Result<T> {
+        let conn = self.take()?;
+        let out = retry_busy(|| {
+            let tx = Transaction::new_unchecked(&conn, TransactionBehavior::Immediate)?;
+            let value = f(&tx)?;
+            if commit { tx.commit()? } else { tx.rollback()? }
+            Ok(value)
+        });
+        self.give_back(conn);
+        out.map_err(|e| self.err(e))
+    }
+}
+
+pub(crate) fn index_error(path: &Path, source: rusqlite::Error) -> Error {
+    match source.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) => Error::NotAnIndex { path: path.to_path_buf() },
+        _ => Error::Index { path: path.to_path_buf(), source },
+    }
+}
+
+fn connect(path: &Path, access: Access) -> Result<Connection> {
+    let flags = match access {
+        Access::ReadWrite => OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        Access::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY,
+    } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| index_error(path, e))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| index_error(path, e))?;
+    // NORMAL is durable at checkpoints; a commit lost to a power cut is a miss, not a wrong value.
+    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -8192;")
+        .map_err(|e| index_error(path, e))?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
+/// Runs `f` again while SQLite reports the database busy or locked, up to [`BUSY_TIMEOUT`].
+fn retry_busy<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match f() {
+            Err(e) if is_busy(&e) && start.elapsed() < BUSY_TIMEOUT => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(e.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
+}
+
+// ---- Rows -------------------------------------------------------------------------------------
+
+use rusqlite::{OptionalExtension, params};
+
+use crate::key::{Digest, Function, Key};
+
+/// An entry's row as the read path needs it.
+#[derive(Debug)]
+pub(crate) struct Row {
+    pub size: u64,
+    pub hash: Digest,
+    pub value: Option<Vec<u8>>,
+    pub expires: Option<i64>,
+}
+
+/// What was removed with a row: enough to remove its blob file afterwards.
+#[derive(Debug, Clone)]
+pub(crate) struct Removed {
+    pub key: Key,
+    pub hash: Digest,
+    pub size: u64,
+    pub in_blob: bool,
+}
+
+fn digest(bytes: Vec<u8>, col: usize) -> rusqlite::Result<Digest> {
+    Digest::from_slice(&bytes).ok_or(rusqlite::Error::InvalidColumnType(
+        col,
+        "hash".into(),
+        rusqlite::types::Type::Blob,
+    ))
+}
+
+fn removed(r: &rusqlite::Row<'_>) -> rusqlite::Result<Removed> {
+    Ok(Removed {
+        key: digest(r.get(0)?, 0)?,
+        hash: digest(r.get(1)?, 1)?,
+        size: r.get::<_, i64>(2)?.max(0) as u64,
+        in_blob: r.get(3)?,
+    })
+}
+
+pub(crate) fn lookup(conn: &Connection, key: &Key) -> rusqlite::Result<Option<Row>> {
+    conn.prepare_cached("SELECT size, hash, value, expires FROM entries WHERE key = ?1")?
+        .query_row([&key.0[..]], |r| {
+            Ok(Row {
+                size: r.get::<_, i64>(0)?.max(0) as u64,
+                hash: digest(r.get(1)?, 1)?,
+                value: r.get(2)?,
+                expires: r.get(3)?,
+            })
+        })
+        .optional()
+}
+
+/// The row id of `func`, created when new; also makes it its name's current version, so the
+/// entries of older fingerprints become stale.
+pub(crate) fn ensure_function(tx: &Transaction, func: &Function) -> rusqlite::Result<i64> {
+    let identity = func.identity();
+    let found: Option<(i64, bool)> = tx
+        .prepare_cached("SELECT id, current FROM functions WHERE identity = ?1")?
+        .query_row([&identity.0[..]], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let id = match found {
+        Some((id, true)) => return Ok(id),
+        Some((id, false)) => {
+            tx.prepare_cached("UPDATE functions SET current = 1 WHERE id = ?1")?.execute([id])?;
+            id
+        }
+        None => tx
+            .prepare_cached(
+                "INSERT INTO functions (identity, name, fingerprint, return_type) VALUES (?1, ?2, ?3, ?4) RETURNING id",
+            )?
+            .query_row(params![&identity.0[..], func.name(), func.fingerprint(), func.return_type()], |r| r.get(0))?,
+    };
+    tx.prepare_cached("UPDATE functions SET current = 0 WHERE name = ?1 AND id != ?2 AND current = 1")?
+        .execute(params![func.name(), id])?;
+    Ok(id)
+}
+
+/// A new row, replacing any row of the same key (returned so its blob can go).
+#[derive(Debug)]
+pub(crate) struct NewEntry<'a> {
+    pub key: &'a Key,
+    pub function_id: i64,
+    pub size: u64,
+    pub hash: &'a Digest,
+    pub inline: Option<&'a [u8]>,
+    pub now: i64,
+    pub expires: Option<i64>,
+}
+
+pub(crate) fn insert_entry(tx: &Transaction, e: &NewEntry<'_>) -> rusqlite::Result<Option<Removed>> {
+    let old = delete_entry(tx, e.key)?;
+    tx.prepare_cached(
+        "INSERT INTO entries (key, function_id, size, hash, value, created, last_used, expires)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
+    )?
+    .execute(params![&e.key.0[..], e.function_id, e.size as i64, &e.hash.0[..], e.inline, e.now, e.expires])?;
+    Ok(old)
+}
+
+pub(crate) fn delete_entry(tx: &Transaction, key: &Key) -> rusqlite::Result<Option<Removed>> {
+    tx.prepare_cached("DELETE FROM entries WHERE key = ?1 RETURNING key, hash, size, value IS NULL")?
+        .query_row([&key.0[..]], removed)
+        .optional()
+}
+
+/// Deletes the row only if it still holds the value hashing to `hash`: a reader that found a
+/// bad value must not delete a good one stored since.
+pub(crate) fn delete_entry_if(tx: &Transaction, key: &Key, hash: &Digest) -> rusqlite::Result<Option<Removed>> {
+    tx.prepare_cached("DELETE FROM entries WHERE key = ?1 AND hash = ?2 RETURNING key, hash, size, value IS NULL")?
+        .query_row([&key.0[..], &hash.0[..]], removed)
+        .optional()
+}
+
+/// Deletes every row selected by `where_sql` (over `entries e` joined with `functions f`).
+pub(crate) fn delete_where(
+    tx: &Transaction,
+    where_sql: &str,
+    args: &[&dyn rusqlite::ToSql],
+) -> rusqlite::Result<Vec<Removed>> {
+    let sql = format!(
+        "DELETE FROM entries WHERE key IN (SELECT e.key FROM entries e JOIN functions f ON f.id = e.function_id WHERE {where_sql})
+         RETURNING key, hash, size, value IS NULL"
+    );
+    let mut stmt = tx.prepare(&sql)?;
+    let rows = stmt.query_map(args, removed)?;
+    rows.collect()
+}
+
+pub(crate) fn select_where(
+    conn: &Connection,
+    where_sql: &str,
+    args: &[&dyn rusqlite::ToSql],
+) -> rusqlite::Result<Vec<Removed>> {
+    let sql = format!(
+        "SELECT e.key, e.hash, e.size, e.value IS NULL FROM entries e JOIN functions f ON f.id = e.function_id WHERE {where_sql}"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(args, removed)?;
+    rows.collect()
+}
+
+/// Adds hits and moves last-use times forward, in one transaction.
+pub(crate) fn touch(tx: &Transaction, updates: &[(Key, u64, i64)]) -> rusqlite::Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "UPDATE entries SET hits = hits + ?2, last_used = max(last_used, ?3) WHERE key = ?1",
+    )?;
+    for (key, hits, last_used) in updates {
+        stmt.execute(params![&key.0[..], *hits as i64, last_used])?;
+    }
+    Ok(())
+}
+
+/// Total (entries, bytes) over all functions.
+pub(crate) fn totals(conn: &Connection) -> rusqlite::Result<(u64, u64)> {
+    conn.prepare_cached("SELECT coalesce(sum(entries), 0), coalesce(sum(bytes), 0) FROM functions")?
+        .query_row([], |r| Ok((r.get::<_, i64>(0)?.max(0) as u64, r.get::<_, i64>(1)?.max(0) as u64)))
+}
+
+/// Removes function versions that are not current and have no entries left.
+pub(crate) fn forget_empty_versions(tx: &Transaction) -> rusqlite::Result<usize> {
+    tx.execute("DELETE FROM functions WHERE current = 0 AND entries <= 0", [])
+}

@@ -1,0 +1,63 @@
+//! Persistent, process-safe memoization on disk: joblib.Memory for Rust.
+//!
+//! A [`Cache`] is a directory: an SQLite index (WAL mode) with one row per entry, plus blob files
+//! for large values. Results are keyed by blake3 over the function's identity ([`Function`]:
+//! stable name, code fingerprint, return type) and the canonical MessagePack encoding of the
+//! arguments. Many threads and processes can share one directory; when several miss on the same
+//! key at once, one computes and the others wait for its result.
+//!
+//! ```
+//! use memo_cache::{Cache, Function};
+//!
+//! # let dir = tempfile::tempdir().unwrap();
+//! let cache = Cache::open(dir.path())?;
+//! static WORD_COUNT: Function = Function::new("docs::word_count", "v1", "usize");
+//!
+//! let text = "the quick brown fox";
+//! let n = cache.get_or_compute(&WORD_COUNT, &(text,), || text.split_whitespace().count());
+//! assert_eq!(n, 4);
+//! // A second call, in this process or any later one, reads the stored result.
+//! assert_eq!(cache.get::<_, usize>(&WORD_COUNT, &(text,))?, Some(4));
+//! # Ok::<(), memo_cache::Error>(())
+//! ```
+//!
+//! What is never returned: a value whose bytes fail their hash check, whose blob is missing, that
+//! no longer decodes into the requested type, that has expired, or that was stored by another
+//! version of the function. Each is a miss; the bad ones are dropped with a `tracing` warning.
+//!
+//! Most users meet this crate through the `#[disk_cache]` attribute, which builds on the same API.
+
+#![warn(missing_docs)]
+
+mod blobs;
+mod cache;
+mod canonical;
+mod clock;
+pub mod codec;
+mod error;
+mod evict;
+mod index;
+mod info;
+mod key;
+mod layout;
+mod lock;
+mod verify;
+
+pub use cache::{Cache, CacheBuilder, DEFAULT_INLINE_THRESHOLD};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{Error, Result};
+pub use evict::{DEFAULT_FILE_GRACE, Prune, Removal, human_bytes};
+pub use index::SCHEMA_VERSION;
+pub use info::{EntryInfo, FunctionStats, Stats};
+pub use key::{Digest, Function, KEY_FORMAT_VERSION, Key, Unordered, parse_key};
+pub use layout::{BLOBS_DIR, DIR_ENV, INDEX_FILE, LOCKS_DIR, TMP_DIR, default_dir};
+pub use verify::{Problem, ProblemKind, Verify, VerifyReport};
+
+/// The canonical MessagePack encoding that keys are hashed from; see the [`key`] docs.
+///
+/// ```
+/// assert_eq!(memo_cache::canonical_bytes(&(1u8, "a")).unwrap(), vec![0x92, 0x01, 0xa1, b'a']);
+/// ```
+pub fn canonical_bytes<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    canonical::to_vec(value).map_err(|e| Error::EncodeKey { function: "?".into(), message: e.to_string() })
+}
