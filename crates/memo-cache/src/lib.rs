@@ -61,3 +61,7 @@ pub use verify::{Problem, ProblemKind, Verify, VerifyReport};
 pub fn canonical_bytes<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     canonical::to_vec(value).map_err(|e| Error::EncodeKey { function: "?".into(), message: e.to_string() })
 }
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;

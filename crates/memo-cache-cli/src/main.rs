@@ -1,0 +1,3 @@
+//! The `memo-cache` command.
+
+fn main() {}
