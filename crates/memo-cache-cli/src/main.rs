@@ -1,3 +1,83 @@
-//! The `memo-cache` command.
+//! The `memo-cache` command: see what a memo-cache directory holds, and prune, verify or clear it.
+//!
+//! Every command opens the cache without creating it; those that only look open it read-only.
+//! Errors are one line on stderr, `memo-cache: <what happened, to what path, what to do>`.
 
-fn main() {}
+use std::process::ExitCode;
+
+use clap::Parser;
+
+mod cli;
+mod commands;
+mod decode;
+mod output;
+mod values;
+
+use cli::Cli;
+
+/// A command that was refused as asked (no `--yes` without a terminal): a usage error.
+#[derive(Debug)]
+pub struct Refused(pub String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// Exit status of a usage error: a bad option or value, or a refused command.
+const USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    match commands::run(cli) {
+        Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("memo-cache: {e:#}");
+            if e.is::<Refused>() {
+                ExitCode::from(USAGE)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// Help and version go to stdout with status 0; a bad value gets one line naming the value and
+/// the accepted form; other usage errors keep clap's usage hint.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    match e.kind() {
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation => {
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or_default();
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            match e.get(ContextKind::ValidValue) {
+                Some(ContextValue::Strings(valid)) => {
+                    eprintln!("memo-cache: {first}; expected one of: {}", valid.join(", "))
+                }
+                _ => eprintln!("memo-cache: {first}"),
+            }
+            ExitCode::from(USAGE)
+        }
+        _ => {
+            let _ = e.print();
+            ExitCode::from(e.exit_code().clamp(0, 255) as u8)
+        }
+    }
+}
+
+/// `memo-cache ls | head` closes the pipe early: that is not a failure.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

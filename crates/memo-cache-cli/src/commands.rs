@@ -1,0 +1,658 @@
+//! One function per subcommand, on the library's public API.
+
+use std::cmp::Reverse;
+use std::io::{BufRead, IsTerminal, Write};
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use anyhow::{Context, bail};
+use clap::CommandFactory;
+use comfy_table::Cell;
+use memo_cache::{Cache, EntryInfo, Error, FunctionStats, Prune, Removal, Verify, human_bytes};
+use serde_json::{Value, json};
+
+use crate::Refused;
+use crate::cli::{ClearArgs, Cli, Command, LsArgs, PruneArgs, ShowArgs, SortKey, VerifyArgs};
+use crate::decode;
+use crate::output::{Output, print_json, print_table};
+use crate::values::{count, relative, rfc3339};
+
+/// Runs the command `cli` names.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let out = Output::new(cli.json, cli.color);
+    if let Command::Completions { shell } = cli.command {
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "memo-cache",
+            &mut std::io::stdout(),
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let dir = match cli.dir {
+        Some(dir) => dir,
+        None => memo_cache::default_dir()?,
+    };
+    match cli.command {
+        Command::Dir => dir_cmd(&dir, out),
+        Command::Ls(args) => ls(&open(&dir, Access::Look)?, &args, out),
+        Command::Stats => stats(&open(&dir, Access::Look)?, out),
+        Command::Show(args) => {
+            // Reading a value checks its hash; read-only, a bad one is reported but left for
+            // `verify` instead of being dropped.
+            let access = if args.value {
+                Access::LookOnly
+            } else {
+                Access::Look
+            };
+            show(&open(&dir, access)?, &args, out)
+        }
+        Command::Prune(args) => prune(&open(&dir, Access::Change)?, &args, out),
+        Command::Clear(args) => clear(&open(&dir, Access::Change)?, &args, out),
+        Command::Verify(args) => {
+            let access = if args.fix {
+                Access::Change
+            } else {
+                Access::Look
+            };
+            verify(&open(&dir, access)?, &args, out)
+        }
+        Command::Completions { .. } => unreachable!("handled above"),
+    }
+}
+
+/// What a command will do to the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Only read. The connection may write (SQLite then removes its WAL files at close, leaving
+    /// the directory as it was), but nothing here does.
+    Look,
+    /// Only read, through a read-only connection: nothing at all is written, though SQLite may
+    /// leave its `-wal` and `-shm` files behind.
+    LookOnly,
+    /// Remove entries or files.
+    Change,
+}
+
+/// Opens an existing cache; never creates one.
+fn open(dir: &Path, access: Access) -> anyhow::Result<Cache> {
+    let builder = Cache::builder(dir);
+    let builder = match access {
+        Access::LookOnly => builder.read_only(),
+        Access::Look | Access::Change => builder.existing_only(),
+    };
+    let cache = builder.open().map_err(|e| match e {
+        Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound && !dir.exists() => {
+            anyhow::anyhow!(
+                "{} does not exist, so there is no cache there; pass --dir or set MEMO_CACHE_DIR to use another",
+                dir.display()
+            )
+        }
+        other => anyhow::Error::new(other),
+    })?;
+    if access == Access::Change && cache.is_read_only() {
+        bail!(
+            "{} is read-only for this user, so nothing can be removed; nothing was changed",
+            dir.display()
+        );
+    }
+    Ok(cache)
+}
+
+// ---- dir --------------------------------------------------------------------------------------
+
+fn dir_cmd(dir: &Path, out: Output) -> anyhow::Result<ExitCode> {
+    let is_cache = dir.join(memo_cache::INDEX_FILE).is_file();
+    if out.json {
+        print_json(&json!({ "dir": dir, "exists": dir.exists(), "is_cache": is_cache }))?;
+    } else {
+        writeln!(std::io::stdout(), "{}", dir.display())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---- ls ---------------------------------------------------------------------------------------
+
+fn ls(cache: &Cache, args: &LsArgs, out: Output) -> anyhow::Result<ExitCode> {
+    let mut functions = cache.functions().context("listing functions")?;
+    if let Some(name) = &args.func {
+        let known = known_function(&functions, name);
+        functions.retain(|f| &f.name == name);
+        known.with_context(|| format!("in {}", cache.dir().display()))?;
+    }
+    if args.entries {
+        ls_entries(cache, args, out)
+    } else {
+        ls_functions(cache, functions, args.sort, out)
+    }
+}
+
+/// Fails with a suggestion when no function is called `name`.
+fn known_function(functions: &[FunctionStats], name: &str) -> anyhow::Result<()> {
+    if functions.iter().any(|f| f.name == name) {
+        return Ok(());
+    }
+    let suffix = format!("::{name}");
+    let close: Vec<&str> = functions
+        .iter()
+        .map(|f| f.name.as_str())
+        .filter(|n| n.ends_with(&suffix) || n.contains(name))
+        .take(3)
+        .collect();
+    if close.is_empty() {
+        bail!("no function is named {name:?}; `memo-cache ls` lists the full names");
+    }
+    bail!(
+        "no function is named {name:?}; did you mean {}?",
+        close.join(" or ")
+    );
+}
+
+fn ls_functions(
+    cache: &Cache,
+    mut functions: Vec<FunctionStats>,
+    sort: Option<SortKey>,
+    out: Output,
+) -> anyhow::Result<ExitCode> {
+    match sort.unwrap_or(SortKey::Name) {
+        SortKey::Name => functions.sort_by(|a, b| a.name.cmp(&b.name)),
+        SortKey::Size => functions.sort_by_key(|f| Reverse(f.bytes)),
+        SortKey::LastUsed => functions.sort_by_key(|f| Reverse(f.last_used)),
+        SortKey::Entries => functions.sort_by_key(|f| Reverse(f.entries)),
+    }
+    if out.json {
+        let rows: Vec<Value> = functions
+            .iter()
+            .map(|f| {
+                json!({
+                    "function": f.name,
+                    "entries": f.entries,
+                    "bytes": f.bytes,
+                    "last_used": f.last_used.map(rfc3339),
+                    "stale_entries": f.stale_entries,
+                    "stale_bytes": f.stale_bytes,
+                    "fingerprint": f.fingerprint,
+                    "return_type": f.return_type,
+                })
+            })
+            .collect();
+        print_json(&rows)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if functions.is_empty() {
+        writeln!(
+            std::io::stdout(),
+            "No cached functions in {}.",
+            cache.dir().display()
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let now = SystemTime::now();
+    let mut table = out.table(
+        &["FUNCTION", "ENTRIES", "SIZE", "LAST USED", "STALE"],
+        &[1, 2, 4],
+    );
+    for f in &functions {
+        let stale = if f.stale_entries == 0 {
+            Cell::new("0")
+        } else {
+            out.warn_cell(count(f.stale_entries))
+        };
+        table.add_row(vec![
+            Cell::new(&f.name),
+            Cell::new(count(f.entries)),
+            Cell::new(human_bytes(f.bytes)),
+            Cell::new(
+                f.last_used
+                    .map_or_else(|| "never".to_owned(), |t| relative(t, now)),
+            ),
+            stale,
+        ]);
+    }
+    print_table(&table)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ls_entries(cache: &Cache, args: &LsArgs, out: Output) -> anyhow::Result<ExitCode> {
+    let mut entries = Vec::new();
+    cache
+        .for_each_entry(args.func.as_deref(), |e| {
+            entries.push(e);
+            ControlFlow::Continue(())
+        })
+        .context("listing entries")?;
+    match args.sort.unwrap_or(SortKey::Name) {
+        SortKey::Name => entries.sort_by(|a, b| (&a.function, a.key).cmp(&(&b.function, b.key))),
+        SortKey::Size => entries.sort_by_key(|e| (Reverse(e.bytes), e.key)),
+        SortKey::LastUsed => entries.sort_by_key(|e| (Reverse(e.last_used), e.key)),
+        SortKey::Entries => entries.sort_by_key(|e| (Reverse(e.hits), e.key)),
+    }
+    let now = SystemTime::now();
+    if out.json {
+        let rows: Vec<Value> = entries.iter().map(|e| entry_json(e, now)).collect();
+        print_json(&rows)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if entries.is_empty() {
+        writeln!(
+            std::io::stdout(),
+            "No entries in {}.",
+            cache.dir().display()
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut table = out.table(
+        &[
+            "KEY",
+            "FUNCTION",
+            "SIZE",
+            "CREATED",
+            "LAST USED",
+            "HITS",
+            "EXPIRES",
+            "STATE",
+        ],
+        &[2, 5],
+    );
+    for e in &entries {
+        table.add_row(vec![
+            Cell::new(&e.key.to_hex()[..16]),
+            Cell::new(&e.function),
+            Cell::new(human_bytes(e.bytes)),
+            Cell::new(relative(e.created, now)),
+            Cell::new(relative(e.last_used, now)),
+            Cell::new(count(e.hits)),
+            Cell::new(
+                e.expires
+                    .map_or_else(|| "never".to_owned(), |t| relative(t, now)),
+            ),
+            out.warn_cell(state(e, now)),
+        ]);
+    }
+    print_table(&table)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `stale`, `expired`, or empty for an entry that can be served.
+fn state(e: &EntryInfo, now: SystemTime) -> &'static str {
+    if e.stale {
+        "stale"
+    } else if e.is_expired_at(now) {
+        "expired"
+    } else {
+        ""
+    }
+}
+
+fn entry_json(e: &EntryInfo, now: SystemTime) -> Value {
+    json!({
+        "key": e.key.to_hex(),
+        "function": e.function,
+        "fingerprint": e.fingerprint,
+        "return_type": e.return_type,
+        "bytes": e.bytes,
+        "in_blob": e.in_blob,
+        "hash": e.hash.to_hex(),
+        "created": rfc3339(e.created),
+        "last_used": rfc3339(e.last_used),
+        "hits": e.hits,
+        "expires": e.expires.map(rfc3339),
+        "stale": e.stale,
+        "expired": e.is_expired_at(now),
+    })
+}
+
+// ---- stats ------------------------------------------------------------------------------------
+
+fn stats(cache: &Cache, out: Output) -> anyhow::Result<ExitCode> {
+    let s = cache.stats().context("reading totals")?;
+    if out.json {
+        print_json(&json!({
+            "dir": cache.dir(),
+            "entries": s.entries,
+            "bytes": s.bytes,
+            "blob_bytes": s.blob_bytes,
+            "index_bytes": s.index_bytes,
+            "disk_bytes": s.disk_bytes,
+            "functions": s.functions,
+            "stale": s.stale,
+            "stale_bytes": s.stale_bytes,
+            "expired": s.expired,
+            "expired_bytes": s.expired_bytes,
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut table = out.table(&["", ""], &[]);
+    table.set_header(Vec::<Cell>::new());
+    let rows = [
+        ("Directory", cache.dir().display().to_string()),
+        ("Functions", count(s.functions)),
+        ("Entries", count(s.entries)),
+        (
+            "Stored",
+            format!(
+                "{} ({} in blob files)",
+                human_bytes(s.bytes),
+                human_bytes(s.blob_bytes)
+            ),
+        ),
+        (
+            "On disk",
+            format!(
+                "{} (index {})",
+                human_bytes(s.disk_bytes),
+                human_bytes(s.index_bytes)
+            ),
+        ),
+        (
+            "Stale",
+            format!(
+                "{} entries ({})",
+                count(s.stale),
+                human_bytes(s.stale_bytes)
+            ),
+        ),
+        (
+            "Expired",
+            format!(
+                "{} entries ({})",
+                count(s.expired),
+                human_bytes(s.expired_bytes)
+            ),
+        ),
+    ];
+    for (name, value) in rows {
+        table.add_row(vec![format!("{name}:"), value]);
+    }
+    print_table(&table)?;
+    if s.stale + s.expired > 0 && !out.json {
+        writeln!(
+            std::io::stdout(),
+            "`memo-cache prune` removes stale and expired entries."
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---- show -------------------------------------------------------------------------------------
+
+fn show(cache: &Cache, args: &ShowArgs, out: Output) -> anyhow::Result<ExitCode> {
+    let key = cache
+        .resolve_key(&args.key)
+        .with_context(|| format!("in {}", cache.dir().display()))?;
+    let entry = cache
+        .entry(&key)?
+        .ok_or_else(|| Error::NoSuchKey(key.to_hex()))?;
+    let now = SystemTime::now();
+    let value = if args.value {
+        let stored = cache.stored_bytes(&key)?.with_context(|| {
+            format!(
+                "the value of entry {key} cannot be read: it has expired, was removed, or its bytes fail \
+                 their hash check (`memo-cache verify` tells which)"
+            )
+        })?;
+        let value = decode::to_json(&stored)
+            .map_err(|e| anyhow::anyhow!("cannot decode the value of entry {key}: {e}"))?;
+        Some((decode::format_name(&stored), value))
+    } else {
+        None
+    };
+    if out.json {
+        let mut object = entry_json(&entry, now);
+        if let (Some((format, value)), Value::Object(map)) = (value, &mut object) {
+            map.insert("format".into(), json!(format));
+            map.insert("value".into(), value);
+        }
+        print_json(&object)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some((_, value)) = value {
+        print_json(&value)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let when = |t: SystemTime| format!("{} ({})", rfc3339(t), relative(t, now));
+    let status = match state(&entry, now) {
+        "" => "current".to_owned(),
+        "stale" => out.paint(
+            "stale: stored by an older version of the function; never served",
+            "33",
+        ),
+        other => out.paint(other, "33"),
+    };
+    let rows = [
+        ("key", entry.key.to_hex()),
+        ("function", entry.function.clone()),
+        ("fingerprint", entry.fingerprint.clone()),
+        ("return type", entry.return_type.clone()),
+        ("state", status),
+        (
+            "size",
+            format!(
+                "{} ({} bytes, {})",
+                human_bytes(entry.bytes),
+                entry.bytes,
+                if entry.in_blob {
+                    "in a blob file"
+                } else {
+                    "inline"
+                }
+            ),
+        ),
+        ("hash", entry.hash.to_hex()),
+        ("created", when(entry.created)),
+        ("last used", when(entry.last_used)),
+        ("hits", count(entry.hits)),
+        (
+            "expires",
+            entry.expires.map_or_else(|| "never".to_owned(), when),
+        ),
+    ];
+    let mut table = out.table(&["", ""], &[]);
+    table.set_header(Vec::<Cell>::new());
+    for (name, value) in rows {
+        table.add_row(vec![format!("{name}:"), value]);
+    }
+    print_table(&table)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---- prune and clear --------------------------------------------------------------------------
+
+fn prune(cache: &Cache, args: &PruneArgs, out: Output) -> anyhow::Result<ExitCode> {
+    let mut prune = Prune::new().file_grace(args.grace.grace);
+    let no_criterion = args.max_size.is_none()
+        && args.max_entries.is_none()
+        && args.older_than.is_none()
+        && !args.expired
+        && !args.stale;
+    if args.expired || no_criterion {
+        prune = prune.expired();
+    }
+    if args.stale || no_criterion {
+        prune = prune.stale();
+    }
+    if let Some(bytes) = args.max_size {
+        prune = prune.max_size(bytes);
+    }
+    if let Some(n) = args.max_entries {
+        prune = prune.max_entries(n);
+    }
+    if let Some(age) = args.older_than {
+        prune = prune.older_than(age);
+    }
+    if let Some(name) = &args.func {
+        note_unknown_function(cache, name)?;
+        prune = prune.function(name);
+    }
+    if args.dry_run {
+        prune = prune.dry_run();
+    }
+    let spinner = out.spinner(format!("Pruning {}", cache.dir().display()));
+    let removal = cache.prune(&prune);
+    spinner.finish_and_clear();
+    let removal = removal.with_context(|| format!("pruning {}", cache.dir().display()))?;
+    report_removal(&removal, out)
+}
+
+/// A prune of a function that does not exist removes nothing: say so, but it is not an error
+/// (a script may prune a function before it first runs).
+fn note_unknown_function(cache: &Cache, name: &str) -> anyhow::Result<()> {
+    if let Err(e) = known_function(&cache.functions()?, name) {
+        eprintln!("memo-cache: note: {e:#}");
+    }
+    Ok(())
+}
+
+fn report_removal(removal: &Removal, out: Output) -> anyhow::Result<ExitCode> {
+    if out.json {
+        print_json(&json!({
+            "entries": removal.entries,
+            "bytes": removal.bytes,
+            "files": removal.files,
+            "file_bytes": removal.file_bytes,
+            "dry_run": removal.dry_run,
+        }))?;
+    } else {
+        writeln!(std::io::stdout(), "{removal}")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn clear(cache: &Cache, args: &ClearArgs, out: Output) -> anyhow::Result<ExitCode> {
+    let functions = cache.functions()?;
+    let (what, entries, bytes) = match &args.func {
+        Some(name) => {
+            known_function(&functions, name)
+                .with_context(|| format!("nothing was removed from {}", cache.dir().display()))?;
+            let f = functions.iter().find(|f| &f.name == name).expect("known");
+            (
+                format!("the {} entries of {name}", count(f.entries)),
+                f.entries,
+                f.bytes,
+            )
+        }
+        None => {
+            let s = cache.stats()?;
+            (
+                format!("all {} entries", count(s.entries)),
+                s.entries,
+                s.bytes,
+            )
+        }
+    };
+    if !args.yes && entries > 0 {
+        confirm(&format!(
+            "Remove {what} ({}) from {}?",
+            human_bytes(bytes),
+            cache.dir().display()
+        ))?;
+    }
+    let spinner = out.spinner(format!("Clearing {}", cache.dir().display()));
+    let removal = match &args.func {
+        Some(name) => cache.clear_function(name),
+        None => cache.clear(),
+    };
+    spinner.finish_and_clear();
+    let removal = removal.with_context(|| format!("clearing {}", cache.dir().display()))?;
+    report_removal(&removal, out)
+}
+
+/// Asks on the terminal; without one, refuses.
+fn confirm(question: &str) -> anyhow::Result<()> {
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        return Err(Refused(
+            "refusing to clear without confirmation: stdin is not a terminal; pass --yes to clear anyway. \
+             Nothing was removed"
+                .into(),
+        )
+        .into());
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+        Ok(())
+    } else {
+        bail!("not confirmed; nothing was removed")
+    }
+}
+
+// ---- verify -----------------------------------------------------------------------------------
+
+fn verify(cache: &Cache, args: &VerifyArgs, out: Output) -> anyhow::Result<ExitCode> {
+    let spinner = out.spinner(format!("Verifying {}", cache.dir().display()));
+    let report = cache.verify(&Verify::new().fix(args.fix).file_grace(args.grace.grace));
+    spinner.finish_and_clear();
+    let report = report.with_context(|| format!("verifying {}", cache.dir().display()))?;
+    let sound = report.is_sound();
+    if out.json {
+        let problems: Vec<Value> = report
+            .problems
+            .iter()
+            .map(|p| {
+                json!({
+                    "kind": p.kind.as_str(),
+                    "key": p.key.map(|k| k.to_hex()),
+                    "function": p.function,
+                    "path": p.path.as_ref().map(PathBuf::as_path),
+                    "detail": p.detail,
+                    "fixed": p.fixed,
+                })
+            })
+            .collect();
+        print_json(&json!({
+            "dir": cache.dir(),
+            "entries_checked": report.entries_checked,
+            "sound": sound,
+            "problems": problems,
+        }))?;
+    } else {
+        let mut stdout = std::io::stdout().lock();
+        for p in &report.problems {
+            let kind = out.paint(p.kind.as_str(), if p.fixed { "32" } else { "31" });
+            let fixed = if p.fixed { " (fixed)" } else { "" };
+            writeln!(stdout, "{kind}: {}{fixed}", p.detail)?;
+        }
+        let found = report.problems.len() as u64;
+        let fixed = report.problems.iter().filter(|p| p.fixed).count() as u64;
+        let checked = format!(
+            "Checked {} {}",
+            count(report.entries_checked),
+            plural(report.entries_checked, "entry", "entries")
+        );
+        match (found, sound) {
+            (0, _) => writeln!(stdout, "{checked}: the cache is sound.")?,
+            (_, true) => writeln!(
+                stdout,
+                "{checked}: fixed {} {}; the cache is sound.",
+                count(fixed),
+                plural(fixed, "problem", "problems")
+            )?,
+            (_, false) if args.fix => writeln!(
+                stdout,
+                "{checked}: {} of {} {} remain (see above).",
+                count(found - fixed),
+                count(found),
+                plural(found, "problem", "problems")
+            )?,
+            (_, false) => writeln!(
+                stdout,
+                "{checked}: {} {}. `memo-cache verify --fix` drops bad entries (they will be recomputed) and removes stray files.",
+                count(found),
+                plural(found, "problem", "problems")
+            )?,
+        }
+    }
+    Ok(if sound {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn plural(n: u64, one: &'static str, many: &'static str) -> &'static str {
+    if n == 1 { one } else { many }
+}

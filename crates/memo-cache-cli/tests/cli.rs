@@ -1,0 +1,686 @@
+//! The `memo-cache` binary, run for real on caches made by the library.
+
+mod common;
+
+use std::fs;
+
+use common::*;
+use memo_cache::{Cache, Function};
+use predicates::prelude::*;
+use serde_json::Value;
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+/// A fresh demo cache in a temp dir (the handle is dropped, so hits are flushed).
+fn demo() -> tempfile::TempDir {
+    let dir = tempdir();
+    drop(demo_cache(dir.path()));
+    dir
+}
+
+fn key_hex(func: &Function, args: &(impl serde::Serialize + ?Sized)) -> String {
+    func.key(args).unwrap().to_hex()
+}
+
+fn entries(dir: &std::path::Path) -> u64 {
+    json(dir, &["stats"])["entries"].as_u64().unwrap()
+}
+
+// ---- dir --------------------------------------------------------------------------------------
+
+#[test]
+fn dir_prints_the_flag_then_the_environment() {
+    let dir = tempdir();
+    let out = ok(dir.path(), &["dir"]);
+    assert_eq!(out.trim_end(), dir.path().display().to_string());
+
+    let mut cmd = assert_cmd::Command::cargo_bin("memo-cache").unwrap();
+    cmd.env("MEMO_CACHE_DIR", "/somewhere/else").arg("dir");
+    cmd.assert().success().stdout("/somewhere/else\n");
+
+    let v = json(dir.path(), &["dir"]);
+    assert_eq!(v["is_cache"], false);
+    assert!(
+        common::files(dir.path()).is_empty(),
+        "dir created something"
+    );
+}
+
+// ---- ls ---------------------------------------------------------------------------------------
+
+#[test]
+fn ls_lists_functions_in_an_aligned_table() {
+    let dir = demo();
+    let out = ok(dir.path(), &["ls"]);
+    settings(dir.path()).bind(|| insta::assert_snapshot!("ls", out));
+}
+
+#[test]
+fn ls_entries_lists_one_row_per_entry() {
+    let dir = demo();
+    let out = ok(dir.path(), &["ls", "--entries"]);
+    settings(dir.path()).bind(|| insta::assert_snapshot!("ls_entries", out));
+    assert_eq!(out.lines().count(), 1 + 14);
+    assert!(out.contains(&key_hex(&SQUARE, &(3u64,))[..16]));
+}
+
+#[test]
+fn ls_json_has_the_documented_fields() {
+    let dir = demo();
+    let rows = json(dir.path(), &["ls"]);
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 6);
+    let report = rows
+        .iter()
+        .find(|r| r["function"] == "demo::report")
+        .unwrap();
+    assert_eq!(report["entries"], 3);
+    assert_eq!(report["stale_entries"], 2);
+    assert!(report["bytes"].as_u64().unwrap() > 0);
+    assert!(
+        report["last_used"]
+            .as_str()
+            .unwrap()
+            .starts_with("2024-01-01T00:00:")
+    );
+    settings(dir.path())
+        .bind(|| insta::assert_snapshot!("ls_json", serde_json::to_string_pretty(rows).unwrap()));
+}
+
+#[test]
+fn ls_entries_json_has_the_documented_fields() {
+    let dir = demo();
+    let rows = json(dir.path(), &["ls", "--entries", "--func", "demo::quote"]);
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for field in [
+        "key",
+        "function",
+        "bytes",
+        "created",
+        "last_used",
+        "hits",
+        "expires",
+    ] {
+        assert!(
+            rows.iter().all(|r| r.get(field).is_some()),
+            "no {field} in {rows:?}"
+        );
+    }
+    let a = rows
+        .iter()
+        .find(|r| r["key"] == key_hex(&QUOTE, &("A",)))
+        .unwrap();
+    assert_eq!(a["expired"], true);
+    assert_eq!(a["expires"], "2024-01-01T01:00:09.000Z");
+    let square = json(dir.path(), &["ls", "--entries", "--func", "demo::square"]);
+    let one = square
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == key_hex(&SQUARE, &(1u64,)))
+        .unwrap();
+    assert_eq!(one["hits"], 2);
+}
+
+#[test]
+fn ls_sorts_by_size_last_use_and_entries() {
+    let dir = demo();
+    let names = |sort: &str| -> Vec<String> {
+        json(dir.path(), &["ls", "--sort", sort])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["function"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(names("size")[0], "demo::blob");
+    assert_eq!(names("entries")[0], "demo::square");
+    assert_eq!(
+        names("last-used")[0],
+        "demo::square",
+        "square(1) was read last"
+    );
+    assert_eq!(names("name")[0], "demo::blob");
+    let sizes: Vec<u64> = json(dir.path(), &["ls", "--entries", "--sort", "size"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["bytes"].as_u64().unwrap())
+        .collect();
+    assert!(sizes.windows(2).all(|w| w[0] >= w[1]), "{sizes:?}");
+}
+
+#[test]
+fn ls_func_narrows_and_names_a_missing_function() {
+    let dir = demo();
+    let rows = json(dir.path(), &["ls", "--func", "demo::blob"]);
+    assert_eq!(rows.as_array().unwrap().len(), 1);
+    let (code, out, err) = run(dir.path(), &["ls", "--func", "square"]);
+    assert_eq!(code, 1);
+    assert!(out.is_empty());
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("did you mean demo::square?"), "{err}");
+}
+
+#[test]
+fn ls_of_an_empty_cache_says_so() {
+    let dir = tempdir();
+    drop(Cache::open(dir.path()).unwrap());
+    assert!(ok(dir.path(), &["ls"]).starts_with("No cached functions in"));
+    assert_eq!(json(dir.path(), &["ls"]), serde_json::json!([]));
+}
+
+// ---- stats ------------------------------------------------------------------------------------
+
+#[test]
+fn stats_json_has_the_documented_totals() {
+    let dir = demo();
+    let s = json(dir.path(), &["stats"]);
+    assert_eq!(s["entries"], 14);
+    assert_eq!(s["functions"], 6);
+    assert_eq!(s["stale"], 2);
+    assert_eq!(s["expired"], 1);
+    assert!(s["bytes"].as_u64().unwrap() > 40_000);
+    assert!(s["disk_bytes"].as_u64().unwrap() > s["blob_bytes"].as_u64().unwrap());
+    let text = ok(dir.path(), &["stats"]);
+    assert!(text.contains("Entries:    14"), "{text}");
+    assert!(text.contains("39.1 KiB in blob files"), "{text}");
+}
+
+// ---- show -------------------------------------------------------------------------------------
+
+#[test]
+fn show_prints_metadata_by_unique_prefix() {
+    let dir = demo();
+    let key = key_hex(&REPORT_V1, &(2,));
+    let out = ok(dir.path(), &["show", &key[..10]]);
+    settings(dir.path()).bind(|| insta::assert_snapshot!("show", out));
+    let v = json(dir.path(), &["show", &key]);
+    assert_eq!(v["function"], "demo::report");
+    assert_eq!(v["stale"], true);
+}
+
+#[test]
+fn show_value_decodes_each_format() {
+    let dir = demo();
+    let value = |func: &Function, args: &dyn erased::Args| -> Value {
+        let key = args.key(func);
+        serde_json::from_str(&ok(dir.path(), &["show", &key, "--value"])).unwrap()
+    };
+    assert_eq!(
+        value(&POINT, &(0,)),
+        serde_json::json!({"x": 3, "y": -4, "name": "p"})
+    );
+    assert_eq!(value(&FLOATS, &(0,)), serde_json::json!([0.5, -1.25]));
+    assert_eq!(value(&SQUARE, &(4u64,)), serde_json::json!(16));
+    assert_eq!(value(&REPORT_V2, &(1,)), serde_json::json!("new one"));
+    let blob = value(&BLOB, &(1u8,));
+    assert_eq!(
+        blob["base64"].as_str().unwrap().len(),
+        20_000usize.div_ceil(3) * 4
+    );
+
+    let with_meta = json(dir.path(), &["show", &key_hex(&POINT, &(0,)), "--value"]);
+    assert_eq!(with_meta["format"], "msgpack");
+    assert_eq!(with_meta["value"]["name"], "p");
+}
+
+/// Keys from differently typed arguments, in one closure.
+mod erased {
+    pub trait Args {
+        fn key(&self, func: &memo_cache::Function) -> String;
+    }
+    impl<T: serde::Serialize> Args for T {
+        fn key(&self, func: &memo_cache::Function) -> String {
+            func.key(self).unwrap().to_hex()
+        }
+    }
+}
+
+#[test]
+fn show_refuses_ambiguous_and_unknown_keys() {
+    let dir = tempdir();
+    let cache = Cache::open(dir.path()).unwrap();
+    // Enough entries that some share a first hex digit.
+    for i in 0..40u32 {
+        cache.put(&SQUARE, &(i,), &i).unwrap();
+    }
+    drop(cache);
+    let (code, _, err) = run(dir.path(), &["show", "a"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("ambiguous"), "{err}");
+    assert_eq!(err.lines().count(), 1);
+    let (code, _, err) = run(dir.path(), &["show", "nothex"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not a cache key"), "{err}");
+    let (code, _, err) = run(dir.path(), &["show", &"0".repeat(64)]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no cache entry matches"), "{err}");
+}
+
+// ---- prune ------------------------------------------------------------------------------------
+
+#[test]
+fn prune_without_criteria_removes_expired_and_stale_entries() {
+    let dir = demo();
+    let out = ok(dir.path(), &["prune"]);
+    assert!(out.starts_with("Removed 3 entries ("), "{out}");
+    let s = json(dir.path(), &["stats"]);
+    assert_eq!(
+        (
+            s["entries"].as_u64(),
+            s["stale"].as_u64(),
+            s["expired"].as_u64()
+        ),
+        (Some(11), Some(0), Some(0))
+    );
+}
+
+#[test]
+fn prune_max_entries_removes_the_least_recently_used() {
+    let dir = demo();
+    let out = ok(dir.path(), &["prune", "--max-entries", "4"]);
+    assert!(out.starts_with("Removed 10 entries"), "{out}");
+    let left: Vec<String> = json(dir.path(), &["ls", "--entries"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["key"].as_str().unwrap().to_owned())
+        .collect();
+    // Stale and expired go first, then by last use: the newest four remain.
+    let mut expected = vec![
+        key_hex(&SQUARE, &(1u64,)),
+        key_hex(&POINT, &(0,)),
+        key_hex(&FLOATS, &(0,)),
+        key_hex(&QUOTE, &("B",)),
+    ];
+    let mut left = left;
+    left.sort();
+    expected.sort();
+    assert_eq!(left, expected);
+}
+
+#[test]
+fn prune_max_size_and_its_message() {
+    let dir = demo();
+    let before = json(dir.path(), &["stats"])["bytes"].as_u64().unwrap();
+    let out = ok(dir.path(), &["prune", "--max-size", "1KB"]);
+    assert!(out.starts_with("Removed "), "{out}");
+    assert!(
+        out.contains(" entries (") && out.trim_end().ends_with(')'),
+        "{out}"
+    );
+    let after = json(dir.path(), &["stats"])["bytes"].as_u64().unwrap();
+    assert!(after <= 1000 && after < before);
+    let blobs = json(dir.path(), &["ls", "--func", "demo::blob"]);
+    assert_eq!(blobs[0]["entries"], 0, "{blobs}");
+    assert!(blob_files(dir.path()).is_empty(), "blob files left behind");
+}
+
+#[test]
+fn prune_older_than_stale_expired_and_func() {
+    let dir = demo();
+    // Everything in the demo cache was last used in 2024.
+    let removal = json(
+        dir.path(),
+        &["prune", "--older-than", "7d", "--func", "demo::square"],
+    );
+    assert_eq!(removal["entries"], 5);
+    assert_eq!(entries(dir.path()), 9);
+    let removal = json(dir.path(), &["prune", "--stale"]);
+    assert_eq!(removal["entries"], 2);
+    let removal = json(dir.path(), &["prune", "--expired"]);
+    assert_eq!(removal["entries"], 1);
+    assert_eq!(entries(dir.path()), 6);
+    let fresh = tempdir();
+    let cache = Cache::open(fresh.path()).unwrap();
+    cache.put(&SQUARE, &(1u64,), &1u64).unwrap();
+    drop(cache);
+    assert_eq!(
+        json(fresh.path(), &["prune", "--older-than", "7d"])["entries"],
+        0
+    );
+}
+
+#[test]
+fn prune_dry_run_changes_nothing() {
+    let dir = demo();
+    let before = files(dir.path());
+    let out = ok(dir.path(), &["prune", "--max-entries", "0", "--dry-run"]);
+    assert!(out.starts_with("Would remove 14 entries ("), "{out}");
+    assert_eq!(entries(dir.path()), 14);
+    assert_eq!(blob_files(dir.path()).len(), 2);
+    let after: Vec<_> = files(dir.path())
+        .into_iter()
+        .filter(|p| !is_sqlite_side_file(p))
+        .collect();
+    let before: Vec<_> = before
+        .into_iter()
+        .filter(|p| !is_sqlite_side_file(p))
+        .collect();
+    assert_eq!(before, after);
+}
+
+fn is_sqlite_side_file(p: &std::path::Path) -> bool {
+    p.to_string_lossy().ends_with("-wal") || p.to_string_lossy().ends_with("-shm")
+}
+
+#[test]
+fn prune_sweeps_orphan_and_temp_files() {
+    let dir = demo();
+    let orphan = dir
+        .path()
+        .join("blobs")
+        .join("ab")
+        .join(format!("{}-0123456789abcdef", "ab".repeat(32)));
+    fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+    fs::write(&orphan, b"nobody's").unwrap();
+    let temp = dir.path().join("tmp").join("blob-left-behind");
+    fs::write(&temp, b"half a value").unwrap();
+    let young = dir.path().join("tmp").join("blob-in-progress");
+    fs::write(&young, b"being written").unwrap();
+    backdate(&orphan);
+    backdate(&temp);
+    let out = ok(dir.path(), &["prune", "--func", "demo::point"]);
+    assert_eq!(
+        out.trim_end(),
+        "Removed 0 entries (0 B) and 2 stray files (20 B)"
+    );
+    assert!(!orphan.exists() && !temp.exists());
+    assert!(
+        young.exists(),
+        "a file younger than the grace period was swept"
+    );
+}
+
+#[test]
+fn prune_of_an_unknown_function_notes_it() {
+    let dir = demo();
+    let (code, out, err) = run(
+        dir.path(),
+        &["prune", "--func", "demo::nothing", "--max-entries", "0"],
+    );
+    assert_eq!(code, 0);
+    assert!(out.starts_with("Removed 0 entries"));
+    assert!(
+        err.contains("no function is named \"demo::nothing\""),
+        "{err}"
+    );
+    assert_eq!(entries(dir.path()), 14);
+}
+
+// ---- clear ------------------------------------------------------------------------------------
+
+#[test]
+fn clear_refuses_without_a_terminal_or_yes() {
+    let dir = demo();
+    let (code, out, err) = run(dir.path(), &["clear"]);
+    assert_eq!(code, 2);
+    assert!(out.is_empty());
+    assert_eq!(err.lines().count(), 1);
+    assert!(
+        err.contains("--yes") && err.contains("Nothing was removed"),
+        "{err}"
+    );
+    assert_eq!(entries(dir.path()), 14);
+}
+
+#[test]
+fn clear_yes_removes_everything() {
+    let dir = demo();
+    let out = ok(dir.path(), &["clear", "--yes"]);
+    assert!(out.starts_with("Removed 14 entries ("), "{out}");
+    assert_eq!(entries(dir.path()), 0);
+    assert!(blob_files(dir.path()).is_empty());
+}
+
+#[test]
+fn clear_func_removes_one_function_only() {
+    let dir = demo();
+    let removal = json(dir.path(), &["clear", "--func", "demo::report", "--yes"]);
+    assert_eq!(removal["entries"], 3);
+    assert_eq!(entries(dir.path()), 11);
+    let (code, _, err) = run(dir.path(), &["clear", "--func", "report", "--yes"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("did you mean demo::report?") && err.contains("nothing was removed"),
+        "{err}"
+    );
+    assert_eq!(entries(dir.path()), 11);
+}
+
+// ---- verify -----------------------------------------------------------------------------------
+
+#[test]
+fn verify_a_sound_cache() {
+    let dir = demo();
+    let out = ok(dir.path(), &["verify"]);
+    assert_eq!(out, "Checked 14 entries: the cache is sound.\n");
+    let v = json(dir.path(), &["verify"]);
+    assert_eq!(
+        (v["sound"].as_bool(), v["entries_checked"].as_u64()),
+        (Some(true), Some(14))
+    );
+}
+
+#[test]
+fn verify_lists_each_problem_then_fix_repairs_them() {
+    let dir = demo();
+    let blobs = blob_files(dir.path());
+    assert_eq!(blobs.len(), 2);
+    // A flipped byte in one blob, the other blob deleted, and an orphan file.
+    let mut bytes = fs::read(&blobs[0]).unwrap();
+    bytes[100] ^= 0xff;
+    fs::write(&blobs[0], bytes).unwrap();
+    fs::remove_file(&blobs[1]).unwrap();
+    let orphan = dir
+        .path()
+        .join("blobs")
+        .join("cd")
+        .join(format!("{}-0000000000000000", "cd".repeat(32)));
+    fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+    fs::write(&orphan, b"x").unwrap();
+    backdate(&orphan);
+
+    let (code, out, _) = run(dir.path(), &["verify"]);
+    assert_eq!(code, 1, "{out}");
+    settings(dir.path()).bind(|| {
+        let mut lines: Vec<&str> = out.lines().collect();
+        lines.sort();
+        insta::assert_snapshot!("verify_problems", lines.join("\n"));
+    });
+    let (code, out, _) = run(dir.path(), &["verify", "--json"]);
+    assert_eq!(code, 1);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let mut kinds: Vec<&str> = v["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["kind"].as_str().unwrap())
+        .collect();
+    kinds.sort();
+    assert_eq!(kinds, ["hash-mismatch", "missing-blob", "orphan-file"]);
+    assert_eq!(
+        entries(dir.path()),
+        14,
+        "verify without --fix changed the cache"
+    );
+
+    let (code, out, _) = run(dir.path(), &["verify", "--fix"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("fixed 3 problems; the cache is sound."),
+        "{out}"
+    );
+    assert_eq!(out.matches("(fixed)").count(), 3);
+    assert_eq!(
+        ok(dir.path(), &["verify"]),
+        "Checked 12 entries: the cache is sound.\n"
+    );
+    assert!(!orphan.exists());
+}
+
+#[test]
+fn verify_leaves_young_stray_files_alone_unless_told() {
+    let dir = demo();
+    let temp = dir.path().join("tmp").join("blob-just-now");
+    fs::write(&temp, b"in progress").unwrap();
+    ok(dir.path(), &["verify"]);
+    let (code, out, _) = run(dir.path(), &["verify", "--grace", "0s"]);
+    assert_eq!(code, 1);
+    assert!(out.contains("stale-temp-file: "), "{out}");
+}
+
+// ---- not a cache, bad values, colour, completions ---------------------------------------------
+
+#[test]
+fn a_missing_directory_gets_one_line_and_is_not_created() {
+    let parent = tempdir();
+    let missing = parent.path().join("nope");
+    for args in [
+        &["ls"][..],
+        &["ls", "--entries"],
+        &["stats"],
+        &["show", "abcd"],
+        &["verify"],
+        &["verify", "--fix"],
+        &["prune"],
+        &["clear", "--yes"],
+    ] {
+        let (code, out, err) = run(&missing, args);
+        assert_eq!(code, 1, "{args:?}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains("does not exist"), "{args:?}: {err}");
+        assert!(!missing.exists(), "{args:?} created the directory");
+    }
+}
+
+#[test]
+fn a_directory_that_is_not_a_cache_gets_one_line_and_is_left_alone() {
+    let dir = tempdir();
+    fs::write(dir.path().join("notes.txt"), "mine").unwrap();
+    for args in [
+        &["ls"][..],
+        &["stats"],
+        &["verify"],
+        &["prune"],
+        &["clear", "--yes"],
+        &["show", "ab"],
+    ] {
+        let (code, out, err) = run(dir.path(), args);
+        assert_eq!(code, 1, "{args:?}");
+        assert!(out.is_empty());
+        assert_eq!(
+            err,
+            format!(
+                "memo-cache: {} is not a memo-cache directory (no index.sqlite3 in it)\n",
+                dir.path().display()
+            )
+        );
+    }
+    assert_eq!(files(dir.path()), [std::path::PathBuf::from("notes.txt")]);
+}
+
+#[test]
+fn bad_values_exit_2_with_one_line_and_change_nothing() {
+    let dir = demo();
+    let before = files(dir.path());
+    for (args, value, form) in [
+        (&["prune", "--max-size", "10XB"][..], "10XB", "500MB"),
+        (&["prune", "--older-than", "soon"], "soon", "7d"),
+        (&["prune", "--max-entries", "many"], "many", "10000"),
+        (&["verify", "--grace", "later"], "later", "12h"),
+        (&["ls", "--sort", "colour"], "colour", "size"),
+    ] {
+        let (code, out, err) = run(dir.path(), args);
+        assert_eq!(code, 2, "{args:?}");
+        assert!(out.is_empty());
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(value) && err.contains(form), "{args:?}: {err}");
+    }
+    assert_eq!(entries(dir.path()), 14);
+    let after: Vec<_> = files(dir.path())
+        .into_iter()
+        .filter(|p| !is_sqlite_side_file(p))
+        .collect();
+    let before: Vec<_> = before
+        .into_iter()
+        .filter(|p| !is_sqlite_side_file(p))
+        .collect();
+    assert_eq!(before, after);
+}
+
+#[test]
+fn reading_commands_write_nothing() {
+    let dir = demo();
+    let index = dir.path().join("index.sqlite3");
+    let before = (fs::read(&index).unwrap(), files(dir.path()));
+    let key = key_hex(&SQUARE, &(1u64,));
+    for args in [
+        &["ls"][..],
+        &["ls", "--entries"],
+        &["stats"],
+        &["show", &key],
+        &["verify"],
+    ] {
+        ok(dir.path(), args);
+        assert_eq!(files(dir.path()), before.1, "{args:?}");
+    }
+    ok(dir.path(), &["show", &key, "--value"]);
+    assert_eq!(fs::read(&index).unwrap(), before.0);
+    // A read-only connection may leave SQLite's WAL files; nothing else appears.
+    let after: Vec<_> = files(dir.path())
+        .into_iter()
+        .filter(|p| !is_sqlite_side_file(p))
+        .collect();
+    assert_eq!(after, before.1);
+}
+
+#[test]
+fn colour_follows_no_color_and_clicolor_force() {
+    let dir = demo();
+    let run_with = |vars: &[(&str, &str)], extra: &[&str]| {
+        let mut cmd = memo(dir.path());
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        String::from_utf8(cmd.arg("ls").args(extra).output().unwrap().stdout).unwrap()
+    };
+    assert!(!run_with(&[], &[]).contains('\x1b'), "colour on a pipe");
+    assert!(run_with(&[("CLICOLOR_FORCE", "1")], &[]).contains('\x1b'));
+    assert!(!run_with(&[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")], &[]).contains('\x1b'));
+    assert!(!run_with(&[("NO_COLOR", "1")], &["--color", "auto"]).contains('\x1b'));
+    assert!(run_with(&[("NO_COLOR", "1")], &["--color", "always"]).contains('\x1b'));
+    assert!(!run_with(&[("CLICOLOR_FORCE", "1")], &["--json"]).contains('\x1b'));
+}
+
+#[test]
+fn completions_for_each_shell() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let mut cmd = assert_cmd::Command::cargo_bin("memo-cache").unwrap();
+        cmd.args(["completions", shell])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("prune"));
+    }
+}
+
+#[test]
+fn help_documents_exit_codes_and_the_prune_default() {
+    let mut cmd = assert_cmd::Command::cargo_bin("memo-cache").unwrap();
+    cmd.arg("--help")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Exit status: 0 success"));
+    let mut cmd = assert_cmd::Command::cargo_bin("memo-cache").unwrap();
+    cmd.args(["prune", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "With no criterion, prune removes expired and stale entries only",
+        ));
+}
