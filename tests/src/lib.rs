@@ -1,2 +1,374 @@
 //! Shared helpers for memo-cache's end-to-end tests: child programs live in `src/bin/`, tests in
 //! `tests/`.
+//!
+//! The helpers deal in real things: real SQLite files opened with rusqlite, real child processes
+//! with bounded waits (so a broken lock hangs a test for seconds, not forever), and a tracing
+//! subscriber that writes into a buffer so tests can assert on the library's warnings.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// The longest any child is allowed to run before the test gives up and kills it. A bound against
+/// hangs only: no assertion is made about how long anything takes.
+pub const CHILD_TIMEOUT: Duration = Duration::from_secs(30);
+
+// ---- Deterministic values ---------------------------------------------------------------------
+
+/// The small (inline) value stored for argument `i`.
+pub fn small_value(i: u64) -> String {
+    format!("value-{i}-{}", i.wrapping_mul(2_654_435_761))
+}
+
+/// The large (blob, > 16 KiB) value stored for argument `i`.
+pub fn large_value(i: u64) -> Vec<u8> {
+    let len = 20_000 + (i as usize % 7) * 1_000;
+    (0..len)
+        .map(|j| {
+            (j as u64)
+                .wrapping_mul(31)
+                .wrapping_add(i.wrapping_mul(131)) as u8
+        })
+        .collect()
+}
+
+/// A structured value, for the MessagePack path of the codec.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// The argument it was made from.
+    pub id: u64,
+    /// A name derived from it.
+    pub name: String,
+    /// Some numbers derived from it.
+    pub samples: Vec<u32>,
+}
+
+/// The structured value stored for argument `i`.
+pub fn record_value(i: u64) -> Record {
+    Record {
+        id: i,
+        name: small_value(i),
+        samples: (0..(i % 50) as u32).map(|j| j * 3 + i as u32).collect(),
+    }
+}
+
+// ---- Warnings ---------------------------------------------------------------------------------
+
+/// A buffer that collects formatted tracing output on the current thread.
+#[derive(Clone, Default, Debug)]
+pub struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    /// Everything logged so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// The lines logged at WARN level.
+    pub fn warnings(&self) -> Vec<String> {
+        self.text()
+            .lines()
+            .filter(|l| l.contains("WARN"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Forgets what was logged so far.
+    pub fn clear(&self) {
+        self.0.lock().unwrap().clear();
+    }
+}
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+/// Captures tracing output (WARN and above) of the current thread until the guard is dropped.
+/// Thread-local, so tests running in parallel threads do not see each other's warnings.
+pub fn capture_warnings() -> (Captured, tracing::subscriber::DefaultGuard) {
+    use tracing_subscriber::util::SubscriberInitExt;
+    let captured = Captured::default();
+    let guard = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_max_level(tracing_subscriber::filter::LevelFilter::WARN)
+        .with_ansi(false)
+        .finish()
+        .set_default();
+    (captured, guard)
+}
+
+// ---- Files ------------------------------------------------------------------------------------
+
+/// Every regular file under `dir`, recursively, sorted.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(path),
+                Ok(_) => out.push(path),
+                Err(_) => {}
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The blob files of a cache directory.
+pub fn blob_files(dir: &Path) -> Vec<PathBuf> {
+    files_under(&dir.join(memo_cache::BLOBS_DIR))
+}
+
+/// The blob file holding the value of `key` (its name starts with the key's hex).
+pub fn blob_of(dir: &Path, key: &memo_cache::Key) -> PathBuf {
+    let hex = key.to_hex();
+    let found: Vec<PathBuf> = blob_files(dir)
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&hex))
+        })
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one blob file for key {hex}, found {found:?}"
+    );
+    found.into_iter().next().unwrap()
+}
+
+/// Inverts every bit of the byte at `offset` in the file at `path`.
+pub fn flip_byte(path: &Path, offset: usize) {
+    let mut bytes = fs::read(path).unwrap();
+    bytes[offset] ^= 0xff;
+    fs::write(path, bytes).unwrap();
+}
+
+/// A snapshot of a directory: every file's path, bytes and modification time.
+pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, std::time::SystemTime)> {
+    files_under(dir)
+        .into_iter()
+        .map(|p| {
+            let bytes = fs::read(&p).unwrap();
+            let mtime = fs::metadata(&p).unwrap().modified().unwrap();
+            (p, (bytes, mtime))
+        })
+        .collect()
+}
+
+/// Sets a file's modification time `age` into the past.
+pub fn backdate(path: &Path, age: Duration) {
+    let file = fs::File::options().write(true).open(path).unwrap();
+    file.set_modified(std::time::SystemTime::now() - age)
+        .unwrap();
+}
+
+/// A direct connection to a cache's index, for editing rows behind the library's back.
+pub fn raw_index(dir: &Path) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(dir.join(memo_cache::INDEX_FILE)).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    conn
+}
+
+// ---- Child processes --------------------------------------------------------------------------
+
+/// Waits for `child` to exit, killing it (and failing the test) after [`CHILD_TIMEOUT`].
+pub fn wait_bounded(child: &mut Child) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > CHILD_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "child {} did not finish within {CHILD_TIMEOUT:?}; killed",
+                child.id()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Runs `cmd` to completion (bounded) and returns its output; stdout and stderr are captured.
+pub fn run_bounded(cmd: &mut Command) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = drain(child.stdout.take().unwrap());
+    let stderr = drain(child.stderr.take().unwrap());
+    let status = wait_bounded(&mut child);
+    Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+/// Runs `cmd` and returns its stdout, failing the test (with stderr shown) unless it succeeds.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = run_bounded(cmd);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "child failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    stdout
+}
+
+fn drain(mut from: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = from.read_to_end(&mut buf);
+        buf
+    })
+}
+
+/// Streams a child's output line by line so a test can wait for a particular line.
+pub struct Lines {
+    rx: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Lines {
+    /// Starts reading `from` on a thread.
+    pub fn new(from: impl Read + Send + 'static) -> Lines {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(from).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines {
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits (bounded) for a line containing `needle`; panics with everything seen if none comes.
+    pub fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + CHILD_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(e) => panic!(
+                    "no line containing {needle:?} ({e}); saw:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Every line until the stream ends (bounded).
+    pub fn rest(mut self) -> Vec<String> {
+        let deadline = Instant::now() + CHILD_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return self.seen,
+                Err(e) => panic!("output did not end ({e}); saw:\n{}", self.seen.join("\n")),
+            }
+        }
+    }
+}
+
+/// Waits (bounded) until `path` exists.
+pub fn wait_for_file(path: &Path) {
+    let start = Instant::now();
+    while !path.exists() {
+        assert!(
+            start.elapsed() < CHILD_TIMEOUT,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Appends one line to `path` with `O_APPEND`, so lines from several processes never interleave.
+pub fn append_line(path: &Path, line: &str) {
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    file.write_all(format!("{line}\n").as_bytes()).unwrap();
+}
+
+/// The lines of a log written with [`append_line`]; none when it does not exist.
+pub fn read_lines(path: &Path) -> Vec<String> {
+    fs::read_to_string(path)
+        .map(|s| s.lines().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+// ---- Function identities shared by the tests and their child programs -------------------------
+
+/// Identities that tests and child programs must agree on.
+pub mod functions {
+    use memo_cache::Function;
+
+    /// `n -> n * n`, used across restarts and by the read-only child.
+    pub static SQUARE: Function = Function::new("e2e::square", "v1", "u64");
+    /// Takes maps built in different orders.
+    pub static MAPS: Function = Function::new("e2e::maps", "v1", "u64");
+    /// The small values of the mixed workload.
+    pub static SMALL: Function = Function::new("e2e::small", "v1", "String");
+    /// The large values of the mixed workload.
+    pub static LARGE: Function = Function::new("e2e::large", "v1", "Vec<u8>");
+    /// The structured values of the mixed workload.
+    pub static RECORD: Function = Function::new("e2e::record", "v1", "e2e::Record");
+    /// The one slow key all stampede children miss on.
+    pub static STAMPEDE: Function = Function::new("e2e::stampede", "v1", "Vec<u8>");
+    /// The key whose first computer is killed.
+    pub static TAKEOVER: Function = Function::new("e2e::takeover", "v1", "String");
+}
+
+/// The value [`functions::STAMPEDE`] and [`functions::TAKEOVER`] compute.
+pub fn slow_value() -> Vec<u8> {
+    large_value(4242)
+}

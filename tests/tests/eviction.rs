@@ -1,0 +1,390 @@
+//! Expiry, eviction under a size limit, and pruning, with a clock the tests set by hand.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use memo_cache::{Cache, DEFAULT_FILE_GRACE, Function, ManualClock, ProblemKind, Prune, Verify};
+use memo_cache_e2e::{backdate, blob_files, large_value, raw_index};
+
+const START_MS: i64 = 1_700_000_000_000;
+const SECOND: Duration = Duration::from_secs(1);
+
+/// A value that takes exactly 1000 stored bytes (999 bytes and the format byte), kept inline.
+fn kb(tag: u8) -> Vec<u8> {
+    vec![tag; 999]
+}
+
+fn open(dir: &Path, clock: &ManualClock, limit: Option<u64>) -> Cache {
+    let mut builder = Cache::builder(dir).clock(clock.clone());
+    if let Some(limit) = limit {
+        builder = builder.size_limit(limit);
+    }
+    builder.open().unwrap()
+}
+
+/// The names (first argument) of the entries of `func` still stored.
+fn present(cache: &Cache, func: &Function, names: &[&str]) -> BTreeSet<String> {
+    names
+        .iter()
+        .filter(|n| cache.contains(func, &(**n,)).unwrap())
+        .map(|n| n.to_string())
+        .collect()
+}
+
+fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|n| n.to_string()).collect()
+}
+
+static F: Function = Function::new("evict::f", "v1", "Vec<u8>");
+static G: Function = Function::new("evict::g", "v1", "Vec<u8>");
+
+#[test]
+fn entries_expire_after_their_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS);
+    let cache = open(dir.path(), &clock, None);
+    let quote = Function::new("evict::quote", "v1", "u64").with_ttl(Duration::from_secs(60));
+    let mut runs = 0;
+    let mut call = |cache: &Cache| {
+        cache.get_or_compute(&quote, &("ACME",), || {
+            runs += 1;
+            1250u64
+        })
+    };
+    assert_eq!(call(&cache), 1250);
+    clock.advance(59 * SECOND);
+    assert_eq!(call(&cache), 1250);
+    assert_eq!(cache.stats().unwrap().expired, 0);
+    clock.advance(2 * SECOND);
+    assert_eq!(
+        cache.get::<_, u64>(&quote, &("ACME",)).unwrap(),
+        None,
+        "expired is a miss"
+    );
+    assert_eq!(cache.stats().unwrap().expired, 1);
+    assert_eq!(call(&cache), 1250);
+    drop(call);
+    assert_eq!(runs, 2, "computed again after expiry, not before");
+    // Stored again with a fresh expiry.
+    assert_eq!(cache.stats().unwrap().expired, 0);
+    clock.advance(59 * SECOND);
+    assert!(cache.contains(&quote, &("ACME",)).unwrap());
+}
+
+#[test]
+fn eviction_removes_the_least_recently_used_first_and_keeps_the_new_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS);
+    let cache = open(dir.path(), &clock, Some(3000));
+    for name in ["a", "b", "c"] {
+        cache.put(&F, &(name,), &kb(1)).unwrap();
+        clock.advance(SECOND);
+    }
+    assert_eq!(cache.stats().unwrap().bytes, 3000);
+    cache.put(&F, &("d",), &kb(2)).unwrap();
+    assert_eq!(
+        present(&cache, &F, &["a", "b", "c", "d"]),
+        set(&["b", "c", "d"])
+    );
+    assert!(cache.stats().unwrap().bytes <= 3000);
+
+    // The new entry stays even when its last use is the oldest of all (a clock set back).
+    clock.set(START_MS - 3_600_000);
+    cache.put(&F, &("e",), &kb(3)).unwrap();
+    assert_eq!(
+        present(&cache, &F, &["a", "b", "c", "d", "e"]),
+        set(&["c", "d", "e"])
+    );
+}
+
+#[test]
+fn a_hit_moves_an_entry_to_the_back_of_the_eviction_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS);
+    let cache = open(dir.path(), &clock, Some(3000));
+    for name in ["a", "b", "c"] {
+        cache.put(&F, &(name,), &kb(1)).unwrap();
+        clock.advance(SECOND);
+    }
+    // A hit on the oldest entry. Hits are batched: the store below flushes them before evicting.
+    assert_eq!(cache.get::<_, Vec<u8>>(&F, &("a",)).unwrap(), Some(kb(1)));
+    let key_a = F.key(&("a",)).unwrap();
+    let before = cache.entry(&key_a).unwrap().unwrap();
+    assert_eq!(before.hits, 0, "not written yet: hits are batched");
+    clock.advance(SECOND);
+    cache.put(&F, &("d",), &kb(2)).unwrap();
+    assert_eq!(
+        present(&cache, &F, &["a", "b", "c", "d"]),
+        set(&["a", "c", "d"])
+    );
+
+    // An explicit flush writes hits and last-use times too.
+    clock.advance(SECOND);
+    assert!(cache.contains(&F, &("c",)).unwrap());
+    assert_eq!(cache.get::<_, Vec<u8>>(&F, &("c",)).unwrap(), Some(kb(1)));
+    cache.flush().unwrap();
+    let c = cache.entry(&F.key(&("c",)).unwrap()).unwrap().unwrap();
+    assert_eq!(c.hits, 1, "contains() is not a hit, get() is");
+    assert_eq!(
+        c.last_used,
+        std::time::UNIX_EPOCH + Duration::from_millis((START_MS + 5_000) as u64)
+    );
+    let a = cache.entry(&key_a).unwrap().unwrap();
+    assert_eq!(a.hits, 1);
+}
+
+#[test]
+fn stale_entries_are_evicted_before_fresh_ones_however_recently_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS);
+    let cache = open(dir.path(), &clock, Some(3000));
+    let old = Function::new("evict::h", "fingerprint-1", "Vec<u8>");
+    let new = Function::new("evict::h", "fingerprint-2", "Vec<u8>");
+    cache.put(&G, &("g1",), &kb(1)).unwrap();
+    clock.advance(SECOND);
+    cache.put(&G, &("g2",), &kb(1)).unwrap();
+    clock.advance(SECOND);
+    cache.put(&old, &("s",), &kb(1)).unwrap();
+    clock.advance(SECOND);
+    // Storing under the new fingerprint makes the old one stale, then evicts it first.
+    cache.put(&new, &("n",), &kb(2)).unwrap();
+    assert_eq!(present(&cache, &G, &["g1", "g2"]), set(&["g1", "g2"]));
+    assert!(!cache.contains(&old, &("s",)).unwrap());
+    assert!(cache.contains(&new, &("n",)).unwrap());
+    assert_eq!(cache.stats().unwrap().stale, 0);
+}
+
+#[test]
+fn expired_entries_are_evicted_before_live_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS);
+    let cache = open(dir.path(), &clock, Some(3000));
+    cache.put(&G, &("g1",), &kb(1)).unwrap();
+    clock.advance(SECOND);
+    cache.put(&G, &("g2",), &kb(1)).unwrap();
+    clock.advance(SECOND);
+    cache
+        .put_with_ttl(&F, &("short",), &kb(1), Some(SECOND))
+        .unwrap();
+    clock.advance(10 * SECOND);
+    cache.put(&F, &("new",), &kb(2)).unwrap();
+    assert_eq!(present(&cache, &G, &["g1", "g2"]), set(&["g1", "g2"]));
+    assert_eq!(cache.entry(&F.key(&("short",)).unwrap()).unwrap(), None);
+}
+
+// ---- Prune ------------------------------------------------------------------------------------
+
+static OLD_A: Function = Function::new("prune::a", "v0", "Vec<u8>");
+static A: Function = Function::new("prune::a", "v1", "Vec<u8>");
+static B: Function = Function::new("prune::b", "v1", "Vec<u8>");
+static C: Function = Function::new("prune::c", "v1", "Vec<u8>");
+
+/// A cache with, in order of last use: 2 stale entries of prune::a, 4 of prune::a, 3 of
+/// prune::b, 2 of prune::c that expired. Each entry is 1000 bytes; one second apart.
+fn populated(dir: &Path, clock: &ManualClock) -> Cache {
+    let cache = open(dir, clock, None);
+    let mut put = |f: &Function, name: &str, ttl: Option<Duration>| {
+        cache.put_with_ttl(f, &(name,), &kb(1), ttl).unwrap();
+        clock.advance(SECOND);
+    };
+    put(&OLD_A, "old0", None);
+    put(&OLD_A, "old1", None);
+    for i in 0..4 {
+        put(&A, &format!("a{i}"), None);
+    }
+    for i in 0..3 {
+        put(&B, &format!("b{i}"), None);
+    }
+    put(&C, "c0", Some(SECOND * 5));
+    put(&C, "c1", Some(SECOND * 5));
+    clock.advance(SECOND * 60);
+    let stats = cache.stats().unwrap();
+    assert_eq!((stats.entries, stats.stale, stats.expired), (11, 2, 2));
+    cache
+}
+
+fn keys(cache: &Cache) -> BTreeSet<String> {
+    cache
+        .entries(None)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.key.to_hex())
+        .collect()
+}
+
+/// The first arguments of the entries still stored, by function name.
+fn left(cache: &Cache) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for (f, names) in [
+        (&OLD_A, &["old0", "old1"][..]),
+        (&A, &["a0", "a1", "a2", "a3"][..]),
+        (&B, &["b0", "b1", "b2"][..]),
+        (&C, &["c0", "c1"][..]),
+    ] {
+        for n in names {
+            if cache.entry(&f.key(&(*n,)).unwrap()).unwrap().is_some() {
+                out.insert(n.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Runs `prune` as a dry run, then for real, on a fresh populated cache; checks the dry run
+/// removed nothing and reported the same; returns what remains.
+fn prune_both_ways(prune: Prune, removed_entries: u64) -> BTreeSet<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS);
+    let cache = populated(dir.path(), &clock);
+    let before = keys(&cache);
+    let dry = cache.prune(&prune.clone().dry_run()).unwrap();
+    assert!(dry.dry_run);
+    assert_eq!(keys(&cache), before, "a dry run removes nothing");
+    assert_eq!(cache.stats().unwrap().entries, 11);
+    let real = cache.prune(&prune).unwrap();
+    assert!(!real.dry_run);
+    assert_eq!(
+        (real.entries, real.bytes),
+        (dry.entries, dry.bytes),
+        "the dry run reports what a real run does"
+    );
+    assert_eq!(real.entries, removed_entries, "{prune:?}");
+    assert_eq!(real.bytes, removed_entries * 1000);
+    let stats = cache.stats().unwrap();
+    assert_eq!(stats.entries, 11 - removed_entries);
+    assert!(cache.verify(&Verify::new()).unwrap().is_sound());
+    left(&cache)
+}
+
+#[test]
+fn prune_by_count_removes_stale_then_expired_then_least_recently_used() {
+    let left = prune_both_ways(Prune::new().max_entries(6), 5);
+    assert_eq!(left, set(&["a1", "a2", "a3", "b0", "b1", "b2"]));
+}
+
+#[test]
+fn prune_by_size_removes_until_the_bytes_fit() {
+    let left = prune_both_ways(Prune::new().max_size(2500), 9);
+    assert_eq!(left, set(&["b1", "b2"]));
+}
+
+#[test]
+fn prune_by_age_removes_entries_not_used_for_that_long() {
+    // Now is 71 s after the start: entries last used before 71 - 65 = 6 s go (old0..a3).
+    let left = prune_both_ways(Prune::new().older_than(SECOND * 65), 6);
+    assert_eq!(left, set(&["b0", "b1", "b2", "c0", "c1"]));
+}
+
+#[test]
+fn prune_expired_and_stale_remove_exactly_those() {
+    let left = prune_both_ways(Prune::new().expired(), 2);
+    assert!(!left.contains("c0") && !left.contains("c1") && left.len() == 9);
+    let left = prune_both_ways(Prune::new().stale(), 2);
+    assert!(!left.contains("old0") && !left.contains("old1") && left.len() == 9);
+    let left = prune_both_ways(Prune::new().stale().expired(), 4);
+    assert_eq!(left, set(&["a0", "a1", "a2", "a3", "b0", "b1", "b2"]));
+}
+
+#[test]
+fn prune_by_function_touches_only_that_function() {
+    let left = prune_both_ways(Prune::all().function("prune::b"), 3);
+    assert!(left.iter().all(|n| !n.starts_with('b')) && left.len() == 8);
+    // Limits apply to the function's entries alone: all versions of prune::a, keep the newest 2.
+    let left = prune_both_ways(Prune::new().function("prune::a").max_entries(2), 4);
+    assert_eq!(left, set(&["a2", "a3", "b0", "b1", "b2", "c0", "c1"]));
+}
+
+#[test]
+fn prune_sweeps_old_orphan_blobs_temp_files_and_lock_files_but_not_young_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open(dir.path()).unwrap();
+    let old_age = DEFAULT_FILE_GRACE + Duration::from_secs(60);
+    // Two blob entries whose rows vanish (as after a crash between delete and unlink).
+    for i in 0..3u64 {
+        cache.put(&G, &(i,), &large_value(i)).unwrap();
+    }
+    let conn = raw_index(dir.path());
+    for i in 0..2u64 {
+        conn.execute(
+            "DELETE FROM entries WHERE key = ?1",
+            [&G.key(&(i,)).unwrap().0[..]],
+        )
+        .unwrap();
+    }
+    let old_orphan = memo_cache_e2e::blob_of(dir.path(), &G.key(&(0u64,)).unwrap());
+    let young_orphan = memo_cache_e2e::blob_of(dir.path(), &G.key(&(1u64,)).unwrap());
+    let live = memo_cache_e2e::blob_of(dir.path(), &G.key(&(2u64,)).unwrap());
+    backdate(&old_orphan, old_age);
+    backdate(&live, old_age);
+    let tmp = dir.path().join(memo_cache::TMP_DIR);
+    let (old_tmp, young_tmp) = (tmp.join("blob-old"), tmp.join("blob-young"));
+    fs::write(&old_tmp, vec![0u8; 123]).unwrap();
+    fs::write(&young_tmp, vec![0u8; 45]).unwrap();
+    backdate(&old_tmp, old_age);
+    let old_lock = dir
+        .path()
+        .join(memo_cache::LOCKS_DIR)
+        .join(format!("{}.lock", "ab".repeat(32)));
+    fs::write(&old_lock, b"").unwrap();
+    backdate(&old_lock, old_age);
+
+    let report = cache.verify(&Verify::new()).unwrap();
+    let mut kinds: Vec<_> = report
+        .problems
+        .iter()
+        .map(|p| (p.kind.as_str(), p.path.clone().unwrap()))
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            ("orphan-file", old_orphan.clone()),
+            ("stale-lock", old_lock.clone()),
+            ("stale-temp-file", old_tmp.clone()),
+        ]
+    );
+    assert!(report.problems.iter().all(|p| matches!(
+        p.kind,
+        ProblemKind::OrphanFile | ProblemKind::StaleLock | ProblemKind::StaleTempFile
+    )));
+
+    let orphan_len = fs::metadata(&old_orphan).unwrap().len();
+    let dry = cache.prune(&Prune::new().dry_run()).unwrap();
+    assert_eq!(
+        (dry.entries, dry.files, dry.file_bytes),
+        (0, 3, orphan_len + 123)
+    );
+    assert!(
+        old_orphan.exists() && old_tmp.exists() && old_lock.exists(),
+        "a dry run removes nothing"
+    );
+
+    let real = cache.prune(&Prune::new()).unwrap();
+    assert_eq!(
+        (real.entries, real.files, real.file_bytes),
+        (0, 3, orphan_len + 123)
+    );
+    assert!(!old_orphan.exists() && !old_tmp.exists() && !old_lock.exists());
+    assert!(
+        young_orphan.exists() && young_tmp.exists(),
+        "files younger than the grace period stay"
+    );
+    assert!(
+        live.exists(),
+        "a blob with a row is never swept, however old"
+    );
+    assert_eq!(blob_files(dir.path()).len(), 2);
+    assert_eq!(
+        cache.get::<_, Vec<u8>>(&G, &(2u64,)).unwrap(),
+        Some(large_value(2))
+    );
+
+    // With no grace, the young ones go too.
+    let swept = cache
+        .prune(&Prune::new().file_grace(Duration::ZERO))
+        .unwrap();
+    assert_eq!(swept.files, 2);
+    assert!(!young_orphan.exists() && !young_tmp.exists() && live.exists());
+}
