@@ -1,1 +1,249 @@
-//! The `#[disk_cache]` attribute; use it through `memo_cache::disk_cache`.
+//! The `#[disk_cache]` attribute of [memo-cache](https://docs.rs/memo-cache); use it through
+//! `memo_cache::disk_cache`, which documents it.
+//!
+//! The expansion follows thiserror's shape: [`options`] parses the attribute, [`analyze`]
+//! validates the function and says what each argument means for the key, [`expand`] writes the
+//! cached function and its companions. Any error is reported on the tokens it is about, beside
+//! the user's function left as written, so one mistake gives one error.
+
+#![warn(missing_docs)]
+
+mod analyze;
+mod expand;
+mod fingerprint;
+mod options;
+
+use proc_macro::TokenStream;
+use proc_macro2::TokenStream as TokenStream2;
+use quote::quote;
+
+/// Caches a function's results on disk, keyed by what the function is and what it was called
+/// with, so a restarted, re-run or parallel program never computes the same call twice.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// # unsafe { std::env::set_var("MEMO_CACHE_DIR", dir.path()) };
+/// use memo_cache::disk_cache;
+///
+/// #[disk_cache]
+/// fn word_lengths(text: &str, min: usize) -> Vec<usize> {
+///     text.split_whitespace().map(str::len).filter(|&n| n >= min).collect()
+/// }
+///
+/// assert_eq!(word_lengths("the quick brown fox", 4), vec![5, 5]); // computed and stored
+/// assert_eq!(word_lengths("the quick brown fox", 4), vec![5, 5]); // read back
+/// ```
+///
+/// Arguments may be owned or borrowed (`&str`, `&[T]`, `&T`): any `Serialize` type. The return
+/// type must be `Serialize + DeserializeOwned`. A `HashMap` argument gives the same key whatever
+/// its order; so does an argument whose type is written `HashSet<..>` or `&HashSet<..>` (a set
+/// nested inside another type cannot be recognised: wrap it in [`Unordered`] yourself or use a
+/// `BTreeSet`). A function returning `Result<T, E>` (however the `Result` is spelled, e.g.
+/// `io::Result<T>`) stores only `Ok` values unless `cache_err = true`.
+///
+/// # Options
+///
+/// | option | meaning |
+/// |---|---|
+/// | `dir = "path"` | the cache directory; else `MEMO_CACHE_DIR`; else the platform default (resolved at the function's first call) |
+/// | `ttl = "90s"` | entries expire this long after they are stored ([humantime] syntax: `"15min"`, `"1h 30m"`, `"7days"`) |
+/// | `ignore(a, b)` | arguments left out of the key: a logger, a progress flag, a client handle (`ignore(self)` for a method whose result does not depend on `self`) |
+/// | `version = "2"` | pins the fingerprint by hand instead of the automatic one |
+/// | `name = "stable_name"` | the function's identity, instead of `module_path!()::fn_name`; survives moving or renaming it |
+/// | `cache_err = true` | store `Err` results too (`E` must then be `Serialize + DeserializeOwned`) |
+/// | `memory = 1000` | an in-process LRU of that many entries in front of the disk; the return type must be `Clone` |
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// # unsafe { std::env::set_var("MEMO_CACHE_DIR", dir.path()) };
+/// use memo_cache::disk_cache;
+///
+/// #[disk_cache(ttl = "1h", ignore(verbose), memory = 100, name = "docs::mean")]
+/// fn mean(values: &[f64], verbose: bool) -> Option<f64> {
+///     if verbose {
+///         eprintln!("averaging {} values", values.len());
+///     }
+///     (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+/// }
+///
+/// assert_eq!(mean(&[1.0, 2.0, 6.0], true), Some(3.0));
+/// assert_eq!(mean(&[1.0, 2.0, 6.0], false), Some(3.0)); // a hit: `verbose` is not in the key
+/// ```
+///
+/// # Identity and staleness
+///
+/// A function is identified by its stable name (`module_path!()` and its name, the type's path
+/// and its name for a method or a function whose signature names `Self`, or `name = ..`), a
+/// fingerprint, and the name of its return type. The fingerprint is blake3 of the function's
+/// tokens at compile time: reformatting it or editing comments keeps its cache, a real edit
+/// starts a new one (as does `version = ..` changed by hand). Results of an older fingerprint
+/// are never served; `memo-cache ls` shows them as stale and eviction removes them first.
+///
+/// An associated function in an `impl` with no `self` and no `Self` in its signature cannot be
+/// told from a free function at expansion time and is named after its module: if two such
+/// functions share a module and a name, give them distinct `name = ..`.
+///
+/// # Companions
+///
+/// For a cached function `f`, the attribute also generates, beside it and with its visibility,
+/// generics and arguments, four companions. Their names join the function's name and the
+/// operation with a double underscore, a spelling that rustc's `non_snake_case` lint rejects in
+/// hand-written code, so they cannot collide with your own items:
+///
+/// | companion | does |
+/// |---|---|
+/// | `f__clear()` | removes every stored result of `f` (all versions) and empties its LRU; returns the [`Removal`] |
+/// | `f__is_cached(args..)` | true when `f(args..)` would be answered from the cache, without running it |
+/// | `f__recompute(args..)` | runs `f` whatever is cached, stores and returns the result (`async` for an `async fn`) |
+/// | `f__uncached(args..)` | the original `f`: runs the body, reads and stores nothing |
+///
+/// For a method they are associated functions: `Self::f__clear()`, `point.f__is_cached(..)`.
+/// For a generic function, `f__clear::<T>()` clears the instantiation for `T`.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// # unsafe { std::env::set_var("MEMO_CACHE_DIR", dir.path()) };
+/// use memo_cache::disk_cache;
+///
+/// #[disk_cache]
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+///
+/// assert!(!square__is_cached(7));
+/// assert_eq!(square(7), 49);
+/// assert!(square__is_cached(7));
+/// assert_eq!(square__recompute(7), 49); // runs the body again and stores the result
+/// assert_eq!(square__uncached(7), 49); // runs the body, touches no cache
+/// assert_eq!(square__clear()?.entries, 1);
+/// assert!(!square__is_cached(7));
+/// # Ok::<(), memo_cache::Error>(())
+/// ```
+///
+/// Methods taking `&self` put `self` in the key, so `Self` must be `Serialize`, or the method
+/// must say `ignore(self)`:
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// # unsafe { std::env::set_var("MEMO_CACHE_DIR", dir.path()) };
+/// use memo_cache::disk_cache;
+///
+/// #[derive(serde::Serialize)]
+/// struct Grid {
+///     cells: Vec<u32>,
+/// }
+///
+/// impl Grid {
+///     #[disk_cache]
+///     fn total(&self, scale: u32) -> u64 {
+///         self.cells.iter().map(|&c| u64::from(c * scale)).sum()
+///     }
+/// }
+///
+/// let grid = Grid { cells: vec![1, 2, 3] };
+/// assert_eq!(grid.total(10), 60);
+/// assert!(grid.total__is_cached(10));
+/// ```
+///
+/// # Recursion
+///
+/// Recursive calls go through the cache too, so the classic memoized Fibonacci computes each
+/// `fib(k)` once, and a later process computes none:
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// # unsafe { std::env::set_var("MEMO_CACHE_DIR", dir.path()) };
+/// #[memo_cache::disk_cache]
+/// fn fib(n: u64) -> u64 {
+///     if n < 2 { n } else { fib(n - 1) + fib(n - 2) }
+/// }
+///
+/// assert_eq!(fib(90), 2_880_067_194_370_816_120);
+/// ```
+///
+/// # `async fn`
+///
+/// Under tokio (enable memo-cache's `tokio` feature), disk reads, waits, encoding and writes run
+/// on tokio's blocking pool, so a large value never stalls the executor. The return type must
+/// then be `Send + 'static`.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// # unsafe { std::env::set_var("MEMO_CACHE_DIR", dir.path()) };
+/// #[memo_cache::disk_cache(ttl = "1h", ignore(progress))]
+/// async fn fetch(url: String, progress: bool) -> Result<String, std::io::Error> {
+///     if progress {
+///         eprintln!("fetching {url}");
+///     }
+///     Ok(format!("contents of {url}"))
+/// }
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// assert_eq!(fetch("https://example.com".into(), true).await.unwrap(), "contents of https://example.com");
+/// assert!(fetch__is_cached("https://example.com".into(), false));
+/// # });
+/// ```
+///
+/// # Failures
+///
+/// A cache failure (full disk, read-only directory, corrupt index) never changes what the
+/// function returns: it is logged once with `tracing::warn!` and the function runs. When several
+/// processes or threads miss on the same key at once, one computes and the others wait for
+/// its result.
+///
+/// # Limits
+///
+/// Not for functions in trait impls (the companions are not trait items), `const fn`, `&mut`
+/// or `impl Trait` arguments that take part in the key, or const generic parameters. The body is
+/// compiled into the function and into `f__recompute` and `f__uncached`, so a `static` declared
+/// inside the body is not shared between them.
+///
+/// [humantime]: https://docs.rs/humantime
+/// [`Unordered`]: https://docs.rs/memo-cache/latest/memo_cache/struct.Unordered.html
+/// [`Removal`]: https://docs.rs/memo-cache/latest/memo_cache/struct.Removal.html
+#[proc_macro_attribute]
+pub fn disk_cache(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let item = TokenStream2::from(item);
+    match disk_cache_impl(attr.into(), item.clone()) {
+        Ok(tokens) => tokens.into(),
+        Err(error) => {
+            // The function as written, beside the error: one error, not a cascade.
+            let error = error.to_compile_error();
+            quote!(#error #item).into()
+        }
+    }
+}
+
+fn disk_cache_impl(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
+    let mut options = options::Options::default();
+    let parser = syn::meta::parser(|meta| options.parse(meta));
+    syn::parse::Parser::parse2(parser, attr)?;
+    let item: syn::ItemFn = syn::parse2(item).map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "#[disk_cache] goes on a function with a body (`fn` or `async fn`)",
+        )
+    })?;
+    let plan = analyze::analyze(&item, &options)?;
+    let fingerprint = fingerprint::of(&item);
+    Ok(expand::expand(
+        &item,
+        &options,
+        &plan,
+        &fingerprint,
+        &crate_path(),
+    ))
+}
+
+/// `::memo_cache`, or the name the user's Cargo.toml gives it.
+fn crate_path() -> TokenStream2 {
+    use proc_macro_crate::{FoundCrate, crate_name};
+    match crate_name("memo-cache") {
+        Ok(FoundCrate::Name(name)) => {
+            let ident = proc_macro2::Ident::new(&name, proc_macro2::Span::call_site());
+            quote!(::#ident)
+        }
+        // Itself: memo-cache's own tests and doctests are separate crates that see it by name.
+        Ok(FoundCrate::Itself) | Err(_) => quote!(::memo_cache),
+    }
+}

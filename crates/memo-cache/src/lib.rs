@@ -43,6 +43,8 @@ mod layout;
 mod lock;
 mod verify;
 
+pub use memo_cache_macros::disk_cache;
+
 pub use cache::{Cache, CacheBuilder, DEFAULT_INLINE_THRESHOLD};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};

@@ -4,8 +4,8 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Mutex, Once};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, Once, OnceLock, RwLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -120,7 +120,11 @@ pub struct ComputeGuard(#[allow(dead_code)] Option<ComputeLock>);
 
 /// After a miss: take the key's compute lock, or wait for the process holding it and return the
 /// value it stored. `(guard, None)` means: compute, store, then drop the guard.
-pub fn lock_or_wait<T: DeserializeOwned + Any>(cache: &Cache, func: &Function, key: &Key) -> (ComputeGuard, Option<T>) {
+pub fn lock_or_wait<T: DeserializeOwned + Any>(
+    cache: &Cache,
+    func: &Function,
+    key: &Key,
+) -> (ComputeGuard, Option<T>) {
     let (lock, value) = cache.lock_or_wait(func, key);
     (ComputeGuard(lock), value)
 }
@@ -145,7 +149,12 @@ where
 }
 
 /// Like [`get_or_compute`] for a `Result`: only `Ok` is stored.
-pub fn get_or_try_compute<T, E, F>(cache: &Cache, func: &Function, key: &Key, compute: F) -> Result<T, E>
+pub fn get_or_try_compute<T, E, F>(
+    cache: &Cache,
+    func: &Function,
+    key: &Key,
+    compute: F,
+) -> Result<T, E>
 where
     T: Serialize + DeserializeOwned + Any,
     F: FnOnce() -> Result<T, E>,
@@ -163,4 +172,674 @@ where
     }
     drop(guard);
     result
+}
+
+// ---- Per-function state for #[disk_cache] ------------------------------------------------------
+
+static SITES: Mutex<Vec<(&'static str, &'static Site)>> = Mutex::new(Vec::new());
+
+/// A function's way to its [`Site`]. The cached function and each of its companions keep one in
+/// a `static`; all of them find the same `Site` through `id`, the source position of the
+/// `#[disk_cache]` attribute, which is unique per cached function. After the first call, getting
+/// the site is one atomic load.
+#[derive(Debug)]
+pub struct SiteRef {
+    id: &'static str,
+    dir: Option<&'static str>,
+    memory: usize,
+    site: OnceLock<&'static Site>,
+}
+
+impl SiteRef {
+    /// The way to the site of the function whose attribute is at `id`.
+    pub const fn new(id: &'static str, dir: Option<&'static str>, memory: usize) -> SiteRef {
+        SiteRef {
+            id,
+            dir,
+            memory,
+            site: OnceLock::new(),
+        }
+    }
+
+    /// The site, registered on first use.
+    #[inline]
+    pub fn get(&'static self) -> &'static Site {
+        self.site.get_or_init(|| {
+            let mut sites = SITES.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((_, site)) = sites.iter().find(|(id, _)| *id == self.id) {
+                return site;
+            }
+            let site: &'static Site = Box::leak(Box::new(Site::new(self.dir, self.memory)));
+            sites.push((self.id, site));
+            site
+        })
+    }
+}
+
+/// The state of one `#[disk_cache]` function, kept in a `static` beside it: its identity, its
+/// resolved cache handle and its optional in-memory LRU.
+///
+/// Resolving the directory and the handle once per function (not per call) is what keeps a hit
+/// through the attribute as cheap as a hit through [`Cache::get`]: the directory is fixed at the
+/// function's first call.
+#[derive(Debug)]
+pub struct Site {
+    dir: Option<&'static str>,
+    function: OnceLock<Function>,
+    generic: RwLock<Vec<(&'static str, &'static Function)>>,
+    cache: OnceLock<Cache>,
+    memory: Option<Memory>,
+}
+
+impl Site {
+    /// A site caching in `dir` (else the default directory), with an LRU of `memory` entries in
+    /// front of the disk when `memory > 0`.
+    const fn new(dir: Option<&'static str>, memory: usize) -> Site {
+        Site {
+            dir,
+            function: OnceLock::new(),
+            generic: RwLock::new(Vec::new()),
+            cache: OnceLock::new(),
+            memory: if memory > 0 {
+                Some(Memory::new(memory))
+            } else {
+                None
+            },
+        }
+    }
+
+    /// The identity of a non-generic function, made on first use.
+    pub fn function(&'static self, make: impl FnOnce() -> Function) -> &'static Function {
+        self.function.get_or_init(make)
+    }
+
+    /// The identity of one instantiation of a generic function, told apart by `types` (the
+    /// `type_name` of its type parameters). Made once per instantiation and kept for the process.
+    pub fn generic_function(
+        &'static self,
+        types: &'static str,
+        make: impl FnOnce() -> Function,
+    ) -> &'static Function {
+        let found = |list: &Vec<(&'static str, &'static Function)>| {
+            list.iter()
+                .find(|(t, _)| std::ptr::eq(*t, types) || *t == types)
+                .map(|(_, f)| *f)
+        };
+        if let Some(func) = found(&self.generic.read().unwrap_or_else(|p| p.into_inner())) {
+            return func;
+        }
+        let mut list = self.generic.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(func) = found(&list) {
+            return func;
+        }
+        let func: &'static Function = Box::leak(Box::new(make()));
+        list.push((types, func));
+        func
+    }
+
+    /// The cache handle, opened on first use; `None` (warned once) while it cannot be opened.
+    pub fn cache(&'static self) -> Option<&'static Cache> {
+        if let Some(cache) = self.cache.get() {
+            return Some(cache);
+        }
+        let cache = cache(self.dir)?;
+        Some(self.cache.get_or_init(|| cache))
+    }
+
+    /// The handle and key of a call, or `None` when the call must run uncached (no cache, or
+    /// arguments that cannot be encoded; both logged).
+    #[inline]
+    pub fn key<A: Serialize + ?Sized>(
+        &'static self,
+        func: &Function,
+        args: &A,
+    ) -> Option<(&'static Cache, Key)> {
+        let cache = self.cache()?;
+        Some((cache, key(cache, func, args)?))
+    }
+
+    /// True when a sound, unexpired result is stored (in memory or on disk) for `key`.
+    pub fn contains(&'static self, key: Option<(&'static Cache, Key)>) -> bool {
+        let Some((cache, key)) = key else {
+            return false;
+        };
+        if self.memory.as_ref().is_some_and(|m| m.contains(&key)) {
+            return true;
+        }
+        match cache.stored_bytes(&key) {
+            Ok(found) => found.is_some(),
+            Err(e) => {
+                cache.warn_once("read", &e);
+                false
+            }
+        }
+    }
+
+    /// Removes every stored result of `func` (all its versions) and empties the in-memory LRU.
+    pub fn clear(&'static self, func: &Function) -> crate::Result<crate::Removal> {
+        if let Some(memory) = &self.memory {
+            memory.clear();
+        }
+        match self.cache() {
+            Some(cache) => cache.clear_function(func.name()),
+            None => {
+                let dir = match self.dir {
+                    Some(dir) => PathBuf::from(dir),
+                    None => crate::layout::default_dir()?,
+                };
+                Cache::open(dir)?.clear_function(func.name())
+            }
+        }
+    }
+
+    /// Computes, stores the result (replacing any stored one) and returns it.
+    pub fn recompute<T, E, F>(
+        &'static self,
+        func: &Function,
+        key: Option<(&'static Cache, Key)>,
+        mem: Option<MemOps<T>>,
+        compute: F,
+    ) -> Result<T, E>
+    where
+        T: Serialize + Any,
+        F: FnOnce() -> Result<T, E>,
+    {
+        let result = compute();
+        if let (Ok(value), Some((cache, key))) = (&result, key) {
+            self.remember(func, cache, &key, mem, value);
+            store(cache, func, &key, value);
+        }
+        result
+    }
+
+    /// [`Site::recompute`] for a value that is stored whatever it is.
+    pub fn recompute_value<T, F>(
+        &'static self,
+        func: &Function,
+        key: Option<(&'static Cache, Key)>,
+        mem: Option<MemOps<T>>,
+        compute: F,
+    ) -> T
+    where
+        T: Serialize + Any,
+        F: FnOnce() -> T,
+    {
+        match self.recompute(func, key, mem, || {
+            Ok::<T, std::convert::Infallible>(compute())
+        }) {
+            Ok(value) => value,
+            Err(never) => match never {},
+        }
+    }
+
+    /// The whole protocol: memory, disk, lock or wait, compute, store. Only `Ok` is stored.
+    pub fn get_or_try_compute<T, E, F>(
+        &'static self,
+        func: &Function,
+        cache: &Cache,
+        key: &Key,
+        mem: Option<MemOps<T>>,
+        compute: F,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned + Any,
+        F: FnOnce() -> Result<T, E>,
+    {
+        if let Some(value) = self.recall(key, mem) {
+            return Ok(value);
+        }
+        if let Some(value) = lookup(cache, func, key) {
+            self.remember(func, cache, key, mem, &value);
+            return Ok(value);
+        }
+        let (guard, value) = lock_or_wait(cache, func, key);
+        if let Some(value) = value {
+            self.remember(func, cache, key, mem, &value);
+            return Ok(value);
+        }
+        let result = compute();
+        if let Ok(value) = &result {
+            store(cache, func, key, value);
+            self.remember(func, cache, key, mem, value);
+        }
+        drop(guard);
+        result
+    }
+
+    /// Like [`Site::get_or_try_compute`] for a value that is stored whatever it is.
+    #[inline]
+    pub fn get_or_compute<T, F>(
+        &'static self,
+        func: &Function,
+        cache: &Cache,
+        key: &Key,
+        mem: Option<MemOps<T>>,
+        compute: F,
+    ) -> T
+    where
+        T: Serialize + DeserializeOwned + Any,
+        F: FnOnce() -> T,
+    {
+        match self.get_or_try_compute(func, cache, key, mem, || {
+            Ok::<T, std::convert::Infallible>(compute())
+        }) {
+            Ok(value) => value,
+            Err(never) => match never {},
+        }
+    }
+
+    #[inline]
+    fn recall<T>(&self, key: &Key, mem: Option<MemOps<T>>) -> Option<T> {
+        let (memory, ops) = (self.memory.as_ref()?, mem?);
+        memory.get(key, ops)
+    }
+
+    fn remember<T>(
+        &self,
+        func: &Function,
+        cache: &Cache,
+        key: &Key,
+        mem: Option<MemOps<T>>,
+        value: &T,
+    ) {
+        let (Some(memory), Some(ops)) = (self.memory.as_ref(), mem) else {
+            return;
+        };
+        // An entry with a TTL must leave memory when it expires on disk, not later.
+        let expires = match func.ttl() {
+            None => None,
+            Some(ttl) => match cache.entry(key) {
+                Ok(Some(info)) => info.expires,
+                _ => Some(SystemTime::now() + ttl),
+            },
+        };
+        memory.put(*key, (ops.keep)(value), expires);
+    }
+}
+
+// ---- The in-memory LRU (`memory = N`) -----------------------------------------------------------
+
+/// How a `memory = N` function puts values into its LRU and gets clones back out; `None` for
+/// functions without one, so their return types need not be `Clone`.
+pub struct MemOps<T> {
+    keep: fn(&T) -> Box<dyn Any + Send + Sync>,
+    take: fn(&(dyn Any + Send + Sync)) -> Option<T>,
+}
+
+impl<T> Clone for MemOps<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for MemOps<T> {}
+
+impl<T> std::fmt::Debug for MemOps<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MemOps")
+    }
+}
+
+/// The values of a `memory = N` function are handed out as clones.
+#[diagnostic::on_unimplemented(
+    message = "`memory = N` hands out clones of cached values, but `{Self}` does not implement `Clone + Send + Sync`",
+    label = "the return type must be `Clone + Send + Sync + 'static` with `memory = N`",
+    note = "derive `Clone` for it, or drop the `memory` option"
+)]
+pub trait MemoryValue: Clone + Send + Sync + 'static {}
+impl<T: Clone + Send + Sync + 'static> MemoryValue for T {}
+
+/// The [`MemOps`] of a `memory = N` function.
+pub fn cloning<T: MemoryValue>() -> Option<MemOps<T>> {
+    Some(MemOps {
+        keep: |value| Box::new(value.clone()),
+        take: |any| any.downcast_ref::<T>().cloned(),
+    })
+}
+
+/// Least recently used eviction over at most `capacity` entries. A hit takes one uncontended
+/// lock and one hash probe; choosing a victim scans the map, which only happens on a miss that
+/// was going to compute or read the disk anyway.
+#[derive(Debug)]
+struct Memory {
+    capacity: usize,
+    map: Mutex<MemoryMap>,
+}
+
+struct MemoryMap {
+    entries: HashMap<Key, MemoryEntry, KeyHasher>,
+    tick: u64,
+}
+
+impl std::fmt::Debug for MemoryMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryMap")
+            .field("entries", &self.entries.len())
+            .finish()
+    }
+}
+
+struct MemoryEntry {
+    value: Box<dyn Any + Send + Sync>,
+    used: u64,
+    expires: Option<SystemTime>,
+}
+
+impl Memory {
+    const fn new(capacity: usize) -> Memory {
+        Memory {
+            capacity,
+            map: Mutex::new(MemoryMap {
+                entries: HashMap::with_hasher(KeyHasher),
+                tick: 0,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryMap> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get<T>(&self, key: &Key, ops: MemOps<T>) -> Option<T> {
+        let mut map = self.lock();
+        map.tick += 1;
+        let tick = map.tick;
+        let entry = map.entries.get_mut(key)?;
+        if entry.expires.is_some_and(|at| at <= SystemTime::now()) {
+            map.entries.remove(key);
+            return None;
+        }
+        entry.used = tick;
+        (ops.take)(&*entry.value)
+    }
+
+    fn contains(&self, key: &Key) -> bool {
+        self.lock()
+            .entries
+            .get(key)
+            .is_some_and(|e| e.expires.is_none_or(|at| at > SystemTime::now()))
+    }
+
+    fn put(&self, key: Key, value: Box<dyn Any + Send + Sync>, expires: Option<SystemTime>) {
+        let mut map = self.lock();
+        map.tick += 1;
+        let used = map.tick;
+        if map.entries.len() >= self.capacity
+            && !map.entries.contains_key(&key)
+            && let Some(victim) = map
+                .entries
+                .iter()
+                .min_by_key(|(_, e)| e.used)
+                .map(|(k, _)| *k)
+        {
+            map.entries.remove(&victim);
+        }
+        map.entries.insert(
+            key,
+            MemoryEntry {
+                value,
+                used,
+                expires,
+            },
+        );
+    }
+
+    fn clear(&self) {
+        self.lock().entries.clear();
+    }
+}
+
+/// Keys are already uniform hashes: their first eight bytes are a perfectly good `u64` hash.
+#[derive(Debug, Clone, Copy, Default)]
+struct KeyHasher;
+
+impl std::hash::BuildHasher for KeyHasher {
+    type Hasher = KeyHash;
+    fn build_hasher(&self) -> KeyHash {
+        KeyHash(0)
+    }
+}
+
+#[derive(Debug)]
+struct KeyHash(u64);
+
+impl std::hash::Hasher for KeyHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
+        }
+    }
+}
+
+// ---- Compile-time checks with messages that say what to do ------------------------------------
+
+/// An argument that takes part in the key.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be part of a cache key: it does not implement `serde::Serialize`",
+    label = "this argument's type does not implement `Serialize`",
+    note = "derive or implement `serde::Serialize` for it, or leave the argument out of the key with `#[disk_cache(ignore(name))]`"
+)]
+pub trait KeyArg {}
+impl<T: Serialize + ?Sized> KeyArg for T {}
+
+/// Checks, at compile time, that an argument can be part of the key.
+#[inline(always)]
+pub fn assert_key_arg<T: KeyArg + ?Sized>() {}
+
+/// The `self` of a cached method.
+#[diagnostic::on_unimplemented(
+    message = "a cached method taking `self` requires `{Self}: Serialize`, or `ignore(self)`",
+    label = "`{Self}` does not implement `serde::Serialize`",
+    note = "derive `serde::Serialize` for `{Self}` so `self` takes part in the key, or write `#[disk_cache(ignore(self))]` if the result does not depend on it"
+)]
+pub trait SelfKey {}
+impl<T: Serialize + ?Sized> SelfKey for T {}
+
+/// Checks, at compile time, that `self` can be part of the key.
+#[inline(always)]
+pub fn assert_self_key<T: SelfKey + ?Sized>() {}
+
+/// A value that can be stored and read back.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be cached: a cached value must implement `Serialize` and `DeserializeOwned`",
+    label = "the cached return type must implement `serde::Serialize + serde::de::DeserializeOwned`",
+    note = "derive `serde::Serialize` and `serde::Deserialize` for it (a type that borrows, like `&str`, cannot be read back: return an owned type such as `String`)"
+)]
+pub trait Storable {}
+impl<T: Serialize + DeserializeOwned> Storable for T {}
+
+/// Checks, at compile time, that a return type can be stored and read back.
+#[inline(always)]
+pub fn assert_storable<T: Storable>() {}
+
+/// The `Ok` and `Err` types of a `Result` return type, however it is spelled (`io::Result<T>`).
+pub trait Fallible {
+    /// The `Ok` type.
+    type Ok;
+    /// The `Err` type.
+    type Err;
+}
+
+impl<T, E> Fallible for Result<T, E> {
+    type Ok = T;
+    type Err = E;
+}
+
+/// Checks, at compile time, that the `Ok` type of a `Result` can be stored and read back.
+#[inline(always)]
+pub fn assert_storable_ok<R: Fallible>()
+where
+    R::Ok: Storable,
+{
+}
+
+// ---- async ------------------------------------------------------------------------------------
+
+/// Expands to nothing when the `tokio` feature is on, and to a clear compile error otherwise.
+#[cfg(feature = "tokio")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __memo_require_tokio {
+    () => {};
+}
+
+/// Expands to nothing when the `tokio` feature is on, and to a clear compile error otherwise.
+#[cfg(not(feature = "tokio"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __memo_require_tokio {
+    () => {
+        ::core::compile_error!(
+            "#[disk_cache] on an `async fn` needs memo-cache's `tokio` feature: \
+             memo-cache = { version = \"0.1\", features = [\"tokio\"] }"
+        );
+    };
+}
+
+#[cfg(feature = "tokio")]
+mod asynchronous {
+    use super::*;
+    use std::future::Future;
+
+    /// Runs `work` on tokio's blocking pool; `None` when it panicked or the runtime is closing.
+    async fn blocking<R: Send + 'static>(work: impl FnOnce() -> R + Send + 'static) -> Option<R> {
+        tokio::task::spawn_blocking(work).await.ok()
+    }
+
+    impl Site {
+        /// The async protocol: every disk read, wait, encode and write runs on the blocking
+        /// pool, so a large value never stalls the executor. Only `Ok` is stored.
+        pub async fn get_or_try_compute_async<T, E, Fut>(
+            &'static self,
+            func: &'static Function,
+            cache: &'static Cache,
+            key: Key,
+            mem: Option<MemOps<T>>,
+            compute: Fut,
+        ) -> Result<T, E>
+        where
+            T: Serialize + DeserializeOwned + Any + Send,
+            Fut: Future<Output = Result<T, E>>,
+        {
+            if let Some(value) = self.recall(&key, mem) {
+                return Ok(value);
+            }
+            let found = blocking(move || {
+                if let Some(value) = lookup::<T>(cache, func, &key) {
+                    return (ComputeGuard(None), Some(value));
+                }
+                lock_or_wait::<T>(cache, func, &key)
+            })
+            .await;
+            let guard = match found {
+                Some((_, Some(value))) => {
+                    self.remember(func, cache, &key, mem, &value);
+                    return Ok(value);
+                }
+                Some((guard, None)) => guard,
+                None => ComputeGuard(None),
+            };
+            let result = compute.await;
+            let result = match result {
+                Ok(value) => Ok(self.store_async(func, cache, key, mem, value).await),
+                Err(e) => Err(e),
+            };
+            drop(guard);
+            result
+        }
+
+        /// Like [`Site::get_or_try_compute_async`] for a value that is stored whatever it is.
+        pub async fn get_or_compute_async<T, Fut>(
+            &'static self,
+            func: &'static Function,
+            cache: &'static Cache,
+            key: Key,
+            mem: Option<MemOps<T>>,
+            compute: Fut,
+        ) -> T
+        where
+            T: Serialize + DeserializeOwned + Any + Send,
+            Fut: Future<Output = T>,
+        {
+            let compute = async move { Ok::<T, std::convert::Infallible>(compute.await) };
+            match self
+                .get_or_try_compute_async(func, cache, key, mem, compute)
+                .await
+            {
+                Ok(value) => value,
+                Err(never) => match never {},
+            }
+        }
+
+        /// Computes, stores the result off the executor and returns it.
+        pub async fn recompute_async<T, E, Fut>(
+            &'static self,
+            func: &'static Function,
+            key: Option<(&'static Cache, Key)>,
+            mem: Option<MemOps<T>>,
+            compute: Fut,
+        ) -> Result<T, E>
+        where
+            T: Serialize + Any + Send,
+            Fut: Future<Output = Result<T, E>>,
+        {
+            match (compute.await, key) {
+                (Ok(value), Some((cache, key))) => {
+                    Ok(self.store_async(func, cache, key, mem, value).await)
+                }
+                (result, _) => result,
+            }
+        }
+
+        /// [`Site::recompute_async`] for a value that is stored whatever it is.
+        pub async fn recompute_value_async<T, Fut>(
+            &'static self,
+            func: &'static Function,
+            key: Option<(&'static Cache, Key)>,
+            mem: Option<MemOps<T>>,
+            compute: Fut,
+        ) -> T
+        where
+            T: Serialize + Any + Send,
+            Fut: Future<Output = T>,
+        {
+            let compute = async move { Ok::<T, std::convert::Infallible>(compute.await) };
+            match self.recompute_async(func, key, mem, compute).await {
+                Ok(value) => value,
+                Err(never) => match never {},
+            }
+        }
+
+        /// Encodes and writes `value` on the blocking pool and hands it back. The value travels
+        /// in a shared slot, so even a store that panics or is cancelled cannot lose it.
+        async fn store_async<T>(
+            &'static self,
+            func: &'static Function,
+            cache: &'static Cache,
+            key: Key,
+            mem: Option<MemOps<T>>,
+            value: T,
+        ) -> T
+        where
+            T: Serialize + Any + Send,
+        {
+            let slot = Arc::new(Mutex::new(Some(value)));
+            let shared = Arc::clone(&slot);
+            blocking(move || {
+                let value = shared.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(value) = value.as_ref() {
+                    store(cache, func, &key, value);
+                    self.remember(func, cache, &key, mem, value);
+                }
+            })
+            .await;
+            let value = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+            value.expect("the stored value is handed back")
+        }
+    }
 }

@@ -1,0 +1,196 @@
+//! Parsing the attribute's options: `#[disk_cache(dir = "..", ttl = "1h", ignore(a, b), ..)]`.
+
+use std::time::Duration;
+
+use proc_macro2::{Ident, Span};
+use syn::meta::ParseNestedMeta;
+use syn::{LitBool, LitInt, LitStr};
+
+/// Every option, in the order the docs list them; unknown ones are matched against these.
+const KNOWN: &[&str] = &[
+    "dir",
+    "ttl",
+    "ignore",
+    "version",
+    "name",
+    "cache_err",
+    "memory",
+];
+
+/// The options as written.
+#[derive(Default)]
+pub struct Options {
+    pub dir: Option<LitStr>,
+    pub ttl: Option<(LitStr, Duration)>,
+    pub ignore: Vec<Ident>,
+    pub version: Option<LitStr>,
+    pub name: Option<LitStr>,
+    pub cache_err: bool,
+    pub memory: Option<(LitInt, usize)>,
+    /// Where `memory = N` was written, for errors about the return type's `Clone`.
+    pub memory_span: Option<Span>,
+}
+
+impl Options {
+    /// Parses one option; called by `syn::meta::parser` for each comma-separated item.
+    pub fn parse(&mut self, meta: ParseNestedMeta) -> syn::Result<()> {
+        let Some(option) = meta.path.get_ident().map(|i| i.to_string()) else {
+            return Err(meta.error(unknown_option_message(&path_text(&meta.path))));
+        };
+        let seen = match option.as_str() {
+            "dir" => self
+                .dir
+                .replace(non_empty(meta.value()?.parse()?, "dir")?)
+                .is_some(),
+            "ttl" => {
+                let lit: LitStr = meta.value()?.parse()?;
+                let ttl = parse_ttl(&lit)?;
+                self.ttl.replace((lit, ttl)).is_some()
+            }
+            "ignore" => {
+                let before = self.ignore.len();
+                meta.parse_nested_meta(|arg| {
+                    match arg.path.get_ident() {
+                        Some(ident) if arg.input.is_empty() || arg.input.peek(syn::Token![,]) => {
+                            self.ignore.push(ident.clone())
+                        }
+                        _ => return Err(arg.error("write the names of arguments to leave out of the key: `ignore(progress, logger)`")),
+                    }
+                    Ok(())
+                })?;
+                if self.ignore.len() == before {
+                    return Err(meta.error(
+                        "`ignore()` names no argument: write `ignore(name, ..)` or remove it",
+                    ));
+                }
+                before > 0
+            }
+            "version" => self
+                .version
+                .replace(non_empty(meta.value()?.parse()?, "version")?)
+                .is_some(),
+            "name" => self
+                .name
+                .replace(non_empty(meta.value()?.parse()?, "name")?)
+                .is_some(),
+            "cache_err" => {
+                let lit: LitBool = meta.value()?.parse()?;
+                let seen = self.cache_err;
+                self.cache_err = lit.value;
+                seen
+            }
+            "memory" => {
+                let span = meta.path.get_ident().map(Ident::span);
+                let lit: LitInt = meta.value()?.parse()?;
+                let n: usize = lit.base10_parse()?;
+                if n == 0 {
+                    return Err(syn::Error::new_spanned(
+                        &lit,
+                        "`memory = 0` keeps nothing in memory: write the number of entries to keep, or remove the option",
+                    ));
+                }
+                self.memory_span = span;
+                self.memory.replace((lit, n)).is_some()
+            }
+            other => {
+                return Err(syn::Error::new_spanned(
+                    &meta.path,
+                    unknown_option_message(other),
+                ));
+            }
+        };
+        if seen {
+            return Err(syn::Error::new_spanned(
+                &meta.path,
+                format!("`{option}` is given twice"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn path_text(path: &syn::Path) -> String {
+    path.segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect::<Vec<_>>()
+        .join("::")
+}
+
+fn non_empty(lit: LitStr, option: &str) -> syn::Result<LitStr> {
+    if lit.value().trim().is_empty() {
+        return Err(syn::Error::new_spanned(
+            &lit,
+            format!("`{option}` cannot be empty"),
+        ));
+    }
+    Ok(lit)
+}
+
+fn parse_ttl(lit: &LitStr) -> syn::Result<Duration> {
+    match humantime::parse_duration(&lit.value()) {
+        Ok(ttl) if ttl.is_zero() => Err(syn::Error::new_spanned(
+            lit,
+            "a `ttl` of zero would expire every entry at once",
+        )),
+        Ok(ttl) => Ok(ttl),
+        Err(e) => Err(syn::Error::new_spanned(
+            lit,
+            format!(
+                "`ttl = {:?}` is not a duration ({e}); write one like \"90s\", \"15min\", \"1h 30m\" or \"7days\"",
+                lit.value()
+            ),
+        )),
+    }
+}
+
+fn unknown_option_message(option: &str) -> String {
+    let valid = KNOWN.join(", ");
+    match nearest(option) {
+        Some(near) => {
+            format!("unknown option `{option}`; did you mean `{near}`? (valid options: {valid})")
+        }
+        None => format!("unknown option `{option}` (valid options: {valid})"),
+    }
+}
+
+/// The known option closest to `option` by edit distance, if it is close enough to be a typo.
+fn nearest(option: &str) -> Option<&'static str> {
+    KNOWN
+        .iter()
+        .map(|known| (edit_distance(option, known), *known))
+        .filter(|(d, known)| *d <= known.len().max(option.len()) / 2)
+        .min()
+        .map(|(_, known)| known)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_the_nearest_option() {
+        assert_eq!(nearest("tll"), Some("ttl"));
+        assert_eq!(nearest("ignor"), Some("ignore"));
+        assert_eq!(nearest("cache_errors"), Some("cache_err"));
+        assert_eq!(nearest("directory"), None);
+        assert_eq!(nearest("zzzzzzzz"), None);
+    }
+}
