@@ -3,7 +3,7 @@
 use std::cmp::Reverse;
 use std::io::{BufRead, IsTerminal, Write};
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::SystemTime;
 
@@ -597,7 +597,7 @@ fn verify(cache: &Cache, args: &VerifyArgs, out: Output) -> anyhow::Result<ExitC
                     "kind": p.kind.as_str(),
                     "key": p.key.map(|k| k.to_hex()),
                     "function": p.function,
-                    "path": p.path.as_ref().map(PathBuf::as_path),
+                    "path": p.path.as_deref(),
                     "detail": p.detail,
                     "fixed": p.fixed,
                 })
