@@ -102,17 +102,39 @@ pub(crate) enum Access {
 pub(crate) struct Index {
     path: PathBuf,
     access: Access,
+    /// Read-only connections open the file as immutable; see [`Index::open`].
+    immutable: bool,
     pool: Mutex<Vec<Connection>>,
 }
 
 impl Index {
     /// Opens (and, read-write, creates and migrates) the index at `path`.
+    ///
+    /// A reader of a WAL-mode database needs its `-shm` file, which it cannot create in a
+    /// directory it may not write (SQLite then reports "attempt to write a readonly database").
+    /// Such an index is opened again as immutable: read without locks, which is right for a
+    /// cache nobody can write and at worst a miss for one its owner writes meanwhile, since
+    /// every value is hash-checked.
     pub fn open(path: &Path, access: Access) -> Result<Index> {
-        let conn = connect(path, access)?;
-        let index = Index { path: path.to_path_buf(), access, pool: Mutex::new(Vec::new()) };
-        index.check_schema(&conn)?;
+        let mut index = Index { path: path.to_path_buf(), access, immutable: false, pool: Mutex::new(Vec::new()) };
+        let conn = match index.first_connection() {
+            Err(Error::Index { source, .. })
+                if access == Access::ReadOnly
+                    && matches!(source.sqlite_error_code(), Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen)) =>
+            {
+                index.immutable = true;
+                index.first_connection()?
+            }
+            other => other?,
+        };
         index.pool.lock().expect("pool lock").push(conn);
         Ok(index)
+    }
+
+    fn first_connection(&self) -> Result<Connection> {
+        let conn = connect(&self.path, self.access, self.immutable)?;
+        self.check_schema(&conn)?;
+        Ok(conn)
     }
 
     pub fn path(&self) -> &Path {
@@ -176,7 +198,7 @@ impl Index {
         if let Some(conn) = self.pool.lock().expect("pool lock").pop() {
             return Ok(conn);
         }
-        connect(&self.path, self.access)
+        connect(&self.path, self.access, self.immutable)
     }
 
     fn give_back(&self, conn: Connection) {
@@ -225,18 +247,36 @@ pub(crate) fn index_error(path: &Path, source: rusqlite::Error) -> Error {
     }
 }
 
-fn connect(path: &Path, access: Access) -> Result<Connection> {
+fn connect(path: &Path, access: Access, immutable: bool) -> Result<Connection> {
     let flags = match access {
         Access::ReadWrite => OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
         Access::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY,
     } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags).map_err(|e| index_error(path, e))?;
+    let conn = if immutable {
+        Connection::open_with_flags(immutable_uri(path), flags | OpenFlags::SQLITE_OPEN_URI)
+    } else {
+        Connection::open_with_flags(path, flags)
+    }
+    .map_err(|e| index_error(path, e))?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| index_error(path, e))?;
     // NORMAL is durable at checkpoints; a commit lost to a power cut is a miss, not a wrong value.
     conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -8192;")
         .map_err(|e| index_error(path, e))?;
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
+}
+
+/// A `file:` URI opening `path` read-only and immutable, with the characters URIs reserve escaped.
+fn immutable_uri(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for &b in path.as_os_str().as_encoded_bytes() {
+        match b {
+            b'%' | b'?' | b'#' | 0..=0x20 | 0x7f.. => uri.push_str(&format!("%{b:02X}")),
+            _ => uri.push(b as char),
+        }
+    }
+    uri.push_str("?mode=ro&immutable=1");
+    uri
 }
 
 /// Runs `f` again while SQLite reports the database busy or locked, up to [`BUSY_TIMEOUT`].
