@@ -253,33 +253,16 @@ fn bytes_that_no_longer_decode_are_a_miss_and_the_entry_is_dropped() {
     let cache = Cache::open(dir.path()).unwrap();
     // The same identity strings, though the type behind them changed.
     let f = Function::new("integrity::summary", "v1", "Summary");
-    let cases: [(&str, Box<dyn Fn(&Cache) -> Option<()>>); 3] = [
-        (
-            "renamed field",
-            Box::new(|c: &Cache| {
-                c.get::<_, After>(&f, &("renamed field",))
-                    .unwrap()
-                    .map(drop)
-            }),
-        ),
-        (
-            "number as string",
-            Box::new(|c: &Cache| {
-                c.get::<_, String>(&f, &("number as string",))
-                    .unwrap()
-                    .map(drop)
-            }),
-        ),
-        (
-            "struct as bytes",
-            Box::new(|c: &Cache| {
-                c.get::<_, Vec<u8>>(&f, &("struct as bytes",))
-                    .unwrap()
-                    .map(drop)
-            }),
-        ),
-    ];
-    for (name, read) in &cases {
+    // Reads the entry `name` as the type its case asks for; true when a value came back.
+    let read = |c: &Cache, name: &str| -> bool {
+        match name {
+            "renamed field" => c.get::<_, After>(&f, &(name,)).unwrap().is_some(),
+            "number as string" => c.get::<_, String>(&f, &(name,)).unwrap().is_some(),
+            _ => c.get::<_, Vec<u8>>(&f, &(name,)).unwrap().is_some(),
+        }
+    };
+    let cases = ["renamed field", "number as string", "struct as bytes"];
+    for name in &cases {
         if *name == "number as string" {
             cache.put(&f, &(*name,), &7u64).unwrap();
         } else {
@@ -296,7 +279,7 @@ fn bytes_that_no_longer_decode_are_a_miss_and_the_entry_is_dropped() {
         }
         let key = f.key(&(*name,)).unwrap();
         let (warnings, _guard) = capture_warnings();
-        assert_eq!(read(&cache), None, "{name}: not a garbled value");
+        assert!(!read(&cache, name), "{name}: not a garbled value");
         let warned = warnings.warnings();
         assert_eq!(warned.len(), 1, "{name}: {warned:?}");
         assert!(
