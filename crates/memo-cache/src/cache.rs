@@ -18,6 +18,8 @@ use crate::index::{self, Access, Index, NewEntry, Removed};
 use crate::key::{Digest, Function, Key};
 use crate::layout::{self, Layout};
 use crate::lock::ComputeLock;
+#[cfg(feature = "redis")]
+use crate::remote::{Attempt, Remote, RemoteConfig, RemoteLock, Waited};
 
 /// Values up to this many stored bytes live inline in the index row; larger ones in blob files.
 ///
@@ -62,6 +64,8 @@ struct Inner {
     inline_threshold: usize,
     pending: Mutex<Pending>,
     warned: Mutex<HashSet<&'static str>>,
+    #[cfg(feature = "redis")]
+    remote: Option<Arc<Remote>>,
 }
 
 #[derive(Debug)]
@@ -88,9 +92,46 @@ pub struct CacheBuilder {
     clock: Arc<dyn Clock>,
     create: bool,
     read_only: bool,
+    #[cfg(feature = "redis")]
+    remote: RemoteChoice,
+}
+
+#[cfg(feature = "redis")]
+#[derive(Debug, Clone)]
+enum RemoteChoice {
+    FromEnv,
+    Off,
+    On(RemoteConfig),
 }
 
 impl CacheBuilder {
+    /// Use a shared Redis tier behind the local directory (see [`RemoteConfig`]). Without this,
+    /// `MEMO_CACHE_REDIS_URL` enables one when set.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use memo_cache::{Cache, RemoteConfig};
+    /// // Nothing listens on port 1: calls still work, local-only, with one warning.
+    /// let cache = Cache::builder(dir.path())
+    ///     .remote(RemoteConfig::new("redis://127.0.0.1:1").unwrap())
+    ///     .open()
+    ///     .unwrap();
+    /// let f = memo_cache::Function::new("docs::f", "v1", "u8");
+    /// assert_eq!(cache.get_or_compute(&f, &(1,), || 7u8), 7);
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn remote(mut self, config: RemoteConfig) -> Self {
+        self.remote = RemoteChoice::On(config);
+        self
+    }
+
+    /// Use no Redis tier, even when `MEMO_CACHE_REDIS_URL` is set.
+    #[cfg(feature = "redis")]
+    pub fn no_remote(mut self) -> Self {
+        self.remote = RemoteChoice::Off;
+        self
+    }
+
     /// Evict least recently used entries (stale ones first) when a store takes the stored bytes
     /// past `bytes`.
     pub fn size_limit(mut self, bytes: u64) -> Self {
@@ -139,6 +180,12 @@ impl CacheBuilder {
             }
             if self.read_only { open_read_only(&layout)? } else { open_existing(&layout)? }
         };
+        #[cfg(feature = "redis")]
+        let remote = match self.remote {
+            RemoteChoice::Off => None,
+            RemoteChoice::On(config) => Some(Remote::new(config)),
+            RemoteChoice::FromEnv => RemoteConfig::from_env()?.map(Remote::new),
+        };
         Ok(Cache {
             inner: Arc::new(Inner {
                 layout,
@@ -148,6 +195,8 @@ impl CacheBuilder {
                 inline_threshold: self.inline_threshold,
                 pending: Mutex::new(Pending { hits: HashMap::new(), since: Instant::now() }),
                 warned: Mutex::new(HashSet::new()),
+                #[cfg(feature = "redis")]
+                remote,
             }),
         })
     }
@@ -210,6 +259,8 @@ impl Cache {
             clock: Arc::new(SystemClock),
             create: true,
             read_only: false,
+            #[cfg(feature = "redis")]
+            remote: RemoteChoice::FromEnv,
         }
     }
 
@@ -221,6 +272,12 @@ impl Cache {
     /// The size limit, if one was set.
     pub fn size_limit(&self) -> Option<u64> {
         self.inner.size_limit
+    }
+
+    /// The Redis tier's settings, when one is configured.
+    #[cfg(feature = "redis")]
+    pub fn remote(&self) -> Option<&RemoteConfig> {
+        self.inner.remote.as_deref().map(Remote::config)
     }
 
     /// True when this handle cannot write (a read-only directory or [`CacheBuilder::read_only`]).
@@ -262,10 +319,41 @@ impl Cache {
         T: DeserializeOwned + Any,
     {
         let key = func.key(args)?;
-        self.get_key(func.name(), &key)
+        self.lookup(func, &key)
     }
 
-    /// Like [`Cache::get`], by key.
+    /// The local value of `key`, else the Redis tier's (written back to the local directory).
+    fn lookup<T: DeserializeOwned + Any>(&self, func: &Function, key: &Key) -> Result<Option<T>> {
+        if let Some(value) = self.get_key(func.name(), key)? {
+            return Ok(Some(value));
+        }
+        #[cfg(feature = "redis")]
+        if let Some(remote) = &self.inner.remote
+            && let Some(fetched) = remote.get(key, self.now_ms())
+        {
+            return Ok(self.accept_remote(func, key, fetched));
+        }
+        Ok(None)
+    }
+
+    /// Decodes a value fetched from Redis and keeps a local copy.
+    #[cfg(feature = "redis")]
+    fn accept_remote<T: DeserializeOwned + Any>(&self, func: &Function, key: &Key, fetched: crate::remote::Fetched) -> Option<T> {
+        if !self.is_read_only()
+            && let Err(e) = self.put_bytes(func, key, &fetched.bytes, fetched.expires, false)
+        {
+            self.warn_once("write", &e);
+        }
+        match codec::decode::<T>(fetched.bytes) {
+            Ok(value) => Some(value),
+            Err(reason) => {
+                tracing::warn!("memo-cache: Redis value {key} of {} does not decode ({reason}); recomputing", func.name());
+                None
+            }
+        }
+    }
+
+    /// Like [`Cache::get`], by key, in the local directory only.
     pub fn get_key<T: DeserializeOwned + Any>(&self, name: &str, key: &Key) -> Result<Option<T>> {
         let Some(bytes) = self.read_checked(name, key)? else { return Ok(None) };
         match codec::decode::<T>(bytes.bytes) {
@@ -284,7 +372,14 @@ impl Cache {
     /// bytes but does not decode them, and does not count as a hit.
     pub fn contains<A: Serialize + ?Sized>(&self, func: &Function, args: &A) -> Result<bool> {
         let key = func.key(args)?;
-        Ok(self.read_checked(func.name(), &key)?.is_some())
+        if self.read_checked(func.name(), &key)?.is_some() {
+            return Ok(true);
+        }
+        #[cfg(feature = "redis")]
+        if let Some(remote) = &self.inner.remote {
+            return Ok(remote.contains(&key, self.now_ms()));
+        }
+        Ok(false)
     }
 
     /// The stored bytes of an entry (format byte last; see [`crate::codec`]), hash-checked.
@@ -412,10 +507,23 @@ impl Cache {
     pub fn put_key<T: Serialize + Any>(&self, func: &Function, key: &Key, value: &T, ttl: Option<Duration>) -> Result<()> {
         let bytes = codec::encode(value)
             .map_err(|message| Error::EncodeValue { function: func.name().to_owned(), message })?;
-        self.put_bytes(func, key, &bytes, ttl)
+        let expires = ttl.map(|ttl| self.now_ms().saturating_add(duration_ms(ttl)));
+        self.put_bytes(func, key, &bytes, expires, true)
     }
 
-    fn put_bytes(&self, func: &Function, key: &Key, bytes: &[u8], ttl: Option<Duration>) -> Result<()> {
+    /// Stores encoded bytes locally and, when `share` and a Redis tier is configured, there too.
+    fn put_bytes(&self, func: &Function, key: &Key, bytes: &[u8], expires: Option<i64>, share: bool) -> Result<()> {
+        let local = self.put_local(func, key, bytes, expires);
+        #[cfg(feature = "redis")]
+        if share && let Some(remote) = &self.inner.remote {
+            remote.put(key, bytes, &Digest::of(bytes), expires, self.now_ms());
+        }
+        #[cfg(not(feature = "redis"))]
+        let _ = share;
+        local
+    }
+
+    fn put_local(&self, func: &Function, key: &Key, bytes: &[u8], expires: Option<i64>) -> Result<()> {
         if let Some(limit) = self.inner.size_limit
             && bytes.len() as u64 > limit
         {
@@ -439,7 +547,7 @@ impl Cache {
             hash: &hash,
             inline: (!in_blob).then_some(bytes),
             now,
-            expires: ttl.map(|ttl| now.saturating_add(duration_ms(ttl))),
+            expires,
         };
         let written = self.inner.index.write(|tx| {
             let function_id = index::ensure_function(tx, func)?;
@@ -539,40 +647,64 @@ impl Cache {
     }
 
     /// Takes the compute lock of `key`, or waits for whoever holds it and returns the value it
-    /// stored. Without a lock (read-only cache, lock directory unusable) the caller computes.
-    pub(crate) fn lock_or_wait<T>(&self, func: &Function, key: &Key) -> (Option<ComputeLock>, Option<T>)
+    /// stored: first among processes on this machine (a lock file), then, with a Redis tier,
+    /// across the fleet. Without a lock (read-only cache, lock directory unusable, Redis down)
+    /// the caller computes anyway.
+    pub(crate) fn lock_or_wait<T>(&self, func: &Function, key: &Key) -> (Locks, Option<T>)
     where
         T: DeserializeOwned + Any,
     {
-        if self.is_read_only() {
-            return (None, None);
+        let mut locks = Locks { local: self.local_lock(func, key), ..Locks::default() };
+        if locks.local.is_some() {
+            // Whoever held the lock, or finished just before we looked, may have stored it.
+            if let Some(value) = self.get_quietly(func, key) {
+                return (locks, Some(value));
+            }
         }
-        let path = self.inner.layout.lock_path(key);
-        let lock = match ComputeLock::try_acquire(&path) {
-            Ok(Some(lock)) => lock,
-            Ok(None) => {
-                tracing::debug!("memo-cache: waiting for another process computing {} ({key})", func.name());
-                match ComputeLock::acquire(&path) {
-                    Ok(lock) => lock,
-                    Err(e) => {
-                        self.warn_once("lock", &Error::io("locking", &path, e));
-                        return (None, None);
+        #[cfg(feature = "redis")]
+        if let Some(remote) = &self.inner.remote {
+            match remote.try_lock(key) {
+                Attempt::Acquired(lock) => {
+                    locks.remote = Some(lock);
+                    // Another node may have stored it and released just before we locked.
+                    if let Some(fetched) = remote.get(key, self.now_ms()) {
+                        let value = self.accept_remote(func, key, fetched);
+                        return (locks, value);
                     }
                 }
+                Attempt::Held => match remote.wait(key, || self.now_ms()) {
+                    Waited::Value(fetched) => {
+                        let value = self.accept_remote(func, key, fetched);
+                        return (locks, value);
+                    }
+                    Waited::Acquired(lock) => locks.remote = Some(lock),
+                    Waited::GaveUp => {}
+                },
+                Attempt::Unavailable => {}
             }
-            Err(e) => {
-                self.warn_once("lock", &Error::io("locking", &path, e));
-                return (None, None);
+        }
+        (locks, None)
+    }
+
+    fn local_lock(&self, func: &Function, key: &Key) -> Option<ComputeLock> {
+        if self.is_read_only() {
+            return None;
+        }
+        let path = self.inner.layout.lock_path(key);
+        let taken = match ComputeLock::try_acquire(&path) {
+            Ok(Some(lock)) => Ok(lock),
+            Ok(None) => {
+                tracing::debug!("memo-cache: waiting for another process computing {} ({key})", func.name());
+                ComputeLock::acquire(&path)
             }
+            Err(e) => Err(e),
         };
-        // Whoever held the lock, or finished just before we looked, may have stored it.
-        let value = self.get_quietly(func, key);
-        (Some(lock), value)
+        taken.map_err(|e| self.warn_once("lock", &Error::io("locking", &path, e))).ok()
     }
 
     /// A lookup whose failure is logged and counted as a miss.
     pub(crate) fn get_quietly<T: DeserializeOwned + Any>(&self, func: &Function, key: &Key) -> Option<T> {
-        self.get_key(func.name(), key).unwrap_or_else(|e| {
+        self.lookup(func, key).unwrap_or_else(|e| {
             self.warn_once("read", &e);
             None
         })
@@ -627,6 +759,14 @@ impl Cache {
 struct Checked {
     bytes: Vec<u8>,
     hash: Digest,
+}
+
+/// The locks held while computing a missed key; released on drop, after the value is stored.
+#[derive(Debug, Default)]
+pub(crate) struct Locks {
+    local: Option<ComputeLock>,
+    #[cfg(feature = "redis")]
+    remote: Option<RemoteLock>,
 }
 
 impl Inner {

@@ -101,6 +101,27 @@ pub enum Error {
     #[error("{0:?} is not a cache key: expected hexadecimal digits")]
     BadKey(String),
 
+    /// A Redis tier URL is not usable.
+    #[error("bad Redis URL {url}: {reason}")]
+    BadRemote {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The Redis tier at `url` failed (only reported by explicit remote commands; cached calls
+    /// go on local-only instead).
+    #[cfg(feature = "redis")]
+    #[error("Redis tier {url}: {source}")]
+    Remote {
+        /// The server, password hidden.
+        url: String,
+        /// What the client reported.
+        #[source]
+        source: redis::RedisError,
+    },
+
     /// The default cache directory could not be determined.
     #[error(
         "cannot determine a cache directory: set MEMO_CACHE_DIR or pass a directory explicitly"

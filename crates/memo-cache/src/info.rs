@@ -33,6 +33,10 @@ pub struct Stats {
     pub expired: u64,
     /// Their bytes.
     pub expired_bytes: u64,
+    /// With a Redis tier: entries too large for it, kept in the local directory only.
+    pub local_only: Option<u64>,
+    /// Their bytes.
+    pub local_only_bytes: Option<u64>,
 }
 
 /// One function name's share of a cache, all its versions together.
@@ -170,6 +174,16 @@ impl Cache {
             })
             .sum();
         stats.disk_bytes = stats.index_bytes + stats.blob_bytes;
+        #[cfg(feature = "redis")]
+        if let Some(remote) = self.remote() {
+            let limit = remote.max_value() as i64;
+            let (n, bytes) = self.index().read(|c| {
+                c.query_row("SELECT count(*), coalesce(sum(size), 0) FROM entries WHERE size > ?1", [limit], |r| {
+                    Ok((r.get::<_, i64>(0)?.max(0) as u64, r.get::<_, i64>(1)?.max(0) as u64))
+                })
+            })?;
+            (stats.local_only, stats.local_only_bytes) = (Some(n), Some(bytes));
+        }
         Ok(stats)
     }
 

@@ -42,6 +42,8 @@ mod key;
 mod layout;
 mod lock;
 mod verify;
+#[cfg(feature = "redis")]
+pub mod remote;
 
 pub use memo_cache_macros::disk_cache;
 
@@ -53,6 +55,8 @@ pub use index::SCHEMA_VERSION;
 pub use info::{EntryInfo, FunctionStats, Stats};
 pub use key::{Digest, Function, KEY_FORMAT_VERSION, Key, Unordered, parse_key};
 pub use layout::{BLOBS_DIR, DIR_ENV, INDEX_FILE, LOCKS_DIR, TMP_DIR, default_dir};
+#[cfg(feature = "redis")]
+pub use remote::{REDIS_PREFIX_ENV, REDIS_URL_ENV, RemoteConfig, RemoteStats, remote_clear, remote_stats};
 pub use verify::{Problem, ProblemKind, Verify, VerifyReport};
 
 /// The canonical MessagePack encoding that keys are hashed from; see the [`key`] docs.

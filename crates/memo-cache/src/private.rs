@@ -12,7 +12,6 @@ use serde::de::DeserializeOwned;
 
 use crate::cache::Cache;
 use crate::key::{Function, Key};
-use crate::lock::ComputeLock;
 
 pub use serde;
 
@@ -116,7 +115,7 @@ pub fn store<T: Serialize + Any>(cache: &Cache, func: &Function, key: &Key, valu
 
 /// Held while computing a missed key; dropping it lets waiting processes read the result.
 #[derive(Debug)]
-pub struct ComputeGuard(#[allow(dead_code)] Option<ComputeLock>);
+pub struct ComputeGuard(#[allow(dead_code)] crate::cache::Locks);
 
 /// After a miss: take the key's compute lock, or wait for the process holding it and return the
 /// value it stored. `(guard, None)` means: compute, store, then drop the guard.
@@ -731,7 +730,7 @@ mod asynchronous {
             }
             let found = blocking(move || {
                 if let Some(value) = lookup::<T>(cache, func, &key) {
-                    return (ComputeGuard(None), Some(value));
+                    return (ComputeGuard(Default::default()), Some(value));
                 }
                 lock_or_wait::<T>(cache, func, &key)
             })
@@ -742,7 +741,7 @@ mod asynchronous {
                     return Ok(value);
                 }
                 Some((guard, None)) => guard,
-                None => ComputeGuard(None),
+                None => ComputeGuard(Default::default()),
             };
             let result = compute.await;
             let result = match result {

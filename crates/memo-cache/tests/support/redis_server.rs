@@ -1,0 +1,134 @@
+//! Real Redis servers for the tests: a single server, or a Redis Cluster of several nodes, each a
+//! `redis-server` process on a free loopback port, killed when dropped. `.ci/run` installs
+//! redis-server when it is missing; without it these tests fail, they do not skip.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn redis_server() -> &'static str {
+    for candidate in ["/usr/bin/redis-server", "/usr/local/bin/redis-server"] {
+        if Path::new(candidate).exists() {
+            return candidate;
+        }
+    }
+    panic!("redis-server is not installed: run `bash .ci/run` (it installs it) or `apt-get install redis-server`")
+}
+
+/// One redis-server process.
+pub struct Node {
+    pub port: u16,
+    dir: PathBuf,
+    cluster: bool,
+    child: Option<Child>,
+}
+
+impl Node {
+    pub fn start(dir: &Path, cluster: bool) -> Node {
+        let mut node = Node { port: free_port(), dir: dir.to_path_buf(), cluster, child: None };
+        node.spawn();
+        node
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new(redis_server());
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if self.cluster {
+            cmd.args(["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"])
+                .args(["--cluster-config-file", &format!("nodes-{}.conf", self.port)]);
+        }
+        self.child = Some(cmd.spawn().expect("start redis-server"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server on port {} did not start", self.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts again on the same port (and, in a cluster, with the same node identity).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub struct Single {
+    pub node: Node,
+    _dir: tempfile::TempDir,
+}
+
+impl Single {
+    pub fn start() -> Single {
+        let dir = tempfile::tempdir().unwrap();
+        Single { node: Node::start(dir.path(), false), _dir: dir }
+    }
+}
+
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Three masters, no replicas, all slots assigned, state ok.
+    pub fn start() -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let nodes: Vec<Node> = (0..3).map(|_| Node::start(dir.path(), true)).collect();
+        let mut args: Vec<String> = vec!["--cluster".into(), "create".into()];
+        args.extend(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)));
+        args.extend(["--cluster-replicas".into(), "0".into(), "--cluster-yes".into()]);
+        let out = Command::new("redis-cli").args(&args).output().expect("redis-cli --cluster create");
+        assert!(out.status.success(), "cluster create failed: {}", String::from_utf8_lossy(&out.stdout));
+        let cluster = Cluster { nodes, _dir: dir };
+        cluster.wait_ok();
+        cluster
+    }
+
+    pub fn urls(&self) -> String {
+        self.nodes.iter().map(Node::url).collect::<Vec<_>>().join(",")
+    }
+
+    pub fn wait_ok(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ok = self.nodes.iter().all(|n| n.cli(&["cluster", "info"]).contains("cluster_state:ok"));
+            if ok {
+                return;
+            }
+            assert!(Instant::now() < deadline, "cluster did not reach state ok");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
