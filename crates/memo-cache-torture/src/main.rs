@@ -1,0 +1,193 @@
+//! `memo-cache-torture`: the long reliability runs of memo-cache.
+//!
+//! ```text
+//! memo-cache-torture crash --kills 200     writers SIGKILLed at random, then every value checked
+//! memo-cache-torture soak --seconds 30 --procs 8
+//! memo-cache-torture full-disk             ENOSPC on a small tmpfs (EFBIG via RLIMIT_FSIZE without mount rights)
+//! memo-cache-torture read-only             a tmpfs remounted read-only
+//! memo-cache-torture all                   all four, figures written to RELIABILITY.md
+//! ```
+//!
+//! Each prints its figures and exits non-zero on any wrong value, error or failed check. The
+//! processes it kills and watches are this same binary in hidden worker modes.
+
+mod audit;
+mod crash;
+mod disk;
+mod figures;
+mod mount;
+mod procs;
+mod soak;
+mod warnings;
+mod worker;
+mod workload;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::figures::Figures;
+
+/// Reliability suites for memo-cache: crashes, full disks, read-only directories, contention.
+#[derive(Debug, Parser)]
+#[command(name = "memo-cache-torture", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Kill writer processes with SIGKILL at random moments, then check every stored value and
+    /// that `verify --fix` repairs all that `verify` reports.
+    Crash(crash::CrashArgs),
+    /// Run many processes of mixed calls, prunes, clears and verifies on one directory.
+    Soak(soak::SoakArgs),
+    /// Fill the disk under a cache: values stay right, the failure is logged once, nothing
+    /// partial is left, and the cache works again once space is back.
+    FullDisk(disk::FullDiskArgs),
+    /// Serve a cache from a directory nobody can write.
+    ReadOnly(disk::ReadOnlyArgs),
+    /// crash (200 kills), soak (8 processes, 30 s), full-disk and read-only; writes RELIABILITY.md.
+    All(AllArgs),
+    #[command(hide = true)]
+    Worker(worker::WorkerArgs),
+    #[command(hide = true)]
+    DiskWorker(disk::DiskWorkerArgs),
+}
+
+#[derive(Debug, Args)]
+struct AllArgs {
+    #[arg(long, default_value_t = 200)]
+    kills: u32,
+    #[arg(long, default_value_t = 30.0)]
+    seconds: f64,
+    #[arg(long, default_value_t = 8)]
+    procs: u32,
+    /// Where to write the figures (default: RELIABILITY.md at the workspace root).
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Do not write the report.
+    #[arg(long)]
+    no_report: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Worker(args) => return done(worker::run(&args)),
+        Command::DiskWorker(args) => return done(disk::worker(&args)),
+        Command::Crash(args) => crash::run(&args).map(|f| vec![f]),
+        Command::Soak(args) => soak::run(&args).map(|f| vec![f]),
+        Command::FullDisk(args) => disk::full_disk(&args).map(|f| vec![f]),
+        Command::ReadOnly(args) => disk::read_only(&args).map(|f| vec![f]),
+        Command::All(args) => all(&args),
+    };
+    match result {
+        Ok(figures) => {
+            for f in &figures {
+                println!("{f}");
+            }
+            if figures.iter().all(Figures::passed) { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+        Err(e) => {
+            eprintln!("memo-cache-torture: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn done(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("memo-cache-torture worker: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn all(args: &AllArgs) -> anyhow::Result<Vec<Figures>> {
+    let started = std::time::Instant::now();
+    let mut figures = Vec::new();
+    let crash = crash::CrashArgs {
+        kills: args.kills,
+        writers: 4,
+        keys: 48,
+        min_ms: 5,
+        max_ms: 150,
+        seed: None,
+        dir: None,
+    };
+    figures.push(crash::run(&crash)?);
+    println!("{}", figures[0]);
+    let soak = soak::SoakArgs { seconds: args.seconds, procs: args.procs, keys: 48, seed: None, dir: None };
+    figures.push(soak::run(&soak)?);
+    println!("{}", figures[1]);
+    figures.push(disk::full_disk(&disk::FullDiskArgs { mode: disk::DiskMode::Auto, keys: 12, dir: None })?);
+    figures.push(disk::read_only(&disk::ReadOnlyArgs { keys: 12, dir: None })?);
+    if !args.no_report {
+        let path = args.report.clone().unwrap_or_else(|| workspace_root().join("RELIABILITY.md"));
+        std::fs::write(&path, reliability_md(&figures, started.elapsed()))?;
+        eprintln!("memo-cache-torture: figures written to {}", path.display());
+    }
+    Ok(figures)
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| PathBuf::from("."))
+}
+
+fn reliability_md(figures: &[Figures], took: std::time::Duration) -> String {
+    let date = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned();
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let verdict = if figures.iter().all(Figures::passed) { "all passed" } else { "FAILED" };
+    let mut md = String::new();
+    md.push_str(RELIABILITY_HEAD);
+    md.push_str(&format!(
+        "\n## Last run\n\n- Date: {date}\n- Machine: {cpus}-core VM, Linux {kernel}\n- Took: {:.0} s\n- Result: {verdict}\n",
+        took.as_secs_f64()
+    ));
+    for f in figures {
+        md.push_str(&format!("\n### {} ({})\n\n`{}`\n\n", f.suite, if f.passed() { "pass" } else { "FAIL" }, f.command));
+        md.push_str("| figure | value |\n|---|---|\n");
+        for (name, value) in &f.lines {
+            md.push_str(&format!("| {name} | {} |\n", value.replace('|', "\\|")));
+        }
+        for note in &f.notes {
+            md.push_str(&format!("\nNote: {note}\n"));
+        }
+        for failure in &f.failures {
+            md.push_str(&format!("\nFAILURE: {failure}\n"));
+        }
+    }
+    md
+}
+
+const RELIABILITY_HEAD: &str = include_str!("reliability_head.md");
+
+/// A seed from the clock, for runs that do not give one.
+pub(crate) fn clock_seed() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
+}
+
+/// The directory to work in: the one given (created, kept), or a temporary one (removed when
+/// the returned guard drops).
+pub(crate) fn work_dir(given: Option<&Path>) -> std::io::Result<(PathBuf, Option<tempfile::TempDir>)> {
+    match given {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            Ok((dir.to_path_buf(), None))
+        }
+        None => {
+            let temp = tempfile::Builder::new().prefix("memo-cache-torture-").tempdir()?;
+            Ok((temp.path().to_path_buf(), Some(temp)))
+        }
+    }
+}
