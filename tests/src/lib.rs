@@ -372,3 +372,42 @@ pub mod functions {
 pub fn slow_value() -> Vec<u8> {
     large_value(4242)
 }
+
+/// A short description of an optional byte vector (length and hash), so that an assertion on a
+/// 20 KiB value prints one line rather than the whole value when it fails.
+pub fn summary(bytes: Option<Vec<u8>>) -> Option<String> {
+    bytes.map(|b| {
+        format!(
+            "{} bytes, blake3 {}",
+            b.len(),
+            &memo_cache::Digest::of(&b).to_hex()[..16]
+        )
+    })
+}
+
+/// A child process that is killed when the test lets go of it, so a failing assertion never
+/// leaves a child behind (a lock holder sleeping for minutes, a waiter blocked on its lock).
+#[derive(Debug)]
+pub struct KillOnDrop(pub Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use memo_cache::Cache;
 use memo_cache_e2e::functions::{SQUARE, STAMPEDE, TAKEOVER};
 use memo_cache_e2e::{
-    Lines, read_lines, run_bounded, run_ok, slow_value, wait_bounded, wait_for_file,
+    KillOnDrop, Lines, read_lines, run_bounded, run_ok, slow_value, wait_bounded, wait_for_file,
 };
 
 const CHILD: &str = env!("CARGO_BIN_EXE_e2e_child");
@@ -75,6 +75,7 @@ fn four_processes_mixing_reads_and_writes_see_no_errors_and_only_right_values() 
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
+                .map(KillOnDrop)
                 .unwrap()
         })
         .collect();
@@ -87,7 +88,7 @@ fn four_processes_mixing_reads_and_writes_see_no_errors_and_only_right_values() 
             )
         })
         .collect();
-    let statuses: Vec<_> = children.iter_mut().map(wait_bounded).collect();
+    let statuses: Vec<_> = children.iter_mut().map(|c| wait_bounded(c)).collect();
     let mut computed = 0;
     for (status, (stdout, stderr)) in statuses.into_iter().zip(outputs) {
         let (stdout, stderr) = (stdout.rest(), stderr.rest());
@@ -125,10 +126,12 @@ fn four_processes_mixing_reads_and_writes_see_no_errors_and_only_right_values() 
                 Some(memo_cache_e2e::small_value(i))
             ),
             "e2e::large" => assert_eq!(
-                cache
-                    .get_key::<Vec<u8>>(&entry.function, &entry.key)
-                    .unwrap(),
-                Some(memo_cache_e2e::large_value(i))
+                memo_cache_e2e::summary(
+                    cache
+                        .get_key::<Vec<u8>>(&entry.function, &entry.key)
+                        .unwrap()
+                ),
+                memo_cache_e2e::summary(Some(memo_cache_e2e::large_value(i)))
             ),
             "e2e::record" => assert_eq!(
                 cache
@@ -161,6 +164,7 @@ fn four_processes_missing_on_one_slow_key_compute_it_once() {
             child(&[&"stampede", &dir.path(), &go, &log])
                 .stdout(Stdio::piped())
                 .spawn()
+                .map(KillOnDrop)
                 .unwrap()
         })
         .collect();
@@ -180,10 +184,12 @@ fn four_processes_missing_on_one_slow_key_compute_it_once() {
     assert_eq!(computed.len(), 1, "computed more than once: {computed:?}");
     let cache = Cache::open(dir.path()).unwrap();
     assert_eq!(
-        cache
-            .get::<_, Vec<u8>>(&STAMPEDE, &("the slow key",))
-            .unwrap(),
-        Some(slow_value())
+        memo_cache_e2e::summary(
+            cache
+                .get::<_, Vec<u8>>(&STAMPEDE, &("the slow key",))
+                .unwrap()
+        ),
+        memo_cache_e2e::summary(Some(slow_value()))
     );
 }
 
@@ -196,12 +202,13 @@ fn a_waiter_takes_over_when_the_lock_holder_is_killed() {
         work.path().join("computed.log"),
     );
 
-    let mut holder = child(&[&"hold", &dir.path(), &ready]).spawn().unwrap();
+    let mut holder = KillOnDrop(child(&[&"hold", &dir.path(), &ready]).spawn().unwrap());
     wait_for_file(&ready);
     let mut waiter = child(&[&"takeover", &dir.path(), &log])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
+        .map(KillOnDrop)
         .unwrap();
     let stdout = Lines::new(waiter.stdout.take().unwrap());
     let mut stderr = Lines::new(waiter.stderr.take().unwrap());
