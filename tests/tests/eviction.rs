@@ -393,3 +393,12 @@ fn prune_sweeps_old_orphan_blobs_temp_files_and_lock_files_but_not_young_ones() 
     assert_eq!(swept.files, 2);
     assert!(!young_orphan.exists() && !young_tmp.exists() && live.exists());
 }
+
+#[test]
+fn a_dry_run_of_combined_criteria_reports_what_the_real_run_removes() {
+    // Stale entries go by the criterion, then LRU entries until 6 remain: 2 + 3.
+    let left = prune_both_ways(Prune::new().stale().max_entries(6), 5);
+    assert_eq!(left, set(&["a1", "a2", "a3", "b0", "b1", "b2"]));
+    let left = prune_both_ways(Prune::new().expired().max_size(7000), 4);
+    assert_eq!(left, set(&["a0", "a1", "a2", "a3", "b0", "b1", "b2"]));
+}
