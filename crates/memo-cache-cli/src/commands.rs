@@ -231,8 +231,7 @@ fn ls_entries(cache: &Cache, args: &LsArgs, out: Output) -> anyhow::Result<ExitC
     }
     let now = SystemTime::now();
     if out.json {
-        let rows: Vec<Value> = entries.iter().map(|e| entry_json(e, now)).collect();
-        print_json(&rows)?;
+        print_entries_json(&entries, now)?;
         return Ok(ExitCode::SUCCESS);
     }
     if entries.is_empty() {
@@ -286,22 +285,58 @@ fn state(e: &EntryInfo, now: SystemTime) -> &'static str {
     }
 }
 
+/// One entry as JSON: `ls --entries --json` rows, and `show --json`.
+#[derive(serde::Serialize)]
+struct EntryRow<'a> {
+    key: String,
+    function: &'a str,
+    fingerprint: &'a str,
+    return_type: &'a str,
+    bytes: u64,
+    in_blob: bool,
+    hash: String,
+    created: String,
+    last_used: String,
+    hits: u64,
+    expires: Option<String>,
+    stale: bool,
+    expired: bool,
+}
+
+fn entry_row(e: &EntryInfo, now: SystemTime) -> EntryRow<'_> {
+    EntryRow {
+        key: e.key.to_hex(),
+        function: &e.function,
+        fingerprint: &e.fingerprint,
+        return_type: &e.return_type,
+        bytes: e.bytes,
+        in_blob: e.in_blob,
+        hash: e.hash.to_hex(),
+        created: rfc3339(e.created),
+        last_used: rfc3339(e.last_used),
+        hits: e.hits,
+        expires: e.expires.map(rfc3339),
+        stale: e.stale,
+        expired: e.is_expired_at(now),
+    }
+}
+
 fn entry_json(e: &EntryInfo, now: SystemTime) -> Value {
-    json!({
-        "key": e.key.to_hex(),
-        "function": e.function,
-        "fingerprint": e.fingerprint,
-        "return_type": e.return_type,
-        "bytes": e.bytes,
-        "in_blob": e.in_blob,
-        "hash": e.hash.to_hex(),
-        "created": rfc3339(e.created),
-        "last_used": rfc3339(e.last_used),
-        "hits": e.hits,
-        "expires": e.expires.map(rfc3339),
-        "stale": e.stale,
-        "expired": e.is_expired_at(now),
-    })
+    serde_json::to_value(entry_row(e, now)).expect("an entry serializes")
+}
+
+/// Writes the entries as a JSON array one row at a time: a million entries as `Value`s took
+/// gigabytes.
+fn print_entries_json(entries: &[EntryInfo], now: SystemTime) -> anyhow::Result<()> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    out.write_all(b"[")?;
+    for (i, e) in entries.iter().enumerate() {
+        out.write_all(if i == 0 { b"\n  " } else { b",\n  " })?;
+        serde_json::to_writer(&mut out, &entry_row(e, now))?;
+    }
+    out.write_all(if entries.is_empty() { b"]\n" } else { b"\n]\n" })?;
+    out.flush()?;
+    Ok(())
 }
 
 // ---- stats ------------------------------------------------------------------------------------
