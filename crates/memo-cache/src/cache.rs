@@ -203,6 +203,11 @@ impl CacheBuilder {
 }
 
 fn open_or_create(layout: &Layout) -> Result<Index> {
+    if layout.index.is_file() {
+        // An existing cache: open it as it is. Creating the marker files first would cost
+        // syscalls on every open and would write into a directory whose index we may refuse.
+        return open_existing(layout);
+    }
     match layout.create().and_then(|()| Index::open(&layout.index, Access::ReadWrite)) {
         Ok(index) => Ok(index),
         // A cache on a read-only mount, or owned by someone else: still serve its hits.

@@ -4,7 +4,7 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, Once, OnceLock, RwLock};
+use std::sync::{Mutex, Once, OnceLock, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
@@ -827,8 +827,8 @@ mod asynchronous {
         where
             T: Serialize + Any + Send,
         {
-            let slot = Arc::new(Mutex::new(Some(value)));
-            let shared = Arc::clone(&slot);
+            let slot = std::sync::Arc::new(Mutex::new(Some(value)));
+            let shared = std::sync::Arc::clone(&slot);
             blocking(move || {
                 let value = shared.lock().unwrap_or_else(|p| p.into_inner());
                 if let Some(value) = value.as_ref() {

@@ -202,7 +202,7 @@ fn redact(url: &str) -> String {
 /// A connection to a single server or a cluster.
 pub(crate) enum Conn {
     Single(redis::Connection),
-    Cluster(redis::cluster::ClusterConnection),
+    Cluster(Box<redis::cluster::ClusterConnection>),
 }
 
 impl Conn {
@@ -215,7 +215,7 @@ impl Conn {
                 .connection_timeout(config.connect_timeout)
                 .response_timeout(config.command_timeout)
                 .build()?;
-            Ok(Conn::Cluster(client.get_connection()?))
+            Ok(Conn::Cluster(Box::new(client.get_connection()?)))
         } else {
             let client = redis::Client::open(config.urls[0].as_str())?;
             let conn = client.get_connection_with_timeout(config.connect_timeout)?;
@@ -228,7 +228,7 @@ impl Conn {
     pub(crate) fn like(&mut self) -> &mut dyn ConnectionLike {
         match self {
             Conn::Single(c) => c,
-            Conn::Cluster(c) => c,
+            Conn::Cluster(c) => c.as_mut(),
         }
     }
 }
