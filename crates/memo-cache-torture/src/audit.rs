@@ -29,7 +29,11 @@ fn kinds(report: &VerifyReport) -> String {
     if counts.is_empty() {
         return "nothing".into();
     }
-    counts.iter().map(|(k, n)| format!("{n} {k}")).collect::<Vec<_>>().join(", ")
+    counts
+        .iter()
+        .map(|(k, n)| format!("{n} {k}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn record(fig: &mut Figures, audit: &mut Audit, what: &str, tally: &Tally) {
@@ -62,26 +66,56 @@ pub fn run(dir: &Path, keys: u64, fig: &mut Figures) -> anyhow::Result<Audit> {
 
     let cache = Cache::open(dir)?;
     let found = cache.verify(&now())?;
-    fig.put("verify found", format!("{} (in {} entries)", kinds(&found), found.entries_checked));
+    fig.put(
+        "verify found",
+        format!("{} (in {} entries)", kinds(&found), found.entries_checked),
+    );
     let fixed = cache.verify(&now().fix(true))?;
-    let unfixed: Vec<String> = fixed.problems.iter().filter(|p| !p.fixed).map(|p| p.to_string()).collect();
-    fig.require(unfixed.is_empty(), || format!("verify --fix left {} problems: {unfixed:?}", unfixed.len()));
+    let unfixed: Vec<String> = fixed
+        .problems
+        .iter()
+        .filter(|p| !p.fixed)
+        .map(|p| p.to_string())
+        .collect();
+    fig.require(unfixed.is_empty(), || {
+        format!("verify --fix left {} problems: {unfixed:?}", unfixed.len())
+    });
     fig.require(fixed.problems.len() == found.problems.len(), || {
-        format!("verify reported {} problems but verify --fix saw {}", found.problems.len(), fixed.problems.len())
+        format!(
+            "verify reported {} problems but verify --fix saw {}",
+            found.problems.len(),
+            fixed.problems.len()
+        )
     });
     let after = cache.verify(&now())?;
-    fig.put("verify after --fix", format!("{} (in {} entries)", kinds(&after), after.entries_checked));
-    fig.require(after.problems.is_empty(), || format!("after verify --fix, verify still reports: {}", kinds(&after)));
+    fig.put(
+        "verify after --fix",
+        format!("{} (in {} entries)", kinds(&after), after.entries_checked),
+    );
+    fig.require(after.problems.is_empty(), || {
+        format!(
+            "after verify --fix, verify still reports: {}",
+            kinds(&after)
+        )
+    });
 
     let got = workload::check_all(&cache, keys, Op::Get);
     audit.checked_after = got.hits;
     record(fig, &mut audit, "get after repair", &got);
     fig.require(got.hits == after.entries_checked, || {
-        format!("{} entries are sound but only {} could be read back", after.entries_checked, got.hits)
+        format!(
+            "{} entries are sound but only {} could be read back",
+            after.entries_checked, got.hits
+        )
     });
     let called = workload::check_all(&cache, keys, Op::Call);
     record(fig, &mut audit, "get_or_compute after repair", &called);
     let last = cache.verify(&now())?;
-    fig.require(last.problems.is_empty(), || format!("after recomputing everything, verify reports: {}", kinds(&last)));
+    fig.require(last.problems.is_empty(), || {
+        format!(
+            "after recomputing everything, verify reports: {}",
+            kinds(&last)
+        )
+    });
     Ok(audit)
 }

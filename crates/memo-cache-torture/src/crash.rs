@@ -40,7 +40,10 @@ pub fn run(args: &CrashArgs) -> anyhow::Result<Figures> {
     let seed = args.seed.unwrap_or_else(crate::clock_seed);
     let mut fig = Figures::new(
         "crash",
-        format!("memo-cache-torture crash --kills {} --writers {} --keys {} --seed {seed}", args.kills, args.writers, args.keys),
+        format!(
+            "memo-cache-torture crash --kills {} --writers {} --keys {} --seed {seed}",
+            args.kills, args.writers, args.keys
+        ),
     );
     let (work, _temp) = crate::work_dir(args.dir.as_deref())?;
     let dir = work.join("cache");
@@ -51,8 +54,19 @@ pub fn run(args: &CrashArgs) -> anyhow::Result<Figures> {
     let mut spawn = |rng: &mut Rng| -> anyhow::Result<Worker> {
         spawned += 1;
         // Every other writer evicts under a size limit, so deletions are killed too.
-        let mut argv = vec!["worker".into(), "--mode".into(), "crash".into(), "--dir".into(), dir.display().to_string()];
-        argv.extend(["--seed".into(), rng.next_u64().to_string(), "--keys".into(), args.keys.to_string()]);
+        let mut argv = vec![
+            "worker".into(),
+            "--mode".into(),
+            "crash".into(),
+            "--dir".into(),
+            dir.display().to_string(),
+        ];
+        argv.extend([
+            "--seed".into(),
+            rng.next_u64().to_string(),
+            "--keys".into(),
+            args.keys.to_string(),
+        ]);
         if spawned % 2 == 0 {
             argv.extend(["--size-limit".into(), (3 * 1024 * 1024).to_string()]);
         }
@@ -76,12 +90,20 @@ pub fn run(args: &CrashArgs) -> anyhow::Result<Figures> {
         let i = rng.below(workers.len() as u64) as usize;
         let worker = &mut workers[i];
         if let Some(status) = worker.child.try_wait()? {
-            fig.failures.push(format!("a writer ended by itself ({}): {}", describe(status), worker.errors()));
+            fig.failures.push(format!(
+                "a writer ended by itself ({}): {}",
+                describe(status),
+                worker.errors()
+            ));
         } else {
             let status = worker.kill()?;
             kills += 1;
             if status.signal() != Some(libc::SIGKILL) {
-                fig.failures.push(format!("a writer ended with {} before SIGKILL: {}", describe(status), worker.errors()));
+                fig.failures.push(format!(
+                    "a writer ended with {} before SIGKILL: {}",
+                    describe(status),
+                    worker.errors()
+                ));
             }
         }
         collect(worker, &mut seen, &mut fig);
@@ -90,7 +112,11 @@ pub fn run(args: &CrashArgs) -> anyhow::Result<Figures> {
     // The last writers are killed too (not counted: they may have only just started).
     for worker in &mut workers {
         if let Some(status) = worker.child.try_wait()? {
-            fig.failures.push(format!("a writer ended by itself ({}): {}", describe(status), worker.errors()));
+            fig.failures.push(format!(
+                "a writer ended by itself ({}): {}",
+                describe(status),
+                worker.errors()
+            ));
         } else {
             worker.kill()?;
         }
@@ -101,11 +127,19 @@ pub fn run(args: &CrashArgs) -> anyhow::Result<Figures> {
     fig.put("calls by writers (reported before death)", seen.calls);
     let audit = crate::audit::run(&dir, args.keys, &mut fig)?;
     let wrong = seen.wrong + audit.wrong;
-    fig.put("entries checked", format!("{} before repair, {} after", audit.checked_before, audit.checked_after));
+    fig.put(
+        "entries checked",
+        format!(
+            "{} before repair, {} after",
+            audit.checked_before, audit.checked_after
+        ),
+    );
     fig.put("wrong values", wrong);
     fig.put("errors", seen.errors + audit.errors);
     fig.require(wrong == 0, || format!("{wrong} wrong values"));
-    fig.require(seen.errors + audit.errors == 0, || format!("{} errors from the cache API", seen.errors + audit.errors));
+    fig.require(seen.errors + audit.errors == 0, || {
+        format!("{} errors from the cache API", seen.errors + audit.errors)
+    });
     fig.require(kills >= args.kills, || format!("only {kills} kills"));
     Ok(fig)
 }

@@ -94,7 +94,9 @@ pub fn full_disk(args: &FullDiskArgs) -> anyhow::Result<Figures> {
                 Scenario::FillTmpfs
             }
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-                notes.push(format!("cannot mount a tmpfs here ({e}); using RLIMIT_FSIZE instead"));
+                notes.push(format!(
+                    "cannot mount a tmpfs here ({e}); using RLIMIT_FSIZE instead"
+                ));
                 Scenario::Rlimit
             }
             Err(e) => return Err(e.into()),
@@ -104,12 +106,21 @@ pub fn full_disk(args: &FullDiskArgs) -> anyhow::Result<Figures> {
         Scenario::FillTmpfs => "tmpfs",
         _ => "rlimit",
     };
-    let mut fig = Figures::new("full-disk", format!("memo-cache-torture full-disk --mode {how} --keys {}", args.keys));
+    let mut fig = Figures::new(
+        "full-disk",
+        format!(
+            "memo-cache-torture full-disk --mode {how} --keys {}",
+            args.keys
+        ),
+    );
     fig.notes = notes;
-    fig.put("how the disk is full", match scenario {
-        Scenario::FillTmpfs => "3 MiB tmpfs filled by a filler file (ENOSPC)",
-        _ => "RLIMIT_FSIZE 4 KiB, SIGXFSZ ignored (EFBIG)",
-    });
+    fig.put(
+        "how the disk is full",
+        match scenario {
+            Scenario::FillTmpfs => "3 MiB tmpfs filled by a filler file (ENOSPC)",
+            _ => "RLIMIT_FSIZE 4 KiB, SIGXFSZ ignored (EFBIG)",
+        },
+    );
     let dir = mnt.join("cache");
     run_child(&dir, scenario, args.keys, &mut fig)?;
     drop(mount);
@@ -117,7 +128,10 @@ pub fn full_disk(args: &FullDiskArgs) -> anyhow::Result<Figures> {
 }
 
 pub fn read_only(args: &ReadOnlyArgs) -> anyhow::Result<Figures> {
-    let mut fig = Figures::new("read-only", format!("memo-cache-torture read-only --keys {}", args.keys));
+    let mut fig = Figures::new(
+        "read-only",
+        format!("memo-cache-torture read-only --keys {}", args.keys),
+    );
     let (work, _temp) = crate::work_dir(args.dir.as_deref())?;
     let mnt = work.join("mnt");
     fs::create_dir_all(&mnt)?;
@@ -134,16 +148,31 @@ pub fn read_only(args: &ReadOnlyArgs) -> anyhow::Result<Figures> {
         }
     }
     mount.remount_read_only()?;
-    fig.put("directory", "tmpfs remounted read-only (root cannot write it either)");
+    fig.put(
+        "directory",
+        "tmpfs remounted read-only (root cannot write it either)",
+    );
     run_child(&dir, Scenario::ReadOnly, args.keys, &mut fig)?;
     drop(mount);
     Ok(fig)
 }
 
 fn run_child(dir: &Path, scenario: Scenario, keys: u64, fig: &mut Figures) -> anyhow::Result<()> {
-    let scenario_name = scenario.to_possible_value().expect("named").get_name().to_owned();
-    let argv = ["disk-worker", "--dir", &dir.display().to_string(), "--scenario", &scenario_name, "--keys", &keys.to_string()]
-        .map(String::from);
+    let scenario_name = scenario
+        .to_possible_value()
+        .expect("named")
+        .get_name()
+        .to_owned();
+    let argv = [
+        "disk-worker",
+        "--dir",
+        &dir.display().to_string(),
+        "--scenario",
+        &scenario_name,
+        "--keys",
+        &keys.to_string(),
+    ]
+    .map(String::from);
     let mut command = myself(&argv)?;
     command.stdin(Stdio::null());
     // SAFETY: signal(2) is async-signal-safe; nothing else runs between fork and exec.
@@ -169,7 +198,11 @@ fn run_child(dir: &Path, scenario: Scenario, keys: u64, fig: &mut Figures) -> an
     }
     fig.require(output.status.success(), || {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        format!("the child failed ({}): {}", describe(output.status), &stderr[stderr.len().saturating_sub(2000)..])
+        format!(
+            "the child failed ({}): {}",
+            describe(output.status),
+            &stderr[stderr.len().saturating_sub(2000)..]
+        )
     });
     Ok(())
 }
@@ -194,7 +227,13 @@ impl Out {
     }
 }
 
-fn call_all(cache: &Cache, args: std::ops::Range<u64>, op: Op, out: &mut Out, phase: &str) -> workload::Tally {
+fn call_all(
+    cache: &Cache,
+    args: std::ops::Range<u64>,
+    op: Op,
+    out: &mut Out,
+    phase: &str,
+) -> workload::Tally {
     let mut tally = workload::Tally::default();
     for kind in KINDS {
         for arg in args.clone() {
@@ -222,11 +261,21 @@ pub fn worker(args: &DiskWorkerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn full_disk_child(args: &DiskWorkerArgs, warnings: &Warnings, out: &mut Out) -> anyhow::Result<()> {
+fn full_disk_child(
+    args: &DiskWorkerArgs,
+    warnings: &Warnings,
+    out: &mut Out,
+) -> anyhow::Result<()> {
     let n = args.keys;
     let cache = Cache::open(&args.dir)?;
     let stored = call_all(&cache, 0..n, Op::Call, out, "before the disk filled");
-    out.require(stored.misses == 5 * n, || format!("expected {} fresh computations, got {}", 5 * n, stored.misses));
+    out.require(stored.misses == 5 * n, || {
+        format!(
+            "expected {} fresh computations, got {}",
+            5 * n,
+            stored.misses
+        )
+    });
 
     let filler = args.dir.with_file_name("filler");
     match args.scenario {
@@ -239,7 +288,13 @@ fn full_disk_child(args: &DiskWorkerArgs, warnings: &Warnings, out: &mut Out) ->
 
     // Full: every call must still return the right value; hits must still be served.
     let hits = call_all(&cache, 0..n, Op::Call, out, "hits while full");
-    out.require(hits.hits == 5 * n, || format!("only {} of {} stored values were served while full", hits.hits, 5 * n));
+    out.require(hits.hits == 5 * n, || {
+        format!(
+            "only {} of {} stored values were served while full",
+            hits.hits,
+            5 * n
+        )
+    });
     let before = warnings.count();
     let full = call_all(&cache, n..3 * n, Op::Call, out, "misses while full");
     let logged = warnings.count() - before;
@@ -249,29 +304,63 @@ fn full_disk_child(args: &DiskWorkerArgs, warnings: &Warnings, out: &mut Out) ->
             put_errors.push(e);
         }
     }
-    let stored_while_full = call_all(&cache, n..3 * n, Op::Get, out, "reading back while full").hits;
-    out.figure("calls while full", format!("{} ({} hits served, {} computed)", hits.calls + full.calls, hits.hits, full.misses));
+    let stored_while_full =
+        call_all(&cache, n..3 * n, Op::Get, out, "reading back while full").hits;
+    out.figure(
+        "calls while full",
+        format!(
+            "{} ({} hits served, {} computed)",
+            hits.calls + full.calls,
+            hits.hits,
+            full.misses
+        ),
+    );
     out.figure("values stored anyway while full", stored_while_full);
     out.figure("warnings logged while full", logged);
-    out.figure("explicit put errors (blob values)", format!("{} of 3", put_errors.len()));
+    out.figure(
+        "explicit put errors (blob values)",
+        format!("{} of 3", put_errors.len()),
+    );
     if let Some(e) = put_errors.first() {
         out.note(format!("put error: {e}"));
     }
     for w in warnings.messages().iter().skip(before).take(3) {
         out.note(format!("warning: {w}"));
     }
-    out.require(full.misses > stored_while_full, || "no write failed: the disk was not full".into());
+    out.require(full.misses > stored_while_full, || {
+        "no write failed: the disk was not full".into()
+    });
     out.require(logged >= 1, || "the write failures were not logged".into());
-    out.require(logged <= 3, || format!("{logged} warnings for {} failing calls: not logged once", full.misses));
-    out.require(put_errors.len() == 3, || format!("put of a blob value succeeded on a full disk: {put_errors:?}"));
+    out.require(logged <= 3, || {
+        format!(
+            "{logged} warnings for {} failing calls: not logged once",
+            full.misses
+        )
+    });
+    out.require(put_errors.len() == 3, || {
+        format!("put of a blob value succeeded on a full disk: {put_errors:?}")
+    });
 
     // Nothing partial: no row without its bytes, no temp file, every row reads back.
     let report = cache.verify(&Verify::new().file_grace(std::time::Duration::ZERO))?;
     let problems: Vec<String> = report.problems.iter().map(|p| p.to_string()).collect();
-    out.figure("verify while full", format!("{} entries, {} problems", report.entries_checked, problems.len()));
-    out.require(problems.is_empty(), || format!("partial state left by failed writes: {problems:?}"));
+    out.figure(
+        "verify while full",
+        format!(
+            "{} entries, {} problems",
+            report.entries_checked,
+            problems.len()
+        ),
+    );
+    out.require(problems.is_empty(), || {
+        format!("partial state left by failed writes: {problems:?}")
+    });
     out.require(report.entries_checked == 5 * n + stored_while_full, || {
-        format!("{} rows, but {} readable values", report.entries_checked, 5 * n + stored_while_full)
+        format!(
+            "{} rows, but {} readable values",
+            report.entries_checked,
+            5 * n + stored_while_full
+        )
     });
 
     // Space back: the same handle stores again.
@@ -281,12 +370,36 @@ fn full_disk_child(args: &DiskWorkerArgs, warnings: &Warnings, out: &mut Out) ->
     }
     let warned = warnings.count();
     let again = call_all(&cache, n..3 * n, Op::Call, out, "after space came back");
-    let readable = call_all(&cache, 0..3 * n, Op::Get, out, "reading back after space came back");
-    out.figure("after space came back", format!("{} calls, {} of {} values stored", again.calls, readable.hits, 15 * n));
-    out.require(readable.hits == 15 * n, || format!("only {} of {} values stored once space was back", readable.hits, 15 * n));
-    out.require(warnings.count() == warned, || "warnings after space came back".into());
+    let readable = call_all(
+        &cache,
+        0..3 * n,
+        Op::Get,
+        out,
+        "reading back after space came back",
+    );
+    out.figure(
+        "after space came back",
+        format!(
+            "{} calls, {} of {} values stored",
+            again.calls,
+            readable.hits,
+            15 * n
+        ),
+    );
+    out.require(readable.hits == 15 * n, || {
+        format!(
+            "only {} of {} values stored once space was back",
+            readable.hits,
+            15 * n
+        )
+    });
+    out.require(warnings.count() == warned, || {
+        "warnings after space came back".into()
+    });
     let report = cache.verify(&Verify::new().file_grace(std::time::Duration::ZERO))?;
-    out.require(report.problems.is_empty(), || format!("verify after recovery: {:?}", report.problems));
+    out.require(report.problems.is_empty(), || {
+        format!("verify after recovery: {:?}", report.problems)
+    });
     out.figure("wrong values", 0);
     Ok(())
 }
@@ -308,7 +421,10 @@ fn fill(path: &Path) -> io::Result<u64> {
 }
 
 fn set_fsize_limit(soft: libc::rlim_t) -> io::Result<()> {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_FSIZE, &mut limit) != 0 {
@@ -322,26 +438,47 @@ fn set_fsize_limit(soft: libc::rlim_t) -> io::Result<()> {
     Ok(())
 }
 
-fn read_only_child(args: &DiskWorkerArgs, warnings: &Warnings, out: &mut Out) -> anyhow::Result<()> {
+fn read_only_child(
+    args: &DiskWorkerArgs,
+    warnings: &Warnings,
+    out: &mut Out,
+) -> anyhow::Result<()> {
     let n = args.keys;
     // The directory really is unwritable, for root too.
     let probe = fs::File::create(args.dir.join("probe"));
-    out.require(probe.is_err(), || "the directory is writable: the test would prove nothing".into());
+    out.require(probe.is_err(), || {
+        "the directory is writable: the test would prove nothing".into()
+    });
     let cache = Cache::open(&args.dir)?;
     out.figure("opened read-only", cache.is_read_only());
     let hits = call_all(&cache, 0..n, Op::Call, out, "hits");
     let misses = call_all(&cache, n..2 * n, Op::Call, out, "misses");
     let put = workload::exercise(&cache, workload::Kind::Small, 0, Op::Put);
     out.figure("hits served", format!("{} of {}", hits.hits, hits.calls));
-    out.figure("misses computed and returned", format!("{} of {}", misses.misses, misses.calls));
-    out.figure("explicit put", match &put {
-        Outcome::Error(e) => format!("error: {e}"),
-        other => format!("{other:?}"),
-    });
+    out.figure(
+        "misses computed and returned",
+        format!("{} of {}", misses.misses, misses.calls),
+    );
+    out.figure(
+        "explicit put",
+        match &put {
+            Outcome::Error(e) => format!("error: {e}"),
+            other => format!("{other:?}"),
+        },
+    );
     out.figure("warnings", warnings.count());
-    out.require(hits.hits == hits.calls, || format!("only {} of {} stored values were served", hits.hits, hits.calls));
-    out.require(misses.misses == misses.calls, || "a miss was not computed".into());
-    out.require(matches!(put, Outcome::Error(_)), || format!("put on a read-only cache: {put:?}"));
+    out.require(hits.hits == hits.calls, || {
+        format!(
+            "only {} of {} stored values were served",
+            hits.hits, hits.calls
+        )
+    });
+    out.require(misses.misses == misses.calls, || {
+        "a miss was not computed".into()
+    });
+    out.require(matches!(put, Outcome::Error(_)), || {
+        format!("put on a read-only cache: {put:?}")
+    });
     out.figure("wrong values", hits.wrong + misses.wrong);
     Ok(())
 }

@@ -20,7 +20,11 @@ pub struct Figures {
 impl Figures {
     /// Empty figures for `suite`.
     pub fn new(suite: &str, command: String) -> Figures {
-        Figures { suite: suite.into(), command, ..Figures::default() }
+        Figures {
+            suite: suite.into(),
+            command,
+            ..Figures::default()
+        }
     }
 
     /// Records a figure.
@@ -43,7 +47,12 @@ impl Figures {
 
 impl fmt::Display for Figures {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "== {} ({})", self.suite, if self.passed() { "PASS" } else { "FAIL" })?;
+        writeln!(
+            f,
+            "== {} ({})",
+            self.suite,
+            if self.passed() { "PASS" } else { "FAIL" }
+        )?;
         writeln!(f, "   command: {}", self.command)?;
         let width = self.lines.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
         for (name, value) in &self.lines {

@@ -89,7 +89,11 @@ fn main() -> ExitCode {
             for f in &figures {
                 println!("{f}");
             }
-            if figures.iter().all(Figures::passed) { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+            if figures.iter().all(Figures::passed) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
         }
         Err(e) => {
             eprintln!("memo-cache-torture: {e:#}");
@@ -122,13 +126,29 @@ fn all(args: &AllArgs) -> anyhow::Result<Vec<Figures>> {
     };
     figures.push(crash::run(&crash)?);
     println!("{}", figures[0]);
-    let soak = soak::SoakArgs { seconds: args.seconds, procs: args.procs, keys: 48, seed: None, dir: None };
+    let soak = soak::SoakArgs {
+        seconds: args.seconds,
+        procs: args.procs,
+        keys: 48,
+        seed: None,
+        dir: None,
+    };
     figures.push(soak::run(&soak)?);
     println!("{}", figures[1]);
-    figures.push(disk::full_disk(&disk::FullDiskArgs { mode: disk::DiskMode::Auto, keys: 12, dir: None })?);
-    figures.push(disk::read_only(&disk::ReadOnlyArgs { keys: 12, dir: None })?);
+    figures.push(disk::full_disk(&disk::FullDiskArgs {
+        mode: disk::DiskMode::Auto,
+        keys: 12,
+        dir: None,
+    })?);
+    figures.push(disk::read_only(&disk::ReadOnlyArgs {
+        keys: 12,
+        dir: None,
+    })?);
     if !args.no_report {
-        let path = args.report.clone().unwrap_or_else(|| workspace_root().join("RELIABILITY.md"));
+        let path = args
+            .report
+            .clone()
+            .unwrap_or_else(|| workspace_root().join("RELIABILITY.md"));
         std::fs::write(&path, reliability_md(&figures, started.elapsed()))?;
         eprintln!("memo-cache-torture: figures written to {}", path.display());
     }
@@ -136,7 +156,10 @@ fn all(args: &AllArgs) -> anyhow::Result<Vec<Figures>> {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| PathBuf::from("."))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| PathBuf::from("."))
 }
 
 fn reliability_md(figures: &[Figures], took: std::time::Duration) -> String {
@@ -145,9 +168,18 @@ fn reliability_md(figures: &[Figures], took: std::time::Duration) -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned();
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    let verdict = if figures.iter().all(Figures::passed) { "all passed" } else { "FAILED" };
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let verdict = if figures.iter().all(Figures::passed) {
+        "all passed"
+    } else {
+        "FAILED"
+    };
     let mut md = String::new();
     md.push_str(RELIABILITY_HEAD);
     md.push_str(&format!(
@@ -155,7 +187,12 @@ fn reliability_md(figures: &[Figures], took: std::time::Duration) -> String {
         took.as_secs_f64()
     ));
     for f in figures {
-        md.push_str(&format!("\n### {} ({})\n\n`{}`\n\n", f.suite, if f.passed() { "pass" } else { "FAIL" }, f.command));
+        md.push_str(&format!(
+            "\n### {} ({})\n\n`{}`\n\n",
+            f.suite,
+            if f.passed() { "pass" } else { "FAIL" },
+            f.command
+        ));
         md.push_str("| figure | value |\n|---|---|\n");
         for (name, value) in &f.lines {
             md.push_str(&format!("| {name} | {} |\n", value.replace('|', "\\|")));
@@ -174,19 +211,26 @@ const RELIABILITY_HEAD: &str = include_str!("reliability_head.md");
 
 /// A seed from the clock, for runs that do not give one.
 pub(crate) fn clock_seed() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
 }
 
 /// The directory to work in: the one given (created, kept), or a temporary one (removed when
 /// the returned guard drops).
-pub(crate) fn work_dir(given: Option<&Path>) -> std::io::Result<(PathBuf, Option<tempfile::TempDir>)> {
+pub(crate) fn work_dir(
+    given: Option<&Path>,
+) -> std::io::Result<(PathBuf, Option<tempfile::TempDir>)> {
     match given {
         Some(dir) => {
             std::fs::create_dir_all(dir)?;
             Ok((dir.to_path_buf(), None))
         }
         None => {
-            let temp = tempfile::Builder::new().prefix("memo-cache-torture-").tempdir()?;
+            let temp = tempfile::Builder::new()
+                .prefix("memo-cache-torture-")
+                .tempdir()?;
             Ok((temp.path().to_path_buf(), Some(temp)))
         }
     }

@@ -14,7 +14,8 @@ pub struct Tmpfs {
 }
 
 fn c_path(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes()).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
 }
 
 impl Tmpfs {
@@ -25,12 +26,21 @@ impl Tmpfs {
         let data = CString::new(format!("size={size},mode=0755")).expect("no NUL in mount options");
         // SAFETY: every pointer is a valid NUL-terminated string that outlives the call.
         let rc = unsafe {
-            libc::mount(c"tmpfs".as_ptr(), target.as_ptr(), c"tmpfs".as_ptr(), 0, data.as_ptr().cast())
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                data.as_ptr().cast(),
+            )
         };
         if rc != 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(Tmpfs { target, path: path.to_path_buf() })
+        Ok(Tmpfs {
+            target,
+            path: path.to_path_buf(),
+        })
     }
 
     /// The mount point.

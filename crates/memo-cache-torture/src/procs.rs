@@ -31,7 +31,11 @@ impl Worker {
             .stdout(fs::File::create(&stdout)?)
             .stderr(fs::File::create(&stderr)?)
             .spawn()?;
-        Ok(Worker { child, stdout, stderr })
+        Ok(Worker {
+            child,
+            stdout,
+            stderr,
+        })
     }
 
     /// Sends SIGKILL and reaps the process.

@@ -34,7 +34,10 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<Figures> {
     let seed = args.seed.unwrap_or_else(crate::clock_seed);
     let mut fig = Figures::new(
         "soak",
-        format!("memo-cache-torture soak --seconds {} --procs {} --keys {} --seed {seed}", args.seconds, args.procs, args.keys),
+        format!(
+            "memo-cache-torture soak --seconds {} --procs {} --keys {} --seed {seed}",
+            args.seconds, args.procs, args.keys
+        ),
     );
     let (work, _temp) = crate::work_dir(args.dir.as_deref())?;
     let dir = work.join("cache");
@@ -43,8 +46,19 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<Figures> {
     let mut rng = Rng::new(seed);
     let mut workers = Vec::new();
     for i in 0..args.procs {
-        let mut argv = vec!["worker".into(), "--mode".into(), "soak".into(), "--dir".into(), dir.display().to_string()];
-        argv.extend(["--seed".into(), rng.next_u64().to_string(), "--keys".into(), args.keys.to_string()]);
+        let mut argv = vec![
+            "worker".into(),
+            "--mode".into(),
+            "soak".into(),
+            "--dir".into(),
+            dir.display().to_string(),
+        ];
+        argv.extend([
+            "--seed".into(),
+            rng.next_u64().to_string(),
+            "--keys".into(),
+            args.keys.to_string(),
+        ]);
         argv.extend(["--seconds".into(), args.seconds.to_string()]);
         if i % 3 == 2 {
             argv.extend(["--size-limit".into(), (2 * 1024 * 1024).to_string()]);
@@ -61,12 +75,19 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<Figures> {
                 break status;
             }
             if Instant::now() > give_up {
-                fig.failures.push("a worker did not finish within two minutes of its deadline".into());
+                fig.failures
+                    .push("a worker did not finish within two minutes of its deadline".into());
                 break worker.kill()?;
             }
             std::thread::sleep(Duration::from_millis(50));
         };
-        fig.require(status.success(), || format!("a worker failed ({}): {}", describe(status), worker.errors()));
+        fig.require(status.success(), || {
+            format!(
+                "a worker failed ({}): {}",
+                describe(status),
+                worker.errors()
+            )
+        });
         let report = parse(&worker.output());
         seen.merge(&report.tally);
         admin += report.admin;
@@ -76,8 +97,17 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<Figures> {
             fig.failures.push(format!("worker saw: {p}"));
         }
     }
-    fig.put("processes x seconds", format!("{} x {}", args.procs, args.seconds));
-    fig.put("calls", format!("{} ({} hits, {} computed)", seen.calls, seen.hits, seen.misses));
+    fig.put(
+        "processes x seconds",
+        format!("{} x {}", args.procs, args.seconds),
+    );
+    fig.put(
+        "calls",
+        format!(
+            "{} ({} hits, {} computed)",
+            seen.calls, seen.hits, seen.misses
+        ),
+    );
     fig.put("prunes, clears, verifies", admin);
     fig.put("library warnings", warnings);
     for s in samples.iter().take(3) {
@@ -86,10 +116,18 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<Figures> {
     let audit = crate::audit::run(&dir, args.keys, &mut fig)?;
     let wrong = seen.wrong + audit.wrong;
     let errors = seen.errors + audit.errors;
-    fig.put("entries checked after", format!("{} before repair, {} after", audit.checked_before, audit.checked_after));
+    fig.put(
+        "entries checked after",
+        format!(
+            "{} before repair, {} after",
+            audit.checked_before, audit.checked_after
+        ),
+    );
     fig.put("wrong values", wrong);
     fig.put("errors surfaced to callers", errors);
     fig.require(wrong == 0, || format!("{wrong} wrong values"));
-    fig.require(errors == 0, || format!("{errors} errors surfaced to callers"));
+    fig.require(errors == 0, || {
+        format!("{errors} errors surfaced to callers")
+    });
     Ok(fig)
 }

@@ -15,7 +15,9 @@ impl Warnings {
     /// Installs a global subscriber that records every warning (and ignores everything else).
     pub fn install() -> Warnings {
         let warnings = Warnings::default();
-        tracing_subscriber::registry().with(Recorder(warnings.clone())).init();
+        tracing_subscriber::registry()
+            .with(Recorder(warnings.clone()))
+            .init();
         warnings
     }
 

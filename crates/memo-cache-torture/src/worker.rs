@@ -64,7 +64,11 @@ pub fn run(args: &WorkerArgs) -> anyhow::Result<()> {
             Mode::Soak => soak_step(&cache, &mut rng, args.keys, &mut admin),
         };
         if let Outcome::Wrong(what) | Outcome::Error(what) = &outcome {
-            let tag = if matches!(outcome, Outcome::Wrong(_)) { "WRONG" } else { "ERROR" };
+            let tag = if matches!(outcome, Outcome::Wrong(_)) {
+                "WRONG"
+            } else {
+                "ERROR"
+            };
             writeln!(out, "{tag} {what}")?;
         }
         tally.add(outcome);
@@ -80,7 +84,17 @@ pub fn run(args: &WorkerArgs) -> anyhow::Result<()> {
 }
 
 fn total(out: &mut impl Write, t: &Tally, admin: u64, warnings: &Warnings) -> std::io::Result<()> {
-    writeln!(out, "TOTAL {} {} {} {} {} {} {}", t.calls, t.hits, t.misses, t.wrong, t.errors, admin, warnings.count())?;
+    writeln!(
+        out,
+        "TOTAL {} {} {} {} {} {} {}",
+        t.calls,
+        t.hits,
+        t.misses,
+        t.wrong,
+        t.errors,
+        admin,
+        warnings.count()
+    )?;
     out.flush()
 }
 
@@ -122,7 +136,9 @@ fn admin_step(cache: &Cache, rng: &mut Rng, roll: u64) -> Outcome {
                 1 => Prune::new().max_size(rng.between(256 * 1024, 4 * 1024 * 1024)),
                 2 => Prune::new().older_than(Duration::from_millis(rng.between(0, 3000))),
                 3 => Prune::new().expired().stale(),
-                _ => Prune::new().function(workload::BYTES.name()).max_entries(rng.between(0, 20)),
+                _ => Prune::new()
+                    .function(workload::BYTES.name())
+                    .max_entries(rng.between(0, 20)),
             };
             cache.prune(&prune).map(|_| ())
         }

@@ -43,7 +43,13 @@ pub enum Kind {
 }
 
 /// Every function, in a fixed order.
-pub const KINDS: [Kind; 5] = [Kind::Small, Kind::Text, Kind::Floats, Kind::Bytes, Kind::Record];
+pub const KINDS: [Kind; 5] = [
+    Kind::Small,
+    Kind::Text,
+    Kind::Floats,
+    Kind::Bytes,
+    Kind::Record,
+];
 
 /// What one call did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,27 +119,48 @@ fn small(arg: u64) -> u64 {
 
 fn text(arg: u64) -> String {
     let mut rng = Rng::new(arg ^ 0x7E47);
-    let len = if arg % 3 == 0 { rng.between(17_000, 24_000) } else { rng.between(1, 3_000) };
-    (0..len).map(|_| char::from(b'a' + rng.below(26) as u8)).collect()
+    let len = if arg % 3 == 0 {
+        rng.between(17_000, 24_000)
+    } else {
+        rng.between(1, 3_000)
+    };
+    (0..len)
+        .map(|_| char::from(b'a' + rng.below(26) as u8))
+        .collect()
 }
 
 fn floats(arg: u64) -> Vec<f64> {
     let mut rng = Rng::new(arg ^ 0xF10A);
     let len = rng.between(0, 6_000);
-    (0..len).map(|i| (rng.next_u64() >> 11) as f64 / (i + 1) as f64).collect()
+    (0..len)
+        .map(|i| (rng.next_u64() >> 11) as f64 / (i + 1) as f64)
+        .collect()
 }
 
 fn bytes(arg: u64) -> Vec<u8> {
     let mut rng = Rng::new(arg ^ 0xB17E);
-    let len = if arg % 4 == 0 { rng.between(1, 4_000) } else { rng.between(16_000, 80_000) };
+    let len = if arg % 4 == 0 {
+        rng.between(1, 4_000)
+    } else {
+        rng.between(16_000, 80_000)
+    };
     (0..len).map(|_| rng.next_u64() as u8).collect()
 }
 
 fn record(arg: u64) -> Record {
     let mut rng = Rng::new(arg ^ 0x4EC0);
-    let tags = (0..rng.below(8)).map(|i| format!("tag-{i}-{}", rng.next_u64())).collect();
-    let data = (0..rng.between(0, 8_000)).map(|_| rng.next_u64() as u32).collect();
-    Record { id: arg, name: format!("record {arg}"), tags, data }
+    let tags = (0..rng.below(8))
+        .map(|i| format!("tag-{i}-{}", rng.next_u64()))
+        .collect();
+    let data = (0..rng.between(0, 8_000))
+        .map(|_| rng.next_u64() as u32)
+        .collect();
+    Record {
+        id: arg,
+        name: format!("record {arg}"),
+        tags,
+        data,
+    }
 }
 
 /// Performs `op` on the entry of `kind` for `arg`, and checks any value returned.
@@ -143,7 +170,13 @@ pub fn exercise(cache: &Cache, kind: Kind, arg: u64, op: Op) -> Outcome {
         Kind::Text => with(cache, &TEXT, &(arg,), || text(arg), op),
         Kind::Floats => with(cache, &FLOATS, &(arg, "floats"), || floats(arg), op),
         Kind::Bytes => with(cache, &BYTES, &(arg,), || bytes(arg), op),
-        Kind::Record => with(cache, &RECORD, &(format!("r{arg}"), arg), || record(arg), op),
+        Kind::Record => with(
+            cache,
+            &RECORD,
+            &(format!("r{arg}"), arg),
+            || record(arg),
+            op,
+        ),
     }
 }
 

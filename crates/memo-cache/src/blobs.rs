@@ -13,6 +13,11 @@ use crate::layout::Layout;
 
 /// Writes `bytes` as the blob at `dest`, through a temp file in the cache's `tmp/`.
 pub(crate) fn write(layout: &Layout, dest: &Path, bytes: &[u8]) -> Result<()> {
+    let shard = dest.parent().expect("blob paths have a shard directory");
+    // A symlink planted in place of one of our directories would send the write elsewhere.
+    for dir in [&layout.tmp, &layout.blobs] {
+        replace_if_not_a_directory(dir)?;
+    }
     let mut tmp = tempfile::Builder::new()
         .prefix("blob-")
         .tempfile_in(&layout.tmp)
@@ -27,14 +32,29 @@ pub(crate) fn write(layout: &Layout, dest: &Path, bytes: &[u8]) -> Result<()> {
             }
         })?;
     tmp.write_all(bytes).map_err(|e| Error::io("writing", tmp.path(), e))?;
-    let shard = dest.parent().expect("blob paths have a shard directory");
-    if let Err(e) = fs::create_dir(shard)
-        && e.kind() != ErrorKind::AlreadyExists
-    {
-        return Err(Error::io("creating", shard, e));
-    }
+    replace_if_not_a_directory(shard)?;
+    fs::create_dir_all(shard).map_err(|e| Error::io("creating", shard, e))?;
     tmp.persist(dest).map_err(|e| Error::io("renaming a temp file to", dest, e.error))?;
     Ok(())
+}
+
+/// Removes whatever stands at `dir` if it is not a real directory (a symlink, a file); the
+/// directory itself is then created by the caller. Removing a symlink never touches its target.
+fn replace_if_not_a_directory(dir: &Path) -> Result<()> {
+    match fs::symlink_metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => {
+            tracing::warn!("memo-cache: {} is not a directory; replacing it with one", dir.display());
+            fs::remove_file(dir).map_err(|e| Error::io("removing", dir, e))
+        }
+        Err(_) => Ok(()),
+    }
+}
+
+/// True when the directories holding the blob at `path` (its shard and `blobs/`) are real
+/// directories, so that nothing is read, written or removed through a planted symlink.
+fn in_real_directories(path: &Path) -> bool {
+    path.ancestors().skip(1).take(2).all(|dir| fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()))
 }
 
 /// Why a blob could not be read.
@@ -64,6 +84,9 @@ impl std::fmt::Display for ReadFailure {
 /// Reads the blob at `path`, which the index says holds `size` bytes. Symlinks are not
 /// followed and the buffer is sized from the file, never from the index alone.
 pub(crate) fn read(path: &Path, size: u64) -> std::result::Result<Vec<u8>, ReadFailure> {
+    if !in_real_directories(path) {
+        return Err(ReadFailure::NotAFile);
+    }
     let mut file = open_no_follow(path).map_err(|e| match e.kind() {
         ErrorKind::NotFound => ReadFailure::Missing,
         // ELOOP: the path is a symlink.
@@ -98,8 +121,17 @@ fn open_no_follow(path: &Path) -> io::Result<File> {
     options.open(path)
 }
 
+/// True when `path` is a regular file (not following a symlink).
+pub(crate) fn is_file(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.is_file())
+}
+
 /// Removes a file; one that is already gone counts as removed. Returns the bytes freed.
 pub(crate) fn remove(path: &Path) -> Result<u64> {
+    if !in_real_directories(path) {
+        // Only the planted symlink is ours to remove: sweeps remove it as a stray shard.
+        return Ok(0);
+    }
     let len = fs::symlink_metadata(path).map(|m| m.len()).unwrap_or(0);
     match fs::remove_file(path) {
         Ok(()) => Ok(len),

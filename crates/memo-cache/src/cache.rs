@@ -539,9 +539,6 @@ impl Cache {
         let now = self.now_ms();
         let in_blob = bytes.len() > self.inner.inline_threshold;
         let blob_path = self.inner.layout.blob_path(key, &hash);
-        if in_blob {
-            blobs::write(&self.inner.layout, &blob_path, bytes)?;
-        }
         if self.inner.size_limit.is_some() {
             self.flush_quietly();
         }
@@ -554,15 +551,33 @@ impl Cache {
             now,
             expires,
         };
-        let written = self.inner.index.write(|tx| {
-            let function_id = index::ensure_function(tx, func)?;
-            let replaced = index::insert_entry(tx, &NewEntry { function_id, ..entry })?;
-            let evicted = match self.inner.size_limit {
-                Some(limit) => crate::evict::to_size_limit(tx, limit, key, now)?,
-                None => Vec::new(),
-            };
-            Ok((replaced, evicted))
-        });
+        let mut attempts = 0;
+        let written = loop {
+            if in_blob {
+                blobs::write(&self.inner.layout, &blob_path, bytes)?;
+            }
+            let written = self.inner.index.write(|tx| {
+                // Whoever removes an old row's blob decides under this same write lock
+                // (`remove_blobs`), and the same value under the same key has the same path: its
+                // removal may have taken our file. Checked here, the row never goes in without it.
+                if in_blob && !blobs::is_file(&blob_path) {
+                    return Ok(None);
+                }
+                let function_id = index::ensure_function(tx, func)?;
+                let replaced = index::insert_entry(tx, &NewEntry { function_id, ..entry })?;
+                let evicted = match self.inner.size_limit {
+                    Some(limit) => crate::evict::to_size_limit(tx, limit, key, now)?,
+                    None => Vec::new(),
+                };
+                Ok(Some((replaced, evicted)))
+            });
+            match written {
+                Ok(None) if attempts < 3 => attempts += 1,
+                Ok(None) => break Ok((None, Vec::new())),
+                Ok(Some(done)) => break Ok(done),
+                Err(e) => break Err(e),
+            }
+        };
         match written {
             Ok((replaced, evicted)) => {
                 // The same value stored again lands at the same path: keep that file.
@@ -572,20 +587,39 @@ impl Cache {
                 Ok(())
             }
             Err(e) => {
-                if in_blob && !self.row_still_holds(key, &hash).unwrap_or(true) {
-                    let _ = blobs::remove(&blob_path);
+                if in_blob {
+                    self.remove_blobs(&[Removed { key: *key, hash, size: bytes.len() as u64, in_blob: true }]);
                 }
                 Err(e)
             }
         }
     }
 
+    /// Removes the blob files of removed rows, unless a row holds the same value again.
+    ///
+    /// A writer storing the same value under the same key puts its file at the same path. The
+    /// decision is taken under the index's write lock, under which that writer checks that its
+    /// file is in place before inserting its row (`put_local`): deciding outside it could unlink
+    /// the writer's file after its check, leaving a row without its bytes.
     pub(crate) fn remove_blobs(&self, removed: &[Removed]) {
-        for r in removed.iter().filter(|r| r.in_blob) {
-            let path = self.inner.layout.blob_path(&r.key, &r.hash);
-            if let Err(e) = blobs::remove(&path) {
-                tracing::debug!("memo-cache: {e}");
+        let gone: Vec<&Removed> = removed.iter().filter(|r| r.in_blob).collect();
+        if gone.is_empty() {
+            return;
+        }
+        let result = self.inner.index.write(|tx| {
+            for r in &gone {
+                if index::holds_blob(tx, &r.key, &r.hash)? {
+                    continue;
+                }
+                if let Err(e) = blobs::remove(&self.inner.layout.blob_path(&r.key, &r.hash)) {
+                    tracing::debug!("memo-cache: {e}");
+                }
             }
+            Ok(())
+        });
+        if let Err(e) = result {
+            // The files stay as orphans, swept by the next prune or `verify --fix`.
+            tracing::debug!("memo-cache: could not remove blob files: {e}");
         }
     }
 

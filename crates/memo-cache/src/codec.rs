@@ -104,8 +104,15 @@ pub fn decode<T: DeserializeOwned + Any>(mut stored: Vec<u8>) -> Result<T, Strin
     if format != FORMAT_MSGPACK {
         return Err(format!("unknown value format 0x{format:02x}"));
     }
-    rmp_serde::from_slice(&stored).map_err(|e| e.to_string())
+    let mut deserializer = rmp_serde::Deserializer::from_read_ref(&stored);
+    deserializer.set_max_depth(MAX_DEPTH);
+    T::deserialize(&mut deserializer).map_err(|e| e.to_string())
 }
+
+/// How deeply a stored value may nest. Decoding recurses once per level (several frames in a
+/// debug build), and rmp-serde's default of 1024 overflowed a 2 MiB thread stack (a tokio worker,
+/// a test thread) on a crafted value, aborting the process; a deeper value is a miss instead.
+const MAX_DEPTH: usize = 256;
 
 /// Moves a value whose type has been checked to be `T` into a `T`.
 fn cast<T: Any, U: Any>(value: U) -> T {

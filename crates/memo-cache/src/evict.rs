@@ -338,7 +338,7 @@ fn over_limits(
         let mut stmt = tx.prepare(sql)?;
         let mut rows = if sql.contains("?2") { stmt.query(params![scope, now])? } else { stmt.query(params![scope])? };
         while let Some(row) = rows.next()? {
-            let key = Digest::from_slice(&row.get::<_, Vec<u8>>(0)?).unwrap_or(Digest([0; 32]));
+            let Some(key) = index::digest_at(row, 0) else { continue };
             if !chosen.insert(key) {
                 continue;
             }
@@ -370,18 +370,18 @@ pub(crate) fn to_size_limit(tx: &Transaction, limit: u64, keep: &Key, now: i64) 
             "SELECT e.key FROM entries e JOIN functions f ON f.id = e.function_id WHERE f.current = 0
              ORDER BY e.last_used, e.key",
         )?;
-        let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+        let rows = stmt.query_map([], |r| Ok(index::digest_at(r, 0)))?;
         for k in rows {
-            candidates.extend(Digest::from_slice(&k?));
+            candidates.extend(k?);
         }
     }
     {
         let mut stmt = tx.prepare_cached(
             "SELECT key FROM entries WHERE expires IS NOT NULL AND expires <= ?1 ORDER BY last_used, key",
         )?;
-        let rows = stmt.query_map([now], |r| r.get::<_, Vec<u8>>(0))?;
+        let rows = stmt.query_map([now], |r| Ok(index::digest_at(r, 0)))?;
         for k in rows {
-            candidates.extend(Digest::from_slice(&k?));
+            candidates.extend(k?);
         }
     }
     for key in candidates.iter().filter(|k| *k != keep) {
@@ -400,7 +400,7 @@ pub(crate) fn to_size_limit(tx: &Transaction, limit: u64, keep: &Key, now: i64) 
         let mut rows = stmt.query([])?;
         let mut freed = 0u64;
         while let Some(row) = rows.next()? {
-            let Some(key) = Digest::from_slice(&row.get::<_, Vec<u8>>(0)?) else { continue };
+            let Some(key) = index::digest_at(row, 0) else { continue };
             if key == *keep {
                 continue;
             }

@@ -330,12 +330,24 @@ fn digest(bytes: Vec<u8>, col: usize) -> rusqlite::Result<Digest> {
     ))
 }
 
+/// The key or hash in column `i`, or `None` when it is not a 32-byte blob (a hand-edited or
+/// hostile index may hold anything there, even text, which `get::<Vec<u8>>` refuses).
+pub(crate) fn digest_at(r: &rusqlite::Row<'_>, i: usize) -> Option<Digest> {
+    match r.get_ref(i) {
+        Ok(rusqlite::types::ValueRef::Blob(b)) => Digest::from_slice(b),
+        _ => None,
+    }
+}
+
+/// A removed row, from `key, hash, size, value IS NULL`. A malformed row (a key or hash that is
+/// not 32 bytes, a size that is not a number: a hand-edited or hostile index) must not stop a
+/// prune or clear from removing it, so it reads as an inline row with no file to remove.
 fn removed(r: &rusqlite::Row<'_>) -> rusqlite::Result<Removed> {
-    Ok(Removed {
-        key: digest(r.get(0)?, 0)?,
-        hash: digest(r.get(1)?, 1)?,
-        size: r.get::<_, i64>(2)?.max(0) as u64,
-        in_blob: r.get(3)?,
+    let digest_at = |i| digest_at(r, i);
+    let size = r.get::<_, i64>(2).unwrap_or(0).max(0) as u64;
+    Ok(match (digest_at(0), digest_at(1)) {
+        (Some(key), Some(hash)) => Removed { key, hash, size, in_blob: r.get(3)? },
+        _ => Removed { key: Digest([0; 32]), hash: Digest([0; 32]), size, in_blob: false },
     })
 }
 
@@ -403,6 +415,12 @@ pub(crate) fn delete_entry(tx: &Transaction, key: &Key) -> rusqlite::Result<Opti
     tx.prepare_cached("DELETE FROM entries WHERE key = ?1 RETURNING key, hash, size, value IS NULL")?
         .query_row([&key.0[..]], removed)
         .optional()
+}
+
+/// True when the row of `key` holds the value hashing to `hash` in a blob file.
+pub(crate) fn holds_blob(conn: &Connection, key: &Key, hash: &Digest) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM entries WHERE key = ?1 AND hash = ?2 AND value IS NULL")?
+        .exists([&key.0[..], &hash.0[..]])
 }
 
 /// Deletes the row only if it still holds the value hashing to `hash`: a reader that found a

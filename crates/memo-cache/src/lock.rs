@@ -56,7 +56,13 @@ impl Drop for ComputeLock {
 }
 
 fn open(path: &Path) -> io::Result<File> {
-    let open = || fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path);
+    if let Some(parent) = path.parent()
+        && fs::symlink_metadata(parent).is_ok_and(|m| !m.is_dir())
+    {
+        return Err(io::Error::other(format!("{} is not a directory", parent.display())));
+    }
+    // Not through a symlink planted in place of a lock file: O_CREAT would create its target.
+    let open = || no_follow(fs::OpenOptions::new().read(true).write(true).create(true).truncate(false)).open(path);
     match open() {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             if let Some(parent) = path.parent() {
@@ -66,6 +72,12 @@ fn open(path: &Path) -> io::Result<File> {
         }
         other => other,
     }
+}
+
+fn no_follow(options: &mut fs::OpenOptions) -> &mut fs::OpenOptions {
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(options, libc::O_NOFOLLOW);
+    options
 }
 
 #[cfg(unix)]
@@ -103,7 +115,7 @@ mod tests {
 impl ComputeLock {
     /// True when nobody holds the lock at `path` (checked by taking it without unlinking).
     pub fn try_acquire_probe(path: &Path) -> io::Result<bool> {
-        let file = match fs::OpenOptions::new().read(true).write(true).open(path) {
+        let file = match no_follow(fs::OpenOptions::new().read(true).write(true)).open(path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(e),

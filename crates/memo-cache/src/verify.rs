@@ -190,10 +190,7 @@ impl Cache {
             let mut checked = 0u64;
             while let Some(row) = rows.next()? {
                 checked += 1;
-                let (Some(key), Some(hash)) = (
-                    Digest::from_slice(&row.get::<_, Vec<u8>>(0)?),
-                    Digest::from_slice(&row.get::<_, Vec<u8>>(3)?),
-                ) else {
+                let (Some(key), Some(hash)) = (index::digest_at(row, 0), index::digest_at(row, 3)) else {
                     continue;
                 };
                 let function: Option<String> = row.get(1)?;
@@ -235,12 +232,8 @@ impl Cache {
         for problem in &mut report.problems {
             let (Some(key), Some(hash)) = (problem.key, problem.hash) else { continue };
             let removed = self.index().write(|tx| index::delete_entry_if(tx, &key, &hash))?;
-            if let Some(r) = &removed
-                && r.in_blob
-            {
-                // The file may be a directory or symlink planted there: remove it as such.
-                let _ = blobs::remove(&self.layout().blob_path(&r.key, &r.hash));
-            }
+            // The file may be a directory or symlink planted there: `blobs::remove` handles those.
+            self.remove_blobs(removed.as_slice());
             problem.fixed = true;
         }
         Ok(())
