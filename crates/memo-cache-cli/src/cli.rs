@@ -86,10 +86,50 @@ pub enum Command {
     /// --fix, bad entries are dropped (they will be recomputed) and stray files removed.
     Verify(VerifyArgs),
 
+    /// See or clear this cache's keys in the shared Redis tier
+    ///
+    /// The tier is --url, else $MEMO_CACHE_REDIS_URL (several comma-separated URLs for a Redis
+    /// Cluster); only keys under --prefix (else $MEMO_CACHE_REDIS_PREFIX, else `memo-cache:`)
+    /// are touched, found with SCAN on every master, never KEYS or FLUSHALL.
+    Remote(RemoteArgs),
+
     /// Print a shell completion script, e.g. `memo-cache completions bash > ~/.local/share/bash-completion/completions/memo-cache`
     Completions {
         /// The shell
         shell: clap_complete::Shell,
+    },
+}
+
+/// Options of `remote`.
+#[derive(Debug, Args)]
+pub struct RemoteArgs {
+    /// The Redis tier: redis://host:port, rediss://host:port, or a comma-separated list of cluster nodes
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "MEMO_CACHE_REDIS_URL",
+        hide_env_values = true
+    )]
+    pub url: Option<String>,
+
+    /// The key prefix (namespace) of this cache in Redis [default: memo-cache:]
+    #[arg(long, value_name = "PREFIX", env = "MEMO_CACHE_REDIS_PREFIX")]
+    pub prefix: Option<String>,
+
+    #[command(subcommand)]
+    pub command: RemoteCommand,
+}
+
+/// What to do with the Redis tier.
+#[derive(Debug, Subcommand)]
+pub enum RemoteCommand {
+    /// Count values, their bytes and held compute locks under the prefix
+    Stats,
+    /// Remove every key under the prefix (asks on a terminal; --yes without one)
+    Clear {
+        /// Do not ask for confirmation
+        #[arg(long, short)]
+        yes: bool,
     },
 }
 

@@ -14,7 +14,10 @@ use memo_cache::{Cache, EntryInfo, Error, FunctionStats, Prune, Removal, Verify,
 use serde_json::{Value, json};
 
 use crate::Refused;
-use crate::cli::{ClearArgs, Cli, Command, LsArgs, PruneArgs, ShowArgs, SortKey, VerifyArgs};
+use crate::cli::{
+    ClearArgs, Cli, Command, LsArgs, PruneArgs, RemoteArgs, RemoteCommand, ShowArgs, SortKey,
+    VerifyArgs,
+};
 use crate::decode;
 use crate::output::{Output, print_json, print_table};
 use crate::values::{count, relative, rfc3339};
@@ -30,6 +33,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             &mut std::io::stdout(),
         );
         return Ok(ExitCode::SUCCESS);
+    }
+    if let Command::Remote(args) = &cli.command {
+        return remote(args, out);
     }
     let dir = match cli.dir {
         Some(dir) => dir,
@@ -59,7 +65,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             verify(&open(&dir, access)?, &args, out)
         }
-        Command::Completions { .. } => unreachable!("handled above"),
+        Command::Completions { .. } | Command::Remote(_) => unreachable!("handled above"),
     }
 }
 
@@ -356,12 +362,19 @@ fn stats(cache: &Cache, out: Output) -> anyhow::Result<ExitCode> {
             "stale_bytes": s.stale_bytes,
             "expired": s.expired,
             "expired_bytes": s.expired_bytes,
+            "remote": cache.remote().map(|r| json!({
+                "urls": r.display_urls(),
+                "prefix": r.key_prefix(),
+                "max_value_bytes": r.max_value(),
+                "local_only": s.local_only,
+                "local_only_bytes": s.local_only_bytes,
+            })),
         }))?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut table = out.table(&["", ""], &[]);
     table.set_header(Vec::<Cell>::new());
-    let rows = [
+    let mut rows = vec![
         ("Directory", cache.dir().display().to_string()),
         ("Functions", count(s.functions)),
         ("Entries", count(s.entries)),
@@ -398,6 +411,19 @@ fn stats(cache: &Cache, out: Output) -> anyhow::Result<ExitCode> {
             ),
         ),
     ];
+    if let Some(remote) = cache.remote() {
+        rows.push((
+            "Redis tier",
+            format!(
+                "{} (prefix {}); {} entries ({}) over {} kept local-only",
+                remote.display_urls(),
+                remote.key_prefix(),
+                count(s.local_only.unwrap_or(0)),
+                human_bytes(s.local_only_bytes.unwrap_or(0)),
+                human_bytes(remote.max_value() as u64)
+            ),
+        ));
+    }
     for (name, value) in rows {
         table.add_row(vec![format!("{name}:"), value]);
     }
@@ -592,6 +618,73 @@ fn clear(cache: &Cache, args: &ClearArgs, out: Output) -> anyhow::Result<ExitCod
     spinner.finish_and_clear();
     let removal = removal.with_context(|| format!("clearing {}", cache.dir().display()))?;
     report_removal(&removal, out)
+}
+
+// ---- remote -----------------------------------------------------------------------------------
+
+fn remote(args: &RemoteArgs, out: Output) -> anyhow::Result<ExitCode> {
+    let Some(url) = args.url.as_deref().filter(|u| !u.trim().is_empty()) else {
+        bail!(
+            "no Redis tier is configured: pass --url redis://host:port or set MEMO_CACHE_REDIS_URL"
+        );
+    };
+    let mut config = memo_cache::RemoteConfig::new(url)?;
+    if let Some(prefix) = &args.prefix {
+        config = config.prefix(prefix.clone());
+    }
+    let place = format!(
+        "{} under prefix {:?}",
+        config.display_urls(),
+        config.key_prefix()
+    );
+    match args.command {
+        RemoteCommand::Stats => {
+            let spinner = out.spinner(format!("Scanning {place}"));
+            let stats = memo_cache::remote_stats(&config);
+            spinner.finish_and_clear();
+            let stats = stats.with_context(|| format!("scanning {place}"))?;
+            if out.json {
+                print_json(&json!({
+                    "urls": config.display_urls(),
+                    "prefix": config.key_prefix(),
+                    "nodes": stats.nodes,
+                    "values": stats.values,
+                    "bytes": stats.bytes,
+                    "locks": stats.locks,
+                }))?;
+            } else {
+                writeln!(
+                    std::io::stdout(),
+                    "{place}: {} values ({}) on {} {}, {} compute {} held",
+                    count(stats.values),
+                    human_bytes(stats.bytes),
+                    stats.nodes,
+                    if stats.nodes == 1 { "node" } else { "nodes" },
+                    count(stats.locks),
+                    if stats.locks == 1 { "lock" } else { "locks" },
+                )?;
+            }
+        }
+        RemoteCommand::Clear { yes } => {
+            if !yes {
+                confirm(&format!("Remove every key of {place}?"))?;
+            }
+            let spinner = out.spinner(format!("Clearing {place}"));
+            let removed = memo_cache::remote_clear(&config);
+            spinner.finish_and_clear();
+            let removed = removed.with_context(|| format!("clearing {place}"))?;
+            if out.json {
+                print_json(&json!({ "removed": removed }))?;
+            } else {
+                writeln!(
+                    std::io::stdout(),
+                    "Removed {} keys from {place}",
+                    count(removed)
+                )?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Asks on the terminal; without one, refuses.

@@ -79,10 +79,17 @@ impl RemoteConfig {
     /// From `redis://host:port[/db]` or `rediss://...` (TLS), or several URLs separated by commas
     /// (a Redis Cluster: give some or all of its nodes).
     pub fn new(spec: &str) -> Result<Self> {
-        let urls: Vec<String> =
-            spec.split([',', ' ']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+        let urls: Vec<String> = spec
+            .split([',', ' '])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
         if urls.is_empty() {
-            return Err(Error::BadRemote { url: spec.to_owned(), reason: "no URL given".into() });
+            return Err(Error::BadRemote {
+                url: spec.to_owned(),
+                reason: "no URL given".into(),
+            });
         }
         for url in &urls {
             if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
@@ -92,7 +99,10 @@ impl RemoteConfig {
                 });
             }
             if redis::parse_redis_url(url).is_none() {
-                return Err(Error::BadRemote { url: url.clone(), reason: "not a valid URL".into() });
+                return Err(Error::BadRemote {
+                    url: url.clone(),
+                    reason: "not a valid URL".into(),
+                });
             }
         }
         Ok(RemoteConfig {
@@ -109,7 +119,10 @@ impl RemoteConfig {
 
     /// From `MEMO_CACHE_REDIS_URL` (and `MEMO_CACHE_REDIS_PREFIX`), if set and not empty.
     pub fn from_env() -> Result<Option<Self>> {
-        let Some(spec) = std::env::var(REDIS_URL_ENV).ok().filter(|s| !s.trim().is_empty()) else {
+        let Some(spec) = std::env::var(REDIS_URL_ENV)
+            .ok()
+            .filter(|s| !s.trim().is_empty())
+        else {
             return Ok(None);
         };
         let mut config = RemoteConfig::new(&spec)?;
@@ -169,7 +182,11 @@ impl RemoteConfig {
 
     /// The URLs given, with any password hidden.
     pub fn display_urls(&self) -> String {
-        self.urls.iter().map(|u| redact(u)).collect::<Vec<_>>().join(",")
+        self.urls
+            .iter()
+            .map(|u| redact(u))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// The key prefix.
@@ -194,7 +211,9 @@ impl RemoteConfig {
 
 fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://***@{}", &url[..scheme], &url[at + 1..]),
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
         _ => url.to_owned(),
     }
 }
@@ -274,7 +293,10 @@ pub(crate) struct Remote {
 
 impl fmt::Debug for Remote {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Remote").field("urls", &self.config.display_urls()).field("prefix", &self.config.prefix).finish()
+        f.debug_struct("Remote")
+            .field("urls", &self.config.display_urls())
+            .field("prefix", &self.config.prefix)
+            .finish()
     }
 }
 
@@ -287,12 +309,16 @@ struct Health {
 }
 
 const UNLOCK: &str = r#"if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end"#;
-const EXTEND: &str =
-    r#"if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) else return 0 end"#;
+const EXTEND: &str = r#"if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) else return 0 end"#;
 
 impl Remote {
     pub fn new(config: RemoteConfig) -> Arc<Remote> {
-        Arc::new(Remote { config, conn: Mutex::new(None), health: Mutex::new(Health::default()), tokens: AtomicU64::new(0) })
+        Arc::new(Remote {
+            config,
+            conn: Mutex::new(None),
+            health: Mutex::new(Health::default()),
+            tokens: AtomicU64::new(0),
+        })
     }
 
     pub fn config(&self) -> &RemoteConfig {
@@ -301,7 +327,10 @@ impl Remote {
 
     /// Runs `f` on the connection, connecting first if needed. `None` while the tier is down
     /// or when `f` fails; failures are reported once per outage.
-    fn run<T>(&self, f: impl FnOnce(&mut dyn ConnectionLike) -> redis::RedisResult<T>) -> Option<T> {
+    fn run<T>(
+        &self,
+        f: impl FnOnce(&mut dyn ConnectionLike) -> redis::RedisResult<T>,
+    ) -> Option<T> {
         if let Some(at) = self.health.lock().expect("health lock").retry_at
             && Instant::now() < at
         {
@@ -327,7 +356,11 @@ impl Remote {
             }
             Err(e) => {
                 // After an I/O error or timeout the connection's state is unknown: start afresh.
-                if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_unrecoverable_error() {
+                if e.is_io_error()
+                    || e.is_timeout()
+                    || e.is_connection_dropped()
+                    || e.is_unrecoverable_error()
+                {
                     *slot = None;
                 }
                 drop(slot);
@@ -355,7 +388,10 @@ impl Remote {
     fn succeeded(&self) {
         let mut health = self.health.lock().expect("health lock");
         if health.warned {
-            tracing::info!("memo-cache: Redis tier {} is back", self.config.display_urls());
+            tracing::info!(
+                "memo-cache: Redis tier {} is back",
+                self.config.display_urls()
+            );
         }
         *health = Health::default();
     }
@@ -368,7 +404,9 @@ impl Remote {
         match decode(raw, now) {
             Ok(fetched) => fetched,
             Err(reason) => {
-                tracing::warn!("memo-cache: ignoring Redis value {name}: {reason}; it will be recomputed");
+                tracing::warn!(
+                    "memo-cache: ignoring Redis value {name}: {reason}; it will be recomputed"
+                );
                 None
             }
         }
@@ -382,7 +420,10 @@ impl Remote {
     /// Stores `bytes` (hashing to `hash`) unless larger than the configured maximum or expired.
     pub fn put(&self, key: &Key, bytes: &[u8], hash: &Digest, expires: Option<i64>, now: i64) {
         if bytes.len() > self.config.max_value_bytes {
-            tracing::debug!("memo-cache: {key} is {} bytes, over the Redis limit: kept local-only", bytes.len());
+            tracing::debug!(
+                "memo-cache: {key} is {} bytes, over the Redis limit: kept local-only",
+                bytes.len()
+            );
             return;
         }
         let ttl_ms = match expires {
@@ -408,7 +449,12 @@ impl Remote {
 
     fn token(&self) -> String {
         let n = self.tokens.fetch_add(1, Ordering::Relaxed);
-        let seed = format!("{}-{}-{:?}-{n}", std::process::id(), crate::clock::system_time_ms(std::time::SystemTime::now()), Instant::now());
+        let seed = format!(
+            "{}-{}-{:?}-{n}",
+            std::process::id(),
+            crate::clock::system_time_ms(std::time::SystemTime::now()),
+            Instant::now()
+        );
         Digest::of(seed.as_bytes()).to_hex()[..32].to_owned()
     }
 
@@ -417,8 +463,15 @@ impl Remote {
         let name = self.config.lock_key(key);
         let token = self.token();
         let ttl = self.config.lock_ttl.as_millis() as u64;
-        let set: Option<Option<String>> =
-            self.run(|c| redis::cmd("SET").arg(&name).arg(&token).arg("NX").arg("PX").arg(ttl).query(c));
+        let set: Option<Option<String>> = self.run(|c| {
+            redis::cmd("SET")
+                .arg(&name)
+                .arg(&token)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl)
+                .query(c)
+        });
         match set {
             None => Attempt::Unavailable,
             Some(None) => Attempt::Held,
@@ -472,7 +525,10 @@ fn decode(mut raw: Vec<u8>, now: i64) -> std::result::Result<Option<Fetched>, &'
     if Digest::of(&raw) != hash {
         return Err("bytes do not match their hash");
     }
-    Ok(Some(Fetched { bytes: raw, expires }))
+    Ok(Some(Fetched {
+        bytes: raw,
+        expires,
+    }))
 }
 
 /// A held fleet-wide lock; renewed by a watchdog thread while held, released on drop.
@@ -486,7 +542,9 @@ pub(crate) struct RemoteLock {
 
 impl fmt::Debug for RemoteLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RemoteLock").field("name", &self.name).finish()
+        f.debug_struct("RemoteLock")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
@@ -500,12 +558,22 @@ impl RemoteLock {
             .spawn(move || {
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(ttl / 3) {
                     r.run(|c| {
-                        redis::Script::new(EXTEND).key(&n).arg(&t).arg(ttl.as_millis() as u64).invoke::<i64>(c)
+                        redis::Script::new(EXTEND)
+                            .key(&n)
+                            .arg(&t)
+                            .arg(ttl.as_millis() as u64)
+                            .invoke::<i64>(c)
                     });
                 }
             })
             .ok();
-        RemoteLock { remote, name, token, stop: Some(stop), watchdog }
+        RemoteLock {
+            remote,
+            name,
+            token,
+            stop: Some(stop),
+            watchdog,
+        }
     }
 }
 
@@ -516,7 +584,12 @@ impl Drop for RemoteLock {
             let _ = watchdog.join();
         }
         let (name, token) = (&self.name, &self.token);
-        self.remote.run(|c| redis::Script::new(UNLOCK).key(name).arg(token).invoke::<i64>(c));
+        self.remote.run(|c| {
+            redis::Script::new(UNLOCK)
+                .key(name)
+                .arg(token)
+                .invoke::<i64>(c)
+        });
     }
 }
 
@@ -541,24 +614,46 @@ fn masters(config: &RemoteConfig) -> Result<Vec<String>> {
     }
     let mut last_error = None;
     for url in &config.urls {
-        let single = RemoteConfig { urls: vec![url.clone()], ..config.clone() };
-        let nodes: redis::RedisResult<String> =
-            Conn::open(&single).and_then(|mut c| redis::cmd("CLUSTER").arg("NODES").query(c.like()));
+        let single = RemoteConfig {
+            urls: vec![url.clone()],
+            ..config.clone()
+        };
+        let nodes: redis::RedisResult<String> = Conn::open(&single)
+            .and_then(|mut c| redis::cmd("CLUSTER").arg("NODES").query(c.like()));
         match nodes {
             Ok(nodes) => {
-                let scheme = if url.starts_with("rediss://") { "rediss" } else { "redis" };
-                let auth = url.find('@').map(|at| &url[url.find("://").map_or(0, |s| s + 3)..=at]).unwrap_or("");
+                let scheme = if url.starts_with("rediss://") {
+                    "rediss"
+                } else {
+                    "redis"
+                };
+                let auth = url
+                    .find('@')
+                    .map(|at| &url[url.find("://").map_or(0, |s| s + 3)..=at])
+                    .unwrap_or("");
                 return Ok(nodes
                     .lines()
                     .filter_map(|line| {
                         let fields: Vec<&str> = line.split_whitespace().collect();
                         let (address, flags) = (fields.get(1)?, fields.get(2)?);
-                        (flags.contains("master") && !flags.contains("fail") && !flags.contains("noaddr"))
-                            .then(|| format!("{scheme}://{auth}{}", address.split('@').next().unwrap_or(address)))
+                        (flags.contains("master")
+                            && !flags.contains("fail")
+                            && !flags.contains("noaddr"))
+                        .then(|| {
+                            format!(
+                                "{scheme}://{auth}{}",
+                                address.split('@').next().unwrap_or(address)
+                            )
+                        })
                     })
                     .collect());
             }
-            Err(e) => last_error = Some(Error::Remote { url: redact(url), source: e }),
+            Err(e) => {
+                last_error = Some(Error::Remote {
+                    url: redact(url),
+                    source: e,
+                })
+            }
         }
     }
     Err(last_error.expect("a cluster config has URLs"))
@@ -585,8 +680,14 @@ fn scan_prefix(
     let pattern = glob_literal(&config.prefix);
     let nodes = masters(config)?;
     for url in &nodes {
-        let single = RemoteConfig { urls: vec![url.clone()], ..config.clone() };
-        let failed = |source| Error::Remote { url: redact(url), source };
+        let single = RemoteConfig {
+            urls: vec![url.clone()],
+            ..config.clone()
+        };
+        let failed = |source| Error::Remote {
+            url: redact(url),
+            source,
+        };
         let mut conn = Conn::open(&single).map_err(failed)?;
         let mut cursor: u64 = 0;
         loop {
@@ -616,7 +717,10 @@ pub fn remote_stats(config: &RemoteConfig) -> Result<RemoteStats> {
     let values_prefix = format!("{}v:", config.prefix);
     let locks_prefix = format!("{}l:", config.prefix);
     stats.nodes = scan_prefix(config, |conn, keys| {
-        let values: Vec<&String> = keys.iter().filter(|k| k.starts_with(&values_prefix)).collect();
+        let values: Vec<&String> = keys
+            .iter()
+            .filter(|k| k.starts_with(&values_prefix))
+            .collect();
         stats.locks += keys.iter().filter(|k| k.starts_with(&locks_prefix)).count() as u64;
         let mut pipe = redis::pipe();
         for key in &values {

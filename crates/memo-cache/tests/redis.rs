@@ -19,7 +19,14 @@ fn expected(n: u64) -> String {
 /// Runs this binary as a child "machine": computes `keys` through a cache in `dir` with the Redis
 /// tier at `urls`, sleeping `delay_ms` per computation. Prints `computed N` for each key it
 /// computed and `got N = V` for each result.
-fn spawn_child(dir: &std::path::Path, urls: &str, prefix: &str, keys: &str, delay_ms: u64, extra: &[(&str, &str)]) -> std::process::Child {
+fn spawn_child(
+    dir: &std::path::Path,
+    urls: &str,
+    prefix: &str,
+    keys: &str,
+    delay_ms: u64,
+    extra: &[(&str, &str)],
+) -> std::process::Child {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args(["--exact", "child", "--nocapture", "--test-threads", "1"])
         .env("MEMO_TEST_CHILD", "1")
@@ -48,10 +55,16 @@ fn finish(child: std::process::Child) -> ChildOutput {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
-    let mut result = ChildOutput { computed: Vec::new(), got: Vec::new(), stderr };
+    let mut result = ChildOutput {
+        computed: Vec::new(),
+        got: Vec::new(),
+        stderr,
+    };
     for line in stdout.lines() {
         // libtest prints "test child ... " before the child's first line: find the tag anywhere.
-        let Some(line) = line.find("@@").map(|at| &line[at + 2..]) else { continue };
+        let Some(line) = line.find("@@").map(|at| &line[at + 2..]) else {
+            continue;
+        };
         if let Some(n) = line.strip_prefix("computed ") {
             result.computed.push(n.parse().unwrap());
         } else if let Some(rest) = line.strip_prefix("got ") {
@@ -65,7 +78,13 @@ fn finish(child: std::process::Child) -> ChildOutput {
     result
 }
 
-fn run_child(dir: &std::path::Path, urls: &str, prefix: &str, keys: &str, delay_ms: u64) -> ChildOutput {
+fn run_child(
+    dir: &std::path::Path,
+    urls: &str,
+    prefix: &str,
+    keys: &str,
+    delay_ms: u64,
+) -> ChildOutput {
     finish(spawn_child(dir, urls, prefix, keys, delay_ms, &[]))
 }
 
@@ -87,7 +106,10 @@ fn child() {
     if std::env::var_os("MEMO_TEST_CHILD").is_none() {
         return;
     }
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(false).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
     let dir = std::env::var("CHILD_DIR").unwrap();
     let config = RemoteConfig::new(&std::env::var("CHILD_URLS").unwrap())
         .unwrap()
@@ -98,8 +120,12 @@ fn child() {
         .wait_timeout(Duration::from_secs(30));
     let cache = Cache::builder(&dir).remote(config).open().unwrap();
     let delay = Duration::from_millis(std::env::var("CHILD_DELAY_MS").unwrap().parse().unwrap());
-    let pause = std::env::var("CHILD_PAUSE_MS").ok().map(|ms| Duration::from_millis(ms.parse().unwrap()));
-    let rounds: usize = std::env::var("CHILD_ROUNDS").ok().map_or(1, |r| r.parse().unwrap());
+    let pause = std::env::var("CHILD_PAUSE_MS")
+        .ok()
+        .map(|ms| Duration::from_millis(ms.parse().unwrap()));
+    let rounds: usize = std::env::var("CHILD_ROUNDS")
+        .ok()
+        .map_or(1, |r| r.parse().unwrap());
     for _ in 0..rounds {
         for n in parse_keys(&std::env::var("CHILD_KEYS").unwrap()) {
             let value = cache.get_or_compute(&SQUARE, &(n,), || {
@@ -126,12 +152,19 @@ fn a_second_machine_never_recomputes_what_the_first_computed() {
     let first = run_child(a.path(), &redis.node.url(), "t1:", "0..20", 0);
     assert_eq!(first.computed.len(), 20);
     let second = run_child(b.path(), &redis.node.url(), "t1:", "0..20", 0);
-    assert_eq!(second.computed, Vec::<u64>::new(), "machine B recomputed what A had computed");
+    assert_eq!(
+        second.computed,
+        Vec::<u64>::new(),
+        "machine B recomputed what A had computed"
+    );
     assert_eq!(second.got.len(), 20);
     // B now has its own local copies: a third run on B works with Redis gone.
     drop(redis);
     let third = run_child(b.path(), "redis://127.0.0.1:1", "t1:", "0..20", 0);
-    assert!(third.computed.is_empty(), "B's local directory did not keep the values fetched from Redis");
+    assert!(
+        third.computed.is_empty(),
+        "B's local directory did not keep the values fetched from Redis"
+    );
 }
 
 #[test]
@@ -144,7 +177,10 @@ fn four_processes_on_two_directories_compute_a_slow_key_once() {
         .collect();
     let outputs: Vec<ChildOutput> = children.into_iter().map(finish).collect();
     let computed: usize = outputs.iter().map(|o| o.computed.len()).sum();
-    assert_eq!(computed, 1, "the slow key was computed {computed} times across the fleet");
+    assert_eq!(
+        computed, 1,
+        "the slow key was computed {computed} times across the fleet"
+    );
     assert!(outputs.iter().all(|o| o.got == vec![(42, expected(42))]));
 }
 
@@ -166,33 +202,71 @@ fn redis_killed_mid_run_and_restarted_every_call_is_right_and_the_tier_recovers(
     redis.node.restart();
     let out = finish(child);
     assert_eq!(out.got.len(), 60, "every call returned");
-    assert_eq!(count_lines(&out.stderr, "unavailable"), 1, "one warning per outage:\n{}", out.stderr);
-    let back = out.stderr.lines().filter(|l| l.trim_end().ends_with("is back")).count();
+    assert_eq!(
+        count_lines(&out.stderr, "unavailable"),
+        1,
+        "one warning per outage:\n{}",
+        out.stderr
+    );
+    let back = out
+        .stderr
+        .lines()
+        .filter(|l| l.trim_end().ends_with("is back"))
+        .count();
     assert_eq!(back, 1, "the tier's return is logged once:\n{}", out.stderr);
     // Keys computed after the restart reached Redis: a fresh machine does not compute them.
     let fresh = run_child(b.path(), &redis.node.url(), "t3:", "55..60", 0);
-    assert!(fresh.computed.is_empty(), "the tier did not recover: {:?}", fresh.computed);
+    assert!(
+        fresh.computed.is_empty(),
+        "the tier did not recover: {:?}",
+        fresh.computed
+    );
 }
 
 #[test]
 fn the_cluster_shares_results_and_survives_a_node_restart() {
     let mut cluster = Cluster::start();
     let urls = cluster.urls();
-    let (a, b, c) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b, c) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
     let first = run_child(a.path(), &urls, "t4:", "0..30", 0);
     assert_eq!(first.computed.len(), 30);
     let second = run_child(b.path(), &urls, "t4:", "0..30", 0);
-    assert!(second.computed.is_empty(), "machine B recomputed {:?}", second.computed);
+    assert!(
+        second.computed.is_empty(),
+        "machine B recomputed {:?}",
+        second.computed
+    );
 
     // A node restarts mid-run (its data is gone: no persistence); every call stays right.
-    let child = spawn_child(c.path(), &urls, "t4:", "100..160", 0, &[("CHILD_PAUSE_MS", "30")]);
+    let child = spawn_child(
+        c.path(),
+        &urls,
+        "t4:",
+        "100..160",
+        0,
+        &[("CHILD_PAUSE_MS", "30")],
+    );
     std::thread::sleep(Duration::from_millis(500));
     cluster.nodes[1].restart();
     let out = finish(child);
     assert_eq!(out.got.len(), 60);
     cluster.wait_ok();
-    let fresh = run_child(tempfile::tempdir().unwrap().path(), &urls, "t4:", "150..160", 0);
-    assert!(fresh.computed.is_empty(), "the cluster tier did not recover: {:?}", fresh.computed);
+    let fresh = run_child(
+        tempfile::tempdir().unwrap().path(),
+        &urls,
+        "t4:",
+        "150..160",
+        0,
+    );
+    assert!(
+        fresh.computed.is_empty(),
+        "the cluster tier did not recover: {:?}",
+        fresh.computed
+    );
 }
 
 #[test]
@@ -203,7 +277,11 @@ fn four_processes_compute_a_slow_key_once_on_the_cluster() {
         .into_iter()
         .map(|dir| spawn_child(dir, &cluster.urls(), "t5:", "7", 1500, &[]))
         .collect();
-    let computed: usize = children.into_iter().map(finish).map(|o| o.computed.len()).sum();
+    let computed: usize = children
+        .into_iter()
+        .map(finish)
+        .map(|o| o.computed.len())
+        .sum();
     assert_eq!(computed, 1);
 }
 
@@ -211,17 +289,29 @@ fn four_processes_compute_a_slow_key_once_on_the_cluster() {
 fn ttls_map_to_redis_expiry_and_large_values_stay_local() {
     let redis = Single::start();
     let dir = tempfile::tempdir().unwrap();
-    let config = RemoteConfig::new(&redis.node.url()).unwrap().prefix("t6:").max_value_bytes(1000);
-    let cache = Cache::builder(dir.path()).remote(config.clone()).open().unwrap();
+    let config = RemoteConfig::new(&redis.node.url())
+        .unwrap()
+        .prefix("t6:")
+        .max_value_bytes(1000);
+    let cache = Cache::builder(dir.path())
+        .remote(config.clone())
+        .open()
+        .unwrap();
     let f = Function::new("redis_test::blob", "v1", "Vec<u8>");
-    cache.put_with_ttl(&f, &(1,), &vec![1u8; 10], Some(Duration::from_secs(60))).unwrap();
+    cache
+        .put_with_ttl(&f, &(1,), &vec![1u8; 10], Some(Duration::from_secs(60)))
+        .unwrap();
     cache.put(&f, &(2,), &vec![2u8; 5000]).unwrap();
 
     let small = config.value_key(&f.key(&(1,)).unwrap());
     let ttl: i64 = redis.node.cli(&["pttl", &small]).parse().unwrap();
     assert!(ttl > 0 && ttl <= 60_000, "PTTL of a 60 s entry was {ttl}");
     let large = config.value_key(&f.key(&(2,)).unwrap());
-    assert_eq!(redis.node.cli(&["exists", &large]), "0", "a value over the limit went to Redis");
+    assert_eq!(
+        redis.node.cli(&["exists", &large]),
+        "0",
+        "a value over the limit went to Redis"
+    );
 
     let stats = cache.stats().unwrap();
     assert_eq!(stats.local_only, Some(1));
@@ -234,12 +324,17 @@ fn a_corrupt_redis_value_is_a_miss_never_a_wrong_answer() {
     let redis = Single::start();
     let config = RemoteConfig::new(&redis.node.url()).unwrap().prefix("t7:");
     let a = tempfile::tempdir().unwrap();
-    let cache = Cache::builder(a.path()).remote(config.clone()).open().unwrap();
+    let cache = Cache::builder(a.path())
+        .remote(config.clone())
+        .open()
+        .unwrap();
     cache.put(&SQUARE, &(5u64,), &expected(5)).unwrap();
     let name = config.value_key(&SQUARE.key(&(5u64,)).unwrap());
     // Flip the last byte of the stored value (SETRANGE keeps the length).
     let len: usize = redis.node.cli(&["strlen", &name]).parse().unwrap();
-    redis.node.cli(&["setrange", &name, &(len - 2).to_string(), "#"]);
+    redis
+        .node
+        .cli(&["setrange", &name, &(len - 2).to_string(), "#"]);
 
     let b = tempfile::tempdir().unwrap();
     let other = Cache::builder(b.path()).remote(config).open().unwrap();
@@ -256,10 +351,20 @@ fn a_corrupt_redis_value_is_a_miss_never_a_wrong_answer() {
 fn remote_clear_removes_only_this_prefix() {
     let redis = Single::start();
     let dir = tempfile::tempdir().unwrap();
-    let mine = RemoteConfig::new(&redis.node.url()).unwrap().prefix("proj-a:");
-    let theirs = RemoteConfig::new(&redis.node.url()).unwrap().prefix("proj-b:");
-    let a = Cache::builder(dir.path().join("a")).remote(mine.clone()).open().unwrap();
-    let b = Cache::builder(dir.path().join("b")).remote(theirs.clone()).open().unwrap();
+    let mine = RemoteConfig::new(&redis.node.url())
+        .unwrap()
+        .prefix("proj-a:");
+    let theirs = RemoteConfig::new(&redis.node.url())
+        .unwrap()
+        .prefix("proj-b:");
+    let a = Cache::builder(dir.path().join("a"))
+        .remote(mine.clone())
+        .open()
+        .unwrap();
+    let b = Cache::builder(dir.path().join("b"))
+        .remote(theirs.clone())
+        .open()
+        .unwrap();
     for n in 0..25u64 {
         a.put(&SQUARE, &(n,), &expected(n)).unwrap();
         b.put(&SQUARE, &(n,), &expected(n)).unwrap();
@@ -277,6 +382,8 @@ fn redis_down_from_the_start_means_local_only_with_one_warning() {
     assert_eq!(out.computed.len(), 30);
     assert_eq!(count_lines(&out.stderr, "unavailable"), 1, "{}", out.stderr);
     let again = run_child(dir.path(), "redis://127.0.0.1:1", "t8:", "0..30", 0);
-    assert!(again.computed.is_empty(), "the local tier did not keep the values");
+    assert!(
+        again.computed.is_empty(),
+        "the local tier did not keep the values"
+    );
 }
-

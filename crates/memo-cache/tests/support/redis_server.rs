@@ -8,7 +8,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn redis_server() -> &'static str {
@@ -17,7 +21,9 @@ fn redis_server() -> &'static str {
             return candidate;
         }
     }
-    panic!("redis-server is not installed: run `bash .ci/run` (it installs it) or `apt-get install redis-server`")
+    panic!(
+        "redis-server is not installed: run `bash .ci/run` (it installs it) or `apt-get install redis-server`"
+    )
 }
 
 /// One redis-server process.
@@ -30,7 +36,12 @@ pub struct Node {
 
 impl Node {
     pub fn start(dir: &Path, cluster: bool) -> Node {
-        let mut node = Node { port: free_port(), dir: dir.to_path_buf(), cluster, child: None };
+        let mut node = Node {
+            port: free_port(),
+            dir: dir.to_path_buf(),
+            cluster,
+            child: None,
+        };
         node.spawn();
         node
     }
@@ -41,19 +52,35 @@ impl Node {
 
     fn spawn(&mut self) {
         let mut cmd = Command::new(redis_server());
-        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        cmd.args([
+            "--port",
+            &self.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(&self.dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
         if self.cluster {
             cmd.args(["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"])
-                .args(["--cluster-config-file", &format!("nodes-{}.conf", self.port)]);
+                .args([
+                    "--cluster-config-file",
+                    &format!("nodes-{}.conf", self.port),
+                ]);
         }
         self.child = Some(cmd.spawn().expect("start redis-server"));
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server on port {} did not start", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on port {} did not start",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -73,7 +100,11 @@ impl Node {
     }
 
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().expect("redis-cli");
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli");
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 }
@@ -92,7 +123,10 @@ pub struct Single {
 impl Single {
     pub fn start() -> Single {
         let dir = tempfile::tempdir().unwrap();
-        Single { node: Node::start(dir.path(), false), _dir: dir }
+        Single {
+            node: Node::start(dir.path(), false),
+            _dir: dir,
+        }
     }
 }
 
@@ -108,22 +142,40 @@ impl Cluster {
         let nodes: Vec<Node> = (0..3).map(|_| Node::start(dir.path(), true)).collect();
         let mut args: Vec<String> = vec!["--cluster".into(), "create".into()];
         args.extend(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)));
-        args.extend(["--cluster-replicas".into(), "0".into(), "--cluster-yes".into()]);
-        let out = Command::new("redis-cli").args(&args).output().expect("redis-cli --cluster create");
-        assert!(out.status.success(), "cluster create failed: {}", String::from_utf8_lossy(&out.stdout));
+        args.extend([
+            "--cluster-replicas".into(),
+            "0".into(),
+            "--cluster-yes".into(),
+        ]);
+        let out = Command::new("redis-cli")
+            .args(&args)
+            .output()
+            .expect("redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         let cluster = Cluster { nodes, _dir: dir };
         cluster.wait_ok();
         cluster
     }
 
     pub fn urls(&self) -> String {
-        self.nodes.iter().map(Node::url).collect::<Vec<_>>().join(",")
+        self.nodes
+            .iter()
+            .map(Node::url)
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     pub fn wait_ok(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let ok = self.nodes.iter().all(|n| n.cli(&["cluster", "info"]).contains("cluster_state:ok"));
+            let ok = self
+                .nodes
+                .iter()
+                .all(|n| n.cli(&["cluster", "info"]).contains("cluster_state:ok"));
             if ok {
                 return;
             }
