@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use memo_cache::{Cache, Function, disk_cache};
 
 const KEYS: u64 = 64;
-const BATCH: u64 = 2_000;
-const BATCHES: usize = 41;
+const BATCH: u64 = 250;
+const BATCHES: usize = 201;
 
 fn value(x: u64) -> String {
     format!("a small value for {x:>8}, about fifty bytes long")

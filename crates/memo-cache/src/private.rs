@@ -298,13 +298,20 @@ impl Site {
     }
 
     /// True when a sound, unexpired result is stored (in memory or on disk) for `key`.
-    pub fn contains(&'static self, key: Option<(&'static Cache, Key)>) -> bool {
+    pub fn contains<A: Serialize + ?Sized>(
+        &'static self,
+        func: &'static Function,
+        args: &A,
+        key: Option<(&'static Cache, Key)>,
+    ) -> bool {
+        if let Some(memory) = &self.memory
+            && with_memory_key(func, args, |bytes| bytes.is_some_and(|b| memory.contains(b)))
+        {
+            return true;
+        }
         let Some((cache, key)) = key else {
             return false;
         };
-        if self.memory.as_ref().is_some_and(|m| m.contains(&key)) {
-            return true;
-        }
         match cache.stored_bytes(&key) {
             Ok(found) => found.is_some(),
             Err(e) => {
@@ -336,7 +343,7 @@ impl Site {
         &'static self,
         func: &Function,
         key: Option<(&'static Cache, Key)>,
-        mem: Option<MemOps<T>>,
+        mem: Option<Mem<T>>,
         compute: F,
     ) -> Result<T, E>
     where
@@ -345,7 +352,7 @@ impl Site {
     {
         let result = compute();
         if let (Ok(value), Some((cache, key))) = (&result, key) {
-            self.remember(func, cache, &key, mem, value);
+            self.remember(func, cache, &key, mem.as_ref(), value);
             store(cache, func, &key, value);
         }
         result
@@ -356,7 +363,7 @@ impl Site {
         &'static self,
         func: &Function,
         key: Option<(&'static Cache, Key)>,
-        mem: Option<MemOps<T>>,
+        mem: Option<Mem<T>>,
         compute: F,
     ) -> T
     where
@@ -377,29 +384,26 @@ impl Site {
         func: &Function,
         cache: &Cache,
         key: &Key,
-        mem: Option<MemOps<T>>,
+        mem: Option<Mem<T>>,
         compute: F,
     ) -> Result<T, E>
     where
         T: Serialize + DeserializeOwned + Any,
         F: FnOnce() -> Result<T, E>,
     {
-        if let Some(value) = self.recall(key, mem) {
-            return Ok(value);
-        }
         if let Some(value) = lookup(cache, func, key) {
-            self.remember(func, cache, key, mem, &value);
+            self.remember(func, cache, key, mem.as_ref(), &value);
             return Ok(value);
         }
         let (guard, value) = lock_or_wait(cache, func, key);
         if let Some(value) = value {
-            self.remember(func, cache, key, mem, &value);
+            self.remember(func, cache, key, mem.as_ref(), &value);
             return Ok(value);
         }
         let result = compute();
         if let Ok(value) = &result {
             store(cache, func, key, value);
-            self.remember(func, cache, key, mem, value);
+            self.remember(func, cache, key, mem.as_ref(), value);
         }
         drop(guard);
         result
@@ -412,7 +416,7 @@ impl Site {
         func: &Function,
         cache: &Cache,
         key: &Key,
-        mem: Option<MemOps<T>>,
+        mem: Option<Mem<T>>,
         compute: F,
     ) -> T
     where
@@ -427,10 +431,36 @@ impl Site {
         }
     }
 
+    /// Asks the in-memory LRU first: `Ok(value)` on a hit; on a miss, what the rest of the call
+    /// needs to remember its result (`None` without `memory = N`). The hit path encodes the
+    /// arguments into a reused buffer and probes a map: no hashing with blake3, no allocation.
     #[inline]
-    fn recall<T>(&self, key: &Key, mem: Option<MemOps<T>>) -> Option<T> {
-        let (memory, ops) = (self.memory.as_ref()?, mem?);
-        memory.get(key, ops)
+    pub fn recall<A: Serialize + ?Sized, T>(
+        &'static self,
+        func: &'static Function,
+        args: &A,
+        ops: Option<MemOps<T>>,
+    ) -> Result<T, Option<Mem<T>>> {
+        let (Some(memory), Some(ops)) = (self.memory.as_ref(), ops) else {
+            return Err(None);
+        };
+        let found = with_memory_key(func, args, |bytes| memory.get(bytes?, ops));
+        match found {
+            Some(value) => Ok(value),
+            None => Err(self.mem(func, args, Some(ops))),
+        }
+    }
+
+    /// What a call needs to remember its result in the LRU; `None` without `memory = N`.
+    pub fn mem<A: Serialize + ?Sized, T>(
+        &'static self,
+        func: &'static Function,
+        args: &A,
+        ops: Option<MemOps<T>>,
+    ) -> Option<Mem<T>> {
+        self.memory.as_ref()?;
+        let key = with_memory_key(func, args, |bytes| bytes.map(Box::<[u8]>::from))?;
+        Some(Mem { ops: ops?, key })
     }
 
     fn remember<T>(
@@ -438,10 +468,10 @@ impl Site {
         func: &Function,
         cache: &Cache,
         key: &Key,
-        mem: Option<MemOps<T>>,
+        mem: Option<&Mem<T>>,
         value: &T,
     ) {
-        let (Some(memory), Some(ops)) = (self.memory.as_ref(), mem) else {
+        let (Some(memory), Some(mem)) = (self.memory.as_ref(), mem) else {
             return;
         };
         // An entry with a TTL must leave memory when it expires on disk, not later.
@@ -452,7 +482,7 @@ impl Site {
                 _ => Some(SystemTime::now() + ttl),
             },
         };
-        memory.put(*key, (ops.keep)(value), expires);
+        memory.put(mem.key.clone(), (mem.ops.keep)(value), expires);
     }
 }
 
@@ -506,7 +536,7 @@ struct Memory {
 }
 
 struct MemoryMap {
-    entries: HashMap<Key, MemoryEntry, KeyHasher>,
+    entries: HashMap<Box<[u8]>, MemoryEntry, BytesHasher>,
     tick: u64,
 }
 
@@ -529,7 +559,7 @@ impl Memory {
         Memory {
             capacity,
             map: Mutex::new(MemoryMap {
-                entries: HashMap::with_hasher(KeyHasher),
+                entries: HashMap::with_hasher(BytesHasher),
                 tick: 0,
             }),
         }
@@ -539,7 +569,7 @@ impl Memory {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn get<T>(&self, key: &Key, ops: MemOps<T>) -> Option<T> {
+    fn get<T>(&self, key: &[u8], ops: MemOps<T>) -> Option<T> {
         let mut map = self.lock();
         map.tick += 1;
         let tick = map.tick;
@@ -552,24 +582,24 @@ impl Memory {
         (ops.take)(&*entry.value)
     }
 
-    fn contains(&self, key: &Key) -> bool {
+    fn contains(&self, key: &[u8]) -> bool {
         self.lock()
             .entries
             .get(key)
             .is_some_and(|e| e.expires.is_none_or(|at| at > SystemTime::now()))
     }
 
-    fn put(&self, key: Key, value: Box<dyn Any + Send + Sync>, expires: Option<SystemTime>) {
+    fn put(&self, key: Box<[u8]>, value: Box<dyn Any + Send + Sync>, expires: Option<SystemTime>) {
         let mut map = self.lock();
         map.tick += 1;
         let used = map.tick;
         if map.entries.len() >= self.capacity
-            && !map.entries.contains_key(&key)
+            && !map.entries.contains_key(&*key)
             && let Some(victim) = map
                 .entries
                 .iter()
                 .min_by_key(|(_, e)| e.used)
-                .map(|(k, _)| *k)
+                .map(|(k, _)| k.clone())
         {
             map.entries.remove(&victim);
         }
@@ -588,30 +618,95 @@ impl Memory {
     }
 }
 
-/// Keys are already uniform hashes: their first eight bytes are a perfectly good `u64` hash.
-#[derive(Debug, Clone, Copy, Default)]
-struct KeyHasher;
+/// What a `memory = N` call is remembered by: the address of its function's identity (unique per
+/// function and instantiation for the life of the process) and the canonical bytes of its
+/// arguments, the same bytes its disk key is hashed from.
+pub struct Mem<T> {
+    ops: MemOps<T>,
+    key: Box<[u8]>,
+}
 
-impl std::hash::BuildHasher for KeyHasher {
-    type Hasher = KeyHash;
-    fn build_hasher(&self) -> KeyHash {
-        KeyHash(0)
+impl<T> std::fmt::Debug for Mem<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mem")
+            .field("key_len", &self.key.len())
+            .finish()
+    }
+}
+
+thread_local! {
+    static MEMORY_KEY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on the memory key of a call, built in a reused per-thread buffer; `None` when the
+/// arguments cannot be encoded (the disk path then logs why).
+fn with_memory_key<A: Serialize + ?Sized, R>(
+    func: &'static Function,
+    args: &A,
+    f: impl FnOnce(Option<&[u8]>) -> R,
+) -> R {
+    MEMORY_KEY.with(|buffer| {
+        let Ok(mut buffer) = buffer.try_borrow_mut() else {
+            // Re-entered from inside a Serialize impl: use a fresh buffer.
+            let mut fresh = Vec::new();
+            return f(memory_key(&mut fresh, func, args).then_some(&fresh[..]));
+        };
+        let ok = memory_key(&mut buffer, func, args);
+        f(ok.then_some(&buffer[..]))
+    })
+}
+
+fn memory_key<A: Serialize + ?Sized>(
+    buffer: &mut Vec<u8>,
+    func: &'static Function,
+    args: &A,
+) -> bool {
+    buffer.clear();
+    buffer.extend_from_slice(&(func as *const Function as usize).to_le_bytes());
+    crate::canonical::write(buffer, args).is_ok()
+}
+
+/// A quick multiplicative hash for short byte strings (FxHash's mixing): the LRU's keys are
+/// a few dozen bytes and never chosen by an adversary.
+#[derive(Debug, Clone, Copy, Default)]
+struct BytesHasher;
+
+impl std::hash::BuildHasher for BytesHasher {
+    type Hasher = BytesHash;
+    fn build_hasher(&self) -> BytesHash {
+        BytesHash(0)
     }
 }
 
 #[derive(Debug)]
-struct KeyHash(u64);
+struct BytesHash(u64);
 
-impl std::hash::Hasher for KeyHash {
+impl BytesHash {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl std::hash::Hasher for BytesHash {
     fn finish(&self) -> u64 {
         self.0
     }
+    #[inline]
     fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            self.add(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
         }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
     }
 }
 
@@ -718,16 +813,13 @@ mod asynchronous {
             func: &'static Function,
             cache: &'static Cache,
             key: Key,
-            mem: Option<MemOps<T>>,
+            mem: Option<Mem<T>>,
             compute: Fut,
         ) -> Result<T, E>
         where
             T: Serialize + DeserializeOwned + Any + Send,
             Fut: Future<Output = Result<T, E>>,
         {
-            if let Some(value) = self.recall(&key, mem) {
-                return Ok(value);
-            }
             let found = blocking(move || {
                 if let Some(value) = lookup::<T>(cache, func, &key) {
                     return (ComputeGuard(Default::default()), Some(value));
@@ -737,7 +829,7 @@ mod asynchronous {
             .await;
             let guard = match found {
                 Some((_, Some(value))) => {
-                    self.remember(func, cache, &key, mem, &value);
+                    self.remember(func, cache, &key, mem.as_ref(), &value);
                     return Ok(value);
                 }
                 Some((guard, None)) => guard,
@@ -758,7 +850,7 @@ mod asynchronous {
             func: &'static Function,
             cache: &'static Cache,
             key: Key,
-            mem: Option<MemOps<T>>,
+            mem: Option<Mem<T>>,
             compute: Fut,
         ) -> T
         where
@@ -780,7 +872,7 @@ mod asynchronous {
             &'static self,
             func: &'static Function,
             key: Option<(&'static Cache, Key)>,
-            mem: Option<MemOps<T>>,
+            mem: Option<Mem<T>>,
             compute: Fut,
         ) -> Result<T, E>
         where
@@ -800,7 +892,7 @@ mod asynchronous {
             &'static self,
             func: &'static Function,
             key: Option<(&'static Cache, Key)>,
-            mem: Option<MemOps<T>>,
+            mem: Option<Mem<T>>,
             compute: Fut,
         ) -> T
         where
@@ -821,7 +913,7 @@ mod asynchronous {
             func: &'static Function,
             cache: &'static Cache,
             key: Key,
-            mem: Option<MemOps<T>>,
+            mem: Option<Mem<T>>,
             value: T,
         ) -> T
         where
@@ -833,7 +925,7 @@ mod asynchronous {
                 let value = shared.lock().unwrap_or_else(|p| p.into_inner());
                 if let Some(value) = value.as_ref() {
                     store(cache, func, &key, value);
-                    self.remember(func, cache, &key, mem, value);
+                    self.remember(func, cache, &key, mem.as_ref(), value);
                 }
             })
             .await;
