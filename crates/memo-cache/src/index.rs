@@ -174,7 +174,9 @@ impl Index {
 
     fn migrate(&self, conn: &Connection) -> Result<()> {
         // Another process may be migrating at the same moment: decide inside the write lock.
-        conn.execute_batch("PRAGMA journal_mode = WAL").map_err(|e| self.err(e))?;
+        // Switching a new file to WAL needs an exclusive lock that SQLite's busy handler does not
+        // wait for when several processes create the same cache at once: retry it ourselves.
+        retry_busy(|| conn.execute_batch("PRAGMA journal_mode = WAL")).map_err(|e| self.err(e))?;
         retry_busy(|| {
             let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
             let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
