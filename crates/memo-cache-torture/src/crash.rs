@@ -67,7 +67,7 @@ pub fn run(args: &CrashArgs) -> anyhow::Result<Figures> {
             "--keys".into(),
             args.keys.to_string(),
         ]);
-        if spawned % 2 == 0 {
+        if spawned.is_multiple_of(2) {
             argv.extend(["--size-limit".into(), (3 * 1024 * 1024).to_string()]);
         }
         Ok(Worker::spawn(&argv, &logs, &format!("writer-{spawned}"))?)

@@ -24,7 +24,7 @@ use crate::workload::{self, KINDS, Op, Outcome};
 pub enum DiskMode {
     /// A small tmpfs, or `RLIMIT_FSIZE` where mounting is not permitted.
     Auto,
-    /// A 3 MiB tmpfs filled with a filler file: writes fail with ENOSPC.
+    /// A 16 MiB tmpfs filled with a filler file: writes fail with ENOSPC.
     Tmpfs,
     /// `RLIMIT_FSIZE` of 4 KiB with SIGXFSZ ignored: writes past it fail with EFBIG.
     Rlimit,
@@ -85,10 +85,10 @@ pub fn full_disk(args: &FullDiskArgs) -> anyhow::Result<Figures> {
     let scenario = match args.mode {
         DiskMode::Rlimit => Scenario::Rlimit,
         DiskMode::Tmpfs => {
-            mount = Some(Tmpfs::mount(&mnt, "3m")?);
+            mount = Some(Tmpfs::mount(&mnt, "16m")?);
             Scenario::FillTmpfs
         }
-        DiskMode::Auto => match Tmpfs::mount(&mnt, "3m") {
+        DiskMode::Auto => match Tmpfs::mount(&mnt, "16m") {
             Ok(m) => {
                 mount = Some(m);
                 Scenario::FillTmpfs
@@ -117,7 +117,7 @@ pub fn full_disk(args: &FullDiskArgs) -> anyhow::Result<Figures> {
     fig.put(
         "how the disk is full",
         match scenario {
-            Scenario::FillTmpfs => "3 MiB tmpfs filled by a filler file (ENOSPC)",
+            Scenario::FillTmpfs => "16 MiB tmpfs filled by a filler file (ENOSPC)",
             _ => "RLIMIT_FSIZE 4 KiB, SIGXFSZ ignored (EFBIG)",
         },
     );
@@ -317,10 +317,7 @@ fn full_disk_child(
     );
     out.figure("values stored anyway while full", stored_while_full);
     out.figure("warnings logged while full", logged);
-    out.figure(
-        "explicit put errors (blob values)",
-        format!("{} of 3", put_errors.len()),
-    );
+    out.figure("explicit put errors", format!("{} of 3", put_errors.len()));
     if let Some(e) = put_errors.first() {
         out.note(format!("put error: {e}"));
     }

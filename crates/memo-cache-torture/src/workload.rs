@@ -119,7 +119,7 @@ fn small(arg: u64) -> u64 {
 
 fn text(arg: u64) -> String {
     let mut rng = Rng::new(arg ^ 0x7E47);
-    let len = if arg % 3 == 0 {
+    let len = if arg.is_multiple_of(3) {
         rng.between(17_000, 24_000)
     } else {
         rng.between(1, 3_000)
@@ -139,7 +139,7 @@ fn floats(arg: u64) -> Vec<f64> {
 
 fn bytes(arg: u64) -> Vec<u8> {
     let mut rng = Rng::new(arg ^ 0xB17E);
-    let len = if arg % 4 == 0 {
+    let len = if arg.is_multiple_of(4) {
         rng.between(1, 4_000)
     } else {
         rng.between(16_000, 80_000)
