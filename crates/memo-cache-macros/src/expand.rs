@@ -54,12 +54,17 @@ impl Context<'_> {
             Some(dir) => quote!(::core::option::Option::Some(#dir)),
             None => quote!(::core::option::Option::None),
         };
+        let remote = match &self.options.remote {
+            Some(url) => quote!(::core::option::Option::Some(#url)),
+            None => quote!(::core::option::Option::None),
+        };
         let memory = self.options.memory.as_ref().map_or(0, |(_, n)| *n);
         let tag = format!(":{}:{}", self.ident(), self.fingerprint);
         quote! {
             static __MEMO_SITE: #krate::__private::SiteRef = #krate::__private::SiteRef::new(
                 ::core::concat!(::core::file!(), ":", ::core::line!(), ":", ::core::column!(), #tag),
                 #dir,
+                #remote,
                 #memory,
             );
             let __memo_site = __MEMO_SITE.get();

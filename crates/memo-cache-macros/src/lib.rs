@@ -52,6 +52,7 @@ use quote::quote;
 /// | `name = "stable_name"` | the function's identity, instead of `module_path!()::fn_name`; survives moving or renaming it |
 /// | `cache_err = true` | store `Err` results too (`E` must then be `Serialize + DeserializeOwned`) |
 /// | `memory = 1000` | an in-process LRU of that many entries in front of the disk; the return type must be `Clone` |
+/// | `remote = "redis://host:6379"` | a shared Redis tier behind the local directory (several comma-separated URLs for a Redis Cluster, `rediss://` for TLS); else `MEMO_CACHE_REDIS_URL`; see `memo_cache::RemoteConfig` |
 ///
 /// ```
 /// # let dir = tempfile::tempdir().unwrap();

@@ -15,6 +15,7 @@ const KNOWN: &[&str] = &[
     "name",
     "cache_err",
     "memory",
+    "remote",
 ];
 
 /// The options as written.
@@ -27,6 +28,7 @@ pub struct Options {
     pub name: Option<LitStr>,
     pub cache_err: bool,
     pub memory: Option<(LitInt, usize)>,
+    pub remote: Option<LitStr>,
     /// Where `memory = N` was written, for errors about the return type's `Clone`.
     pub memory_span: Option<Span>,
 }
@@ -91,6 +93,22 @@ impl Options {
                 }
                 self.memory_span = span;
                 self.memory.replace((lit, n)).is_some()
+            }
+            "remote" => {
+                let lit = non_empty(meta.value()?.parse()?, "remote")?;
+                let urls = lit.value();
+                let bad = urls.split([',', ' ']).filter(|u| !u.is_empty()).find(|u| {
+                    !(u.starts_with("redis://") || u.starts_with("rediss://"))
+                });
+                if let Some(bad) = bad {
+                    return Err(syn::Error::new_spanned(
+                        &lit,
+                        format!(
+                            "`remote` takes redis://host:port, rediss://host:port, or comma-separated cluster node URLs; `{bad}` is none of these"
+                        ),
+                    ));
+                }
+                self.remote.replace(lit).is_some()
             }
             other => {
                 return Err(syn::Error::new_spanned(

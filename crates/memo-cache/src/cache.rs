@@ -376,13 +376,17 @@ impl Cache {
     /// True when a sound, unexpired value is stored for `func` and `args`. Reads and checks the
     /// bytes but does not decode them, and does not count as a hit.
     pub fn contains<A: Serialize + ?Sized>(&self, func: &Function, args: &A) -> Result<bool> {
-        let key = func.key(args)?;
-        if self.read_checked(func.name(), &key)?.is_some() {
+        self.contains_key(&func.key(args)?)
+    }
+
+    /// True when a sound, unexpired value is stored for `key`, locally or in the Redis tier.
+    pub fn contains_key(&self, key: &Key) -> Result<bool> {
+        if self.read_checked("?", key)?.is_some() {
             return Ok(true);
         }
         #[cfg(feature = "redis")]
         if let Some(remote) = &self.inner.remote {
-            return Ok(remote.contains(&key, self.now_ms()));
+            return Ok(remote.contains(key, self.now_ms()));
         }
         Ok(false)
     }

@@ -96,22 +96,6 @@ fn still_linked(_file: &File, path: &Path) -> io::Result<bool> {
     Ok(path.exists())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_second_taker_waits_until_the_first_lets_go() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("k.lock");
-        let first = ComputeLock::try_acquire(&path).unwrap().expect("free lock");
-        assert!(ComputeLock::try_acquire(&path).unwrap().is_none());
-        drop(first);
-        assert!(!path.exists(), "the holder removes its lock file");
-        assert!(ComputeLock::try_acquire(&path).unwrap().is_some());
-    }
-}
-
 impl ComputeLock {
     /// True when nobody holds the lock at `path` (checked by taking it without unlinking).
     pub fn try_acquire_probe(path: &Path) -> io::Result<bool> {
@@ -125,5 +109,21 @@ impl ComputeLock {
             Err(TryLockError::WouldBlock) => Ok(false),
             Err(TryLockError::Error(e)) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_taker_waits_until_the_first_lets_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.lock");
+        let first = ComputeLock::try_acquire(&path).unwrap().expect("free lock");
+        assert!(ComputeLock::try_acquire(&path).unwrap().is_none());
+        drop(first);
+        assert!(!path.exists(), "the holder removes its lock file");
+        assert!(ComputeLock::try_acquire(&path).unwrap().is_some());
     }
 }

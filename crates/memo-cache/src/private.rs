@@ -23,13 +23,18 @@ enum Slot {
     Failed(Instant),
 }
 
-static CACHES: Mutex<Option<HashMap<PathBuf, Slot>>> = Mutex::new(None);
+static CACHES: Mutex<Option<HashMap<(PathBuf, Option<&'static str>), Slot>>> = Mutex::new(None);
 static FLUSH_AT_EXIT: Once = Once::new();
 
 /// The process-wide handle of the cache in `dir` (else `MEMO_CACHE_DIR`, else the platform
 /// default), opened on first use. `None`, with one warning, when it cannot be opened; a failed
 /// directory is tried again after a few seconds, so a cache that comes back is used again.
 pub fn cache(dir: Option<&str>) -> Option<Cache> {
+    cache_with_remote(dir, None)
+}
+
+/// Like [`cache`], with the Redis tier at `remote` (else `MEMO_CACHE_REDIS_URL`, if set).
+pub fn cache_with_remote(dir: Option<&str>, remote: Option<&'static str>) -> Option<Cache> {
     let path = match dir {
         Some(dir) => PathBuf::from(dir),
         None => match crate::layout::default_dir() {
@@ -42,26 +47,41 @@ pub fn cache(dir: Option<&str>) -> Option<Cache> {
     };
     let mut caches = CACHES.lock().unwrap_or_else(|p| p.into_inner());
     let caches = caches.get_or_insert_with(HashMap::new);
-    match caches.get(&path) {
+    let slot = (path, remote);
+    match caches.get(&slot) {
         Some(Slot::Open(cache)) => return Some(cache.clone()),
         Some(Slot::Failed(at)) if at.elapsed() < REOPEN_AFTER => return None,
         _ => {}
     }
-    match Cache::open(&path) {
+    match open_with_remote(&slot.0, remote) {
         Ok(cache) => {
             FLUSH_AT_EXIT.call_once(register_exit_flush);
-            caches.insert(path, Slot::Open(cache.clone()));
+            caches.insert(slot, Slot::Open(cache.clone()));
             Some(cache)
         }
         Err(e) => {
-            let first = !caches.contains_key(&path);
-            caches.insert(path, Slot::Failed(Instant::now()));
+            let first = !caches.contains_key(&slot);
+            caches.insert(slot, Slot::Failed(Instant::now()));
             if first {
                 warn_open_failure(&e);
             }
             None
         }
     }
+}
+
+fn open_with_remote(path: &std::path::Path, remote: Option<&str>) -> crate::Result<Cache> {
+    let builder = Cache::builder(path);
+    #[cfg(feature = "redis")]
+    let builder = match remote {
+        Some(url) => builder.remote(crate::RemoteConfig::new(url)?),
+        None => builder,
+    };
+    #[cfg(not(feature = "redis"))]
+    if let Some(url) = remote {
+        tracing::warn!("memo-cache: `remote = {url:?}` needs memo-cache's `redis` feature; using the local cache only");
+    }
+    builder.open()
 }
 
 fn warn_open_failure(e: &crate::Error) {
@@ -185,16 +205,23 @@ static SITES: Mutex<Vec<(&'static str, &'static Site)>> = Mutex::new(Vec::new())
 pub struct SiteRef {
     id: &'static str,
     dir: Option<&'static str>,
+    remote: Option<&'static str>,
     memory: usize,
     site: OnceLock<&'static Site>,
 }
 
 impl SiteRef {
     /// The way to the site of the function whose attribute is at `id`.
-    pub const fn new(id: &'static str, dir: Option<&'static str>, memory: usize) -> SiteRef {
+    pub const fn new(
+        id: &'static str,
+        dir: Option<&'static str>,
+        remote: Option<&'static str>,
+        memory: usize,
+    ) -> SiteRef {
         SiteRef {
             id,
             dir,
+            remote,
             memory,
             site: OnceLock::new(),
         }
@@ -208,7 +235,7 @@ impl SiteRef {
             if let Some((_, site)) = sites.iter().find(|(id, _)| *id == self.id) {
                 return site;
             }
-            let site: &'static Site = Box::leak(Box::new(Site::new(self.dir, self.memory)));
+            let site: &'static Site = Box::leak(Box::new(Site::new(self.dir, self.remote, self.memory)));
             sites.push((self.id, site));
             site
         })
@@ -224,6 +251,7 @@ impl SiteRef {
 #[derive(Debug)]
 pub struct Site {
     dir: Option<&'static str>,
+    remote: Option<&'static str>,
     function: OnceLock<Function>,
     generic: RwLock<Vec<(&'static str, &'static Function)>>,
     cache: OnceLock<Cache>,
@@ -233,9 +261,10 @@ pub struct Site {
 impl Site {
     /// A site caching in `dir` (else the default directory), with an LRU of `memory` entries in
     /// front of the disk when `memory > 0`.
-    const fn new(dir: Option<&'static str>, memory: usize) -> Site {
+    const fn new(dir: Option<&'static str>, remote: Option<&'static str>, memory: usize) -> Site {
         Site {
             dir,
+            remote,
             function: OnceLock::new(),
             generic: RwLock::new(Vec::new()),
             cache: OnceLock::new(),
@@ -281,7 +310,7 @@ impl Site {
         if let Some(cache) = self.cache.get() {
             return Some(cache);
         }
-        let cache = cache(self.dir)?;
+        let cache = cache_with_remote(self.dir, self.remote)?;
         Some(self.cache.get_or_init(|| cache))
     }
 
@@ -312,8 +341,8 @@ impl Site {
         let Some((cache, key)) = key else {
             return false;
         };
-        match cache.stored_bytes(&key) {
-            Ok(found) => found.is_some(),
+        match cache.contains_key(&key) {
+            Ok(found) => found,
             Err(e) => {
                 cache.warn_once("read", &e);
                 false
@@ -333,7 +362,7 @@ impl Site {
                     Some(dir) => PathBuf::from(dir),
                     None => crate::layout::default_dir()?,
                 };
-                Cache::open(dir)?.clear_function(func.name())
+                open_with_remote(&dir, self.remote)?.clear_function(func.name())
             }
         }
     }

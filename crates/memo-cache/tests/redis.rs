@@ -387,3 +387,48 @@ fn redis_down_from_the_start_means_local_only_with_one_warning() {
         "the local tier did not keep the values"
     );
 }
+
+/// The port of the server for the attribute test: `remote = ".."` is a literal, so this one test
+/// uses a fixed port.
+const MACRO_PORT: u16 = 16_399;
+
+#[memo_cache::disk_cache(remote = "redis://127.0.0.1:16399", name = "redis_test::through_macro")]
+fn through_macro(n: u64) -> String {
+    println!("@@computed {n}");
+    expected(n)
+}
+
+/// Not a test of its own: the child of the `#[disk_cache(remote = ..)]` test.
+#[test]
+fn macro_child() {
+    if std::env::var_os("MEMO_TEST_MACRO_CHILD").is_none() {
+        return;
+    }
+    for n in 0..10 {
+        println!("@@got {n} = {}", through_macro(n));
+    }
+    assert!(through_macro__is_cached(3));
+}
+
+#[test]
+fn the_attribute_remote_option_shares_results_between_machines() {
+    let data = tempfile::tempdir().unwrap();
+    let _redis = support::redis_server::Node::start_on(data.path(), MACRO_PORT);
+    let run = |dir: &std::path::Path| {
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "macro_child", "--nocapture", "--test-threads", "1"])
+            .env("MEMO_TEST_MACRO_CHILD", "1")
+            .env("MEMO_CACHE_DIR", dir)
+            .env_remove("MEMO_CACHE_REDIS_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        finish(child)
+    };
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    assert_eq!(run(a.path()).computed.len(), 10);
+    let second = run(b.path());
+    assert!(second.computed.is_empty(), "machine B recomputed {:?}", second.computed);
+    assert_eq!(second.got.len(), 10);
+}

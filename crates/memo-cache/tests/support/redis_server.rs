@@ -46,6 +46,18 @@ impl Node {
         node
     }
 
+    /// A single server on a given port (for URLs that must be known at compile time).
+    pub fn start_on(dir: &Path, port: u16) -> Node {
+        let mut node = Node {
+            port,
+            dir: dir.to_path_buf(),
+            cluster: false,
+            child: None,
+        };
+        node.spawn();
+        node
+    }
+
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
