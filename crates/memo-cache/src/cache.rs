@@ -401,12 +401,15 @@ impl Cache {
         if row.expires.is_some_and(|at| at <= self.now_ms()) {
             return Ok(None);
         }
-        let bytes = match row.value {
-            Some(bytes) => bytes,
+        let (bytes, digest) = match row.value {
+            Some(bytes) => {
+                let digest = Digest::of(&bytes);
+                (bytes, digest)
+            }
             None => {
                 let path = self.inner.layout.blob_path(key, &row.hash);
-                match blobs::read(&path, row.size) {
-                    Ok(bytes) => bytes,
+                match blobs::read_hashed(&path, row.size) {
+                    Ok(read) => read,
                     Err(failure) => {
                         if matches!(failure, ReadFailure::Missing) && !self.row_still_holds(key, &row.hash)? {
                             // Removed by a prune or clear while we were reading: a plain miss.
@@ -418,7 +421,7 @@ impl Cache {
                 }
             }
         };
-        if bytes.len() as u64 != row.size || Digest::of(&bytes) != row.hash {
+        if bytes.len() as u64 != row.size || digest != row.hash {
             self.drop_bad(name, key, &row.hash, "stored bytes do not match their hash");
             return Ok(None);
         }
