@@ -736,6 +736,41 @@ fn run_child(args: &[String]) {
                 }
             }
         }
+        // For profilers (`valgrind --tool=callgrind`): `--child profile <case> <kind> <dir> <n>`
+        // prepares <dir> on the first run and then does <n> of <case>, nothing else.
+        "profile" => {
+            let kind = Kind::from_arg(&args[2]);
+            let store = Store::open(kind, Path::new(&args[3])).unwrap();
+            let n: u64 = args[4].parse().unwrap();
+            match args[1].as_str() {
+                "hit" => {
+                    if store.get_small(0).is_none() {
+                        (0..PRELOADED).for_each(|i| store.put_small(i, &small(i)));
+                    }
+                    (0..n).for_each(|i| assert!(black_box(store.get_small(i % PRELOADED)).is_some()));
+                }
+                "store" => {
+                    let base = std::process::id() as u64 * 1_000_000;
+                    (0..n).for_each(|i| store.put_small(base + i, &small(i)));
+                }
+                "bytes-hit" | "floats-hit" => {
+                    let floats_case = args[1] == "floats-hit";
+                    if floats_case && store.get_floats().is_none() {
+                        store.put_floats(&floats());
+                    } else if !floats_case && store.get_bytes(0).is_none() {
+                        store.put_bytes(0, &bytes(100_000_000));
+                    }
+                    for _ in 0..n {
+                        if floats_case {
+                            black_box(store.get_floats().unwrap());
+                        } else {
+                            black_box(store.get_bytes(0).unwrap());
+                        }
+                    }
+                }
+                other => panic!("unknown profile case {other}"),
+            }
+        }
         other => panic!("unknown child mode {other}"),
     }
 }
