@@ -747,7 +747,8 @@ fn run_child(args: &[String]) {
                     if store.get_small(0).is_none() {
                         (0..PRELOADED).for_each(|i| store.put_small(i, &small(i)));
                     }
-                    (0..n).for_each(|i| assert!(black_box(store.get_small(i % PRELOADED)).is_some()));
+                    (0..n)
+                        .for_each(|i| assert!(black_box(store.get_small(i % PRELOADED)).is_some()));
                 }
                 "store" => {
                     let base = std::process::id() as u64 * 1_000_000;

@@ -97,9 +97,10 @@ impl Options {
             "remote" => {
                 let lit = non_empty(meta.value()?.parse()?, "remote")?;
                 let urls = lit.value();
-                let bad = urls.split([',', ' ']).filter(|u| !u.is_empty()).find(|u| {
-                    !(u.starts_with("redis://") || u.starts_with("rediss://"))
-                });
+                let bad = urls
+                    .split([',', ' '])
+                    .filter(|u| !u.is_empty())
+                    .find(|u| !(u.starts_with("redis://") || u.starts_with("rediss://")));
                 if let Some(bad) = bad {
                     return Err(syn::Error::new_spanned(
                         &lit,

@@ -21,7 +21,10 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 
 fn measure(size: usize, inline_threshold: usize) -> (Duration, Duration) {
     let dir = tempfile::tempdir().unwrap();
-    let cache = Cache::builder(dir.path()).inline_threshold(inline_threshold).open().unwrap();
+    let cache = Cache::builder(dir.path())
+        .inline_threshold(inline_threshold)
+        .open()
+        .unwrap();
     let value = vec![0xa5u8; size];
     let mut stores = Vec::new();
     for i in 0..VALUES {
@@ -45,8 +48,20 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    println!("{:>9} | {:>12} {:>12} {:>7} | {:>12} {:>12} {:>7}", "size", "hit inline", "hit blob", "ratio", "store inline", "store blob", "ratio");
-    for size in [256, 1024, 4 * 1024, 8 * 1024, 16 * 1024, 32 * 1024, 64 * 1024, 256 * 1024] {
+    println!(
+        "{:>9} | {:>12} {:>12} {:>7} | {:>12} {:>12} {:>7}",
+        "size", "hit inline", "hit blob", "ratio", "store inline", "store blob", "ratio"
+    );
+    for size in [
+        256,
+        1024,
+        4 * 1024,
+        8 * 1024,
+        16 * 1024,
+        32 * 1024,
+        64 * 1024,
+        256 * 1024,
+    ] {
         let (hit_inline, store_inline) = measure(size, usize::MAX);
         let (hit_blob, store_blob) = measure(size, 0);
         println!(

@@ -55,7 +55,11 @@ fn timed<T>(label: &str, run: impl FnOnce(&mut bool) -> T) -> T {
     let mut computed = false;
     let start = Instant::now();
     let value = run(&mut computed);
-    let how = if computed { "computed" } else { "served from disk" };
+    let how = if computed {
+        "computed"
+    } else {
+        "served from disk"
+    };
     println!("{label}: {how} in {}", human(start.elapsed()));
     value
 }
@@ -73,7 +77,11 @@ fn human(d: Duration) -> String {
 fn main() -> Result<(), memo_cache::Error> {
     let open = Instant::now();
     let cache = Cache::open_default()?;
-    println!("cache directory: {} (opened in {})", cache.dir().display(), human(open.elapsed()));
+    println!(
+        "cache directory: {} (opened in {})",
+        cache.dir().display(),
+        human(open.elapsed())
+    );
 
     for limit in [1_000_000u64, 30_000_000] {
         let stats = timed(&format!("prime_stats({limit})"), |computed| {
@@ -82,7 +90,10 @@ fn main() -> Result<(), memo_cache::Error> {
                 prime_stats(limit)
             })
         });
-        println!("    {} primes, the largest {}, {} twin pairs", stats.count, stats.largest, stats.twin_pairs);
+        println!(
+            "    {} primes, the largest {}, {} twin pairs",
+            stats.count, stats.largest, stats.twin_pairs
+        );
     }
 
     let primes = timed("primes_below(100000)", |computed| {
@@ -91,7 +102,11 @@ fn main() -> Result<(), memo_cache::Error> {
             primes_below(100_000)
         })
     });
-    println!("    {} primes, stored as a {} KiB blob", primes.len(), primes.len() * 8 / 1024);
+    println!(
+        "    {} primes, stored as a {} KiB blob",
+        primes.len(),
+        primes.len() * 8 / 1024
+    );
     println!("Run it again: a new process finds every result on disk.");
     Ok(())
 }

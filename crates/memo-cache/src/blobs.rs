@@ -26,17 +26,22 @@ pub(crate) fn write(layout: &Layout, dest: &Path, bytes: &[u8]) -> Result<()> {
         .or_else(|e| {
             // Someone may have removed tmp/ (a hand clean-up); recreate it once.
             if e.kind() == ErrorKind::NotFound {
-                fs::create_dir_all(&layout.tmp).map_err(|e| Error::io("creating", &layout.tmp, e))?;
-                tempfile::Builder::new().prefix("blob-").tempfile_in(&layout.tmp)
+                fs::create_dir_all(&layout.tmp)
+                    .map_err(|e| Error::io("creating", &layout.tmp, e))?;
+                tempfile::Builder::new()
+                    .prefix("blob-")
+                    .tempfile_in(&layout.tmp)
                     .map_err(|e| Error::io("creating a temp file in", &layout.tmp, e))
             } else {
                 Err(Error::io("creating a temp file in", &layout.tmp, e))
             }
         })?;
-    tmp.write_all(bytes).map_err(|e| Error::io("writing", tmp.path(), e))?;
+    tmp.write_all(bytes)
+        .map_err(|e| Error::io("writing", tmp.path(), e))?;
     replace_if_not_a_directory(shard)?;
     fs::create_dir_all(shard).map_err(|e| Error::io("creating", shard, e))?;
-    tmp.persist(dest).map_err(|e| Error::io("renaming a temp file to", dest, e.error))?;
+    tmp.persist(dest)
+        .map_err(|e| Error::io("renaming a temp file to", dest, e.error))?;
     Ok(())
 }
 
@@ -46,7 +51,10 @@ fn replace_if_not_a_directory(dir: &Path) -> Result<()> {
     match fs::symlink_metadata(dir) {
         Ok(meta) if meta.is_dir() => Ok(()),
         Ok(_) => {
-            tracing::warn!("memo-cache: {} is not a directory; replacing it with one", dir.display());
+            tracing::warn!(
+                "memo-cache: {} is not a directory; replacing it with one",
+                dir.display()
+            );
             fs::remove_file(dir).map_err(|e| Error::io("removing", dir, e))
         }
         Err(_) => Ok(()),
@@ -56,7 +64,10 @@ fn replace_if_not_a_directory(dir: &Path) -> Result<()> {
 /// True when the directories holding the blob at `path` (its shard and `blobs/`) are real
 /// directories, so that nothing is read, written or removed through a planted symlink.
 fn in_real_directories(path: &Path) -> bool {
-    path.ancestors().skip(1).take(2).all(|dir| fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()))
+    path.ancestors()
+        .skip(1)
+        .take(2)
+        .all(|dir| fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()))
 }
 
 /// Why a blob could not be read.
@@ -77,7 +88,10 @@ impl std::fmt::Display for ReadFailure {
         match self {
             ReadFailure::Missing => f.write_str("blob file is missing"),
             ReadFailure::NotAFile => f.write_str("blob path is not a regular file"),
-            ReadFailure::WrongSize { found } => write!(f, "blob file has {found} bytes, not the size the index records"),
+            ReadFailure::WrongSize { found } => write!(
+                f,
+                "blob file has {found} bytes, not the size the index records"
+            ),
             ReadFailure::Io(e) => write!(f, "blob file unreadable: {e}"),
         }
     }
@@ -90,7 +104,9 @@ pub(crate) fn read(path: &Path, size: u64) -> std::result::Result<Vec<u8>, ReadF
     let mut bytes = Vec::with_capacity(size as usize);
     file.read_to_end(&mut bytes).map_err(ReadFailure::Io)?;
     if bytes.len() as u64 != size {
-        return Err(ReadFailure::WrongSize { found: bytes.len() as u64 });
+        return Err(ReadFailure::WrongSize {
+            found: bytes.len() as u64,
+        });
     }
     Ok(bytes)
 }
@@ -108,7 +124,10 @@ const HASH_CHUNK: usize = 1 << 20;
 ///
 /// The buffer is allocated at its exact size and filled by `read(2)` without zeroing it first;
 /// large files are hashed on a second thread, one chunk behind the reader.
-pub(crate) fn read_hashed(path: &Path, size: u64) -> std::result::Result<(Vec<u8>, Digest), ReadFailure> {
+pub(crate) fn read_hashed(
+    path: &Path,
+    size: u64,
+) -> std::result::Result<(Vec<u8>, Digest), ReadFailure> {
     let mut file = open_checked(path, size)?;
     let len = usize::try_from(size).map_err(|_| ReadFailure::WrongSize { found: size })?;
     let mut bytes: Vec<u8> = Vec::with_capacity(len);
@@ -121,7 +140,9 @@ pub(crate) fn read_hashed(path: &Path, size: u64) -> std::result::Result<(Vec<u8
     // SAFETY: `read_into` initialised the first `filled` bytes.
     unsafe { bytes.set_len(filled) };
     if filled != len {
-        return Err(ReadFailure::WrongSize { found: filled as u64 });
+        return Err(ReadFailure::WrongSize {
+            found: filled as u64,
+        });
     }
     let digest = digest.unwrap_or_else(|| Digest::of(&bytes));
     Ok((bytes, digest))
@@ -129,7 +150,10 @@ pub(crate) fn read_hashed(path: &Path, size: u64) -> std::result::Result<(Vec<u8
 
 /// Fills `buf` from `file` while a scoped thread hashes what has been read so far.
 /// Returns how many bytes were read (fewer than `buf.len()` only at an early end of file).
-fn read_hashing_behind(file: &mut File, buf: &mut [MaybeUninit<u8>]) -> io::Result<(usize, Option<Digest>)> {
+fn read_hashing_behind(
+    file: &mut File,
+    buf: &mut [MaybeUninit<u8>],
+) -> io::Result<(usize, Option<Digest>)> {
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<&[u8]>(buf.len() / HASH_CHUNK + 1);
         let hasher = scope.spawn(move || {
@@ -162,7 +186,10 @@ fn read_hashing_behind(file: &mut File, buf: &mut [MaybeUninit<u8>]) -> io::Resu
             rest = tail;
         }
         drop(tx);
-        Ok((filled, Some(hasher.join().expect("the hashing thread does not panic"))))
+        Ok((
+            filled,
+            Some(hasher.join().expect("the hashing thread does not panic")),
+        ))
     })
 }
 
@@ -188,7 +215,11 @@ fn read_some(file: &mut File, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> 
     let want = buf.len().min(1 << 30);
     // SAFETY: the kernel writes at most `want` bytes into memory we own mutably.
     let n = unsafe { libc::read(file.as_raw_fd(), buf.as_mut_ptr().cast(), want) };
-    if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
 }
 
 #[cfg(not(unix))]
@@ -262,7 +293,14 @@ mod tests {
     #[test]
     fn read_hashed_matches_a_plain_read_and_hash_on_both_paths() {
         let dir = tempfile::tempdir().unwrap();
-        for len in [0, 1, 20_000, HASH_BEHIND_FROM - 1, HASH_BEHIND_FROM, 3 * HASH_CHUNK + HASH_BEHIND_FROM + 7] {
+        for len in [
+            0,
+            1,
+            20_000,
+            HASH_BEHIND_FROM - 1,
+            HASH_BEHIND_FROM,
+            3 * HASH_CHUNK + HASH_BEHIND_FROM + 7,
+        ] {
             let bytes: Vec<u8> = (0..len).map(|i| (i * 7 + i / 4096) as u8).collect();
             let path = dir.path().join(format!("blob-{len}"));
             fs::write(&path, &bytes).unwrap();
@@ -277,7 +315,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("blob");
         fs::write(&path, vec![1u8; HASH_BEHIND_FROM + 10]).unwrap();
-        assert!(matches!(read_hashed(&path, HASH_BEHIND_FROM as u64 + 11), Err(ReadFailure::WrongSize { .. })));
-        assert!(matches!(read_hashed(&dir.path().join("none"), 1), Err(ReadFailure::Missing)));
+        assert!(matches!(
+            read_hashed(&path, HASH_BEHIND_FROM as u64 + 11),
+            Err(ReadFailure::WrongSize { .. })
+        ));
+        assert!(matches!(
+            read_hashed(&dir.path().join("none"), 1),
+            Err(ReadFailure::Missing)
+        ));
     }
 }

@@ -173,12 +173,22 @@ impl CacheBuilder {
         } else {
             if !layout.index.is_file() {
                 return Err(if layout.root.is_dir() {
-                    Error::NotACache { path: layout.root.clone() }
+                    Error::NotACache {
+                        path: layout.root.clone(),
+                    }
                 } else {
-                    Error::io("opening cache directory", &layout.root, std::io::ErrorKind::NotFound.into())
+                    Error::io(
+                        "opening cache directory",
+                        &layout.root,
+                        std::io::ErrorKind::NotFound.into(),
+                    )
                 });
             }
-            if self.read_only { open_read_only(&layout)? } else { open_existing(&layout)? }
+            if self.read_only {
+                open_read_only(&layout)?
+            } else {
+                open_existing(&layout)?
+            }
         };
         #[cfg(feature = "redis")]
         let remote = match self.remote {
@@ -193,7 +203,10 @@ impl CacheBuilder {
                 clock: self.clock,
                 size_limit: self.size_limit,
                 inline_threshold: self.inline_threshold,
-                pending: Mutex::new(Pending { hits: HashMap::new(), since: Instant::now() }),
+                pending: Mutex::new(Pending {
+                    hits: HashMap::new(),
+                    since: Instant::now(),
+                }),
                 warned: Mutex::new(HashSet::new()),
                 #[cfg(feature = "redis")]
                 remote,
@@ -208,10 +221,15 @@ fn open_or_create(layout: &Layout) -> Result<Index> {
         // syscalls on every open and would write into a directory whose index we may refuse.
         return open_existing(layout);
     }
-    match layout.create().and_then(|()| Index::open(&layout.index, Access::ReadWrite)) {
+    match layout
+        .create()
+        .and_then(|()| Index::open(&layout.index, Access::ReadWrite))
+    {
         Ok(index) => Ok(index),
         // A cache on a read-only mount, or owned by someone else: still serve its hits.
-        Err(e) if layout.index.is_file() && is_permission_problem(&e) => open_read_only(layout).map_err(|_| e),
+        Err(e) if layout.index.is_file() && is_permission_problem(&e) => {
+            open_read_only(layout).map_err(|_| e)
+        }
         Err(e) => Err(e),
     }
 }
@@ -235,7 +253,11 @@ fn is_permission_problem(e: &Error) -> bool {
         ),
         Error::Index { source, .. } => matches!(
             source.sqlite_error_code(),
-            Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::PermissionDenied)
+            Some(
+                rusqlite::ErrorCode::ReadOnly
+                    | rusqlite::ErrorCode::CannotOpen
+                    | rusqlite::ErrorCode::PermissionDenied
+            )
         ),
         _ => false,
     }
@@ -343,7 +365,12 @@ impl Cache {
 
     /// Decodes a value fetched from Redis and keeps a local copy.
     #[cfg(feature = "redis")]
-    fn accept_remote<T: DeserializeOwned + Any>(&self, func: &Function, key: &Key, fetched: crate::remote::Fetched) -> Option<T> {
+    fn accept_remote<T: DeserializeOwned + Any>(
+        &self,
+        func: &Function,
+        key: &Key,
+        fetched: crate::remote::Fetched,
+    ) -> Option<T> {
         if !self.is_read_only()
             && let Err(e) = self.put_bytes(func, key, &fetched.bytes, fetched.expires, false)
         {
@@ -352,7 +379,10 @@ impl Cache {
         match codec::decode::<T>(fetched.bytes) {
             Ok(value) => Some(value),
             Err(reason) => {
-                tracing::warn!("memo-cache: Redis value {key} of {} does not decode ({reason}); recomputing", func.name());
+                tracing::warn!(
+                    "memo-cache: Redis value {key} of {} does not decode ({reason}); recomputing",
+                    func.name()
+                );
                 None
             }
         }
@@ -360,14 +390,21 @@ impl Cache {
 
     /// Like [`Cache::get`], by key, in the local directory only.
     pub fn get_key<T: DeserializeOwned + Any>(&self, name: &str, key: &Key) -> Result<Option<T>> {
-        let Some(bytes) = self.read_checked(name, key)? else { return Ok(None) };
+        let Some(bytes) = self.read_checked(name, key)? else {
+            return Ok(None);
+        };
         match codec::decode::<T>(bytes.bytes) {
             Ok(value) => {
                 self.record_hit(key);
                 Ok(Some(value))
             }
             Err(reason) => {
-                self.drop_bad(name, key, &bytes.hash, &format!("stored value does not decode: {reason}"));
+                self.drop_bad(
+                    name,
+                    key,
+                    &bytes.hash,
+                    &format!("stored value does not decode: {reason}"),
+                );
                 Ok(None)
             }
         }
@@ -397,7 +434,9 @@ impl Cache {
     }
 
     fn read_checked(&self, name: &str, key: &Key) -> Result<Option<Checked>> {
-        let Some(row) = self.inner.index.read(|c| index::lookup(c, key))? else { return Ok(None) };
+        let Some(row) = self.inner.index.read(|c| index::lookup(c, key))? else {
+            return Ok(None);
+        };
         if row.expires.is_some_and(|at| at <= self.now_ms()) {
             return Ok(None);
         }
@@ -411,7 +450,9 @@ impl Cache {
                 match blobs::read_hashed(&path, row.size) {
                     Ok(read) => read,
                     Err(failure) => {
-                        if matches!(failure, ReadFailure::Missing) && !self.row_still_holds(key, &row.hash)? {
+                        if matches!(failure, ReadFailure::Missing)
+                            && !self.row_still_holds(key, &row.hash)?
+                        {
                             // Removed by a prune or clear while we were reading: a plain miss.
                             return Ok(None);
                         }
@@ -425,11 +466,18 @@ impl Cache {
             self.drop_bad(name, key, &row.hash, "stored bytes do not match their hash");
             return Ok(None);
         }
-        Ok(Some(Checked { bytes, hash: row.hash }))
+        Ok(Some(Checked {
+            bytes,
+            hash: row.hash,
+        }))
     }
 
     fn row_still_holds(&self, key: &Key, hash: &Digest) -> Result<bool> {
-        Ok(self.inner.index.read(|c| index::lookup(c, key))?.is_some_and(|row| row.hash == *hash))
+        Ok(self
+            .inner
+            .index
+            .read(|c| index::lookup(c, key))?
+            .is_some_and(|row| row.hash == *hash))
     }
 
     /// Drops an entry found bad, with a warning naming it; never fails.
@@ -443,7 +491,11 @@ impl Cache {
         if self.is_read_only() {
             return;
         }
-        match self.inner.index.write(|tx| index::delete_entry_if(tx, key, hash)) {
+        match self
+            .inner
+            .index
+            .write(|tx| index::delete_entry_if(tx, key, hash))
+        {
             Ok(Some(removed)) => self.remove_blobs(&[removed]),
             Ok(None) => {}
             Err(e) => self.warn_once("drop", &e),
@@ -506,7 +558,13 @@ impl Cache {
     /// clock.advance(Duration::from_secs(61));
     /// assert_eq!(cache.get::<_, f64>(&f, &("ACME",)).unwrap(), None);
     /// ```
-    pub fn put_with_ttl<A, T>(&self, func: &Function, args: &A, value: &T, ttl: Option<Duration>) -> Result<()>
+    pub fn put_with_ttl<A, T>(
+        &self,
+        func: &Function,
+        args: &A,
+        value: &T,
+        ttl: Option<Duration>,
+    ) -> Result<()>
     where
         A: Serialize + ?Sized,
         T: Serialize + Any,
@@ -516,15 +574,30 @@ impl Cache {
     }
 
     /// Like [`Cache::put_with_ttl`], by key.
-    pub fn put_key<T: Serialize + Any>(&self, func: &Function, key: &Key, value: &T, ttl: Option<Duration>) -> Result<()> {
-        let bytes = codec::encode(value)
-            .map_err(|message| Error::EncodeValue { function: func.name().to_owned(), message })?;
+    pub fn put_key<T: Serialize + Any>(
+        &self,
+        func: &Function,
+        key: &Key,
+        value: &T,
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        let bytes = codec::encode(value).map_err(|message| Error::EncodeValue {
+            function: func.name().to_owned(),
+            message,
+        })?;
         let expires = ttl.map(|ttl| self.now_ms().saturating_add(duration_ms(ttl)));
         self.put_bytes(func, key, &bytes, expires, true)
     }
 
     /// Stores encoded bytes locally and, when `share` and a Redis tier is configured, there too.
-    fn put_bytes(&self, func: &Function, key: &Key, bytes: &[u8], expires: Option<i64>, share: bool) -> Result<()> {
+    fn put_bytes(
+        &self,
+        func: &Function,
+        key: &Key,
+        bytes: &[u8],
+        expires: Option<i64>,
+        share: bool,
+    ) -> Result<()> {
         let local = self.put_local(func, key, bytes, expires);
         #[cfg(feature = "redis")]
         if share && let Some(remote) = &self.inner.remote {
@@ -535,11 +608,21 @@ impl Cache {
         local
     }
 
-    fn put_local(&self, func: &Function, key: &Key, bytes: &[u8], expires: Option<i64>) -> Result<()> {
+    fn put_local(
+        &self,
+        func: &Function,
+        key: &Key,
+        bytes: &[u8],
+        expires: Option<i64>,
+    ) -> Result<()> {
         if let Some(limit) = self.inner.size_limit
             && bytes.len() as u64 > limit
         {
-            tracing::debug!("memo-cache: not storing a {} byte value of {}: larger than the size limit", bytes.len(), func.name());
+            tracing::debug!(
+                "memo-cache: not storing a {} byte value of {}: larger than the size limit",
+                bytes.len(),
+                func.name()
+            );
             return Ok(());
         }
         let hash = Digest::of(bytes);
@@ -571,7 +654,13 @@ impl Cache {
                     return Ok(None);
                 }
                 let function_id = index::ensure_function(tx, func)?;
-                let replaced = index::insert_entry(tx, &NewEntry { function_id, ..entry })?;
+                let replaced = index::insert_entry(
+                    tx,
+                    &NewEntry {
+                        function_id,
+                        ..entry
+                    },
+                )?;
                 let evicted = match self.inner.size_limit {
                     Some(limit) => crate::evict::to_size_limit(tx, limit, key, now)?,
                     None => Vec::new(),
@@ -595,7 +684,12 @@ impl Cache {
             }
             Err(e) => {
                 if in_blob {
-                    self.remove_blobs(&[Removed { key: *key, hash, size: bytes.len() as u64, in_blob: true }]);
+                    self.remove_blobs(&[Removed {
+                        key: *key,
+                        hash,
+                        size: bytes.len() as u64,
+                        in_blob: true,
+                    }]);
                 }
                 Err(e)
             }
@@ -664,7 +758,12 @@ impl Cache {
     /// assert!(cache.contains(&parse, &("42",)).unwrap());
     /// assert!(!cache.contains(&parse, &("x",)).unwrap());
     /// ```
-    pub fn get_or_try_compute<A, T, E, F>(&self, func: &Function, args: &A, compute: F) -> Result<T, E>
+    pub fn get_or_try_compute<A, T, E, F>(
+        &self,
+        func: &Function,
+        args: &A,
+        compute: F,
+    ) -> Result<T, E>
     where
         A: Serialize + ?Sized,
         T: Serialize + DeserializeOwned + Any,
@@ -700,7 +799,10 @@ impl Cache {
     where
         T: DeserializeOwned + Any,
     {
-        let mut locks = Locks { local: self.local_lock(func, key), ..Locks::default() };
+        let mut locks = Locks {
+            local: self.local_lock(func, key),
+            ..Locks::default()
+        };
         if locks.local.is_some() {
             // Whoever held the lock, or finished just before we looked, may have stored it.
             if let Some(value) = self.get_quietly(func, key) {
@@ -740,16 +842,25 @@ impl Cache {
         let taken = match ComputeLock::try_acquire(&path) {
             Ok(Some(lock)) => Ok(lock),
             Ok(None) => {
-                tracing::debug!("memo-cache: waiting for another process computing {} ({key})", func.name());
+                tracing::debug!(
+                    "memo-cache: waiting for another process computing {} ({key})",
+                    func.name()
+                );
                 ComputeLock::acquire(&path)
             }
             Err(e) => Err(e),
         };
-        taken.map_err(|e| self.warn_once("lock", &Error::io("locking", &path, e))).ok()
+        taken
+            .map_err(|e| self.warn_once("lock", &Error::io("locking", &path, e)))
+            .ok()
     }
 
     /// A lookup whose failure is logged and counted as a miss.
-    pub(crate) fn get_quietly<T: DeserializeOwned + Any>(&self, func: &Function, key: &Key) -> Option<T> {
+    pub(crate) fn get_quietly<T: DeserializeOwned + Any>(
+        &self,
+        func: &Function,
+        key: &Key,
+    ) -> Option<T> {
         self.lookup(func, key).unwrap_or_else(|e| {
             self.warn_once("read", &e);
             None
@@ -820,7 +931,11 @@ impl Inner {
         let updates: Vec<(Key, u64, i64)> = {
             let mut pending = self.pending.lock().expect("pending lock");
             pending.since = Instant::now();
-            pending.hits.drain().map(|(k, (hits, at))| (k, hits, at)).collect()
+            pending
+                .hits
+                .drain()
+                .map(|(k, (hits, at))| (k, hits, at))
+                .collect()
         };
         if updates.is_empty() || self.index.access() == Access::ReadOnly {
             return Ok(());

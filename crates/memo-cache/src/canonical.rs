@@ -199,7 +199,11 @@ impl<'a, 'w, W: Write> ser::Serializer for &'a mut Canonical<'w, W> {
     fn serialize_tuple(self, len: usize) -> R<Self::SerializeTuple> {
         Seq::start(self, Some(len))
     }
-    fn serialize_tuple_struct(self, _name: &'static str, len: usize) -> R<Self::SerializeTupleStruct> {
+    fn serialize_tuple_struct(
+        self,
+        _name: &'static str,
+        len: usize,
+    ) -> R<Self::SerializeTupleStruct> {
         Seq::start(self, Some(len))
     }
     fn serialize_tuple_variant(
@@ -214,7 +218,11 @@ impl<'a, 'w, W: Write> ser::Serializer for &'a mut Canonical<'w, W> {
         Seq::start(self, Some(len))
     }
     fn serialize_map(self, _len: Option<usize>) -> R<Self::SerializeMap> {
-        Ok(Map { parent: self, entries: Vec::new(), key: None })
+        Ok(Map {
+            parent: self,
+            entries: Vec::new(),
+            key: None,
+        })
     }
     fn serialize_struct(self, _name: &'static str, len: usize) -> R<Self::SerializeStruct> {
         self.map_len(len)?;
@@ -252,12 +260,22 @@ impl<'a, 'w, W: Write> Seq<'a, 'w, W> {
                 parent.array_len(len)?;
                 Ok(Seq::fixed(parent, len))
             }
-            None => Ok(Seq { parent, expected: None, written: 0, buffer: Some(Vec::new()) }),
+            None => Ok(Seq {
+                parent,
+                expected: None,
+                written: 0,
+                buffer: Some(Vec::new()),
+            }),
         }
     }
 
     fn fixed(parent: &'a mut Canonical<'w, W>, len: usize) -> Self {
-        Seq { parent, expected: Some(len), written: 0, buffer: None }
+        Seq {
+            parent,
+            expected: Some(len),
+            written: 0,
+            buffer: None,
+        }
     }
 
     fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> R {
@@ -335,7 +353,9 @@ impl<W: Write> ser::SerializeStruct for Seq<'_, '_, W> {
         self.element(value)
     }
     fn skip_field(&mut self, _name: &'static str) -> R {
-        Err(EncodeError("skipped struct fields are not supported in cache keys".into()))
+        Err(EncodeError(
+            "skipped struct fields are not supported in cache keys".into(),
+        ))
     }
     fn end(self) -> R {
         self.finish()
@@ -350,7 +370,9 @@ impl<W: Write> ser::SerializeStructVariant for Seq<'_, '_, W> {
         self.element(value)
     }
     fn skip_field(&mut self, _name: &'static str) -> R {
-        Err(EncodeError("skipped struct fields are not supported in cache keys".into()))
+        Err(EncodeError(
+            "skipped struct fields are not supported in cache keys".into(),
+        ))
     }
     fn end(self) -> R {
         self.finish()
@@ -372,7 +394,10 @@ impl<W: Write> ser::SerializeMap for Map<'_, '_, W> {
         Ok(())
     }
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> R {
-        let key = self.key.take().ok_or_else(|| EncodeError("map value without a key".into()))?;
+        let key = self
+            .key
+            .take()
+            .ok_or_else(|| EncodeError("map value without a key".into()))?;
         self.entries.push((key, to_vec(value)?));
         Ok(())
     }
@@ -421,7 +446,10 @@ mod tests {
             y: u8,
             x: u8,
         }
-        assert_ne!(to_vec(&P { x: 1, y: 2 }).unwrap(), to_vec(&Q { y: 1, x: 2 }).unwrap());
+        assert_ne!(
+            to_vec(&P { x: 1, y: 2 }).unwrap(),
+            to_vec(&Q { y: 1, x: 2 }).unwrap()
+        );
     }
 
     #[test]
@@ -429,6 +457,10 @@ mod tests {
         assert_eq!(to_vec(&1u64).unwrap(), vec![1]);
         assert_eq!(to_vec(&-1i64).unwrap(), vec![0xff]);
         assert_eq!(to_vec(&1u128).unwrap(), vec![1]);
-        assert_eq!(to_vec(&(u64::MAX as u128 + 1)).unwrap().len(), 2 + 16, "fixext16: marker, type, payload");
+        assert_eq!(
+            to_vec(&(u64::MAX as u128 + 1)).unwrap().len(),
+            2 + 16,
+            "fixext16: marker, type, payload"
+        );
     }
 }

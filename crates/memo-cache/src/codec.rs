@@ -67,7 +67,9 @@ pub fn encode<T: Serialize + Any>(value: &T) -> Result<Vec<u8>, String> {
     let mut serializer = rmp_serde::Serializer::new(&mut out)
         .with_struct_map()
         .with_bytes(rmp_serde::config::BytesMode::ForceIterables);
-    value.serialize(&mut serializer).map_err(|e| e.to_string())?;
+    value
+        .serialize(&mut serializer)
+        .map_err(|e| e.to_string())?;
     out.push(FORMAT_MSGPACK);
     Ok(out)
 }
@@ -119,7 +121,11 @@ fn numbers_from_le<N: Number>(bytes: &[u8]) -> Vec<N> {
         // SAFETY: every bit pattern is a valid `N` (plain integers and floats), the destination
         // has room for `n` of them, and the two buffers are distinct allocations.
         unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), out.as_mut_ptr().cast::<u8>(), n * size_of::<N>());
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                out.as_mut_ptr().cast::<u8>(),
+                n * size_of::<N>(),
+            );
             out.set_len(n);
         }
         out
@@ -146,7 +152,9 @@ number!(f64, f32, i64, u64, i32, u32);
 
 /// Moves a value whose type has been checked to be `T` into a `T`.
 fn cast<T: Any, U: Any>(value: U) -> T {
-    *(Box::new(value) as Box<dyn Any>).downcast::<T>().expect("type checked by the caller")
+    *(Box::new(value) as Box<dyn Any>)
+        .downcast::<T>()
+        .expect("type checked by the caller")
 }
 
 /// The format byte of stored bytes, and the payload before it.
@@ -165,7 +173,10 @@ mod tests {
         let bytes: Vec<u8> = (0..=255).collect();
         assert_eq!(decode::<Vec<u8>>(encode(&bytes).unwrap()).unwrap(), bytes);
         let floats: Vec<f64> = (0..1000).map(|i| i as f64 * 0.5 - 3.0).collect();
-        assert_eq!(decode::<Vec<f64>>(encode(&floats).unwrap()).unwrap(), floats);
+        assert_eq!(
+            decode::<Vec<f64>>(encode(&floats).unwrap()).unwrap(),
+            floats
+        );
         let ints: Vec<i32> = vec![-1, 0, i32::MAX];
         assert_eq!(decode::<Vec<i32>>(encode(&ints).unwrap()).unwrap(), ints);
     }
@@ -178,7 +189,11 @@ mod tests {
             b: Vec<u8>,
             c: Option<String>,
         }
-        let s = S { a: 1.5, b: vec![1, 2, 3], c: Some("x".into()) };
+        let s = S {
+            a: 1.5,
+            b: vec![1, 2, 3],
+            c: Some("x".into()),
+        };
         let stored = encode(&s).unwrap();
         assert_eq!(decode::<S>(stored).unwrap(), s);
 

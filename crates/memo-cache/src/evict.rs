@@ -87,7 +87,10 @@ impl Prune {
 
     /// Every entry.
     pub fn all() -> Self {
-        Prune { all: true, ..Prune::new() }
+        Prune {
+            all: true,
+            ..Prune::new()
+        }
     }
 
     /// Least recently used entries until at most `bytes` stored bytes remain.
@@ -157,10 +160,26 @@ pub struct Removal {
 
 impl fmt::Display for Removal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let verb = if self.dry_run { "Would remove" } else { "Removed" };
-        write!(f, "{verb} {} {} ({})", self.entries, plural(self.entries, "entry", "entries"), human_bytes(self.bytes))?;
+        let verb = if self.dry_run {
+            "Would remove"
+        } else {
+            "Removed"
+        };
+        write!(
+            f,
+            "{verb} {} {} ({})",
+            self.entries,
+            plural(self.entries, "entry", "entries"),
+            human_bytes(self.bytes)
+        )?;
         if self.files > 0 {
-            write!(f, " and {} stray {} ({})", self.files, plural(self.files, "file", "files"), human_bytes(self.file_bytes))?;
+            write!(
+                f,
+                " and {} stray {} ({})",
+                self.files,
+                plural(self.files, "file", "files"),
+                human_bytes(self.file_bytes)
+            )?;
         }
         Ok(())
     }
@@ -179,7 +198,11 @@ pub fn human_bytes(bytes: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 impl Cache {
@@ -227,23 +250,29 @@ fn prune_entries(cache: &Cache, prune: &Prune) -> Result<Removal> {
             run("f.current = 0", None)?;
         }
         if let Some(age) = prune.older_than {
-            run("e.last_used < ?", Some(now.saturating_sub(duration_ms(age))))?;
+            run(
+                "e.last_used < ?",
+                Some(now.saturating_sub(duration_ms(age))),
+            )?;
         }
         if prune.max_size.is_some() || prune.max_entries.is_some() {
             let already: std::collections::HashSet<Key> = gone.iter().map(|r| r.key).collect();
             let over = over_limits(tx, scope, prune.max_size, prune.max_entries, now, &already)?;
             for key in over {
                 let removed = if prune.dry_run {
-                    tx.prepare_cached("SELECT key, hash, size, value IS NULL FROM entries WHERE key = ?1")?
-                        .query_row([&key.0[..]], |r| {
-                            Ok(Removed {
-                                key,
-                                hash: Digest::from_slice(&r.get::<_, Vec<u8>>(1)?).unwrap_or(Digest([0; 32])),
-                                size: r.get::<_, i64>(2)? as u64,
-                                in_blob: r.get(3)?,
-                            })
+                    tx.prepare_cached(
+                        "SELECT key, hash, size, value IS NULL FROM entries WHERE key = ?1",
+                    )?
+                    .query_row([&key.0[..]], |r| {
+                        Ok(Removed {
+                            key,
+                            hash: Digest::from_slice(&r.get::<_, Vec<u8>>(1)?)
+                                .unwrap_or(Digest([0; 32])),
+                            size: r.get::<_, i64>(2)? as u64,
+                            in_blob: r.get(3)?,
                         })
-                        .ok()
+                    })
+                    .ok()
                 } else {
                     index::delete_entry(tx, &key)?
                 };
@@ -255,7 +284,11 @@ fn prune_entries(cache: &Cache, prune: &Prune) -> Result<Removal> {
         }
         Ok(gone)
     };
-    let gone = if prune.dry_run { cache.index().write_rollback(select) } else { cache.index().write(select) };
+    let gone = if prune.dry_run {
+        cache.index().write_rollback(select)
+    } else {
+        cache.index().write(select)
+    };
     // Back to the usual page cache (on the pooled connection that just ran the transaction).
     let _ = cache.index().read(|c| c.execute_batch(NORMAL_CACHE_SIZE));
     let gone = gone?;
@@ -280,7 +313,10 @@ fn prune_entries(cache: &Cache, prune: &Prune) -> Result<Removal> {
 
 fn scoped(condition: &str, function: Option<&str>) -> (String, Option<String>) {
     match function {
-        Some(name) => (format!("f.name = ? AND ({condition})"), Some(name.to_owned())),
+        Some(name) => (
+            format!("f.name = ? AND ({condition})"),
+            Some(name.to_owned()),
+        ),
         None => (condition.to_owned(), None),
     }
 }
@@ -313,7 +349,8 @@ fn over_limits(
         }
     }
     let within = |entries: u64, bytes: u64| {
-        max_size.is_none_or(|limit| bytes <= limit) && max_entries.is_none_or(|limit| entries <= limit)
+        max_size.is_none_or(|limit| bytes <= limit)
+            && max_entries.is_none_or(|limit| entries <= limit)
     };
     let mut out = Vec::new();
     if within(entries, bytes) {
@@ -336,9 +373,15 @@ fn over_limits(
     ];
     for sql in candidates {
         let mut stmt = tx.prepare(sql)?;
-        let mut rows = if sql.contains("?2") { stmt.query(params![scope, now])? } else { stmt.query(params![scope])? };
+        let mut rows = if sql.contains("?2") {
+            stmt.query(params![scope, now])?
+        } else {
+            stmt.query(params![scope])?
+        };
         while let Some(row) = rows.next()? {
-            let Some(key) = index::digest_at(row, 0) else { continue };
+            let Some(key) = index::digest_at(row, 0) else {
+                continue;
+            };
             if !chosen.insert(key) {
                 continue;
             }
@@ -356,7 +399,12 @@ fn over_limits(
 
 /// Eviction after a store: stale, then expired, then least recently used entries go until the
 /// stored bytes are within `limit`. The entry just stored (`keep`) stays.
-pub(crate) fn to_size_limit(tx: &Transaction, limit: u64, keep: &Key, now: i64) -> rusqlite::Result<Vec<Removed>> {
+pub(crate) fn to_size_limit(
+    tx: &Transaction,
+    limit: u64,
+    keep: &Key,
+    now: i64,
+) -> rusqlite::Result<Vec<Removed>> {
     let (_, bytes) = index::totals(tx)?;
     if bytes <= limit {
         return Ok(Vec::new());
@@ -396,11 +444,14 @@ pub(crate) fn to_size_limit(tx: &Transaction, limit: u64, keep: &Key, now: i64) 
     // Then by last use, walking the (last_used, key) index and stopping as soon as enough is freed.
     let mut lru = Vec::new();
     {
-        let mut stmt = tx.prepare_cached("SELECT key, size FROM entries ORDER BY last_used, key")?;
+        let mut stmt =
+            tx.prepare_cached("SELECT key, size FROM entries ORDER BY last_used, key")?;
         let mut rows = stmt.query([])?;
         let mut freed = 0u64;
         while let Some(row) = rows.next()? {
-            let Some(key) = index::digest_at(row, 0) else { continue };
+            let Some(key) = index::digest_at(row, 0) else {
+                continue;
+            };
             if key == *keep {
                 continue;
             }
@@ -454,7 +505,9 @@ impl StrayFile {
 /// Orphan blobs, old temp files and abandoned lock files older than `grace`.
 pub(crate) fn stray_files(cache: &Cache, grace: Duration) -> Result<Vec<StrayFile>> {
     let layout = cache.layout();
-    let cutoff = SystemTime::now().checked_sub(grace).unwrap_or(SystemTime::UNIX_EPOCH);
+    let cutoff = SystemTime::now()
+        .checked_sub(grace)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
     let old_enough = |path: &Path| -> Option<u64> {
         let meta = fs::symlink_metadata(path).ok()?;
         let modified = meta.modified().ok()?;
@@ -463,25 +516,44 @@ pub(crate) fn stray_files(cache: &Cache, grace: Duration) -> Result<Vec<StrayFil
     let mut out = Vec::new();
     for path in list(&layout.tmp)? {
         if let Some(bytes) = old_enough(&path) {
-            out.push(StrayFile { path, bytes, kind: StrayKind::Temp });
+            out.push(StrayFile {
+                path,
+                bytes,
+                kind: StrayKind::Temp,
+            });
         }
     }
     for path in list(&layout.locks)? {
-        if old_enough(&path).is_some() && matches!(ComputeLock::try_acquire_probe(&path), Ok(true)) {
-            out.push(StrayFile { path, bytes: 0, kind: StrayKind::Lock });
+        if old_enough(&path).is_some() && matches!(ComputeLock::try_acquire_probe(&path), Ok(true))
+        {
+            out.push(StrayFile {
+                path,
+                bytes: 0,
+                kind: StrayKind::Lock,
+            });
         }
     }
     for shard in list(&layout.blobs)? {
         if !fs::symlink_metadata(&shard).is_ok_and(|m| m.is_dir()) {
             if let Some(bytes) = old_enough(&shard) {
-                out.push(StrayFile { path: shard, bytes, kind: StrayKind::Orphan });
+                out.push(StrayFile {
+                    path: shard,
+                    bytes,
+                    kind: StrayKind::Orphan,
+                });
             }
             continue;
         }
         for path in list(&shard)? {
-            let Some(bytes) = old_enough(&path) else { continue };
+            let Some(bytes) = old_enough(&path) else {
+                continue;
+            };
             if !blob_is_referenced(cache, &path)? {
-                out.push(StrayFile { path, bytes, kind: StrayKind::Orphan });
+                out.push(StrayFile {
+                    path,
+                    bytes,
+                    kind: StrayKind::Orphan,
+                });
             }
         }
     }
@@ -499,12 +571,20 @@ fn list(dir: &Path) -> Result<Vec<PathBuf>> {
 /// True when `path` is the blob file of a live row: its name is `<key>-<hash prefix>` and the
 /// row with that key holds that hash in a blob.
 fn blob_is_referenced(cache: &Cache, path: &Path) -> Result<bool> {
-    let Some(name) = path.file_name().and_then(|n| n.to_str()) else { return Ok(false) };
-    let Some((key_hex, _)) = name.split_once('-') else { return Ok(false) };
-    let Ok(key) = crate::key::parse_key(key_hex) else { return Ok(false) };
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return Ok(false);
+    };
+    let Some((key_hex, _)) = name.split_once('-') else {
+        return Ok(false);
+    };
+    let Ok(key) = crate::key::parse_key(key_hex) else {
+        return Ok(false);
+    };
     if !key_hex.bytes().all(|b| hex_value(b).is_some()) {
         return Ok(false);
     }
     let row = cache.index().read(|c| index::lookup(c, &key))?;
-    Ok(row.is_some_and(|row| row.value.is_none() && cache.layout().blob_path(&key, &row.hash) == path))
+    Ok(row.is_some_and(|row| {
+        row.value.is_none() && cache.layout().blob_path(&key, &row.hash) == path
+    }))
 }

@@ -116,11 +116,19 @@ impl Index {
     /// cache nobody can write and at worst a miss for one its owner writes meanwhile, since
     /// every value is hash-checked.
     pub fn open(path: &Path, access: Access) -> Result<Index> {
-        let mut index = Index { path: path.to_path_buf(), access, immutable: false, pool: Mutex::new(Vec::new()) };
+        let mut index = Index {
+            path: path.to_path_buf(),
+            access,
+            immutable: false,
+            pool: Mutex::new(Vec::new()),
+        };
         let conn = match index.first_connection() {
             Err(Error::Index { source, .. })
                 if access == Access::ReadOnly
-                    && matches!(source.sqlite_error_code(), Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen)) =>
+                    && matches!(
+                        source.sqlite_error_code(),
+                        Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen)
+                    ) =>
             {
                 index.immutable = true;
                 index.first_connection()?
@@ -154,7 +162,11 @@ impl Index {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(|e| self.err(e))?;
         if version > SCHEMA_VERSION {
-            return Err(Error::NewerSchema { path: self.path.clone(), found: version, supported: SCHEMA_VERSION });
+            return Err(Error::NewerSchema {
+                path: self.path.clone(),
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
         }
         if version == SCHEMA_VERSION {
             return Ok(());
@@ -165,7 +177,9 @@ impl Index {
                 path: self.path.clone(),
                 source: rusqlite::Error::SqliteFailure(
                     rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY),
-                    Some(format!("schema version {version} needs migrating to {SCHEMA_VERSION}, but the index is read-only")),
+                    Some(format!(
+                        "schema version {version} needs migrating to {SCHEMA_VERSION}, but the index is read-only"
+                    )),
                 ),
             });
         }
@@ -192,7 +206,11 @@ impl Index {
         })
         .map_err(|e| self.err(e))?
         .map_or(Ok(()), |found| {
-            Err(Error::NewerSchema { path: self.path.clone(), found, supported: SCHEMA_VERSION })
+            Err(Error::NewerSchema {
+                path: self.path.clone(),
+                found,
+                supported: SCHEMA_VERSION,
+            })
         })
     }
 
@@ -225,16 +243,27 @@ impl Index {
     }
 
     /// Like [`Index::write`] but rolls back at the end: a dry run.
-    pub fn write_rollback<T>(&self, mut f: impl FnMut(&Transaction) -> rusqlite::Result<T>) -> Result<T> {
+    pub fn write_rollback<T>(
+        &self,
+        mut f: impl FnMut(&Transaction) -> rusqlite::Result<T>,
+    ) -> Result<T> {
         self.transaction(|tx| f(tx), false)
     }
 
-    fn transaction<T>(&self, mut f: impl FnMut(&Transaction) -> rusqlite::Result<T>, commit: bool) -> Result<T> {
+    fn transaction<T>(
+        &self,
+        mut f: impl FnMut(&Transaction) -> rusqlite::Result<T>,
+        commit: bool,
+    ) -> Result<T> {
         let conn = self.take()?;
         let out = retry_busy(|| {
             let tx = Transaction::new_unchecked(&conn, TransactionBehavior::Immediate)?;
             let value = f(&tx)?;
-            if commit { tx.commit()? } else { tx.rollback()? }
+            if commit {
+                tx.commit()?
+            } else {
+                tx.rollback()?
+            }
             Ok(value)
         });
         self.give_back(conn);
@@ -244,8 +273,13 @@ impl Index {
 
 pub(crate) fn index_error(path: &Path, source: rusqlite::Error) -> Error {
     match source.sqlite_error_code() {
-        Some(ErrorCode::NotADatabase) => Error::NotAnIndex { path: path.to_path_buf() },
-        _ => Error::Index { path: path.to_path_buf(), source },
+        Some(ErrorCode::NotADatabase) => Error::NotAnIndex {
+            path: path.to_path_buf(),
+        },
+        _ => Error::Index {
+            path: path.to_path_buf(),
+            source,
+        },
     }
 }
 
@@ -260,7 +294,8 @@ fn connect(path: &Path, access: Access, immutable: bool) -> Result<Connection> {
         Connection::open_with_flags(path, flags)
     }
     .map_err(|e| index_error(path, e))?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| index_error(path, e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| index_error(path, e))?;
     // NORMAL is durable at checkpoints; a commit lost to a power cut is a miss, not a wrong value.
     conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -8192;")
         .map_err(|e| index_error(path, e))?;
@@ -297,7 +332,10 @@ fn retry_busy<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result
 }
 
 fn is_busy(e: &rusqlite::Error) -> bool {
-    matches!(e.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
 }
 
 // ---- Rows -------------------------------------------------------------------------------------
@@ -348,8 +386,18 @@ fn removed(r: &rusqlite::Row<'_>) -> rusqlite::Result<Removed> {
     let digest_at = |i| digest_at(r, i);
     let size = r.get::<_, i64>(2).unwrap_or(0).max(0) as u64;
     Ok(match (digest_at(0), digest_at(1)) {
-        (Some(key), Some(hash)) => Removed { key, hash, size, in_blob: r.get(3)? },
-        _ => Removed { key: Digest([0; 32]), hash: Digest([0; 32]), size, in_blob: false },
+        (Some(key), Some(hash)) => Removed {
+            key,
+            hash,
+            size,
+            in_blob: r.get(3)?,
+        },
+        _ => Removed {
+            key: Digest([0; 32]),
+            hash: Digest([0; 32]),
+            size,
+            in_blob: false,
+        },
     })
 }
 
@@ -386,8 +434,10 @@ pub(crate) fn ensure_function(tx: &Transaction, func: &Function) -> rusqlite::Re
             )?
             .query_row(params![&identity.0[..], func.name(), func.fingerprint(), func.return_type()], |r| r.get(0))?,
     };
-    tx.prepare_cached("UPDATE functions SET current = 0 WHERE name = ?1 AND id != ?2 AND current = 1")?
-        .execute(params![func.name(), id])?;
+    tx.prepare_cached(
+        "UPDATE functions SET current = 0 WHERE name = ?1 AND id != ?2 AND current = 1",
+    )?
+    .execute(params![func.name(), id])?;
     Ok(id)
 }
 
@@ -403,20 +453,33 @@ pub(crate) struct NewEntry<'a> {
     pub expires: Option<i64>,
 }
 
-pub(crate) fn insert_entry(tx: &Transaction, e: &NewEntry<'_>) -> rusqlite::Result<Option<Removed>> {
+pub(crate) fn insert_entry(
+    tx: &Transaction,
+    e: &NewEntry<'_>,
+) -> rusqlite::Result<Option<Removed>> {
     let old = delete_entry(tx, e.key)?;
     tx.prepare_cached(
         "INSERT INTO entries (key, function_id, size, hash, value, created, last_used, expires)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
     )?
-    .execute(params![&e.key.0[..], e.function_id, e.size as i64, &e.hash.0[..], e.inline, e.now, e.expires])?;
+    .execute(params![
+        &e.key.0[..],
+        e.function_id,
+        e.size as i64,
+        &e.hash.0[..],
+        e.inline,
+        e.now,
+        e.expires
+    ])?;
     Ok(old)
 }
 
 pub(crate) fn delete_entry(tx: &Transaction, key: &Key) -> rusqlite::Result<Option<Removed>> {
-    tx.prepare_cached("DELETE FROM entries WHERE key = ?1 RETURNING key, hash, size, value IS NULL")?
-        .query_row([&key.0[..]], removed)
-        .optional()
+    tx.prepare_cached(
+        "DELETE FROM entries WHERE key = ?1 RETURNING key, hash, size, value IS NULL",
+    )?
+    .query_row([&key.0[..]], removed)
+    .optional()
 }
 
 /// True when the row of `key` holds the value hashing to `hash` in a blob file.
@@ -427,10 +490,16 @@ pub(crate) fn holds_blob(conn: &Connection, key: &Key, hash: &Digest) -> rusqlit
 
 /// Deletes the row only if it still holds the value hashing to `hash`: a reader that found a
 /// bad value must not delete a good one stored since.
-pub(crate) fn delete_entry_if(tx: &Transaction, key: &Key, hash: &Digest) -> rusqlite::Result<Option<Removed>> {
-    tx.prepare_cached("DELETE FROM entries WHERE key = ?1 AND hash = ?2 RETURNING key, hash, size, value IS NULL")?
-        .query_row([&key.0[..], &hash.0[..]], removed)
-        .optional()
+pub(crate) fn delete_entry_if(
+    tx: &Transaction,
+    key: &Key,
+    hash: &Digest,
+) -> rusqlite::Result<Option<Removed>> {
+    tx.prepare_cached(
+        "DELETE FROM entries WHERE key = ?1 AND hash = ?2 RETURNING key, hash, size, value IS NULL",
+    )?
+    .query_row([&key.0[..], &hash.0[..]], removed)
+    .optional()
 }
 
 /// Deletes every row selected by `where_sql` (over `entries e` joined with `functions f`).
@@ -475,10 +544,18 @@ pub(crate) fn touch(tx: &Transaction, updates: &[(Key, u64, i64)]) -> rusqlite::
 /// Total (entries, bytes) over all functions.
 pub(crate) fn totals(conn: &Connection) -> rusqlite::Result<(u64, u64)> {
     conn.prepare_cached("SELECT coalesce(sum(entries), 0), coalesce(sum(bytes), 0) FROM functions")?
-        .query_row([], |r| Ok((r.get::<_, i64>(0)?.max(0) as u64, r.get::<_, i64>(1)?.max(0) as u64)))
+        .query_row([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?.max(0) as u64,
+                r.get::<_, i64>(1)?.max(0) as u64,
+            ))
+        })
 }
 
 /// Removes function versions that are not current and have no entries left.
 pub(crate) fn forget_empty_versions(tx: &Transaction) -> rusqlite::Result<usize> {
-    tx.execute("DELETE FROM functions WHERE current = 0 AND entries <= 0", [])
+    tx.execute(
+        "DELETE FROM functions WHERE current = 0 AND entries <= 0",
+        [],
+    )
 }

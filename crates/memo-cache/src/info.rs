@@ -98,13 +98,17 @@ impl EntryInfo {
     }
 }
 
-const ENTRY_COLUMNS: &str = "e.key, f.name, f.fingerprint, f.return_type, f.current, e.size, e.value IS NULL,
+const ENTRY_COLUMNS: &str =
+    "e.key, f.name, f.fingerprint, f.return_type, f.current, e.size, e.value IS NULL,
     e.hash, e.created, e.last_used, e.hits, e.expires";
 
 fn entry_info(r: &rusqlite::Row<'_>) -> rusqlite::Result<EntryInfo> {
     let digest = |i: usize| -> rusqlite::Result<Digest> {
-        Digest::from_slice(&r.get::<_, Vec<u8>>(i)?)
-            .ok_or(rusqlite::Error::InvalidColumnType(i, "digest".into(), rusqlite::types::Type::Blob))
+        Digest::from_slice(&r.get::<_, Vec<u8>>(i)?).ok_or(rusqlite::Error::InvalidColumnType(
+            i,
+            "digest".into(),
+            rusqlite::types::Type::Blob,
+        ))
     };
     Ok(EntryInfo {
         key: digest(0)?,
@@ -178,9 +182,16 @@ impl Cache {
         if let Some(remote) = self.remote() {
             let limit = remote.max_value() as i64;
             let (n, bytes) = self.index().read(|c| {
-                c.query_row("SELECT count(*), coalesce(sum(size), 0) FROM entries WHERE size > ?1", [limit], |r| {
-                    Ok((r.get::<_, i64>(0)?.max(0) as u64, r.get::<_, i64>(1)?.max(0) as u64))
-                })
+                c.query_row(
+                    "SELECT count(*), coalesce(sum(size), 0) FROM entries WHERE size > ?1",
+                    [limit],
+                    |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?.max(0) as u64,
+                            r.get::<_, i64>(1)?.max(0) as u64,
+                        ))
+                    },
+                )
             })?;
             (stats.local_only, stats.local_only_bytes) = (Some(n), Some(bytes));
         }
@@ -295,13 +306,18 @@ impl Cache {
             let mut out = [fill; 32];
             for (i, d) in digits.iter().enumerate() {
                 let byte = &mut out[i / 2];
-                *byte = if i % 2 == 0 { (d << 4) | (*byte & 0x0f) } else { (*byte & 0xf0) | d };
+                *byte = if i % 2 == 0 {
+                    (d << 4) | (*byte & 0x0f)
+                } else {
+                    (*byte & 0xf0) | d
+                };
             }
             out
         };
         let (low, high) = (bound(0x00), bound(0xff));
         let keys: Vec<Vec<u8>> = self.index().read(|c| {
-            let mut stmt = c.prepare_cached("SELECT key FROM entries WHERE key >= ?1 AND key <= ?2 LIMIT 2")?;
+            let mut stmt =
+                c.prepare_cached("SELECT key FROM entries WHERE key >= ?1 AND key <= ?2 LIMIT 2")?;
             let rows = stmt.query_map(params![&low[..], &high[..]], |r| r.get(0))?;
             rows.collect()
         })?;
@@ -316,7 +332,10 @@ impl Cache {
                         |r| r.get::<_, i64>(0),
                     )
                 })?;
-                Err(Error::AmbiguousKey { prefix: prefix.to_owned(), count: count as usize })
+                Err(Error::AmbiguousKey {
+                    prefix: prefix.to_owned(),
+                    count: count as usize,
+                })
             }
         }
     }

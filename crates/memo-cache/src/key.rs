@@ -142,7 +142,11 @@ impl Clone for Function {
 
 impl Function {
     /// A function identity from static strings; usable in a `static`.
-    pub const fn new(name: &'static str, fingerprint: &'static str, return_type: &'static str) -> Self {
+    pub const fn new(
+        name: &'static str,
+        fingerprint: &'static str,
+        return_type: &'static str,
+    ) -> Self {
         Function {
             name: Cow::Borrowed(name),
             fingerprint: Cow::Borrowed(fingerprint),
@@ -153,7 +157,11 @@ impl Function {
     }
 
     /// A function identity from owned strings.
-    pub fn owned(name: impl Into<String>, fingerprint: impl Into<String>, return_type: impl Into<String>) -> Self {
+    pub fn owned(
+        name: impl Into<String>,
+        fingerprint: impl Into<String>,
+        return_type: impl Into<String>,
+    ) -> Self {
         Function {
             name: Cow::Owned(name.into()),
             fingerprint: Cow::Owned(fingerprint.into()),
@@ -239,7 +247,10 @@ where
     &'a C: IntoIterator,
     <&'a C as IntoIterator>::Item: Serialize,
 {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
         let mut items: Vec<(Vec<u8>, <&'a C as IntoIterator>::Item)> = Vec::new();
         for item in self.0 {
             let mut bytes = Vec::new();

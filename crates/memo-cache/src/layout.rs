@@ -108,15 +108,19 @@ fn create_private_dir(dir: &Path) -> Result<()> {
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir).map_err(|e| Error::io("creating cache directory", dir, e))
+    builder
+        .create(dir)
+        .map_err(|e| Error::io("creating cache directory", dir, e))
 }
 
 fn write_if_missing(path: &Path, contents: &str) -> Result<()> {
-    match fs::OpenOptions::new().write(true).create_new(true).open(path) {
-        Ok(mut file) => {
-            std::io::Write::write_all(&mut file, contents.as_bytes())
-                .map_err(|e| Error::io("writing", path, e))
-        }
+    match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+    {
+        Ok(mut file) => std::io::Write::write_all(&mut file, contents.as_bytes())
+            .map_err(|e| Error::io("writing", path, e)),
         Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(Error::io("creating", path, e)),
     }

@@ -41,9 +41,9 @@ mod info;
 mod key;
 mod layout;
 mod lock;
-mod verify;
 #[cfg(feature = "redis")]
 pub mod remote;
+mod verify;
 
 pub use memo_cache_macros::disk_cache;
 
@@ -56,7 +56,9 @@ pub use info::{EntryInfo, FunctionStats, Stats};
 pub use key::{Digest, Function, KEY_FORMAT_VERSION, Key, Unordered, parse_key};
 pub use layout::{BLOBS_DIR, DIR_ENV, INDEX_FILE, LOCKS_DIR, TMP_DIR, default_dir};
 #[cfg(feature = "redis")]
-pub use remote::{REDIS_PREFIX_ENV, REDIS_URL_ENV, RemoteConfig, RemoteStats, remote_clear, remote_stats};
+pub use remote::{
+    REDIS_PREFIX_ENV, REDIS_URL_ENV, RemoteConfig, RemoteStats, remote_clear, remote_stats,
+};
 pub use verify::{Problem, ProblemKind, Verify, VerifyReport};
 
 /// The canonical MessagePack encoding that keys are hashed from; see the [`key`] docs.
@@ -65,7 +67,10 @@ pub use verify::{Problem, ProblemKind, Verify, VerifyReport};
 /// assert_eq!(memo_cache::canonical_bytes(&(1u8, "a")).unwrap(), vec![0x92, 0x01, 0xa1, b'a']);
 /// ```
 pub fn canonical_bytes<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
-    canonical::to_vec(value).map_err(|e| Error::EncodeKey { function: "?".into(), message: e.to_string() })
+    canonical::to_vec(value).map_err(|e| Error::EncodeKey {
+        function: "?".into(),
+        message: e.to_string(),
+    })
 }
 
 #[doc(hidden)]

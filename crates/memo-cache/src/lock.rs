@@ -30,7 +30,10 @@ impl ComputeLock {
                 Err(TryLockError::Error(e)) => return Err(e),
             }
             if still_linked(&file, path)? {
-                return Ok(Some(ComputeLock { file, path: path.to_path_buf() }));
+                return Ok(Some(ComputeLock {
+                    file,
+                    path: path.to_path_buf(),
+                }));
             }
         }
     }
@@ -41,7 +44,10 @@ impl ComputeLock {
             let file = open(path)?;
             file.lock()?;
             if still_linked(&file, path)? {
-                return Ok(ComputeLock { file, path: path.to_path_buf() });
+                return Ok(ComputeLock {
+                    file,
+                    path: path.to_path_buf(),
+                });
             }
         }
     }
@@ -59,10 +65,22 @@ fn open(path: &Path) -> io::Result<File> {
     if let Some(parent) = path.parent()
         && fs::symlink_metadata(parent).is_ok_and(|m| !m.is_dir())
     {
-        return Err(io::Error::other(format!("{} is not a directory", parent.display())));
+        return Err(io::Error::other(format!(
+            "{} is not a directory",
+            parent.display()
+        )));
     }
     // Not through a symlink planted in place of a lock file: O_CREAT would create its target.
-    let open = || no_follow(fs::OpenOptions::new().read(true).write(true).create(true).truncate(false)).open(path);
+    let open = || {
+        no_follow(
+            fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false),
+        )
+        .open(path)
+    };
     match open() {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             if let Some(parent) = path.parent() {

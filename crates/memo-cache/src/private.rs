@@ -23,7 +23,10 @@ enum Slot {
     Failed(Instant),
 }
 
-static CACHES: Mutex<Option<HashMap<(PathBuf, Option<&'static str>), Slot>>> = Mutex::new(None);
+/// Open handles by directory and `remote = ..` URL.
+type Registry = HashMap<(PathBuf, Option<&'static str>), Slot>;
+
+static CACHES: Mutex<Option<Registry>> = Mutex::new(None);
 static FLUSH_AT_EXIT: Once = Once::new();
 
 /// The process-wide handle of the cache in `dir` (else `MEMO_CACHE_DIR`, else the platform
@@ -79,7 +82,9 @@ fn open_with_remote(path: &std::path::Path, remote: Option<&str>) -> crate::Resu
     };
     #[cfg(not(feature = "redis"))]
     if let Some(url) = remote {
-        tracing::warn!("memo-cache: `remote = {url:?}` needs memo-cache's `redis` feature; using the local cache only");
+        tracing::warn!(
+            "memo-cache: `remote = {url:?}` needs memo-cache's `redis` feature; using the local cache only"
+        );
     }
     builder.open()
 }
@@ -235,7 +240,8 @@ impl SiteRef {
             if let Some((_, site)) = sites.iter().find(|(id, _)| *id == self.id) {
                 return site;
             }
-            let site: &'static Site = Box::leak(Box::new(Site::new(self.dir, self.remote, self.memory)));
+            let site: &'static Site =
+                Box::leak(Box::new(Site::new(self.dir, self.remote, self.memory)));
             sites.push((self.id, site));
             site
         })
@@ -334,7 +340,9 @@ impl Site {
         key: Option<(&'static Cache, Key)>,
     ) -> bool {
         if let Some(memory) = &self.memory
-            && with_memory_key(func, args, |bytes| bytes.is_some_and(|b| memory.contains(b)))
+            && with_memory_key(func, args, |bytes| {
+                bytes.is_some_and(|b| memory.contains(b))
+            })
         {
             return true;
         }

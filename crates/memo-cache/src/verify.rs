@@ -102,7 +102,10 @@ pub struct Verify {
 
 impl Default for Verify {
     fn default() -> Self {
-        Verify { fix: false, file_grace: DEFAULT_FILE_GRACE }
+        Verify {
+            fix: false,
+            file_grace: DEFAULT_FILE_GRACE,
+        }
     }
 }
 
@@ -140,7 +143,9 @@ impl Cache {
     /// ```
     pub fn verify(&self, options: &Verify) -> Result<VerifyReport> {
         let mut report = VerifyReport::default();
-        let check: String = self.index().read(|c| c.query_row("PRAGMA quick_check", [], |r| r.get(0)))?;
+        let check: String = self
+            .index()
+            .read(|c| c.query_row("PRAGMA quick_check", [], |r| r.get(0)))?;
         if check != "ok" {
             report.problems.push(Problem {
                 kind: ProblemKind::IndexCorrupt,
@@ -158,7 +163,10 @@ impl Cache {
         for stray in stray_files(self, options.file_grace)? {
             let (kind, what) = match stray.kind {
                 StrayKind::Orphan => (ProblemKind::OrphanFile, "blob file that no entry refers to"),
-                StrayKind::Temp => (ProblemKind::StaleTempFile, "temp file of an unfinished write"),
+                StrayKind::Temp => (
+                    ProblemKind::StaleTempFile,
+                    "temp file of an unfinished write",
+                ),
                 StrayKind::Lock => (ProblemKind::StaleLock, "lock file whose holder is gone"),
             };
             let fixed = options.fix && stray.remove().is_ok();
@@ -190,7 +198,8 @@ impl Cache {
             let mut checked = 0u64;
             while let Some(row) = rows.next()? {
                 checked += 1;
-                let (Some(key), Some(hash)) = (index::digest_at(row, 0), index::digest_at(row, 3)) else {
+                let (Some(key), Some(hash)) = (index::digest_at(row, 0), index::digest_at(row, 3))
+                else {
                     continue;
                 };
                 let function: Option<String> = row.get(1)?;
@@ -205,9 +214,16 @@ impl Cache {
                     }
                 };
                 let (kind, detail) = match outcome {
-                    Ok(bytes) if Digest::of(&bytes) == hash && bytes.len() as u64 == size => continue,
-                    Ok(_) => (ProblemKind::HashMismatch, "stored bytes do not match their hash".to_owned()),
-                    Err(blobs::ReadFailure::Missing) => (ProblemKind::MissingBlob, "blob file is missing".to_owned()),
+                    Ok(bytes) if Digest::of(&bytes) == hash && bytes.len() as u64 == size => {
+                        continue;
+                    }
+                    Ok(_) => (
+                        ProblemKind::HashMismatch,
+                        "stored bytes do not match their hash".to_owned(),
+                    ),
+                    Err(blobs::ReadFailure::Missing) => {
+                        (ProblemKind::MissingBlob, "blob file is missing".to_owned())
+                    }
                     Err(other) => (ProblemKind::BadBlob, other.to_string()),
                 };
                 let name = function.clone().unwrap_or_else(|| "?".into());
@@ -230,8 +246,12 @@ impl Cache {
 
     fn fix_entries(&self, report: &mut VerifyReport) -> Result<()> {
         for problem in &mut report.problems {
-            let (Some(key), Some(hash)) = (problem.key, problem.hash) else { continue };
-            let removed = self.index().write(|tx| index::delete_entry_if(tx, &key, &hash))?;
+            let (Some(key), Some(hash)) = (problem.key, problem.hash) else {
+                continue;
+            };
+            let removed = self
+                .index()
+                .write(|tx| index::delete_entry_if(tx, &key, &hash))?;
             // The file may be a directory or symlink planted there: `blobs::remove` handles those.
             self.remove_blobs(removed.as_slice());
             problem.fixed = true;

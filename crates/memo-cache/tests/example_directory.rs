@@ -53,10 +53,19 @@ fn the_example_cache_opens_verifies_and_serves_its_values() {
     let cache = Cache::open(dir.path()).expect("the example cache opens with the current code");
 
     let report = cache.verify(&Verify::new()).unwrap();
-    assert!(report.is_sound(), "example cache has problems: {:?}", report.problems);
+    assert!(
+        report.is_sound(),
+        "example cache has problems: {:?}",
+        report.problems
+    );
     assert_eq!(report.entries_checked, 3);
 
-    let names: Vec<String> = cache.functions().unwrap().into_iter().map(|f| f.name).collect();
+    let names: Vec<String> = cache
+        .functions()
+        .unwrap()
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
     assert_eq!(names, ["expensive::prime_stats", "expensive::primes_below"]);
 
     let mut stats = Vec::new();
@@ -72,13 +81,35 @@ fn the_example_cache_opens_verifies_and_serves_its_values() {
         .unwrap();
     let mut counts: Vec<PrimeStats> = stats
         .iter()
-        .map(|key| cache.get_key::<PrimeStats>("expensive::prime_stats", key).unwrap().expect("a hit"))
+        .map(|key| {
+            cache
+                .get_key::<PrimeStats>("expensive::prime_stats", key)
+                .unwrap()
+                .expect("a hit")
+        })
         .collect();
     counts.sort_by_key(|s| s.count);
-    assert_eq!(counts[0], PrimeStats { count: 78_498, largest: 999_983, twin_pairs: 8_169 });
-    assert_eq!(counts[1], PrimeStats { count: 1_857_859, largest: 29_999_999, twin_pairs: 152_891 });
+    assert_eq!(
+        counts[0],
+        PrimeStats {
+            count: 78_498,
+            largest: 999_983,
+            twin_pairs: 8_169
+        }
+    );
+    assert_eq!(
+        counts[1],
+        PrimeStats {
+            count: 1_857_859,
+            largest: 29_999_999,
+            twin_pairs: 152_891
+        }
+    );
 
-    let below: Vec<u64> = cache.get_key("expensive::primes_below", &primes[0]).unwrap().expect("a hit");
+    let below: Vec<u64> = cache
+        .get_key("expensive::primes_below", &primes[0])
+        .unwrap()
+        .expect("a hit");
     assert_eq!(below.len(), 9_592);
     assert_eq!(below[..5], [2, 3, 5, 7, 11]);
 }
@@ -92,7 +123,10 @@ fn the_example_cache_keys_still_derive_the_same() {
     let stats = memo_cache::Function::new("expensive::prime_stats", "v1", "PrimeStats");
     let primes = memo_cache::Function::new("expensive::primes_below", "v1", "Vec<u64>");
     for limit in [1_000_000u64, 30_000_000] {
-        assert!(cache.contains(&stats, &(limit,)).unwrap(), "prime_stats({limit}) not found by key");
+        assert!(
+            cache.contains(&stats, &(limit,)).unwrap(),
+            "prime_stats({limit}) not found by key"
+        );
     }
     assert!(cache.contains(&primes, &(100_000u64,)).unwrap());
 }

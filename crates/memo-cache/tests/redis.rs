@@ -114,8 +114,8 @@ fn child() {
     let config = RemoteConfig::new(&std::env::var("CHILD_URLS").unwrap())
         .unwrap()
         .prefix(std::env::var("CHILD_PREFIX").unwrap())
-        .command_timeout(Duration::from_millis(300))
-        .connect_timeout(Duration::from_millis(300))
+        .command_timeout(Duration::from_secs(2))
+        .connect_timeout(Duration::from_secs(2))
         .retry_after(Duration::from_millis(200))
         .wait_timeout(Duration::from_secs(30));
     let cache = Cache::builder(&dir).remote(config).open().unwrap();
@@ -416,7 +416,13 @@ fn the_attribute_remote_option_shares_results_between_machines() {
     let _redis = support::redis_server::Node::start_on(data.path(), MACRO_PORT);
     let run = |dir: &std::path::Path| {
         let child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "macro_child", "--nocapture", "--test-threads", "1"])
+            .args([
+                "--exact",
+                "macro_child",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
             .env("MEMO_TEST_MACRO_CHILD", "1")
             .env("MEMO_CACHE_DIR", dir)
             .env_remove("MEMO_CACHE_REDIS_URL")
@@ -429,6 +435,10 @@ fn the_attribute_remote_option_shares_results_between_machines() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     assert_eq!(run(a.path()).computed.len(), 10);
     let second = run(b.path());
-    assert!(second.computed.is_empty(), "machine B recomputed {:?}", second.computed);
+    assert!(
+        second.computed.is_empty(),
+        "machine B recomputed {:?}",
+        second.computed
+    );
     assert_eq!(second.got.len(), 10);
 }
