@@ -233,6 +233,11 @@ fn read_some(file: &mut File, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> 
 }
 
 fn open_checked(path: &Path, size: u64) -> std::result::Result<File, ReadFailure> {
+    // O_NOFOLLOW guards only the last component: a shard or `blobs/` replaced by a symlink
+    // would still lead outside the cache.
+    if !in_real_directories(path) {
+        return Err(ReadFailure::NotAFile);
+    }
     let file = open_no_follow(path).map_err(|e| match e.kind() {
         ErrorKind::NotFound => ReadFailure::Missing,
         // ELOOP: the path is a symlink.
