@@ -26,7 +26,12 @@ struct Small {
 }
 
 fn small(i: u64) -> Small {
-    Small { id: i, name: format!("item-{i:08}"), score: i as f64 * 0.25, tags: vec![1, 2, 3, i as u32] }
+    Small {
+        id: i,
+        name: format!("item-{i:08}"),
+        score: i as f64 * 0.25,
+        tags: vec![1, 2, 3, i as u32],
+    }
 }
 
 const N: u64 = 2_000;
@@ -43,9 +48,22 @@ impl Drop for Server {
 }
 
 fn start_redis() -> (Server, String) {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
         .stdout(Stdio::null())
         .spawn()
         .expect("redis-server is not installed: apt-get install redis-server");
@@ -63,11 +81,15 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 }
 
 fn time_each(n: u64, mut f: impl FnMut(u64)) -> Duration {
-    median((0..n).map(|i| {
-        let start = Instant::now();
-        f(i);
-        start.elapsed()
-    }).collect())
+    median(
+        (0..n)
+            .map(|i| {
+                let start = Instant::now();
+                f(i);
+                start.elapsed()
+            })
+            .collect(),
+    )
 }
 
 fn row(name: &str, memo: Duration, peer: Option<Duration>, note: &str) {
@@ -87,7 +109,12 @@ fn main() {
     let (_server, url) = start_redis();
     let dirs = tempfile::tempdir().unwrap();
     let config = RemoteConfig::new(&url).unwrap().prefix("bench:");
-    let open = |name: &str| Cache::builder(dirs.path().join(name)).remote(config.clone()).open().unwrap();
+    let open = |name: &str| {
+        Cache::builder(dirs.path().join(name))
+            .remote(config.clone())
+            .open()
+            .unwrap()
+    };
     let large = vec![0x5au8; 1 << 20];
 
     // Machine A stores everything: locally and in Redis.
@@ -107,22 +134,36 @@ fn main() {
         black_box(b.get::<_, Vec<u8>>(&LARGE, &(i,)).unwrap().unwrap());
     });
     // Machine C reads Redis without keeping a copy (its directory is read-only to it).
-    drop(Cache::builder(dirs.path().join("c")).no_remote().open().unwrap());
-    let c = Cache::builder(dirs.path().join("c")).read_only().remote(config.clone()).open().unwrap();
+    drop(
+        Cache::builder(dirs.path().join("c"))
+            .no_remote()
+            .open()
+            .unwrap(),
+    );
+    let c = Cache::builder(dirs.path().join("c"))
+        .read_only()
+        .remote(config.clone())
+        .open()
+        .unwrap();
     let redis_only_hit = time_each(N, |i| {
         black_box(c.get::<_, Small>(&SMALL, &(i,)).unwrap().unwrap());
     });
 
     // The cached crate's RedisCache on the same server.
-    let peer: RedisCache<u64, Small> = RedisCache::builder("bench-cached").connection_string(&url).build().unwrap();
+    let peer: RedisCache<u64, Small> = RedisCache::builder("bench-cached")
+        .connection_string(&url)
+        .build()
+        .unwrap();
     let peer_store = time_each(N, |i| {
         peer.cache_set(i, small(i)).unwrap();
     });
     let peer_hit = time_each(N, |i| {
         black_box(peer.cache_get(&i).unwrap().unwrap());
     });
-    let peer_large: RedisCache<u64, Vec<u8>> =
-        RedisCache::builder("bench-cached-large").connection_string(&url).build().unwrap();
+    let peer_large: RedisCache<u64, Vec<u8>> = RedisCache::builder("bench-cached-large")
+        .connection_string(&url)
+        .build()
+        .unwrap();
     let peer_store_large = time_each(50, |i| {
         peer_large.cache_set(i, large.clone()).unwrap();
     });
@@ -132,12 +173,42 @@ fn main() {
 
     println!("| case | memo-cache | cached RedisCache | x peer | note |");
     println!("|---|---|---|---|---|");
-    row("small hit, local directory", local_hit, Some(peer_hit), "no network at all");
-    row("small hit from Redis (kept locally)", redis_hit, Some(peer_hit), "GET, hash check, local store");
-    row("small hit from Redis (not kept)", redis_only_hit, Some(peer_hit), "GET and hash check");
-    row("small store (local + Redis)", store_small, Some(peer_store), "");
-    row("1 MiB hit from Redis (kept locally)", redis_hit_large, Some(peer_hit_large), "");
-    row("1 MiB store (local + Redis)", store_large, Some(peer_store_large), "");
+    row(
+        "small hit, local directory",
+        local_hit,
+        Some(peer_hit),
+        "no network at all",
+    );
+    row(
+        "small hit from Redis (kept locally)",
+        redis_hit,
+        Some(peer_hit),
+        "GET, hash check, local store",
+    );
+    row(
+        "small hit from Redis (not kept)",
+        redis_only_hit,
+        Some(peer_hit),
+        "GET and hash check",
+    );
+    row(
+        "small store (local + Redis)",
+        store_small,
+        Some(peer_store),
+        "",
+    );
+    row(
+        "1 MiB hit from Redis (kept locally)",
+        redis_hit_large,
+        Some(peer_hit_large),
+        "",
+    );
+    row(
+        "1 MiB store (local + Redis)",
+        store_large,
+        Some(peer_store_large),
+        "",
+    );
     println!();
     println!(
         "A Redis hit costs {:.1}x a local hit; a local hit is {:.1}x faster than the peer's Redis hit.",
