@@ -301,83 +301,49 @@ impl<'a, 'w, W: Write> Seq<'a, 'w, W> {
     }
 }
 
-impl<W: Write> ser::SerializeSeq for Seq<'_, '_, W> {
-    type Ok = ();
-    type Error = EncodeError;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> R {
-        self.element(value)
-    }
-    fn end(self) -> R {
-        self.finish()
-    }
+/// Sequences, tuples and their kin: every element goes through [`Seq::element`].
+macro_rules! elements {
+    ($($trait:ident :: $method:ident),*) => {$(
+        impl<W: Write> ser::$trait for Seq<'_, '_, W> {
+            type Ok = ();
+            type Error = EncodeError;
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> R {
+                self.element(value)
+            }
+            fn end(self) -> R {
+                self.finish()
+            }
+        }
+    )*};
 }
 
-impl<W: Write> ser::SerializeTuple for Seq<'_, '_, W> {
-    type Ok = ();
-    type Error = EncodeError;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> R {
-        self.element(value)
-    }
-    fn end(self) -> R {
-        self.finish()
-    }
+elements!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
+
+/// Structs and struct variants: each field as its name, then its value. A field skipped with
+/// `#[serde(skip_serializing_if = ..)]` is simply absent: serde's derive counts only the fields
+/// it writes, and the names keep "absent" apart from any value.
+macro_rules! fields {
+    ($($trait:ident),*) => {$(
+        impl<W: Write> ser::$trait for Seq<'_, '_, W> {
+            type Ok = ();
+            type Error = EncodeError;
+            fn serialize_field<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) -> R {
+                self.parent.str(name)?;
+                self.element(value)
+            }
+            fn end(self) -> R {
+                self.finish()
+            }
+        }
+    )*};
 }
 
-impl<W: Write> ser::SerializeTupleStruct for Seq<'_, '_, W> {
-    type Ok = ();
-    type Error = EncodeError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> R {
-        self.element(value)
-    }
-    fn end(self) -> R {
-        self.finish()
-    }
-}
-
-impl<W: Write> ser::SerializeTupleVariant for Seq<'_, '_, W> {
-    type Ok = ();
-    type Error = EncodeError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> R {
-        self.element(value)
-    }
-    fn end(self) -> R {
-        self.finish()
-    }
-}
-
-impl<W: Write> ser::SerializeStruct for Seq<'_, '_, W> {
-    type Ok = ();
-    type Error = EncodeError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) -> R {
-        self.parent.str(name)?;
-        self.element(value)
-    }
-    fn skip_field(&mut self, _name: &'static str) -> R {
-        Err(EncodeError(
-            "skipped struct fields are not supported in cache keys".into(),
-        ))
-    }
-    fn end(self) -> R {
-        self.finish()
-    }
-}
-
-impl<W: Write> ser::SerializeStructVariant for Seq<'_, '_, W> {
-    type Ok = ();
-    type Error = EncodeError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) -> R {
-        self.parent.str(name)?;
-        self.element(value)
-    }
-    fn skip_field(&mut self, _name: &'static str) -> R {
-        Err(EncodeError(
-            "skipped struct fields are not supported in cache keys".into(),
-        ))
-    }
-    fn end(self) -> R {
-        self.finish()
-    }
-}
+fields!(SerializeStruct, SerializeStructVariant);
 
 /// A map: entries are encoded separately and written sorted by their bytes.
 pub struct Map<'a, 'w, W: Write> {
@@ -449,6 +415,35 @@ mod tests {
         assert_ne!(
             to_vec(&P { x: 1, y: 2 }).unwrap(),
             to_vec(&Q { y: 1, x: 2 }).unwrap()
+        );
+    }
+
+    #[test]
+    fn skipped_fields_are_absent_not_an_error() {
+        #[derive(Serialize)]
+        struct Query {
+            term: String,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            limit: Option<u32>,
+        }
+        let without = to_vec(&Query {
+            term: "a".into(),
+            limit: None,
+        })
+        .unwrap();
+        let with = to_vec(&Query {
+            term: "a".into(),
+            limit: Some(3),
+        })
+        .unwrap();
+        assert_ne!(without, with);
+        assert_eq!(
+            without,
+            to_vec(&Query {
+                term: "a".into(),
+                limit: None
+            })
+            .unwrap()
         );
     }
 
