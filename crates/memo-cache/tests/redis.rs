@@ -442,3 +442,57 @@ fn the_attribute_remote_option_shares_results_between_machines() {
     );
     assert_eq!(second.got.len(), 10);
 }
+
+#[test]
+fn rediss_urls_speak_tls_and_verify_the_server() {
+    let tls = support::redis_server::Tls::start();
+    let ca = tls.ca_file.to_str().unwrap().to_owned();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let trusted = [("SSL_CERT_FILE", ca.as_str())];
+    let first = finish(spawn_child(
+        a.path(),
+        &tls.url(),
+        "tls:",
+        "0..10",
+        0,
+        &trusted,
+    ));
+    assert_eq!(first.computed.len(), 10);
+    assert_eq!(
+        count_lines(&first.stderr, "unavailable"),
+        0,
+        "{}",
+        first.stderr
+    );
+    let second = finish(spawn_child(
+        b.path(),
+        &tls.url(),
+        "tls:",
+        "0..10",
+        0,
+        &trusted,
+    ));
+    assert!(
+        second.computed.is_empty(),
+        "values did not travel over TLS: {:?}",
+        second.computed
+    );
+
+    // A server whose certificate is not trusted is refused: local-only, one warning, right values.
+    let c = tempfile::tempdir().unwrap();
+    let untrusted = finish(spawn_child(
+        c.path(),
+        &tls.url(),
+        "tls:",
+        "0..10",
+        0,
+        &[("SSL_CERT_FILE", "/dev/null")],
+    ));
+    assert_eq!(untrusted.computed.len(), 10, "an untrusted server was used");
+    assert_eq!(
+        count_lines(&untrusted.stderr, "unavailable"),
+        1,
+        "{}",
+        untrusted.stderr
+    );
+}
