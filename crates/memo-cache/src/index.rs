@@ -490,6 +490,11 @@ pub(crate) fn holds_blob(conn: &Connection, key: &Key, hash: &Digest) -> rusqlit
 
 /// Deletes the row only if it still holds the value hashing to `hash`: a reader that found a
 /// bad value must not delete a good one stored since.
+/// Deletes a row by its rowid: for malformed rows, which have no usable key.
+pub(crate) fn delete_rowid(tx: &Transaction, rowid: i64) -> rusqlite::Result<usize> {
+    tx.execute("DELETE FROM entries WHERE rowid = ?1", [rowid])
+}
+
 pub(crate) fn delete_entry_if(
     tx: &Transaction,
     key: &Key,

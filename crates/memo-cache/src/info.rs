@@ -249,7 +249,9 @@ impl Cache {
         self.index().read(|c| {
             let sql = format!(
                 "SELECT {ENTRY_COLUMNS} FROM entries e JOIN functions f ON f.id = e.function_id
-                 WHERE ?1 IS NULL OR f.name = ?1"
+                 WHERE (?1 IS NULL OR f.name = ?1)
+                   AND typeof(e.key) = 'blob' AND length(e.key) = 32
+                   AND typeof(e.hash) = 'blob' AND length(e.hash) = 32"
             );
             let mut stmt = c.prepare(&sql)?;
             let mut rows = stmt.query([function])?;

@@ -29,6 +29,8 @@ pub struct Problem {
     pub fixed: bool,
     /// The hash of the bad value, so a fix never removes a good value stored since.
     hash: Option<Digest>,
+    /// The row of a malformed entry, which has no usable key to address it by.
+    rowid: Option<i64>,
 }
 
 /// The kinds of problem `verify` reports.
@@ -49,6 +51,9 @@ pub enum ProblemKind {
     StaleTempFile,
     /// A lock file left by a process that is gone.
     StaleLock,
+    /// An index row memo-cache did not write: its key or hash is not a 32-byte digest, or its
+    /// size or value has the wrong type. Never served; removed by fix.
+    MalformedRow,
 }
 
 impl ProblemKind {
@@ -62,6 +67,7 @@ impl ProblemKind {
             ProblemKind::OrphanFile => "orphan-file",
             ProblemKind::StaleTempFile => "stale-temp-file",
             ProblemKind::StaleLock => "stale-lock",
+            ProblemKind::MalformedRow => "malformed-row",
         }
     }
 }
@@ -153,6 +159,7 @@ impl Cache {
                 function: None,
                 path: Some(self.index().path().to_path_buf()),
                 hash: None,
+                rowid: None,
                 detail: format!(
                     "SQLite reports the index damaged ({check}); run `memo-cache clear` or delete the directory"
                 ),
@@ -177,6 +184,7 @@ impl Cache {
                 detail: format!("{}: {what}", stray.path.display()),
                 path: Some(stray.path),
                 hash: None,
+                rowid: None,
                 fixed,
             });
         }
@@ -190,7 +198,7 @@ impl Cache {
         let layout = self.layout().clone();
         let problems = self.index().read(|conn| {
             let mut stmt = conn.prepare(
-                "SELECT e.key, f.name, e.size, e.hash, e.value FROM entries e
+                "SELECT e.key, f.name, e.size, e.hash, e.value, e.rowid FROM entries e
                  LEFT JOIN functions f ON f.id = e.function_id",
             )?;
             let mut rows = stmt.query([])?;
@@ -198,13 +206,35 @@ impl Cache {
             let mut checked = 0u64;
             while let Some(row) = rows.next()? {
                 checked += 1;
-                let (Some(key), Some(hash)) = (index::digest_at(row, 0), index::digest_at(row, 3))
-                else {
+                let function: Option<String> = row.get(1).ok().flatten();
+                let inline = match row.get_ref(4)? {
+                    rusqlite::types::ValueRef::Null => Some(None),
+                    rusqlite::types::ValueRef::Blob(bytes) => Some(Some(bytes.to_vec())),
+                    _ => None,
+                };
+                let (Some(key), Some(hash), Ok(size), Some(inline)) = (
+                    index::digest_at(row, 0),
+                    index::digest_at(row, 3),
+                    row.get::<_, i64>(2),
+                    inline,
+                ) else {
+                    let rowid: i64 = row.get(5)?;
+                    let name = function.clone().unwrap_or_else(|| "?".into());
+                    problems.push(Problem {
+                        kind: ProblemKind::MalformedRow,
+                        key: None,
+                        detail: format!(
+                            "index row {rowid} of {name}: its key, hash, size or value is not of the form memo-cache writes"
+                        ),
+                        function,
+                        path: None,
+                        hash: None,
+                        rowid: Some(rowid),
+                        fixed: false,
+                    });
                     continue;
                 };
-                let function: Option<String> = row.get(1)?;
-                let size = row.get::<_, i64>(2)?.max(0) as u64;
-                let inline: Option<Vec<u8>> = row.get(4)?;
+                let size = size.max(0) as u64;
                 let (path, outcome) = match inline {
                     Some(bytes) => (None, Ok(bytes)),
                     None => {
@@ -234,6 +264,7 @@ impl Cache {
                     function,
                     path,
                     hash: Some(hash),
+                    rowid: None,
                     fixed: false,
                 });
             }
@@ -246,6 +277,11 @@ impl Cache {
 
     fn fix_entries(&self, report: &mut VerifyReport) -> Result<()> {
         for problem in &mut report.problems {
+            if let Some(rowid) = problem.rowid {
+                self.index().write(|tx| index::delete_rowid(tx, rowid))?;
+                problem.fixed = true;
+                continue;
+            }
             let (Some(key), Some(hash)) = (problem.key, problem.hash) else {
                 continue;
             };
