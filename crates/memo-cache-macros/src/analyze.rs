@@ -105,6 +105,13 @@ pub fn analyze(item: &syn::ItemFn, options: &Options) -> syn::Result<Plan> {
         ));
     }
     let fallible = !options.cache_err && is_result(&ret);
+    let value = if fallible { ok_type(&ret) } else { Some(&ret) };
+    if let Some(Type::Reference(r)) = value.map(ungroup) {
+        return Err(syn::Error::new_spanned(
+            r,
+            "#[disk_cache] cannot cache a borrowed return type: a cached value is read back as an owned value; return an owned type such as `String` or `Vec<T>`",
+        ));
+    }
     Ok(Plan {
         args,
         ret,
@@ -232,6 +239,29 @@ fn is_result(ty: &Type) -> bool {
         Type::Group(g) => is_result(&g.elem),
         Type::Paren(p) => is_result(&p.elem),
         _ => false,
+    }
+}
+
+/// The first type argument of a `..Result<T, ..>`: its `Ok` type.
+fn ok_type(ty: &Type) -> Option<&Type> {
+    match ungroup(ty) {
+        Type::Path(p) => match &p.path.segments.last()?.arguments {
+            syn::PathArguments::AngleBracketed(args) => args.args.iter().find_map(|a| match a {
+                syn::GenericArgument::Type(t) => Some(t),
+                _ => None,
+            }),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// `ty` without invisible groups and parentheses.
+fn ungroup(ty: &Type) -> &Type {
+    match ty {
+        Type::Group(g) => ungroup(&g.elem),
+        Type::Paren(p) => ungroup(&p.elem),
+        other => other,
     }
 }
 

@@ -125,86 +125,172 @@ impl Context<'_> {
         }
     }
 
-    /// `let __memo_key`: the cache handle and key, computed from borrowed arguments.
-    fn key(&self) -> TokenStream {
-        let args = self.key_args();
-        quote! {
-            let __memo_key = __memo_site.key(__memo_function, #args);
-        }
-    }
-
-    /// `&(a, &b, ..)`: the arguments that take part in the key, borrowed.
-    fn key_args(&self) -> TokenStream {
+    /// `let __memo_part_i`: for each argument in the key, the `fn` that writes it, returned by its
+    /// check. `loud` in the cached function, whose checks report a type that cannot be part of
+    /// the key (spanned on it); quiet in the companions, so each such type is one error.
+    fn parts(&self, loud: bool) -> TokenStream {
         let krate = self.krate;
-        let parts = self.plan.args.iter().filter_map(|arg| {
-            let ident = &arg.ident;
-            Some(match arg.key? {
-                KeyPart::Plain => quote!(&#ident),
-                KeyPart::SelfRef => quote!(#ident),
-                KeyPart::SelfValue => quote!(&#ident),
-                KeyPart::Set => quote!(#krate::Unordered(&#ident)),
-                KeyPart::SetRef => quote!(#krate::Unordered(#ident)),
-            })
-        });
-        quote!(&(#(#parts,)*))
+        let mut out = TokenStream::new();
+        for (i, arg) in self.key_args().enumerate() {
+            let name = format_ident!("__memo_part_{}", i);
+            let ty = match (&arg.ty, arg.key) {
+                (Some(ty), Some(KeyPart::SetRef)) => set_of(ty).clone(),
+                (Some(ty), _) => ty.clone(),
+                (None, _) => syn::Type::Verbatim(quote_spanned!(arg.span=> Self)),
+            };
+            let set = matches!(arg.key, Some(KeyPart::Set | KeyPart::SetRef));
+            let check = match (loud, set, &arg.ty) {
+                (true, false, Some(_)) => {
+                    quote_spanned!(arg.span=> #krate::__private::assert_key_arg::<#ty>())
+                }
+                (true, false, None) => {
+                    quote_spanned!(arg.span=> #krate::__private::assert_self_key::<#ty>())
+                }
+                (true, true, _) => {
+                    let krate = respan(krate.clone(), arg.span);
+                    quote_spanned!(arg.span=> {
+                        #[allow(unused_imports)]
+                        use #krate::__private::LacksKeySet as _;
+                        (&#krate::__private::Probe::<#ty>::new()).key_set_part::<#ty>()
+                    })
+                }
+                (false, set, _) => {
+                    let method = if set {
+                        quote!(key_set_part::<#ty>)
+                    } else {
+                        quote!(key_part)
+                    };
+                    quote!({
+                        #[allow(unused_imports)]
+                        use #krate::__private::QuietKey as _;
+                        (&#krate::__private::Probe::<#ty>::new()).#method()
+                    })
+                }
+            };
+            out.extend(quote!(let #name = #check;));
+        }
+        out
     }
 
-    /// `let __memo_mem`: with `memory = N`, ask the in-memory LRU first and return on a hit.
-    fn recall(&self) -> TokenStream {
-        if self.options.memory.is_none() {
-            return quote!(let __memo_mem = ::core::option::Option::None;);
-        }
-        let (args, ops) = (self.key_args(), self.memory_ops());
-        let hit = if self.plan.fallible {
-            quote!(::core::result::Result::Ok(__memo_value))
+    /// The arguments that take part in the key.
+    fn key_args(&self) -> impl Iterator<Item = &crate::analyze::Arg> {
+        self.plan.args.iter().filter(|arg| arg.key.is_some())
+    }
+
+    /// `__memo_site.key_args(..)`: the arguments that take part in the key, borrowed, each
+    /// written by its `__memo_part_i`.
+    fn args(&self) -> TokenStream {
+        let krate = self.krate;
+        let sink = quote!(__memo_sink);
+        let writes = self.key_args().enumerate().map(|(i, arg)| {
+            let name = format_ident!("__memo_part_{}", i);
+            let ident = &arg.ident;
+            let value = match arg.key {
+                Some(KeyPart::SelfRef | KeyPart::SetRef) => quote!(#ident),
+                _ => quote!(&#ident),
+            };
+            quote!((#name)(#value, #sink)?;)
+        });
+        let len = self.key_args().count();
+        let write = if len == 0 {
+            quote!(|_| ::core::result::Result::Ok(()))
         } else {
-            quote!(__memo_value)
+            quote!(|#sink| {
+                #(#writes)*
+                ::core::result::Result::Ok(())
+            })
+        };
+        quote!(#krate::__private::KeyArgs::new(#len, #write))
+    }
+
+    /// The type of the stored value: the return type, or its `Ok` type.
+    /// The tokens the expansion adds are spanned on `span`.
+    fn value_type(&self, span: Span) -> TokenStream {
+        let (krate, ret) = (respan(self.krate.clone(), span), &self.plan.ret);
+        if self.plan.fallible {
+            quote_spanned!(span=> <#ret as #krate::__private::Fallible>::Ok)
+        } else {
+            quote!(#ret)
+        }
+    }
+
+    /// `let __memo_ops`: how the value is read and stored, returned by the return type's check:
+    /// loud in the cached function (spanned on the return type), quiet in the companions.
+    fn ops(&self, loud: bool) -> TokenStream {
+        let krate = self.krate;
+        let check = if loud {
+            // The expansion's tokens spanned on the return type too, so the error points at it.
+            let span = if self.plan.fallible {
+                ok_span(&self.plan.ret).unwrap_or_else(|| ret_span(self.item))
+            } else {
+                ret_span(self.item)
+            };
+            let value = self.value_type(span);
+            let krate = respan(krate.clone(), span);
+            quote_spanned!(span=> {
+                #[allow(unused_imports)]
+                use #krate::__private::{LacksBoth as _, LacksDeserialize as _, LacksSerialize as _};
+                (&#krate::__private::Probe::<#value>::new()).store_ops::<#value>()
+            })
+        } else {
+            let value = self.value_type(Span::call_site());
+            quote!({
+                #[allow(unused_imports)]
+                use #krate::__private::QuietValue as _;
+                (&#krate::__private::Probe::<#value>::new()).store_ops::<#value>()
+            })
+        };
+        quote!(let __memo_ops = #check;)
+    }
+
+    /// `let (__memo_mem, __memo_key)`: the in-memory LRU's part of the call (with `memory = N`,
+    /// `recall` asks it first and returns on a hit) and the cache handle and key. The arguments
+    /// are borrowed only inside this block, so an `async fn` keeps no borrow across an `.await`.
+    fn keys(&self, recall: bool) -> TokenStream {
+        let args = self.args();
+        let mem = if self.options.memory.is_none() {
+            quote!(let __memo_mem = ::core::option::Option::None;)
+        } else if recall {
+            let ops = self.memory_ops(true);
+            let hit = if self.plan.fallible {
+                quote!(::core::result::Result::Ok(__memo_value))
+            } else {
+                quote!(__memo_value)
+            };
+            quote! {
+                let __memo_mem = match __memo_site.recall(__memo_function, &__memo_args, #ops) {
+                    ::core::result::Result::Ok(__memo_value) => return #hit,
+                    ::core::result::Result::Err(__memo_mem) => __memo_mem,
+                };
+            }
+        } else {
+            let ops = self.memory_ops(false);
+            quote!(let __memo_mem = __memo_site.mem(__memo_function, &__memo_args, #ops);)
         };
         quote! {
-            let __memo_mem = match __memo_site.recall(__memo_function, #args, #ops) {
-                ::core::result::Result::Ok(__memo_value) => return #hit,
-                ::core::result::Result::Err(__memo_mem) => __memo_mem,
+            let (__memo_mem, __memo_key) = {
+                let __memo_args = #args;
+                #mem
+                (__memo_mem, __memo_site.key(__memo_function, &__memo_args))
             };
         }
     }
 
-    /// `let __memo_mem` for a call that skips the LRU lookup but remembers its result.
-    fn mem(&self) -> TokenStream {
-        if self.options.memory.is_none() {
-            return quote!(let __memo_mem = ::core::option::Option::None;);
-        }
-        let (args, ops) = (self.key_args(), self.memory_ops());
-        quote!(let __memo_mem = __memo_site.mem(__memo_function, #args, #ops);)
-    }
-
-    /// Compile-time checks, spanned on the tokens they are about.
-    fn checks(&self) -> TokenStream {
+    /// How a `memory = N` function keeps values: `cloning()` checks `Clone` in the cached
+    /// function (spanned on the option); the companions ask quietly.
+    fn memory_ops(&self, loud: bool) -> TokenStream {
         let krate = self.krate;
-        let mut checks = TokenStream::new();
-        for arg in &self.plan.args {
-            if arg.key.is_none() {
-                continue;
+        match (self.options.memory_span, loud) {
+            (None, _) => quote!(::core::option::Option::None),
+            (Some(span), true) => quote_spanned!(span=> #krate::__private::cloning()),
+            (Some(_), false) => {
+                let value = self.value_type(Span::call_site());
+                quote!({
+                    #[allow(unused_imports)]
+                use #krate::__private::QuietValue as _;
+                    (&#krate::__private::Probe::<#value>::new()).memory_ops()
+                })
             }
-            checks.extend(match &arg.ty {
-                Some(ty) => quote_spanned!(arg.span=> #krate::__private::assert_key_arg::<#ty>();),
-                None => quote_spanned!(arg.span=> #krate::__private::assert_self_key::<Self>();),
-            });
-        }
-        let ret = &self.plan.ret;
-        let span = ret_span(self.item);
-        checks.extend(if self.plan.fallible {
-            quote_spanned!(span=> #krate::__private::assert_storable_ok::<#ret>();)
-        } else {
-            quote_spanned!(span=> #krate::__private::assert_storable::<#ret>();)
-        });
-        checks
-    }
-
-    fn memory_ops(&self) -> TokenStream {
-        let krate = self.krate;
-        match self.options.memory_span {
-            Some(span) => quote_spanned!(span=> #krate::__private::cloning()),
-            None => quote!(::core::option::Option::None),
         }
     }
 
@@ -223,12 +309,12 @@ impl Context<'_> {
         let ItemFn {
             attrs, vis, sig, ..
         } = self.item;
-        let (checks, site, function, recall, key, compute) = (
-            self.checks(),
+        let (parts, ops, site, function, keys, compute) = (
+            self.parts(true),
+            self.ops(true),
             self.site(),
             self.function(),
-            self.recall(),
-            self.key(),
+            self.keys(true),
             self.compute(),
         );
         let mem = quote!(__memo_mem);
@@ -248,7 +334,7 @@ impl Context<'_> {
                 #require
                 match __memo_key {
                     ::core::option::Option::Some((__memo_cache, __memo_key)) => {
-                        __memo_site.#method(__memo_function, __memo_cache, __memo_key, #mem, __memo_compute).await
+                        __memo_site.#method(__memo_function, __memo_cache, __memo_key, __memo_ops, #mem, __memo_compute).await
                     }
                     ::core::option::Option::None => __memo_compute.await,
                 }
@@ -262,7 +348,7 @@ impl Context<'_> {
             quote! {
                 match __memo_key {
                     ::core::option::Option::Some((__memo_cache, __memo_key)) => {
-                        __memo_site.#method(__memo_function, __memo_cache, &__memo_key, #mem, __memo_compute)
+                        __memo_site.#method(__memo_function, __memo_cache, &__memo_key, __memo_ops, #mem, __memo_compute)
                     }
                     ::core::option::Option::None => __memo_compute(),
                 }
@@ -271,11 +357,11 @@ impl Context<'_> {
         quote! {
             #(#attrs)*
             #vis #sig {
-                #checks
+                #parts
+                #ops
                 #site
                 #function
-                #recall
-                #key
+                #keys
                 #compute
                 #run
             }
@@ -311,12 +397,19 @@ impl Context<'_> {
              without running it. Generated by `#[disk_cache]`.",
             f = self.ident()
         );
-        let (site, function, key, args) =
-            (self.site(), self.function(), self.key(), self.key_args());
+        let (site, function, parts, args) =
+            (self.site(), self.function(), self.parts(false), self.args());
         self.companion_item(
             &doc,
             &sig,
-            quote!({ #site #function #key __memo_site.contains(__memo_function, #args, __memo_key) }),
+            quote!({
+                #site
+                #function
+                #parts
+                let __memo_args = #args;
+                let __memo_key = __memo_site.key(__memo_function, &__memo_args);
+                __memo_site.contains(__memo_function, &__memo_args, __memo_key)
+            }),
         )
     }
 
@@ -327,32 +420,28 @@ impl Context<'_> {
              returns it. Generated by `#[disk_cache]`.",
             f = self.ident()
         );
-        let (site, function, key, compute, remember) = (
+        let (site, function, parts, ops, keys, compute) = (
             self.site(),
             self.function(),
-            self.key(),
+            self.parts(false),
+            self.ops(false),
+            self.keys(false),
             self.compute(),
-            self.mem(),
         );
-        let mem = quote!(__memo_mem);
-        let run = match (self.plan.is_async, self.plan.fallible) {
-            (false, true) => {
-                quote!(__memo_site.recompute(__memo_function, __memo_key, #mem, __memo_compute))
-            }
-            (false, false) => {
-                quote!(__memo_site.recompute_value(__memo_function, __memo_key, #mem, __memo_compute))
-            }
-            (true, true) => {
-                quote!(__memo_site.recompute_async(__memo_function, __memo_key, #mem, __memo_compute).await)
-            }
-            (true, false) => {
-                quote!(__memo_site.recompute_value_async(__memo_function, __memo_key, #mem, __memo_compute).await)
-            }
+        let method = match (self.plan.is_async, self.plan.fallible) {
+            (false, true) => quote!(recompute),
+            (false, false) => quote!(recompute_value),
+            (true, true) => quote!(recompute_async),
+            (true, false) => quote!(recompute_value_async),
         };
+        let wait = self.plan.is_async.then(|| quote!(.await));
+        let run = quote!(
+            __memo_site.#method(__memo_function, __memo_key, __memo_ops, __memo_mem, __memo_compute)#wait
+        );
         self.companion_item(
             &doc,
             &sig,
-            quote!({ #site #function #remember #key #compute #run }),
+            quote!({ #site #function #parts #ops #keys #compute #run }),
         )
     }
 
@@ -386,6 +475,50 @@ impl Context<'_> {
             #[allow(non_snake_case, dead_code, unused_variables, unused_mut, clippy::too_many_arguments)]
             #vis #sig #body
         }
+    }
+}
+
+/// `tokens` (the expansion's own, such as the crate's path) with every span set to `span`.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut token| {
+            if let TokenTree::Group(group) = &token {
+                let mut group =
+                    proc_macro2::Group::new(group.delimiter(), respan(group.stream(), span));
+                group.set_span(span);
+                token = TokenTree::Group(group);
+            } else {
+                token.set_span(span);
+            }
+            token
+        })
+        .collect()
+}
+
+/// The set of a set argument written `&HashSet<..>`.
+fn set_of(ty: &syn::Type) -> &syn::Type {
+    match ty {
+        syn::Type::Reference(r) => &r.elem,
+        syn::Type::Paren(p) => set_of(&p.elem),
+        syn::Type::Group(g) => set_of(&g.elem),
+        other => other,
+    }
+}
+
+/// Where the `Ok` type of a `..Result<T, ..>` is written.
+fn ok_span(ty: &syn::Type) -> Option<Span> {
+    match ty {
+        syn::Type::Group(g) => ok_span(&g.elem),
+        syn::Type::Paren(p) => ok_span(&p.elem),
+        syn::Type::Path(p) => match &p.path.segments.last()?.arguments {
+            syn::PathArguments::AngleBracketed(args) => args.args.iter().find_map(|a| match a {
+                syn::GenericArgument::Type(t) => Some(syn::spanned::Spanned::span(t)),
+                _ => None,
+            }),
+            _ => None,
+        },
+        _ => None,
     }
 }
 

@@ -45,7 +45,7 @@ impl From<encode::ValueWriteError<std::io::Error>> for EncodeError {
     }
 }
 
-type R<T = ()> = std::result::Result<T, EncodeError>;
+pub(crate) type R<T = ()> = std::result::Result<T, EncodeError>;
 
 /// Writes the canonical encoding of `value` to `out`.
 pub fn write<W: Write, T: Serialize + ?Sized>(out: &mut W, value: &T) -> R {
@@ -57,6 +57,68 @@ pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> R<Vec<u8>> {
     let mut out = Vec::new();
     write(&mut out, value)?;
     Ok(out)
+}
+
+/// Writes the header of a tuple of `len` elements as serde hands it over: `()` as nil, any other
+/// tuple as an array. Followed by each element's [`write`], it gives the bytes of the tuple.
+pub(crate) fn write_tuple_header<W: Write>(out: &mut W, len: usize) -> R {
+    if len == 0 {
+        encode::write_nil(out).map_err(io)
+    } else {
+        encode::write_array_len(out, len32(len)?)?;
+        Ok(())
+    }
+}
+
+/// Where the parts of a key are written, one argument at a time: the keyed hasher of a disk key,
+/// or the buffer of an in-memory key. One concrete type, so the function that writes one argument
+/// is a plain `fn` pointer, made where the argument's `Serialize` bound is known to hold.
+pub struct KeySink<'a>(Sink<'a>);
+
+enum Sink<'a> {
+    Hash(&'a mut blake3::Hasher),
+    Bytes(&'a mut Vec<u8>),
+}
+
+impl<'a> KeySink<'a> {
+    /// A sink feeding `hasher`.
+    pub(crate) fn hasher(hasher: &'a mut blake3::Hasher) -> Self {
+        KeySink(Sink::Hash(hasher))
+    }
+
+    /// A sink appending to `bytes`.
+    pub(crate) fn bytes(bytes: &'a mut Vec<u8>) -> Self {
+        KeySink(Sink::Bytes(bytes))
+    }
+}
+
+impl fmt::Debug for KeySink<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeySink")
+    }
+}
+
+impl Write for KeySink<'_> {
+    #[inline]
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    #[inline]
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        match &mut self.0 {
+            Sink::Hash(hasher) => {
+                hasher.update(buf);
+            }
+            Sink::Bytes(bytes) => bytes.extend_from_slice(buf),
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 struct Canonical<'w, W: Write> {
@@ -444,6 +506,28 @@ mod tests {
                 limit: None
             })
             .unwrap()
+        );
+    }
+
+    #[test]
+    fn a_tuple_is_its_header_then_its_elements() {
+        fn parts(len: usize, write: impl FnOnce(&mut KeySink<'_>) -> R) -> Vec<u8> {
+            let mut out = Vec::new();
+            let mut sink = KeySink::bytes(&mut out);
+            write_tuple_header(&mut sink, len).unwrap();
+            write(&mut sink).unwrap();
+            out
+        }
+        assert_eq!(parts(0, |_| Ok(())), to_vec(&()).unwrap());
+        assert_eq!(parts(1, |s| write(s, &"a")), to_vec(&(&"a",)).unwrap());
+        let v = vec![1u32, 2];
+        assert_eq!(
+            parts(3, |s| {
+                write(s, &7u8)?;
+                write(s, &v)?;
+                write(s, &Some("x"))
+            }),
+            to_vec(&(&7u8, &&v, Some("x"))).unwrap()
         );
     }
 

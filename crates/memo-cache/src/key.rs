@@ -213,11 +213,31 @@ impl Function {
     /// The key of a call with `args`: usually a tuple of the arguments that take part.
     pub fn key<A: Serialize + ?Sized>(&self, args: &A) -> Result<Key> {
         let mut hasher = blake3::Hasher::new_keyed(&self.identity().0);
-        canonical::write(&mut hasher, args).map_err(|e| Error::EncodeKey {
+        canonical::write(&mut hasher, args).map_err(|e| self.encode_error(e))?;
+        Ok(Digest(*hasher.finalize().as_bytes()))
+    }
+
+    /// The key of a call whose `len` arguments `parts` writes one after the other: the same key
+    /// as [`Function::key`] of the tuple of those arguments (`&(&a, &b)`), without the tuple's
+    /// `Serialize` bound. This is how `#[disk_cache]` keys a call.
+    pub(crate) fn key_from_parts(
+        &self,
+        len: usize,
+        parts: impl FnOnce(&mut canonical::KeySink<'_>) -> canonical::R,
+    ) -> Result<Key> {
+        let mut hasher = blake3::Hasher::new_keyed(&self.identity().0);
+        let mut sink = canonical::KeySink::hasher(&mut hasher);
+        canonical::write_tuple_header(&mut sink, len)
+            .and_then(|()| parts(&mut sink))
+            .map_err(|e| self.encode_error(e))?;
+        Ok(Digest(*hasher.finalize().as_bytes()))
+    }
+
+    fn encode_error(&self, e: canonical::EncodeError) -> Error {
+        Error::EncodeKey {
             function: self.name.to_string(),
             message: e.to_string(),
-        })?;
-        Ok(Digest(*hasher.finalize().as_bytes()))
+        }
     }
 }
 

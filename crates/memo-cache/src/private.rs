@@ -3,6 +3,7 @@
 
 use std::any::Any;
 use std::collections::HashMap;
+use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::{Mutex, Once, OnceLock, RwLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -11,8 +12,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::cache::Cache;
-use crate::key::{Function, Key};
+use crate::canonical;
+use crate::key::{Function, Key, Unordered};
 
+pub use crate::canonical::{EncodeError, KeySink};
 pub use serde;
 
 /// How long a directory that failed to open is left alone before trying again.
@@ -323,20 +326,26 @@ impl Site {
     /// The handle and key of a call, or `None` when the call must run uncached (no cache, or
     /// arguments that cannot be encoded; both logged).
     #[inline]
-    pub fn key<A: Serialize + ?Sized>(
+    pub fn key<F: WriteArgs>(
         &'static self,
         func: &Function,
-        args: &A,
+        args: &KeyArgs<F>,
     ) -> Option<(&'static Cache, Key)> {
         let cache = self.cache()?;
-        Some((cache, key(cache, func, args)?))
+        match func.key_from_parts(args.len, &args.write) {
+            Ok(key) => Some((cache, key)),
+            Err(e) => {
+                cache.warn_once("key", &e);
+                None
+            }
+        }
     }
 
     /// True when a sound, unexpired result is stored (in memory or on disk) for `key`.
-    pub fn contains<A: Serialize + ?Sized>(
+    pub fn contains<F: WriteArgs>(
         &'static self,
         func: &'static Function,
-        args: &A,
+        args: &KeyArgs<F>,
         key: Option<(&'static Cache, Key)>,
     ) -> bool {
         if let Some(memory) = &self.memory
@@ -380,17 +389,17 @@ impl Site {
         &'static self,
         func: &Function,
         key: Option<(&'static Cache, Key)>,
+        ops: &StoreOps<T>,
         mem: Option<Mem<T>>,
         compute: F,
     ) -> Result<T, E>
     where
-        T: Serialize + Any,
         F: FnOnce() -> Result<T, E>,
     {
         let result = compute();
         if let (Ok(value), Some((cache, key))) = (&result, key) {
             self.remember(func, cache, &key, mem.as_ref(), value);
-            store(cache, func, &key, value);
+            (ops.store)(cache, func, &key, value);
         }
         result
     }
@@ -400,14 +409,14 @@ impl Site {
         &'static self,
         func: &Function,
         key: Option<(&'static Cache, Key)>,
+        ops: &StoreOps<T>,
         mem: Option<Mem<T>>,
         compute: F,
     ) -> T
     where
-        T: Serialize + Any,
         F: FnOnce() -> T,
     {
-        match self.recompute(func, key, mem, || {
+        match self.recompute(func, key, ops, mem, || {
             Ok::<T, std::convert::Infallible>(compute())
         }) {
             Ok(value) => value,
@@ -421,25 +430,25 @@ impl Site {
         func: &Function,
         cache: &Cache,
         key: &Key,
+        ops: &StoreOps<T>,
         mem: Option<Mem<T>>,
         compute: F,
     ) -> Result<T, E>
     where
-        T: Serialize + DeserializeOwned + Any,
         F: FnOnce() -> Result<T, E>,
     {
-        if let Some(value) = lookup(cache, func, key) {
+        if let Some(value) = (ops.lookup)(cache, func, key) {
             self.remember(func, cache, key, mem.as_ref(), &value);
             return Ok(value);
         }
-        let (guard, value) = lock_or_wait(cache, func, key);
+        let (guard, value) = (ops.lock_or_wait)(cache, func, key);
         if let Some(value) = value {
             self.remember(func, cache, key, mem.as_ref(), &value);
             return Ok(value);
         }
         let result = compute();
         if let Ok(value) = &result {
-            store(cache, func, key, value);
+            (ops.store)(cache, func, key, value);
             self.remember(func, cache, key, mem.as_ref(), value);
         }
         drop(guard);
@@ -453,14 +462,14 @@ impl Site {
         func: &Function,
         cache: &Cache,
         key: &Key,
+        ops: &StoreOps<T>,
         mem: Option<Mem<T>>,
         compute: F,
     ) -> T
     where
-        T: Serialize + DeserializeOwned + Any,
         F: FnOnce() -> T,
     {
-        match self.get_or_try_compute(func, cache, key, mem, || {
+        match self.get_or_try_compute(func, cache, key, ops, mem, || {
             Ok::<T, std::convert::Infallible>(compute())
         }) {
             Ok(value) => value,
@@ -472,10 +481,10 @@ impl Site {
     /// needs to remember its result (`None` without `memory = N`). The hit path encodes the
     /// arguments into a reused buffer and probes a map: no hashing with blake3, no allocation.
     #[inline]
-    pub fn recall<A: Serialize + ?Sized, T>(
+    pub fn recall<F: WriteArgs, T>(
         &'static self,
         func: &'static Function,
-        args: &A,
+        args: &KeyArgs<F>,
         ops: Option<MemOps<T>>,
     ) -> Result<T, Option<Mem<T>>> {
         let (Some(memory), Some(ops)) = (self.memory.as_ref(), ops) else {
@@ -489,10 +498,10 @@ impl Site {
     }
 
     /// What a call needs to remember its result in the LRU; `None` without `memory = N`.
-    pub fn mem<A: Serialize + ?Sized, T>(
+    pub fn mem<F: WriteArgs, T>(
         &'static self,
         func: &'static Function,
-        args: &A,
+        args: &KeyArgs<F>,
         ops: Option<MemOps<T>>,
     ) -> Option<Mem<T>> {
         self.memory.as_ref()?;
@@ -677,9 +686,9 @@ thread_local! {
 
 /// Runs `f` on the memory key of a call, built in a reused per-thread buffer; `None` when the
 /// arguments cannot be encoded (the disk path then logs why).
-fn with_memory_key<A: Serialize + ?Sized, R>(
+fn with_memory_key<F: WriteArgs, R>(
     func: &'static Function,
-    args: &A,
+    args: &KeyArgs<F>,
     f: impl FnOnce(Option<&[u8]>) -> R,
 ) -> R {
     MEMORY_KEY.with(|buffer| {
@@ -693,14 +702,17 @@ fn with_memory_key<A: Serialize + ?Sized, R>(
     })
 }
 
-fn memory_key<A: Serialize + ?Sized>(
+fn memory_key<F: WriteArgs>(
     buffer: &mut Vec<u8>,
     func: &'static Function,
-    args: &A,
+    args: &KeyArgs<F>,
 ) -> bool {
     buffer.clear();
     buffer.extend_from_slice(&(func as *const Function as usize).to_le_bytes());
-    crate::canonical::write(buffer, args).is_ok()
+    let mut sink = KeySink::bytes(buffer);
+    canonical::write_tuple_header(&mut sink, args.len)
+        .and_then(|()| (args.write)(&mut sink))
+        .is_ok()
 }
 
 /// A quick multiplicative hash for short byte strings (FxHash's mixing): the LRU's keys are
@@ -747,7 +759,105 @@ impl std::hash::Hasher for BytesHash {
     }
 }
 
+// ---- Keys from parts -----------------------------------------------------------------------------
+
+/// Writes the arguments of a call that take part in its key, one after the other, each with the
+/// `fn` its check returned ([`assert_key_arg`] and its kin).
+pub trait WriteArgs: Fn(&mut KeySink<'_>) -> Result<(), EncodeError> {}
+impl<F: Fn(&mut KeySink<'_>) -> Result<(), EncodeError>> WriteArgs for F {}
+
+/// The `len` arguments of a call that take part in its key, and how to write them. The key is
+/// that of the tuple of those arguments, `Function::key(&(&a, &b, ..))`, but needs no
+/// `Serialize` bound here: each argument is written by a plain `fn` made where its bound holds.
+pub struct KeyArgs<F> {
+    len: usize,
+    write: F,
+}
+
+impl<F> KeyArgs<F>
+where
+    F: Fn(&mut KeySink<'_>) -> Result<(), EncodeError>,
+{
+    /// `len` arguments, written by `write`.
+    #[inline]
+    pub fn new(len: usize, write: F) -> Self {
+        KeyArgs { len, write }
+    }
+}
+
+impl<F> std::fmt::Debug for KeyArgs<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyArgs").field("len", &self.len).finish()
+    }
+}
+
+/// Writes one key argument: the canonical encoding of `value`.
+fn write_part<T: Serialize + ?Sized>(value: &T, sink: &mut KeySink<'_>) -> Result<(), EncodeError> {
+    canonical::write(sink, value)
+}
+
+/// A set argument (`HashSet`), written in a canonical order through [`Unordered`].
+pub trait KeySet {
+    /// Writes the set's elements sorted by their encoding.
+    fn write_unordered(&self, sink: &mut KeySink<'_>) -> Result<(), EncodeError>;
+}
+
+impl<C: ?Sized> KeySet for C
+where
+    for<'a> &'a C: IntoIterator,
+    for<'a> <&'a C as IntoIterator>::Item: Serialize,
+{
+    fn write_unordered(&self, sink: &mut KeySink<'_>) -> Result<(), EncodeError> {
+        canonical::write(sink, &Unordered(self))
+    }
+}
+
+// ---- Storing values -------------------------------------------------------------------------------
+
+/// How the values of one return type are read, waited for and stored: plain `fn`s made where
+/// `T: Serialize + DeserializeOwned` holds ([`Probe::store_ops`]), so the code that uses them
+/// needs no such bound. A return type that fails its check then gives one error, not one more
+/// for every place the value is used.
+pub struct StoreOps<T> {
+    lookup: fn(&Cache, &Function, &Key) -> Option<T>,
+    lock_or_wait: fn(&Cache, &Function, &Key) -> (ComputeGuard, Option<T>),
+    store: fn(&Cache, &Function, &Key, &T),
+}
+
+impl<T> std::fmt::Debug for StoreOps<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreOps")
+    }
+}
+
+fn store_ops<T: Serialize + DeserializeOwned + Any>() -> &'static StoreOps<T> {
+    const {
+        &StoreOps {
+            lookup: lookup::<T>,
+            lock_or_wait: lock_or_wait::<T>,
+            store: store::<T>,
+        }
+    }
+}
+
+/// Operations that never find nor store anything: what a companion gets for a return type that
+/// failed its check (the cached function itself reports the error, once).
+fn inert_ops<T>() -> &'static StoreOps<T> {
+    const {
+        &StoreOps {
+            lookup: |_, _, _| None,
+            lock_or_wait: |_, _, _| (ComputeGuard(Default::default()), None),
+            store: |_, _, _, _| {},
+        }
+    }
+}
+
 // ---- Compile-time checks with messages that say what to do ------------------------------------
+//
+// Each check returns what the generated code needs from the bound it checks (a `fn` writing an
+// argument, the `StoreOps` of the return type), made inside the check where the bound holds. The
+// types those come in are well formed whatever the type, so a failed check is the only error: the
+// rest of the generated code type-checks without the bound.
 
 /// An argument that takes part in the key.
 #[diagnostic::on_unimplemented(
@@ -755,12 +865,14 @@ impl std::hash::Hasher for BytesHash {
     label = "this argument's type does not implement `Serialize`",
     note = "derive or implement `serde::Serialize` for it, or leave the argument out of the key with `#[disk_cache(ignore(name))]`"
 )]
-pub trait KeyArg {}
+pub trait KeyArg: Serialize {}
 impl<T: Serialize + ?Sized> KeyArg for T {}
 
-/// Checks, at compile time, that an argument can be part of the key.
+/// Checks, at compile time, that an argument can be part of the key; returns how to write it.
 #[inline(always)]
-pub fn assert_key_arg<T: KeyArg + ?Sized>() {}
+pub fn assert_key_arg<T: KeyArg + ?Sized>() -> fn(&T, &mut KeySink<'_>) -> Result<(), EncodeError> {
+    write_part::<T>
+}
 
 /// The `self` of a cached method.
 #[diagnostic::on_unimplemented(
@@ -768,25 +880,15 @@ pub fn assert_key_arg<T: KeyArg + ?Sized>() {}
     label = "`{Self}` does not implement `serde::Serialize`",
     note = "derive `serde::Serialize` for `{Self}` so `self` takes part in the key, or write `#[disk_cache(ignore(self))]` if the result does not depend on it"
 )]
-pub trait SelfKey {}
+pub trait SelfKey: Serialize {}
 impl<T: Serialize + ?Sized> SelfKey for T {}
 
-/// Checks, at compile time, that `self` can be part of the key.
+/// Checks, at compile time, that `self` can be part of the key; returns how to write it.
 #[inline(always)]
-pub fn assert_self_key<T: SelfKey + ?Sized>() {}
-
-/// A value that can be stored and read back.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be cached: a cached value must implement `Serialize` and `DeserializeOwned`",
-    label = "the cached return type must implement `serde::Serialize + serde::de::DeserializeOwned`",
-    note = "derive `serde::Serialize` and `serde::Deserialize` for it (a type that borrows, like `&str`, cannot be read back: return an owned type such as `String`)"
-)]
-pub trait Storable {}
-impl<T: Serialize + DeserializeOwned> Storable for T {}
-
-/// Checks, at compile time, that a return type can be stored and read back.
-#[inline(always)]
-pub fn assert_storable<T: Storable>() {}
+pub fn assert_self_key<T: SelfKey + ?Sized>() -> fn(&T, &mut KeySink<'_>) -> Result<(), EncodeError>
+{
+    write_part::<T>
+}
 
 /// The `Ok` and `Err` types of a `Result` return type, however it is spelled (`io::Result<T>`).
 pub trait Fallible {
@@ -801,12 +903,206 @@ impl<T, E> Fallible for Result<T, E> {
     type Err = E;
 }
 
-/// Checks, at compile time, that the `Ok` type of a `Result` can be stored and read back.
-#[inline(always)]
-pub fn assert_storable_ok<R: Fallible>()
-where
-    R::Ok: Storable,
-{
+/// A type to check: `(&Probe::<T>::new()).store_ops::<T>()` and its kin pick, by method resolution,
+/// the method whose bounds `T` meets. For a stored value that tells apart a type that is
+/// `Serialize` only, `DeserializeOwned` only, or neither, with one error that says which; a bound
+/// of two traits would give one error per missing trait.
+///
+/// The cached function itself imports the fallbacks that report errors ([`LacksSerialize`],
+/// [`LacksDeserialize`], [`LacksBoth`]); its companions import the quiet ones ([`QuietKey`],
+/// [`QuietValue`]), so a type that fails is reported once.
+pub struct Probe<T: ?Sized>(PhantomData<fn(&T)>);
+
+impl<T: ?Sized> Probe<T> {
+    /// The probe of `T`.
+    #[inline(always)]
+    pub const fn new() -> Self {
+        Probe(PhantomData)
+    }
+}
+
+impl<T: ?Sized> Default for Probe<T> {
+    fn default() -> Self {
+        Probe::new()
+    }
+}
+
+impl<T: ?Sized> std::fmt::Debug for Probe<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Probe")
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + Any> Probe<T> {
+    /// How a cached value of type `T` is read and stored. `U` is `T` again, written in the
+    /// call: an error about it points at the function's return type.
+    #[inline(always)]
+    pub fn store_ops<U: ?Sized>(&self) -> &'static StoreOps<T> {
+        store_ops::<T>()
+    }
+}
+
+impl<T: Serialize + ?Sized> Probe<T> {
+    /// How an argument of type `T` is written into the key.
+    #[inline(always)]
+    pub fn key_part(&self) -> fn(&T, &mut KeySink<'_>) -> Result<(), EncodeError> {
+        write_part::<T>
+    }
+}
+
+impl<C: KeySet + ?Sized> Probe<C> {
+    /// How a set argument of type `C` is written into the key. `U` is `C` again, written in the
+    /// call: an error about it points at the argument's type.
+    #[inline(always)]
+    pub fn key_set_part<U: ?Sized>(&self) -> fn(&C, &mut KeySink<'_>) -> Result<(), EncodeError> {
+        C::write_unordered
+    }
+}
+
+/// A set argument whose elements are not `Serialize`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be part of a cache key: its elements do not implement `serde::Serialize`",
+    label = "this set's elements do not implement `Serialize`",
+    note = "derive or implement `serde::Serialize` for the element type, or leave the argument out of the key with `#[disk_cache(ignore(name))]`"
+)]
+pub trait KeySetElements {}
+
+/// The fallback of [`Probe::key_set_part`]: reports a set whose elements are not `Serialize`.
+pub trait LacksKeySet<C: ?Sized> {
+    /// Never compiles: the elements of `C` are not `Serialize`.
+    fn key_set_part<U>(&self) -> fn(&C, &mut KeySink<'_>) -> Result<(), EncodeError>
+    where
+        U: ?Sized + KeySetElements;
+}
+
+impl<C: ?Sized> LacksKeySet<C> for Probe<C> {
+    fn key_set_part<U>(&self) -> fn(&C, &mut KeySink<'_>) -> Result<(), EncodeError>
+    where
+        U: ?Sized + KeySetElements,
+    {
+        |_, _| Err(serde::ser::Error::custom("not a key argument"))
+    }
+}
+
+impl<T: MemoryValue> Probe<T> {
+    /// How a `memory = N` function keeps values of type `T`.
+    #[inline(always)]
+    pub fn memory_ops(&self) -> Option<MemOps<T>> {
+        cloning()
+    }
+}
+
+/// A stored value that is `Serialize` but not `DeserializeOwned`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be cached: it implements `Serialize` but not `DeserializeOwned`, so it cannot be read back",
+    label = "the cached return type must implement `serde::de::DeserializeOwned`",
+    note = "derive `serde::Deserialize` for it (a type that borrows, like `&str`, cannot be read back: return an owned type such as `String`)"
+)]
+pub trait CachedValueDeserializes {}
+
+/// A stored value that is `DeserializeOwned` but not `Serialize`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be cached: it implements `DeserializeOwned` but not `Serialize`, so it cannot be stored",
+    label = "the cached return type must implement `serde::Serialize`",
+    note = "derive `serde::Serialize` for it"
+)]
+pub trait CachedValueSerializes {}
+
+/// A stored value that is neither `Serialize` nor `DeserializeOwned`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be cached: a cached value must implement `Serialize` and `DeserializeOwned`",
+    label = "the cached return type must implement `serde::Serialize + serde::de::DeserializeOwned`",
+    note = "derive `serde::Serialize` and `serde::Deserialize` for it (a type that borrows, like `&str`, cannot be read back: return an owned type such as `String`)"
+)]
+pub trait CachedValueSerializesAndDeserializes {}
+
+/// The fallback of [`Probe::store_ops`] for a `Serialize` type: reports the missing
+/// `DeserializeOwned`.
+pub trait LacksDeserialize<T> {
+    /// Never compiles: `T` is not `DeserializeOwned`.
+    fn store_ops<U>(&self) -> &'static StoreOps<T>
+    where
+        U: ?Sized + CachedValueDeserializes;
+}
+
+impl<T: Serialize> LacksDeserialize<T> for Probe<T> {
+    fn store_ops<U>(&self) -> &'static StoreOps<T>
+    where
+        U: ?Sized + CachedValueDeserializes,
+    {
+        inert_ops()
+    }
+}
+
+/// The fallback of [`Probe::store_ops`] for a `DeserializeOwned` type: reports the missing
+/// `Serialize`.
+pub trait LacksSerialize<T> {
+    /// Never compiles: `T` is not `Serialize`.
+    fn store_ops<U>(&self) -> &'static StoreOps<T>
+    where
+        U: ?Sized + CachedValueSerializes;
+}
+
+impl<T: DeserializeOwned> LacksSerialize<T> for Probe<T> {
+    fn store_ops<U>(&self) -> &'static StoreOps<T>
+    where
+        U: ?Sized + CachedValueSerializes,
+    {
+        inert_ops()
+    }
+}
+
+/// The last fallback of [`Probe::store_ops`]: reports a type that is neither.
+pub trait LacksBoth<T> {
+    /// Never compiles: `T` is neither `Serialize` nor `DeserializeOwned`.
+    fn store_ops<U>(&self) -> &'static StoreOps<T>
+    where
+        U: ?Sized + CachedValueSerializesAndDeserializes;
+}
+
+impl<T> LacksBoth<T> for &Probe<T> {
+    fn store_ops<U>(&self) -> &'static StoreOps<T>
+    where
+        U: ?Sized + CachedValueSerializesAndDeserializes,
+    {
+        inert_ops()
+    }
+}
+
+/// The quiet fallbacks for a companion's arguments: the cached function reports a type that
+/// cannot be part of the key; its companions compile on, keying nothing.
+pub trait QuietKey<T: ?Sized> {
+    /// An argument that fails to encode, so the call runs uncached.
+    fn key_part(&self) -> fn(&T, &mut KeySink<'_>) -> Result<(), EncodeError>;
+    /// A set argument that fails to encode, so the call runs uncached.
+    fn key_set_part<U: ?Sized>(&self) -> fn(&T, &mut KeySink<'_>) -> Result<(), EncodeError>;
+}
+
+impl<T: ?Sized> QuietKey<T> for Probe<T> {
+    fn key_part(&self) -> fn(&T, &mut KeySink<'_>) -> Result<(), EncodeError> {
+        |_, _| Err(serde::ser::Error::custom("not a key argument"))
+    }
+    fn key_set_part<U: ?Sized>(&self) -> fn(&T, &mut KeySink<'_>) -> Result<(), EncodeError> {
+        |_, _| Err(serde::ser::Error::custom("not a key argument"))
+    }
+}
+
+/// The quiet fallbacks for a companion's return type: the cached function reports a type that
+/// cannot be stored; its companions compile on, storing nothing.
+pub trait QuietValue<T> {
+    /// Operations that store nothing.
+    fn store_ops<U: ?Sized>(&self) -> &'static StoreOps<T>;
+    /// No in-memory LRU.
+    fn memory_ops(&self) -> Option<MemOps<T>>;
+}
+
+impl<T> QuietValue<T> for Probe<T> {
+    fn store_ops<U: ?Sized>(&self) -> &'static StoreOps<T> {
+        inert_ops()
+    }
+    fn memory_ops(&self) -> Option<MemOps<T>> {
+        None
+    }
 }
 
 // ---- async ------------------------------------------------------------------------------------
@@ -850,18 +1146,19 @@ mod asynchronous {
             func: &'static Function,
             cache: &'static Cache,
             key: Key,
+            ops: &'static StoreOps<T>,
             mem: Option<Mem<T>>,
             compute: Fut,
         ) -> Result<T, E>
         where
-            T: Serialize + DeserializeOwned + Any + Send,
+            T: Send + 'static,
             Fut: Future<Output = Result<T, E>>,
         {
             let found = blocking(move || {
-                if let Some(value) = lookup::<T>(cache, func, &key) {
+                if let Some(value) = (ops.lookup)(cache, func, &key) {
                     return (ComputeGuard(Default::default()), Some(value));
                 }
-                lock_or_wait::<T>(cache, func, &key)
+                (ops.lock_or_wait)(cache, func, &key)
             })
             .await;
             let guard = match found {
@@ -874,7 +1171,7 @@ mod asynchronous {
             };
             let result = compute.await;
             let result = match result {
-                Ok(value) => Ok(self.store_async(func, cache, key, mem, value).await),
+                Ok(value) => Ok(self.store_async(func, cache, key, ops, mem, value).await),
                 Err(e) => Err(e),
             };
             drop(guard);
@@ -887,16 +1184,17 @@ mod asynchronous {
             func: &'static Function,
             cache: &'static Cache,
             key: Key,
+            ops: &'static StoreOps<T>,
             mem: Option<Mem<T>>,
             compute: Fut,
         ) -> T
         where
-            T: Serialize + DeserializeOwned + Any + Send,
+            T: Send + 'static,
             Fut: Future<Output = T>,
         {
             let compute = async move { Ok::<T, std::convert::Infallible>(compute.await) };
             match self
-                .get_or_try_compute_async(func, cache, key, mem, compute)
+                .get_or_try_compute_async(func, cache, key, ops, mem, compute)
                 .await
             {
                 Ok(value) => value,
@@ -909,16 +1207,17 @@ mod asynchronous {
             &'static self,
             func: &'static Function,
             key: Option<(&'static Cache, Key)>,
+            ops: &'static StoreOps<T>,
             mem: Option<Mem<T>>,
             compute: Fut,
         ) -> Result<T, E>
         where
-            T: Serialize + Any + Send,
+            T: Send + 'static,
             Fut: Future<Output = Result<T, E>>,
         {
             match (compute.await, key) {
                 (Ok(value), Some((cache, key))) => {
-                    Ok(self.store_async(func, cache, key, mem, value).await)
+                    Ok(self.store_async(func, cache, key, ops, mem, value).await)
                 }
                 (result, _) => result,
             }
@@ -929,15 +1228,16 @@ mod asynchronous {
             &'static self,
             func: &'static Function,
             key: Option<(&'static Cache, Key)>,
+            ops: &'static StoreOps<T>,
             mem: Option<Mem<T>>,
             compute: Fut,
         ) -> T
         where
-            T: Serialize + Any + Send,
+            T: Send + 'static,
             Fut: Future<Output = T>,
         {
             let compute = async move { Ok::<T, std::convert::Infallible>(compute.await) };
-            match self.recompute_async(func, key, mem, compute).await {
+            match self.recompute_async(func, key, ops, mem, compute).await {
                 Ok(value) => value,
                 Err(never) => match never {},
             }
@@ -950,18 +1250,19 @@ mod asynchronous {
             func: &'static Function,
             cache: &'static Cache,
             key: Key,
+            ops: &'static StoreOps<T>,
             mem: Option<Mem<T>>,
             value: T,
         ) -> T
         where
-            T: Serialize + Any + Send,
+            T: Send + 'static,
         {
             let slot = std::sync::Arc::new(Mutex::new(Some(value)));
             let shared = std::sync::Arc::clone(&slot);
             blocking(move || {
                 let value = shared.lock().unwrap_or_else(|p| p.into_inner());
                 if let Some(value) = value.as_ref() {
-                    store(cache, func, &key, value);
+                    (ops.store)(cache, func, &key, value);
                     self.remember(func, cache, &key, mem.as_ref(), value);
                 }
             })
