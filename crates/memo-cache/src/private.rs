@@ -120,17 +120,6 @@ fn register_exit_flush() {
 #[cfg(not(unix))]
 fn register_exit_flush() {}
 
-/// The key of a call, or `None` (logged) when the arguments cannot be encoded.
-pub fn key<A: Serialize + ?Sized>(cache: &Cache, func: &Function, args: &A) -> Option<Key> {
-    match func.key(args) {
-        Ok(key) => Some(key),
-        Err(e) => {
-            cache.warn_once("key", &e);
-            None
-        }
-    }
-}
-
 /// A lookup that never fails: errors are logged and count as a miss.
 pub fn lookup<T: DeserializeOwned + Any>(cache: &Cache, func: &Function, key: &Key) -> Option<T> {
     cache.get_quietly(func, key)
@@ -154,51 +143,6 @@ pub fn lock_or_wait<T: DeserializeOwned + Any>(
 ) -> (ComputeGuard, Option<T>) {
     let (lock, value) = cache.lock_or_wait(func, key);
     (ComputeGuard(lock), value)
-}
-
-/// The whole synchronous protocol: lookup, lock or wait, compute, store.
-pub fn get_or_compute<T, F>(cache: &Cache, func: &Function, key: &Key, compute: F) -> T
-where
-    T: Serialize + DeserializeOwned + Any,
-    F: FnOnce() -> T,
-{
-    if let Some(value) = lookup(cache, func, key) {
-        return value;
-    }
-    let (guard, value) = lock_or_wait(cache, func, key);
-    if let Some(value) = value {
-        return value;
-    }
-    let value = compute();
-    store(cache, func, key, &value);
-    drop(guard);
-    value
-}
-
-/// Like [`get_or_compute`] for a `Result`: only `Ok` is stored.
-pub fn get_or_try_compute<T, E, F>(
-    cache: &Cache,
-    func: &Function,
-    key: &Key,
-    compute: F,
-) -> Result<T, E>
-where
-    T: Serialize + DeserializeOwned + Any,
-    F: FnOnce() -> Result<T, E>,
-{
-    if let Some(value) = lookup(cache, func, key) {
-        return Ok(value);
-    }
-    let (guard, value) = lock_or_wait(cache, func, key);
-    if let Some(value) = value {
-        return Ok(value);
-    }
-    let result = compute();
-    if let Ok(value) = &result {
-        store(cache, func, key, value);
-    }
-    drop(guard);
-    result
 }
 
 // ---- Per-function state for #[disk_cache] ------------------------------------------------------
