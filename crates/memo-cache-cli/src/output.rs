@@ -21,7 +21,7 @@ pub struct Output {
 
 impl Output {
     /// Decides from the flags and the environment: colour only on a terminal and never when
-    /// `NO_COLOR` is set (https://no-color.org), unless `--color always`; `CLICOLOR_FORCE`
+    /// `NO_COLOR` is set (<https://no-color.org>), unless `--color always`; `CLICOLOR_FORCE`
     /// turns it on off a terminal. No spinner with `--json` or when stderr is not a terminal.
     pub fn new(json: bool, choice: ColorChoice) -> Output {
         let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());

@@ -1,8 +1,8 @@
 //! The `#[disk_cache]` attribute of [memo-cache](https://docs.rs/memo-cache); use it through
 //! `memo_cache::disk_cache`, which documents it.
 //!
-//! The expansion follows thiserror's shape: [`options`] parses the attribute, [`analyze`]
-//! validates the function and says what each argument means for the key, [`expand`] writes the
+//! The expansion follows thiserror's shape: `options` parses the attribute, `analyze`
+//! validates the function and says what each argument means for the key, `expand` writes the
 //! cached function and its companions. Any error is reported on the tokens it is about, beside
 //! the user's function left as written, so one mistake gives one error.
 

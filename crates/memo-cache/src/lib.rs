@@ -61,7 +61,7 @@ pub use remote::{
 };
 pub use verify::{Problem, ProblemKind, Verify, VerifyReport};
 
-/// The canonical MessagePack encoding that keys are hashed from; see the [`key`] docs.
+/// The canonical MessagePack encoding that keys are hashed from (see [`Function::key`]).
 ///
 /// ```
 /// assert_eq!(memo_cache::canonical_bytes(&(1u8, "a")).unwrap(), vec![0x92, 0x01, 0xa1, b'a']);
