@@ -804,8 +804,13 @@ impl Cache {
             ..Locks::default()
         };
         if locks.local.is_some() {
-            // Whoever held the lock, or finished just before we looked, may have stored it.
-            if let Some(value) = self.get_quietly(func, key) {
+            // Whoever held the lock, or finished just before we looked, may have stored it; it
+            // wrote here. (Another node's value is looked for once we hold the fleet lock.)
+            let local = self.get_key(func.name(), key).unwrap_or_else(|e| {
+                self.warn_once("read", &e);
+                None
+            });
+            if let Some(value) = local {
                 return (locks, Some(value));
             }
         }

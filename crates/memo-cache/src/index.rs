@@ -362,14 +362,6 @@ pub(crate) struct Removed {
     pub in_blob: bool,
 }
 
-fn digest(bytes: Vec<u8>, col: usize) -> rusqlite::Result<Digest> {
-    Digest::from_slice(&bytes).ok_or(rusqlite::Error::InvalidColumnType(
-        col,
-        "hash".into(),
-        rusqlite::types::Type::Blob,
-    ))
-}
-
 /// The key or hash in column `i`, or `None` when it is not a 32-byte blob (a hand-edited or
 /// hostile index may hold anything there, even text, which `get::<Vec<u8>>` refuses).
 pub(crate) fn digest_at(r: &rusqlite::Row<'_>, i: usize) -> Option<Digest> {
@@ -406,7 +398,14 @@ pub(crate) fn lookup(conn: &Connection, key: &Key) -> rusqlite::Result<Option<Ro
         .query_row([&key.0[..]], |r| {
             Ok(Row {
                 size: r.get::<_, i64>(0)?.max(0) as u64,
-                hash: digest(r.get(1)?, 1)?,
+                // Read in place: a hit allocates for the value, not for its hash.
+                hash: digest_at(r, 1).ok_or_else(|| {
+                    rusqlite::Error::InvalidColumnType(
+                        1,
+                        "hash".into(),
+                        rusqlite::types::Type::Blob,
+                    )
+                })?,
                 value: r.get(2)?,
                 expires: r.get(3)?,
             })
