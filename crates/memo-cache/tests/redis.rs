@@ -117,8 +117,15 @@ fn child() {
         .command_timeout(Duration::from_secs(2))
         .connect_timeout(Duration::from_secs(2))
         .retry_after(Duration::from_millis(200))
-        .wait_timeout(Duration::from_secs(30));
-    let cache = Cache::builder(&dir).remote(config).open().unwrap();
+        .wait_timeout(Duration::from_millis(
+            std::env::var("CHILD_WAIT_MS").map_or(30_000, |ms| ms.parse().unwrap()),
+        ));
+    // With CHILD_FROM_ENV the tier comes from MEMO_CACHE_REDIS_URL/_PREFIX, as a user sets it.
+    let cache = if std::env::var_os("CHILD_FROM_ENV").is_some() {
+        Cache::open(&dir).unwrap()
+    } else {
+        Cache::builder(&dir).remote(config).open().unwrap()
+    };
     let delay = Duration::from_millis(std::env::var("CHILD_DELAY_MS").unwrap().parse().unwrap());
     let pause = std::env::var("CHILD_PAUSE_MS")
         .ok()
@@ -494,5 +501,82 @@ fn rediss_urls_speak_tls_and_verify_the_server() {
         1,
         "{}",
         untrusted.stderr
+    );
+}
+
+#[test]
+fn the_environment_variables_enable_the_tier_and_name_its_prefix() {
+    let redis = Single::start();
+    let url = redis.node.url();
+    let env = [
+        ("CHILD_FROM_ENV", "1"),
+        ("MEMO_CACHE_REDIS_URL", url.as_str()),
+        ("MEMO_CACHE_REDIS_PREFIX", "from-env:"),
+    ];
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = finish(spawn_child(a.path(), &url, "ignored:", "0..5", 0, &env));
+    assert_eq!(first.computed.len(), 5);
+    let second = finish(spawn_child(b.path(), &url, "ignored:", "0..5", 0, &env));
+    assert!(
+        second.computed.is_empty(),
+        "the environment did not enable the tier"
+    );
+    let config = RemoteConfig::new(&url).unwrap().prefix("from-env:");
+    assert_eq!(
+        remote_stats(&config).unwrap().values,
+        5,
+        "values are not under the prefix"
+    );
+}
+
+#[test]
+fn a_waiter_takes_over_an_expired_fleet_lock_and_gives_up_on_a_held_one() {
+    let redis = Single::start();
+    let config = RemoteConfig::new(&redis.node.url()).unwrap().prefix("t9:");
+    let lock_of = |n: u64| {
+        let value = config.value_key(&SQUARE.key(&(n,)).unwrap());
+        value.replacen("t9:v:", "t9:l:", 1)
+    };
+    // A holder that died: its lock expires after 800 ms, and the waiter computes then.
+    redis
+        .node
+        .cli(&["set", &lock_of(1), "dead-holder", "px", "800"]);
+    let dir = tempfile::tempdir().unwrap();
+    let took_over = finish(spawn_child(
+        dir.path(),
+        &redis.node.url(),
+        "t9:",
+        "1",
+        0,
+        &[],
+    ));
+    assert_eq!(took_over.computed, vec![1]);
+    assert_eq!(took_over.got, vec![(1, expected(1))]);
+    assert_eq!(
+        count_lines(&took_over.stderr, "computing here"),
+        0,
+        "{}",
+        took_over.stderr
+    );
+
+    // A holder that never finishes: the waiter gives up after wait_timeout and computes.
+    redis
+        .node
+        .cli(&["set", &lock_of(2), "slow-holder", "px", "600000"]);
+    let gave_up = finish(spawn_child(
+        dir.path(),
+        &redis.node.url(),
+        "t9:",
+        "2",
+        0,
+        &[("CHILD_WAIT_MS", "700")],
+    ));
+    assert_eq!(gave_up.computed, vec![2]);
+    assert_eq!(gave_up.got, vec![(2, expected(2))]);
+    assert_eq!(
+        count_lines(&gave_up.stderr, "computing here"),
+        1,
+        "{}",
+        gave_up.stderr
     );
 }
