@@ -20,26 +20,10 @@ use std::time::{Duration, Instant};
 
 use cached::{ConcurrentCached, RedbCache};
 use memo_cache::{Cache, Function};
+use memo_cache_bench::{Small, small};
 use serde::{Deserialize, Serialize};
 
 // ---- Work ------------------------------------------------------------------------------------
-
-#[derive(Serialize, Deserialize, Clone, PartialEq, Debug)]
-struct Small {
-    id: u64,
-    name: String,
-    score: f64,
-    tags: Vec<u32>,
-}
-
-fn small(i: u64) -> Small {
-    Small {
-        id: i,
-        name: format!("item-{i:08}"),
-        score: i as f64 * 0.25,
-        tags: vec![1, 2, 3, i as u32],
-    }
-}
 
 #[derive(Serialize, Deserialize, Clone, PartialEq, Debug)]
 struct Point {

@@ -9,71 +9,19 @@
 //! `apt-get install redis-server`; `scripts/test.sh` does). Every figure is a median.
 
 use std::hint::black_box;
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[allow(dead_code)] // the bench uses only the single server
+#[path = "../../memo-cache/tests/support/redis_server.rs"]
+mod redis_server;
 
 use cached::{ConcurrentCached, RedisCache};
 use memo_cache::{Cache, Function, RemoteConfig};
-use serde::{Deserialize, Serialize};
-
-#[derive(Serialize, Deserialize, Clone, PartialEq, Debug)]
-struct Small {
-    id: u64,
-    name: String,
-    score: f64,
-    tags: Vec<u32>,
-}
-
-fn small(i: u64) -> Small {
-    Small {
-        id: i,
-        name: format!("item-{i:08}"),
-        score: i as f64 * 0.25,
-        tags: vec![1, 2, 3, i as u32],
-    }
-}
+use memo_cache_bench::{Small, small};
 
 const N: u64 = 2_000;
 static SMALL: Function = Function::new("bench::remote_small", "v1", "Small");
 static LARGE: Function = Function::new("bench::remote_large", "v1", "Vec<u8>");
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_redis() -> (Server, String) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server is not installed: apt-get install redis-server");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "redis-server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (Server(child), format!("redis://127.0.0.1:{port}"))
-}
 
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
@@ -106,7 +54,8 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let (_server, url) = start_redis();
+    let server = redis_server::Single::start();
+    let url = server.node.url();
     let dirs = tempfile::tempdir().unwrap();
     let config = RemoteConfig::new(&url).unwrap().prefix("bench:");
     let open = |name: &str| {
