@@ -1,7 +1,6 @@
 //! Item 1: writers killed with SIGKILL at random moments, then every value checked.
 
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
@@ -10,6 +9,7 @@ use crate::figures::Figures;
 use crate::procs::{Worker, describe};
 use crate::worker::parse;
 use crate::workload::{Rng, Tally};
+use crate::{Run, RunArgs};
 
 /// Options of `crash`.
 #[derive(Debug, Clone, Args)]
@@ -20,36 +20,30 @@ pub struct CrashArgs {
     /// Writer processes running at once.
     #[arg(long, default_value_t = 4)]
     pub writers: u32,
-    /// Distinct arguments per cached function.
-    #[arg(long, default_value_t = 48)]
-    pub keys: u64,
     /// Shortest and longest pause between kills, in milliseconds.
     #[arg(long, default_value_t = 5)]
     pub min_ms: u64,
     #[arg(long, default_value_t = 150)]
     pub max_ms: u64,
-    /// Random seed (default: from the clock); printed so a run can be repeated.
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Work in this directory (kept) instead of a temporary one.
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 pub fn run(args: &CrashArgs) -> anyhow::Result<Figures> {
-    let seed = args.seed.unwrap_or_else(crate::clock_seed);
+    let Run {
+        seed,
+        mut rng,
+        cache: dir,
+        logs,
+        temp: _temp,
+    } = args.run.prepare()?;
     let mut fig = Figures::new(
         "crash",
         format!(
             "memo-cache-torture crash --kills {} --writers {} --keys {} --seed {seed}",
-            args.kills, args.writers, args.keys
+            args.kills, args.writers, args.run.keys
         ),
     );
-    let (work, _temp) = crate::work_dir(args.dir.as_deref())?;
-    let dir = work.join("cache");
-    let logs = work.join("logs");
-    std::fs::create_dir_all(&logs)?;
-    let mut rng = Rng::new(seed);
     let mut spawned = 0u64;
     let mut spawn = |rng: &mut Rng| -> anyhow::Result<Worker> {
         spawned += 1;
@@ -65,7 +59,7 @@ pub fn run(args: &CrashArgs) -> anyhow::Result<Figures> {
             "--seed".into(),
             rng.next_u64().to_string(),
             "--keys".into(),
-            args.keys.to_string(),
+            args.run.keys.to_string(),
         ]);
         if spawned.is_multiple_of(2) {
             argv.extend(["--size-limit".into(), (3 * 1024 * 1024).to_string()]);
@@ -125,7 +119,7 @@ pub fn run(args: &CrashArgs) -> anyhow::Result<Figures> {
     fig.put("kills (SIGKILL)", kills);
     fig.put("writer processes", spawned);
     fig.put("calls by writers (reported before death)", seen.calls);
-    let audit = crate::audit::run(&dir, args.keys, &mut fig)?;
+    let audit = crate::audit::run(&dir, args.run.keys, &mut fig)?;
     let wrong = seen.wrong + audit.wrong;
     fig.put(
         "entries checked",

@@ -118,20 +118,16 @@ fn all(args: &AllArgs) -> anyhow::Result<Vec<Figures>> {
     let crash = crash::CrashArgs {
         kills: args.kills,
         writers: 4,
-        keys: 48,
         min_ms: 5,
         max_ms: 150,
-        seed: None,
-        dir: None,
+        run: RunArgs::defaults(),
     };
     figures.push(crash::run(&crash)?);
     println!("{}", figures[0]);
     let soak = soak::SoakArgs {
         seconds: args.seconds,
         procs: args.procs,
-        keys: 48,
-        seed: None,
-        dir: None,
+        run: RunArgs::defaults(),
     };
     figures.push(soak::run(&soak)?);
     println!("{}", figures[1]);
@@ -215,6 +211,63 @@ pub(crate) fn clock_seed() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(1)
+}
+
+/// Options the process suites (crash, soak) share.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Distinct arguments per cached function.
+    #[arg(long, default_value_t = 48)]
+    pub keys: u64,
+    /// Random seed (default: from the clock); printed so a run can be repeated.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Work in this directory (kept) instead of a temporary one.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+/// One run's seed, random source and directories; a temporary work directory goes when this
+/// drops.
+pub(crate) struct Run {
+    pub seed: u64,
+    pub rng: workload::Rng,
+    /// The cache directory under test.
+    pub cache: PathBuf,
+    /// Where worker processes write their logs.
+    pub logs: PathBuf,
+    /// The temporary work directory, removed on drop: keep it bound for the whole run.
+    #[allow(
+        dead_code,
+        reason = "held, never read: dropping it removes the directory"
+    )]
+    pub temp: Option<tempfile::TempDir>,
+}
+
+impl RunArgs {
+    /// The suites' defaults, for `all`.
+    fn defaults() -> Self {
+        RunArgs {
+            keys: 48,
+            seed: None,
+            dir: None,
+        }
+    }
+
+    /// Picks the seed and makes the work, cache and log directories.
+    pub(crate) fn prepare(&self) -> std::io::Result<Run> {
+        let seed = self.seed.unwrap_or_else(clock_seed);
+        let (work, temp) = work_dir(self.dir.as_deref())?;
+        let logs = work.join("logs");
+        std::fs::create_dir_all(&logs)?;
+        Ok(Run {
+            seed,
+            rng: workload::Rng::new(seed),
+            cache: work.join("cache"),
+            logs,
+            temp,
+        })
+    }
 }
 
 /// The directory to work in: the one given (created, kept), or a temporary one (removed when

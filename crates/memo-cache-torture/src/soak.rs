@@ -1,6 +1,5 @@
 //! Item 4: many processes on one directory, mixing calls with prunes, clears and verifies.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -8,7 +7,8 @@ use clap::Args;
 use crate::figures::Figures;
 use crate::procs::{Worker, describe};
 use crate::worker::parse;
-use crate::workload::{Rng, Tally};
+use crate::workload::Tally;
+use crate::{Run, RunArgs};
 
 /// Options of `soak`.
 #[derive(Debug, Clone, Args)]
@@ -19,31 +19,25 @@ pub struct SoakArgs {
     /// Worker processes.
     #[arg(long, default_value_t = 8)]
     pub procs: u32,
-    /// Distinct arguments per cached function.
-    #[arg(long, default_value_t = 48)]
-    pub keys: u64,
-    /// Random seed (default: from the clock).
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Work in this directory (kept) instead of a temporary one.
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 pub fn run(args: &SoakArgs) -> anyhow::Result<Figures> {
-    let seed = args.seed.unwrap_or_else(crate::clock_seed);
+    let Run {
+        seed,
+        mut rng,
+        cache: dir,
+        logs,
+        temp: _temp,
+    } = args.run.prepare()?;
     let mut fig = Figures::new(
         "soak",
         format!(
             "memo-cache-torture soak --seconds {} --procs {} --keys {} --seed {seed}",
-            args.seconds, args.procs, args.keys
+            args.seconds, args.procs, args.run.keys
         ),
     );
-    let (work, _temp) = crate::work_dir(args.dir.as_deref())?;
-    let dir = work.join("cache");
-    let logs = work.join("logs");
-    std::fs::create_dir_all(&logs)?;
-    let mut rng = Rng::new(seed);
     let mut workers = Vec::new();
     for i in 0..args.procs {
         let mut argv = vec![
@@ -57,7 +51,7 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<Figures> {
             "--seed".into(),
             rng.next_u64().to_string(),
             "--keys".into(),
-            args.keys.to_string(),
+            args.run.keys.to_string(),
         ]);
         argv.extend(["--seconds".into(), args.seconds.to_string()]);
         if i % 3 == 2 {
@@ -113,7 +107,7 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<Figures> {
     for s in samples.iter().take(3) {
         fig.notes.push(format!("warning: {s}"));
     }
-    let audit = crate::audit::run(&dir, args.keys, &mut fig)?;
+    let audit = crate::audit::run(&dir, args.run.keys, &mut fig)?;
     let wrong = seen.wrong + audit.wrong;
     let errors = seen.errors + audit.errors;
     fig.put(
