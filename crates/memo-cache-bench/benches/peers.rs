@@ -3,7 +3,10 @@
 //! ```text
 //! cargo bench -p memo-cache-bench --bench peers              # full run (a few minutes)
 //! cargo bench -p memo-cache-bench --bench peers -- --quick   # short run (or MEMO_BENCH_QUICK=1)
+//! cargo bench -p memo-cache-bench --bench peers -- --only small,fresh
 //! ```
+//!
+//! Sections for `--only`: small, bytes, floats, structs, fresh, shared.
 //!
 //! Peers: the `cached` crate's disk store (`RedbCache`) with its default durability (an fsync
 //! per write) and with `durable(false)`, and `cacache` (sync API). Floors, measured by this same
@@ -752,6 +755,14 @@ fn run_child(args: &[String]) {
                     let base = std::process::id() as u64 * 1_000_000;
                     (0..n).for_each(|i| store.put_small(base + i, &small(i)));
                 }
+                // The "small miss + store" row: a lookup that misses, then the store.
+                "miss-store" => {
+                    let base = std::process::id() as u64 * 1_000_000;
+                    for i in 0..n {
+                        assert!(store.get_small(base + i).is_none());
+                        store.put_small(base + i, &small(i));
+                    }
+                }
                 "bytes-hit" | "floats-hit" => {
                     let floats_case = args[1] == "floats-hit";
                     if floats_case && store.get_floats().is_none() {
@@ -893,12 +904,31 @@ fn main() {
         root,
         rows: Vec::new(),
     };
-    bench.small();
-    bench.large_bytes(10, plan.large_reps);
-    bench.large_bytes(100, plan.huge_reps);
-    bench.floats();
-    bench.structs();
-    bench.fresh_process();
-    bench.shared();
+    // `--only small,fresh` runs those sections alone (for profiling one change at a time).
+    let only: Option<Vec<String>> = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|at| args.get(at + 1))
+        .map(|list| list.split(',').map(str::to_string).collect());
+    let wanted = |section: &str| only.as_ref().is_none_or(|o| o.iter().any(|s| s == section));
+    if wanted("small") {
+        bench.small();
+    }
+    if wanted("bytes") {
+        bench.large_bytes(10, plan.large_reps);
+        bench.large_bytes(100, plan.huge_reps);
+    }
+    if wanted("floats") {
+        bench.floats();
+    }
+    if wanted("structs") {
+        bench.structs();
+    }
+    if wanted("fresh") {
+        bench.fresh_process();
+    }
+    if wanted("shared") {
+        bench.shared();
+    }
     check_targets(&bench.rows);
 }

@@ -20,9 +20,36 @@
 //! Aggregates per function (entries, bytes, last use) are kept by triggers, so `stats` and `ls`
 //! read a handful of rows whatever the size of the cache. Statements are prepared once per
 //! connection (`prepare_cached`), and connections are pooled per handle.
+//!
+//! # The held read snapshot
+//!
+//! An autocommit read takes and drops SQLite's WAL read lock (two `fcntl` calls on the `-shm`
+//! file, and an `fstat`) around every statement: more than half of a small hit. So a handle
+//! that keeps looking keys up while nobody writes keeps one read transaction open, on a
+//! connection of its own, and serves [`Index::lookup`] from it. A reader that holds a snapshot
+//! while others write is harmful, though: it keeps checkpoints from copying the newer frames
+//! back and the WAL from being reset, so the WAL grows and every later commit pays for a
+//! checkpoint attempt. The rules:
+//!
+//! - **Hold only while the database is quiet.** Every commit, by any process, bumps the change
+//!   counter in SQLite's WAL-index header, which each connection maps from the `-shm` file
+//!   ([the WAL-index format](https://sqlite.org/walformat.html)); reading it is a memory load.
+//!   A lookup that sees it moved since the previous lookup ends the snapshot and reads in
+//!   autocommit; a new snapshot begins only when two lookups in a row see it unchanged. So a
+//!   snapshot never misses a commit: a hit from it is what an autocommit read would return.
+//! - **Never for long.** A small thread ends a snapshot [`SNAPSHOT_AGE`] after it began, so an
+//!   idle handle does not hold one.
+//! - **Not across own writes.** A write transaction of this handle first ends the snapshot.
+//! - **A miss is confirmed.** A key absent from a held snapshot is looked up again in
+//!   autocommit before it is reported missing, since a miss means computing the value again.
+//! - **Only a busy handle holds one.** The first [`SNAPSHOT_AFTER`] lookups read in autocommit,
+//!   so a process that opens the cache for one hit starts no thread; a lookup that finds the
+//!   snapshot in use by another thread reads in autocommit too.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
@@ -31,6 +58,12 @@ use crate::error::{Error, Result};
 
 /// How long a writer waits for another process's write lock before giving up.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a held read snapshot lives; see "The held read snapshot" above.
+pub(crate) const SNAPSHOT_AGE: Duration = Duration::from_millis(10);
+
+/// Lookups a handle makes in autocommit before it holds a read snapshot.
+const SNAPSHOT_AFTER: u32 = 8;
 
 /// The schema, one migration per version; append only.
 pub(crate) const MIGRATIONS: &[&str] = &[
@@ -105,6 +138,11 @@ pub(crate) struct Index {
     /// Read-only connections open the file as immutable; see [`Index::open`].
     immutable: bool,
     pool: Mutex<Vec<Connection>>,
+    /// Lookups so far, counted up to [`SNAPSHOT_AFTER`].
+    lookups: AtomicU32,
+    /// The held read snapshot, set up at the first lookup past [`SNAPSHOT_AFTER`]; `None` inside
+    /// when its thread could not be started.
+    held: OnceLock<Option<Arc<Held>>>,
 }
 
 impl Index {
@@ -121,6 +159,8 @@ impl Index {
             access,
             immutable: false,
             pool: Mutex::new(Vec::new()),
+            lookups: AtomicU32::new(0),
+            held: OnceLock::new(),
         };
         let conn = match index.first_connection() {
             Err(Error::Index { source, .. })
@@ -228,6 +268,41 @@ impl Index {
         }
     }
 
+    /// The row of `key`: from the held read snapshot once this handle is busy, else in
+    /// autocommit. A miss is always the answer of a fresh snapshot.
+    pub fn lookup(&self, key: &Key) -> Result<Option<Row>> {
+        if let Some(held) = self.held_snapshot()
+            && let Ok(mut state) = held.state.try_lock()
+        {
+            match state.lookup(self, &held.wake, key) {
+                Ok(row) => return Ok(row),
+                // A busy database or a broken connection: the snapshot is gone; answer in
+                // autocommit, which waits out a busy database and reports anything else.
+                Err(e) => tracing::debug!("memo-cache: held snapshot dropped: {e}"),
+            }
+        }
+        self.read(|c| lookup(c, key))
+    }
+
+    /// Ends the held snapshot before a write, unless another thread is reading from it.
+    fn end_snapshot(&self) {
+        if let Some(Some(held)) = self.held.get()
+            && let Ok(mut state) = held.state.try_lock()
+        {
+            state.end();
+        }
+    }
+
+    fn held_snapshot(&self) -> Option<&Arc<Held>> {
+        if let Some(held) = self.held.get() {
+            return held.as_ref();
+        }
+        if self.lookups.fetch_add(1, Ordering::Relaxed) < SNAPSHOT_AFTER {
+            return None;
+        }
+        self.held.get_or_init(Held::start).as_ref()
+    }
+
     /// Runs `f` with a pooled connection (reads).
     pub fn read<T>(&self, mut f: impl FnMut(&Connection) -> rusqlite::Result<T>) -> Result<T> {
         let conn = self.take()?;
@@ -255,6 +330,7 @@ impl Index {
         mut f: impl FnMut(&Transaction) -> rusqlite::Result<T>,
         commit: bool,
     ) -> Result<T> {
+        self.end_snapshot();
         let conn = self.take()?;
         let out = retry_busy(|| {
             let tx = Transaction::new_unchecked(&conn, TransactionBehavior::Immediate)?;
@@ -268,6 +344,266 @@ impl Index {
         });
         self.give_back(conn);
         out.map_err(|e| self.err(e))
+    }
+}
+
+impl Drop for Index {
+    fn drop(&mut self) {
+        if let Some(Some(held)) = self.held.get() {
+            let mut state = held.state.lock().unwrap_or_else(|p| p.into_inner());
+            state.closed = true;
+            state.conn = None;
+            state.since = None;
+            held.wake.notify_all();
+        }
+    }
+}
+
+/// A read transaction held open across lookups, and the thread that ends it when it is old.
+#[derive(Debug)]
+struct Held {
+    state: Mutex<HeldState>,
+    /// Wakes the thread when a snapshot begins or the index is dropped.
+    wake: Condvar,
+}
+
+#[derive(Debug)]
+struct HeldState {
+    /// Taken from the pool at the first lookup; `None` after an error, until the next lookup.
+    conn: Option<HeldConn>,
+    /// When the open snapshot began; `None` when there is none.
+    since: Option<Instant>,
+    /// The header's counters at the previous lookup.
+    seen: u64,
+    /// The index was dropped: the thread exits.
+    closed: bool,
+}
+
+/// The snapshot's connection, its lookup statement prepared once (one from rusqlite's
+/// statement cache costs hashing and checking its SQL text twice per call, a tenth of a hit),
+/// and its WAL-index header.
+struct HeldConn {
+    // Fields drop in order: the statement and the header go before the connection they use.
+    lookup: rusqlite::Statement<'static>,
+    /// `None` for a connection that has no `-shm` mapping (immutable): it never holds.
+    header: Option<WalHeader>,
+    conn: Box<Connection>,
+}
+
+// SAFETY: `Connection` is `Send`; the statement refers only to the boxed connection beside
+// it, and the two always move together and are used by one thread at a time (under the
+// `Held` mutex).
+unsafe impl Send for HeldConn {}
+
+impl std::fmt::Debug for HeldConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeldConn")
+            .field("header", &self.header)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HeldConn {
+    fn find(&mut self, key: &Key) -> rusqlite::Result<Option<Row>> {
+        match lookup_home(&mut self.lookup, key)? {
+            Some(row) => Ok(Some(row)),
+            None => lookup_by_key(&self.conn, key),
+        }
+    }
+
+    fn new(conn: Connection, immutable: bool) -> rusqlite::Result<HeldConn> {
+        let conn = Box::new(conn);
+        let lookup = conn.prepare(LOOKUP_HOME)?;
+        // SAFETY: the statement borrows the boxed connection, whose address stays put when
+        // the box moves, and which outlives it (see the field order). The `'static` never
+        // leaves this struct.
+        let lookup = unsafe {
+            std::mem::transmute::<rusqlite::Statement<'_>, rusqlite::Statement<'static>>(lookup)
+        };
+        // Map the `-shm` file (a first read does) and find the header in it.
+        conn.query_row("SELECT 1 FROM functions LIMIT 1", [], |_| Ok(()))
+            .optional()?;
+        let header = if immutable {
+            None
+        } else {
+            WalHeader::of(&conn)
+        };
+        Ok(HeldConn {
+            lookup,
+            header,
+            conn,
+        })
+    }
+}
+
+impl Held {
+    fn start() -> Option<Arc<Held>> {
+        let held = Arc::new(Held {
+            state: Mutex::new(HeldState {
+                conn: None,
+                since: None,
+                seen: 0,
+                closed: false,
+            }),
+            wake: Condvar::new(),
+        });
+        let for_thread = Arc::clone(&held);
+        match std::thread::Builder::new()
+            .name("memo-cache-snapshot".into())
+            .spawn(move || for_thread.end_when_old())
+        {
+            Ok(_) => Some(held),
+            Err(e) => {
+                tracing::debug!("memo-cache: no held read snapshot (no thread: {e})");
+                None
+            }
+        }
+    }
+
+    /// The thread's loop: ends each snapshot [`SNAPSHOT_AGE`] after it began.
+    fn end_when_old(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        while !state.closed {
+            let left = state
+                .since
+                .map(|since| SNAPSHOT_AGE.saturating_sub(since.elapsed()));
+            state = match left {
+                None => self.wake.wait(state).unwrap_or_else(|p| p.into_inner()),
+                Some(left) if left.is_zero() => {
+                    state.end();
+                    state
+                }
+                Some(left) => {
+                    let (state, _) = self
+                        .wake
+                        .wait_timeout(state, left)
+                        .unwrap_or_else(|p| p.into_inner());
+                    state
+                }
+            };
+        }
+    }
+}
+
+impl HeldState {
+    fn lookup(&mut self, index: &Index, wake: &Condvar, key: &Key) -> Result<Option<Row>> {
+        if self.conn.is_none() {
+            let conn = index.take()?;
+            self.conn = Some(HeldConn::new(conn, index.immutable).map_err(|e| index.err(e))?);
+        }
+        let found = self.lookup_in(wake, key);
+        found.map_err(|e| {
+            self.end();
+            index.err(e)
+        })
+    }
+
+    fn lookup_in(&mut self, wake: &Condvar, key: &Key) -> rusqlite::Result<Option<Row>> {
+        let held = self.conn.as_mut().expect("a connection was just set");
+        let Some(header) = &held.header else {
+            return held.find(key);
+        };
+        let now = header.counters();
+        let quiet = now == self.seen;
+        self.seen = now;
+        if !quiet {
+            // Someone committed: end the snapshot, and read this one in autocommit.
+            self.end();
+            let held = self.conn.as_mut().expect("end keeps a working connection");
+            return held.find(key);
+        }
+        if self.since.is_none() {
+            held.conn.execute_batch("BEGIN")?;
+            self.since = Some(Instant::now());
+            wake.notify_one();
+        }
+        match held.find(key)? {
+            Some(row) => Ok(Some(row)),
+            None => {
+                // Confirm the miss outside the snapshot.
+                self.end();
+                let held = self.conn.as_mut().expect("end keeps a working connection");
+                held.find(key)
+            }
+        }
+    }
+
+    /// Ends the open snapshot, if any; a connection that cannot end it is closed.
+    fn end(&mut self) {
+        self.since = None;
+        if let Some(held) = &self.conn
+            && !held.conn.is_autocommit()
+            && held.conn.execute_batch("ROLLBACK").is_err()
+        {
+            self.conn = None;
+        }
+    }
+}
+
+/// SQLite's WAL-index header, read where the connection that owns it mapped it: the first
+/// bytes of the `-shm` file, laid out as [the WAL-index format](https://sqlite.org/walformat.html)
+/// documents (`iChange` at byte 8, incremented by every commit; `mxFrame` at byte 16).
+#[derive(Debug)]
+struct WalHeader(NonNull<u32>);
+
+// SAFETY: the pointer is only read with atomic loads, from whichever thread holds the
+// `HeldState` it lives in, and the mapping it points into lives as long as that state's
+// connection (see `WalHeader::of`).
+unsafe impl Send for WalHeader {}
+
+impl WalHeader {
+    /// The header of `conn`'s database, if it is in WAL mode and has mapped its `-shm` file.
+    /// Valid while `conn` is open.
+    fn of(conn: &Connection) -> Option<WalHeader> {
+        use rusqlite::ffi;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .ok()?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return None;
+        }
+        let mut file: *mut ffi::sqlite3_file = std::ptr::null_mut();
+        // SAFETY: `handle` is the live connection's; FILE_POINTER writes one `sqlite3_file*`.
+        let rc = unsafe {
+            ffi::sqlite3_file_control(
+                conn.handle(),
+                c"main".as_ptr(),
+                ffi::SQLITE_FCNTL_FILE_POINTER,
+                (&raw mut file).cast(),
+            )
+        };
+        if rc != ffi::SQLITE_OK || file.is_null() {
+            return None;
+        }
+        // SAFETY: a file SQLite returned is open and its methods table is static.
+        let methods = unsafe { (*file).pMethods.as_ref() }?;
+        if methods.iVersion < 2 {
+            return None;
+        }
+        let map = methods.xShmMap?;
+        let mut region: *mut std::ffi::c_void = std::ptr::null_mut();
+        // SAFETY: with `bExtend` 0, xShmMap only returns region 0 when this connection has it
+        // mapped already (it does, having read in WAL mode), without creating anything. The
+        // region stays mapped until the connection closes.
+        let rc = unsafe { map(file, 0, 32 * 1024, 0, &mut region) };
+        if rc != ffi::SQLITE_OK {
+            return None;
+        }
+        NonNull::new(region.cast::<u32>()).map(WalHeader)
+    }
+
+    /// `iChange` and `mxFrame`: different after any commit.
+    fn counters(&self) -> u64 {
+        let words = self.0.as_ptr();
+        // SAFETY: both words lie in the mapped, 4-aligned header (see `of`); SQLite writes them
+        // from other processes, so they are read with atomic loads.
+        let (change, frame) = unsafe {
+            (
+                AtomicU32::from_ptr(words.add(2)).load(Ordering::Acquire),
+                AtomicU32::from_ptr(words.add(4)).load(Ordering::Acquire),
+            )
+        };
+        (u64::from(change) << 32) | u64::from(frame)
     }
 }
 
@@ -393,24 +729,42 @@ fn removed(r: &rusqlite::Row<'_>) -> rusqlite::Result<Removed> {
     })
 }
 
+/// The row at the key's home row id ([`home_rowid`]), if it is the key's.
+const LOOKUP_HOME: &str =
+    "SELECT size, hash, value, expires, key FROM entries WHERE rowid = ?1 AND key = ?2";
+/// The row of the key wherever it is, through the key's index.
+const LOOKUP_KEY: &str = "SELECT size, hash, value, expires FROM entries WHERE key = ?1";
+
 pub(crate) fn lookup(conn: &Connection, key: &Key) -> rusqlite::Result<Option<Row>> {
-    conn.prepare_cached("SELECT size, hash, value, expires FROM entries WHERE key = ?1")?
-        .query_row([&key.0[..]], |r| {
-            Ok(Row {
-                size: r.get::<_, i64>(0)?.max(0) as u64,
-                // Read in place: a hit allocates for the value, not for its hash.
-                hash: digest_at(r, 1).ok_or_else(|| {
-                    rusqlite::Error::InvalidColumnType(
-                        1,
-                        "hash".into(),
-                        rusqlite::types::Type::Blob,
-                    )
-                })?,
-                value: r.get(2)?,
-                expires: r.get(3)?,
-            })
-        })
+    let mut home = conn.prepare_cached(LOOKUP_HOME)?;
+    match lookup_home(&mut home, key)? {
+        Some(row) => Ok(Some(row)),
+        None => lookup_by_key(conn, key),
+    }
+}
+
+/// The row of `key` if it is at its home row id; `None` says nothing: look it up by key.
+fn lookup_home(home: &mut rusqlite::Statement<'_>, key: &Key) -> rusqlite::Result<Option<Row>> {
+    home.query_row(params![home_rowid(key), &key.0[..]], row)
         .optional()
+}
+
+fn lookup_by_key(conn: &Connection, key: &Key) -> rusqlite::Result<Option<Row>> {
+    conn.prepare_cached(LOOKUP_KEY)?
+        .query_row([&key.0[..]], row)
+        .optional()
+}
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    Ok(Row {
+        size: r.get::<_, i64>(0)?.max(0) as u64,
+        // Read in place: a hit allocates for the value, not for its hash.
+        hash: digest_at(r, 1).ok_or_else(|| {
+            rusqlite::Error::InvalidColumnType(1, "hash".into(), rusqlite::types::Type::Blob)
+        })?,
+        value: r.get(2)?,
+        expires: r.get(3)?,
+    })
 }
 
 /// The row id of `func`, created when new; also makes it its name's current version, so the
@@ -457,20 +811,50 @@ pub(crate) fn insert_entry(
     e: &NewEntry<'_>,
 ) -> rusqlite::Result<Option<Removed>> {
     let old = delete_entry(tx, e.key)?;
-    tx.prepare_cached(
-        "INSERT INTO entries (key, function_id, size, hash, value, created, last_used, expires)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
-    )?
-    .execute(params![
-        &e.key.0[..],
-        e.function_id,
-        e.size as i64,
-        &e.hash.0[..],
-        e.inline,
-        e.now,
-        e.expires
-    ])?;
+    let insert = |sql: &str, rowid: Option<i64>| {
+        tx.prepare_cached(sql)?.execute(params![
+            &e.key.0[..],
+            e.function_id,
+            e.size as i64,
+            &e.hash.0[..],
+            e.inline,
+            e.now,
+            e.expires,
+            rowid
+        ])
+    };
+    let at_home = insert(
+        "INSERT INTO entries (key, function_id, size, hash, value, created, last_used, expires, rowid)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8)",
+        Some(home_rowid(e.key)),
+    );
+    match at_home {
+        // Another key with the same first eight bytes lives there: any free row id will do;
+        // lookups fall back to the key index.
+        Err(rusqlite::Error::SqliteFailure(f, _))
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+        {
+            insert(
+                "INSERT INTO entries (key, function_id, size, hash, value, created, last_used, expires)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7) -- ?8",
+                None,
+            )?;
+        }
+        other => {
+            other?;
+        }
+    }
     Ok(old)
+}
+
+/// The row id an entry is stored at when it is free: the key's first eight bytes. A lookup then
+/// finds the row in one descent of the table's b-tree instead of two (the key's index, then
+/// the table), a sixth of a hit. Rows stored elsewhere (a rare clash of first bytes, a row
+/// written before this was done) are found through the key's index.
+fn home_rowid(key: &Key) -> i64 {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&key.0[..8]);
+    i64::from_le_bytes(first)
 }
 
 pub(crate) fn delete_entry(tx: &Transaction, key: &Key) -> rusqlite::Result<Option<Removed>> {
