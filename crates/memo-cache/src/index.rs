@@ -31,12 +31,19 @@
 //! back and the WAL from being reset, so the WAL grows and every later commit pays for a
 //! checkpoint attempt. The rules:
 //!
-//! - **Hold only while the database is quiet.** Every commit, by any process, bumps the change
-//!   counter in SQLite's WAL-index header, which each connection maps from the `-shm` file
+//! - **Hold only what blocks nobody.** A snapshot is begun only when the WAL has been copied
+//!   back into the database file entirely (the checkpoint's `nBackfill` equals `mxFrame`): such
+//!   a reader uses SQLite's read mark 0, which does not stop a writer from resetting the WAL.
+//!   It would stop a checkpoint from copying back frames committed after it began, so:
+//! - **End it at the next commit.** Every commit, by any process, bumps the change counter in
+//!   SQLite's WAL-index header, which each connection maps from the `-shm` file
 //!   ([the WAL-index format](https://sqlite.org/walformat.html)); reading it is a memory load.
-//!   A lookup that sees it moved since the previous lookup ends the snapshot and reads in
-//!   autocommit; a new snapshot begins only when two lookups in a row see it unchanged. So a
-//!   snapshot never misses a commit: a hit from it is what an autocommit read would return.
+//!   A lookup that sees it moved ends the snapshot and reads in autocommit. So a snapshot never
+//!   misses a commit: a hit from it is what an autocommit read would return.
+//! - **Begin one only after a quiet spell.** A new snapshot waits until the counter has not
+//!   moved for [`QUIET`]; then, if the WAL is not all copied back, this handle runs a passive
+//!   checkpoint itself (at most once per [`CHECKPOINT_EVERY`]). Under a steady stream of
+//!   commits a handle reads in autocommit, as if it held nothing.
 //! - **Never for long.** A small thread ends a snapshot [`SNAPSHOT_AGE`] after it began, so an
 //!   idle handle does not hold one.
 //! - **Not across own writes.** A write transaction of this handle first ends the snapshot.
@@ -61,6 +68,12 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a held read snapshot lives; see "The held read snapshot" above.
 pub(crate) const SNAPSHOT_AGE: Duration = Duration::from_millis(10);
+
+/// How long the database must go without a commit before a handle holds a read snapshot.
+pub(crate) const QUIET: Duration = Duration::from_millis(2);
+
+/// A handle runs a checkpoint, to be able to hold a snapshot, at most this often.
+pub(crate) const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// Lookups a handle makes in autocommit before it holds a read snapshot.
 const SNAPSHOT_AFTER: u32 = 8;
@@ -378,6 +391,10 @@ struct HeldState {
     since: Option<Instant>,
     /// The header's counters at the previous lookup.
     seen: u64,
+    /// Since when they have not moved.
+    quiet_since: Instant,
+    /// When this handle last ran a checkpoint.
+    checkpointed: Option<Instant>,
     /// The index was dropped: the thread exits.
     closed: bool,
 }
@@ -443,6 +460,8 @@ impl Held {
                 conn: None,
                 since: None,
                 seen: 0,
+                quiet_since: Instant::now(),
+                checkpointed: None,
                 closed: false,
             }),
             wake: Condvar::new(),
@@ -494,28 +513,51 @@ impl HeldState {
             let conn = index.take()?;
             self.conn = Some(HeldConn::new(conn, index.immutable).map_err(|e| index.err(e))?);
         }
-        let found = self.lookup_in(wake, key);
+        let found = self.lookup_in(index, wake, key);
         found.map_err(|e| {
             self.end();
             index.err(e)
         })
     }
 
-    fn lookup_in(&mut self, wake: &Condvar, key: &Key) -> rusqlite::Result<Option<Option<Row>>> {
+    fn lookup_in(
+        &mut self,
+        index: &Index,
+        wake: &Condvar,
+        key: &Key,
+    ) -> rusqlite::Result<Option<Option<Row>>> {
         let held = self.conn.as_mut().expect("a connection was just set");
         let Some(header) = &held.header else {
             // Immutable: nothing changes under it, and it takes no locks anyway.
             return held.find(key).map(Some);
         };
         let now = header.counters();
-        let quiet = now == self.seen;
-        self.seen = now;
-        if !quiet {
-            // Someone committed: end the snapshot, and read this one in autocommit.
+        if now != self.seen {
+            // Someone committed: end the snapshot, and read in autocommit for a while.
+            self.seen = now;
+            self.quiet_since = Instant::now();
             self.end();
             return Ok(None);
         }
         if self.since.is_none() {
+            if self.quiet_since.elapsed() < QUIET {
+                return Ok(None);
+            }
+            if !header.backfilled() {
+                let may_checkpoint = index.access == Access::ReadWrite
+                    && self
+                        .checkpointed
+                        .is_none_or(|at| at.elapsed() >= CHECKPOINT_EVERY);
+                if !may_checkpoint {
+                    return Ok(None);
+                }
+                self.checkpointed = Some(Instant::now());
+                held.conn
+                    .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+                if !header.backfilled() || header.counters() != self.seen {
+                    return Ok(None);
+                }
+            }
             held.conn.execute_batch("BEGIN")?;
             self.since = Some(Instant::now());
             wake.notify_one();
@@ -591,6 +633,21 @@ impl WalHeader {
             return None;
         }
         NonNull::new(region.cast::<u32>()).map(WalHeader)
+    }
+
+    /// True when every frame of the WAL has been copied back into the database file
+    /// (`nBackfill`, the first word of the checkpoint information at byte 96, equals `mxFrame`).
+    fn backfilled(&self) -> bool {
+        let words = self.0.as_ptr();
+        // SAFETY: as in `counters`; the checkpoint information follows the two header copies
+        // in the same mapped region.
+        let (frame, backfill) = unsafe {
+            (
+                AtomicU32::from_ptr(words.add(4)).load(Ordering::Acquire),
+                AtomicU32::from_ptr(words.add(24)).load(Ordering::Acquire),
+            )
+        };
+        frame == backfill
     }
 
     /// `iChange` and `mxFrame`: different after any commit.
@@ -819,22 +876,16 @@ pub(crate) fn insert_entry(
             rowid
         ])
     };
-    let at_home = insert(
-        "INSERT INTO entries (key, function_id, size, hash, value, created, last_used, expires, rowid)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8)",
-        Some(home_rowid(e.key)),
-    );
-    match at_home {
-        // Another key with the same first eight bytes lives there: any free row id will do;
-        // lookups fall back to the key index.
+    const INSERT: &str = "INSERT INTO entries
+         (key, function_id, size, hash, value, created, last_used, expires, rowid)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8)";
+    match insert(INSERT, Some(home_rowid(e.key))) {
+        // Another key with the same first eight bytes lives there: any free row id will do
+        // (a NULL row id picks one); lookups fall back to the key index.
         Err(rusqlite::Error::SqliteFailure(f, _))
-            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_ROWID =>
         {
-            insert(
-                "INSERT INTO entries (key, function_id, size, hash, value, created, last_used, expires)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7) -- ?8",
-                None,
-            )?;
+            insert(INSERT, None)?;
         }
         other => {
             other?;
