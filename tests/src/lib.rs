@@ -366,6 +366,10 @@ pub mod functions {
     pub static STAMPEDE: Function = Function::new("e2e::stampede", "v1", "Vec<u8>");
     /// The key whose first computer is killed.
     pub static TAKEOVER: Function = Function::new("e2e::takeover", "v1", "String");
+    /// The keys one process hits while another changes them (`src/bin/snapshot_child.rs`).
+    pub static HELD: Function = Function::new("e2e::held", "v1", "String");
+    /// The many small entries stored beside a hitting process.
+    pub static FILL: Function = Function::new("e2e::fill", "v1", "String");
 }
 
 /// The value [`functions::STAMPEDE`] and [`functions::TAKEOVER`] compute.
