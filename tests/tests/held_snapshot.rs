@@ -340,6 +340,47 @@ fn wal_size(dir: &Path) -> u64 {
     std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0)
 }
 
+/// A child process hitting 4 keys of [`HELD`] in a loop until the stop file appears.
+struct Hitter {
+    child: KillOnDrop,
+    stdout: Lines,
+    stderr: Lines,
+}
+
+impl Hitter {
+    fn start(dir: &Path, stop: &Path) -> Hitter {
+        let mut child = KillOnDrop(
+            Command::new(CHILD)
+                .arg("hit")
+                .arg(dir)
+                .arg("4")
+                .arg(stop)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let mut stdout = Lines::new(child.stdout.take().unwrap());
+        let stderr = Lines::new(child.stderr.take().unwrap());
+        stdout.wait_for("hitting");
+        Hitter {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Stops it, checks it ended well and logged nothing, and returns what it printed.
+    fn stop(mut self, stop: &Path) -> Vec<String> {
+        std::fs::write(stop, b"stop").unwrap();
+        let status = wait_bounded(&mut self.child);
+        let (stdout, stderr) = (self.stdout.rest(), self.stderr.rest());
+        assert!(status.success(), "the hitter failed: {stdout:?} {stderr:?}");
+        assert!(stderr.is_empty(), "the hitter logged: {stderr:?}");
+        stdout
+    }
+}
+
 fn fill(writer: &mut Writer) {
     let step = 500;
     for from in (0..FILL_ENTRIES).step_by(step as usize) {
@@ -357,20 +398,7 @@ fn the_wal_stays_bounded_while_another_process_keeps_hitting() {
         cache.put(&HELD, &(n,), &small_value(n)).unwrap();
     }
 
-    let mut hitter = KillOnDrop(
-        Command::new(CHILD)
-            .arg("hit")
-            .arg(dir.path())
-            .arg("4")
-            .arg(&stop)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut stdout = Lines::new(hitter.stdout.take().unwrap());
-    let stderr = Lines::new(hitter.stderr.take().unwrap());
-    stdout.wait_for("hitting");
+    let hitter = Hitter::start(dir.path(), &stop);
 
     let mut writer = Writer::start(dir.path());
     fill(&mut writer);
@@ -378,11 +406,7 @@ fn the_wal_stays_bounded_while_another_process_keeps_hitting() {
     // checkpoints and deletes the WAL).
     let wal = wal_size(dir.path());
 
-    std::fs::write(&stop, b"stop").unwrap();
-    let status = wait_bounded(&mut hitter);
-    let (stdout, stderr) = (stdout.rest(), stderr.rest());
-    assert!(status.success(), "the hitter failed: {stdout:?} {stderr:?}");
-    assert!(stderr.is_empty(), "the hitter logged: {stderr:?}");
+    let stdout = hitter.stop(&stop);
     writer.finish();
     println!("WAL after {FILL_ENTRIES} stores beside a hitting process: {wal} bytes ({stdout:?})");
     assert!(
@@ -517,20 +541,7 @@ fn the_wal_stays_bounded_while_another_process_holds_snapshots_between_stores() 
     }
 
     let started = Instant::now();
-    let mut hitter = KillOnDrop(
-        Command::new(CHILD)
-            .arg("hit")
-            .arg(dir.path())
-            .arg("4")
-            .arg(&stop)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut stdout = Lines::new(hitter.stdout.take().unwrap());
-    let stderr = Lines::new(hitter.stderr.take().unwrap());
-    stdout.wait_for("hitting");
+    let hitter = Hitter::start(dir.path(), &stop);
 
     // The first store ends the snapshot the hitter holds while nobody writes; only then does
     // the probe start, so every spell it sees is one between two stores (or after the last).
@@ -542,7 +553,7 @@ fn the_wal_stays_bounded_while_another_process_holds_snapshots_between_stores() 
     ));
     let probing = Arc::new(AtomicBool::new(false));
     let probe = {
-        let (probing, pid) = (Arc::clone(&probing), hitter.id());
+        let (probing, pid) = (Arc::clone(&probing), hitter.child.id());
         std::thread::spawn(move || read_lock_0_spells(&shm, pid, &probing))
     };
     let step = 100;
@@ -556,11 +567,7 @@ fn the_wal_stays_bounded_while_another_process_holds_snapshots_between_stores() 
 
     probing.store(true, Ordering::Relaxed);
     let spells = probe.join().unwrap();
-    std::fs::write(&stop, b"stop").unwrap();
-    let status = wait_bounded(&mut hitter);
-    let (stdout, stderr) = (stdout.rest(), stderr.rest());
-    assert!(status.success(), "the hitter failed: {stdout:?} {stderr:?}");
-    assert!(stderr.is_empty(), "the hitter logged: {stderr:?}");
+    let stdout = hitter.stop(&stop);
     writer.finish();
     let elapsed = started.elapsed();
     let hits: u64 = stdout
