@@ -295,23 +295,16 @@ fn check_other_handle(reader: &Cache, writer: &Cache) {
     for round in 0..100u64 {
         let (first, second) = (format!("first-{round}"), format!("second-{round}"));
         hit_stable(reader, 20);
-        writer.put(&HELD, &(n,), &first).unwrap();
-        assert_eq!(
-            get(reader, n).as_deref(),
-            Some(first.as_str()),
-            "round {round}: stored"
-        );
-        for _ in 0..20 {
-            assert_eq!(get(reader, n).as_deref(), Some(first.as_str()));
-        }
-        writer.put(&HELD, &(n,), &second).unwrap();
-        assert_eq!(
-            get(reader, n).as_deref(),
-            Some(second.as_str()),
-            "round {round}: replaced"
-        );
-        for _ in 0..20 {
-            assert_eq!(get(reader, n).as_deref(), Some(second.as_str()));
+        for (change, value) in [("stored", &first), ("replaced", &second)] {
+            writer.put(&HELD, &(n,), value).unwrap();
+            assert_eq!(
+                get(reader, n).as_deref(),
+                Some(value.as_str()),
+                "round {round}: {change}"
+            );
+            for _ in 0..20 {
+                assert_eq!(get(reader, n).as_deref(), Some(value.as_str()));
+            }
         }
         assert!(writer.remove(&HELD, &(n,)).unwrap());
         assert_eq!(get(reader, n), None, "round {round}: removed");
