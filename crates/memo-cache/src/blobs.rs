@@ -5,7 +5,7 @@
 //! read and is recomputed, which costs far less than an fsync on every store.
 
 use std::fs::{self, File};
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Write};
 use std::mem::MaybeUninit;
 use std::path::Path;
 
@@ -95,20 +95,6 @@ impl std::fmt::Display for ReadFailure {
             ReadFailure::Io(e) => write!(f, "blob file unreadable: {e}"),
         }
     }
-}
-
-/// Reads the blob at `path`, which the index says holds `size` bytes. Symlinks are not
-/// followed and the buffer is sized from the file, never from the index alone.
-pub(crate) fn read(path: &Path, size: u64) -> std::result::Result<Vec<u8>, ReadFailure> {
-    let mut file = open_checked(path, size)?;
-    let mut bytes = Vec::with_capacity(size as usize);
-    file.read_to_end(&mut bytes).map_err(ReadFailure::Io)?;
-    if bytes.len() as u64 != size {
-        return Err(ReadFailure::WrongSize {
-            found: bytes.len() as u64,
-        });
-    }
-    Ok(bytes)
 }
 
 /// Values from this size on are hashed on a second thread while they are read.

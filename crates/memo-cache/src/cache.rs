@@ -31,8 +31,9 @@ use crate::remote::{Attempt, Remote, RemoteConfig, RemoteLock, Waited};
 /// every lookup and `ls` walks.
 pub const DEFAULT_INLINE_THRESHOLD: usize = 16 * 1024;
 
-/// Hit counts and last-use times are written at most this often (or every
-/// [`PENDING_LIMIT`] hits), so a hit costs a read and no write transaction.
+/// Hit counts and last-use times are written at most this often (or once hits to
+/// [`PENDING_LIMIT`] different keys are pending), so a hit costs a read and no write
+/// transaction.
 const FLUSH_INTERVAL: Duration = Duration::from_secs(2);
 const PENDING_LIMIT: usize = 1024;
 
@@ -492,6 +493,13 @@ impl Cache {
             bytes,
             hash: row.hash,
         }))
+    }
+
+    /// When the stored entry of `key` expires: `None` when there is no entry, `Some(None)` for
+    /// one that does not expire. One indexed column, for the memory tier's copy of a hit.
+    pub(crate) fn expiry(&self, key: &Key) -> Result<Option<Option<SystemTime>>> {
+        let expires = self.inner.index.read(|c| index::expires(c, key))?;
+        Ok(expires.map(|at| at.map(ms_to_time)))
     }
 
     /// Read in autocommit, not from the held snapshot: the answer must be current.

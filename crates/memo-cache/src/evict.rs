@@ -20,7 +20,7 @@ use crate::cache::Cache;
 use crate::clock::duration_ms;
 use crate::error::{Error, Result};
 use crate::index::{self, Removed};
-use crate::key::{Digest, Key, hex_value};
+use crate::key::{Key, hex_value};
 use crate::lock::ComputeLock;
 
 /// Files in `tmp/`, `locks/` and `blobs/` younger than this are left alone by sweeps: they may
@@ -260,19 +260,7 @@ fn prune_entries(cache: &Cache, prune: &Prune) -> Result<Removal> {
             let over = over_limits(tx, scope, prune.max_size, prune.max_entries, now, &already)?;
             for key in over {
                 let removed = if prune.dry_run {
-                    tx.prepare_cached(
-                        "SELECT key, hash, size, value IS NULL FROM entries WHERE key = ?1",
-                    )?
-                    .query_row([&key.0[..]], |r| {
-                        Ok(Removed {
-                            key,
-                            hash: Digest::from_slice(&r.get::<_, Vec<u8>>(1)?)
-                                .unwrap_or(Digest([0; 32])),
-                            size: r.get::<_, i64>(2)? as u64,
-                            in_blob: r.get(3)?,
-                        })
-                    })
-                    .ok()
+                    index::find_entry(tx, &key)?.map(|(_, removed)| removed)
                 } else {
                     index::delete_entry(tx, &key)?
                 };

@@ -46,7 +46,8 @@
 //!   commits a handle reads in autocommit, as if it held nothing.
 //! - **Never for long.** A small thread ends a snapshot [`SNAPSHOT_AGE`] after it began, so an
 //!   idle handle does not hold one.
-//! - **Not across own writes.** A write transaction of this handle first ends the snapshot.
+//! - **Not across own writes.** A write transaction of this handle first ends the snapshot
+//!   (unless another thread is reading from it at that moment; its next lookup sees the commit).
 //! - **A miss is confirmed.** A key absent from a held snapshot is looked up again in
 //!   autocommit before it is reported missing, since a miss means computing the value again.
 //! - **Only a busy handle holds one.** The first [`SNAPSHOT_AFTER`] lookups read in autocommit,
@@ -288,7 +289,7 @@ impl Index {
             && let Ok(mut state) = held.state.try_lock()
         {
             match state.lookup(self, &held.wake, key) {
-                Ok(Some(answer)) => return Ok(answer),
+                Ok(Some(row)) => return Ok(Some(row)),
                 Ok(None) => {}
                 // A busy database or a broken connection: the snapshot is gone; answer in
                 // autocommit, which waits out a busy database and reports anything else.
@@ -368,8 +369,8 @@ impl Drop for Index {
         if let Some(Some(held)) = self.held.get() {
             let mut state = held.state.lock().unwrap_or_else(|p| p.into_inner());
             state.closed = true;
+            state.end();
             state.conn = None;
-            state.since = None;
             held.wake.notify_all();
         }
     }
@@ -385,7 +386,8 @@ struct Held {
 
 #[derive(Debug)]
 struct HeldState {
-    /// Taken from the pool at the first lookup; `None` after an error, until the next lookup.
+    /// Taken from the pool at the first lookup; `None` after a failed `ROLLBACK`, until the
+    /// next lookup.
     conn: Option<HeldConn>,
     /// When the open snapshot began; `None` when there is none.
     since: Option<Instant>,
@@ -505,10 +507,10 @@ impl Held {
 }
 
 impl HeldState {
-    /// The answer from the held snapshot, or `None` when the lookup must be made in
-    /// autocommit: the database changed since the last lookup, or the key is not in the
-    /// snapshot (a miss is confirmed outside it).
-    fn lookup(&mut self, index: &Index, wake: &Condvar, key: &Key) -> Result<Option<Option<Row>>> {
+    /// The row from the held snapshot, or `None` when the lookup must be made in autocommit:
+    /// the database changed since the last lookup, no snapshot may be held yet, or the key is
+    /// not in the snapshot (a miss is always confirmed outside it).
+    fn lookup(&mut self, index: &Index, wake: &Condvar, key: &Key) -> Result<Option<Row>> {
         if self.conn.is_none() {
             let conn = index.take()?;
             self.conn = Some(HeldConn::new(conn, index.immutable).map_err(|e| index.err(e))?);
@@ -525,11 +527,11 @@ impl HeldState {
         index: &Index,
         wake: &Condvar,
         key: &Key,
-    ) -> rusqlite::Result<Option<Option<Row>>> {
+    ) -> rusqlite::Result<Option<Row>> {
         let held = self.conn.as_mut().expect("a connection was just set");
         let Some(header) = &held.header else {
             // Immutable: nothing changes under it, and it takes no locks anyway.
-            return held.find(key).map(Some);
+            return held.find(key);
         };
         let now = header.counters();
         if now != self.seen {
@@ -562,13 +564,11 @@ impl HeldState {
             self.since = Some(Instant::now());
             wake.notify_one();
         }
-        match held.find(key)? {
-            Some(row) => Ok(Some(Some(row))),
-            None => {
-                self.end();
-                Ok(None)
-            }
+        let found = held.find(key)?;
+        if found.is_none() {
+            self.end();
         }
+        Ok(found)
     }
 
     /// Ends the open snapshot, if any; a connection that cannot end it is closed.
@@ -864,8 +864,11 @@ pub(crate) fn insert_entry(
     e: &NewEntry<'_>,
 ) -> rusqlite::Result<Option<Removed>> {
     let old = delete_entry(tx, e.key)?;
-    let insert = |sql: &str, rowid: Option<i64>| {
-        tx.prepare_cached(sql)?.execute(params![
+    const INSERT: &str = "INSERT INTO entries
+         (key, function_id, size, hash, value, created, last_used, expires, rowid)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8)";
+    let insert = |rowid: Option<i64>| {
+        tx.prepare_cached(INSERT)?.execute(params![
             &e.key.0[..],
             e.function_id,
             e.size as i64,
@@ -876,16 +879,13 @@ pub(crate) fn insert_entry(
             rowid
         ])
     };
-    const INSERT: &str = "INSERT INTO entries
-         (key, function_id, size, hash, value, created, last_used, expires, rowid)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8)";
-    match insert(INSERT, Some(home_rowid(e.key))) {
+    match insert(Some(home_rowid(e.key))) {
         // Another key with the same first eight bytes lives there: any free row id will do
         // (a NULL row id picks one); lookups fall back to the key index.
         Err(rusqlite::Error::SqliteFailure(f, _))
             if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_ROWID =>
         {
-            insert(INSERT, None)?;
+            insert(None)?;
         }
         other => {
             other?;
@@ -908,18 +908,28 @@ pub(crate) fn delete_entry(tx: &Transaction, key: &Key) -> rusqlite::Result<Opti
     // A select, then a delete by row id only when there is a row: a store of a new key (the
     // usual case) skips the `DELETE ... RETURNING`, which costs a fifth of a store even when
     // it finds nothing.
-    let found = tx
-        .prepare_cached("SELECT rowid, key, hash, size, value IS NULL FROM entries WHERE key = ?1")?
-        .query_row([&key.0[..]], |r| {
-            Ok((r.get::<_, i64>(0)?, removed_at(r, 1)?))
-        })
-        .optional()?;
-    let Some((rowid, removed)) = found else {
+    let Some((rowid, removed)) = find_entry(tx, key)? else {
         return Ok(None);
     };
     tx.prepare_cached("DELETE FROM entries WHERE rowid = ?1")?
         .execute([rowid])?;
     Ok(Some(removed))
+}
+
+/// When `key`'s row expires (Unix ms): `None` without a row, `Some(None)` if it never does.
+pub(crate) fn expires(conn: &Connection, key: &Key) -> rusqlite::Result<Option<Option<i64>>> {
+    conn.prepare_cached("SELECT expires FROM entries WHERE key = ?1")?
+        .query_row([&key.0[..]], |r| r.get(0))
+        .optional()
+}
+
+/// The row id of `key`'s row, and what removing it would remove.
+pub(crate) fn find_entry(conn: &Connection, key: &Key) -> rusqlite::Result<Option<(i64, Removed)>> {
+    conn.prepare_cached("SELECT rowid, key, hash, size, value IS NULL FROM entries WHERE key = ?1")?
+        .query_row([&key.0[..]], |r| {
+            Ok((r.get::<_, i64>(0)?, removed_at(r, 1)?))
+        })
+        .optional()
 }
 
 /// True when the row of `key` holds the value hashing to `hash` in a blob file.
@@ -928,13 +938,13 @@ pub(crate) fn holds_blob(conn: &Connection, key: &Key, hash: &Digest) -> rusqlit
         .exists([&key.0[..], &hash.0[..]])
 }
 
-/// Deletes the row only if it still holds the value hashing to `hash`: a reader that found a
-/// bad value must not delete a good one stored since.
 /// Deletes a row by its rowid: for malformed rows, which have no usable key.
 pub(crate) fn delete_rowid(tx: &Transaction, rowid: i64) -> rusqlite::Result<usize> {
     tx.execute("DELETE FROM entries WHERE rowid = ?1", [rowid])
 }
 
+/// Deletes the row only if it still holds the value hashing to `hash`: a reader that found a
+/// bad value must not delete a good one stored since.
 pub(crate) fn delete_entry_if(
     tx: &Transaction,
     key: &Key,

@@ -33,14 +33,10 @@ static CACHES: Mutex<Option<Registry>> = Mutex::new(None);
 static FLUSH_AT_EXIT: Once = Once::new();
 
 /// The process-wide handle of the cache in `dir` (else `MEMO_CACHE_DIR`, else the platform
-/// default), opened on first use. `None`, with one warning, when it cannot be opened; a failed
-/// directory is tried again after a few seconds, so a cache that comes back is used again.
-pub fn cache(dir: Option<&str>) -> Option<Cache> {
-    cache_with_remote(dir, None)
-}
-
-/// Like [`cache`], with the Redis tier at `remote` (else `MEMO_CACHE_REDIS_URL`, if set).
-pub fn cache_with_remote(dir: Option<&str>, remote: Option<&'static str>) -> Option<Cache> {
+/// default) with the Redis tier at `remote` (else `MEMO_CACHE_REDIS_URL`, if set), opened on
+/// first use. `None`, with one warning, when it cannot be opened; a failed directory is tried
+/// again after a few seconds, so a cache that comes back is used again.
+fn cache_with_remote(dir: Option<&str>, remote: Option<&'static str>) -> Option<Cache> {
     let path = match dir {
         Some(dir) => PathBuf::from(dir),
         None => match crate::layout::default_dir() {
@@ -467,8 +463,8 @@ impl Site {
         // An entry with a TTL must leave memory when it expires on disk, not later.
         let expires = match func.ttl() {
             None => None,
-            Some(ttl) => match cache.entry(key) {
-                Ok(Some(info)) => info.expires,
+            Some(ttl) => match cache.expiry(key) {
+                Ok(Some(expires)) => expires,
                 _ => Some(SystemTime::now() + ttl),
             },
         };

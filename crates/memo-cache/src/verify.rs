@@ -236,15 +236,18 @@ impl Cache {
                 };
                 let size = size.max(0) as u64;
                 let (path, outcome) = match inline {
-                    Some(bytes) => (None, Ok(bytes)),
+                    Some(bytes) => {
+                        let digest = Digest::of(&bytes);
+                        (None, Ok((bytes, digest)))
+                    }
                     None => {
                         let path = layout.blob_path(&key, &hash);
-                        let outcome = blobs::read(&path, size);
+                        let outcome = blobs::read_hashed(&path, size);
                         (Some(path), outcome)
                     }
                 };
                 let (kind, detail) = match outcome {
-                    Ok(bytes) if Digest::of(&bytes) == hash && bytes.len() as u64 == size => {
+                    Ok((bytes, digest)) if digest == hash && bytes.len() as u64 == size => {
                         continue;
                     }
                     Ok(_) => (
