@@ -107,13 +107,13 @@ pub struct RemoteArgs {
     #[arg(
         long,
         value_name = "URL",
-        env = "MEMO_CACHE_REDIS_URL",
+        env = memo_cache::REDIS_URL_ENV,
         hide_env_values = true
     )]
     pub url: Option<String>,
 
     /// The key prefix (namespace) of this cache in Redis [default: memo-cache:]
-    #[arg(long, value_name = "PREFIX", env = "MEMO_CACHE_REDIS_PREFIX")]
+    #[arg(long, value_name = "PREFIX", env = memo_cache::REDIS_PREFIX_ENV)]
     pub prefix: Option<String>,
 
     #[command(subcommand)]

@@ -2,7 +2,6 @@
 
 use std::cmp::Reverse;
 use std::io::{BufRead, IsTerminal, Write};
-use std::ops::ControlFlow;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::SystemTime;
@@ -222,12 +221,8 @@ fn ls_functions(
 }
 
 fn ls_entries(cache: &Cache, args: &LsArgs, out: Output) -> anyhow::Result<ExitCode> {
-    let mut entries = Vec::new();
-    cache
-        .for_each_entry(args.func.as_deref(), |e| {
-            entries.push(e);
-            ControlFlow::Continue(())
-        })
+    let mut entries = cache
+        .entries(args.func.as_deref())
         .context("listing entries")?;
     match args.sort.unwrap_or(SortKey::Name) {
         SortKey::Name => entries.sort_by(|a, b| (&a.function, a.key).cmp(&(&b.function, b.key))),
@@ -428,7 +423,7 @@ fn stats(cache: &Cache, out: Output) -> anyhow::Result<ExitCode> {
         table.add_row(vec![format!("{name}:"), value]);
     }
     print_table(&table)?;
-    if s.stale + s.expired > 0 && !out.json {
+    if s.stale + s.expired > 0 {
         writeln!(
             std::io::stdout(),
             "`memo-cache prune` removes stale and expired entries."

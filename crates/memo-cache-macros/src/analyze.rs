@@ -232,18 +232,16 @@ fn last_segment_is(ty: &Type, name: &str) -> bool {
 
 /// A return type spelled `Result<..>`, `io::Result<..>`, `anyhow::Result<T>`...
 fn is_result(ty: &Type) -> bool {
-    match ty {
+    match ungroup(ty) {
         Type::Path(p) if p.qself.is_none() => p.path.segments.last().is_some_and(|s| {
             s.ident == "Result" && matches!(s.arguments, syn::PathArguments::AngleBracketed(_))
         }),
-        Type::Group(g) => is_result(&g.elem),
-        Type::Paren(p) => is_result(&p.elem),
         _ => false,
     }
 }
 
 /// The first type argument of a `..Result<T, ..>`: its `Ok` type.
-fn ok_type(ty: &Type) -> Option<&Type> {
+pub(crate) fn ok_type(ty: &Type) -> Option<&Type> {
     match ungroup(ty) {
         Type::Path(p) => match &p.path.segments.last()?.arguments {
             syn::PathArguments::AngleBracketed(args) => args.args.iter().find_map(|a| match a {

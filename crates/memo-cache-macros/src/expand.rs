@@ -508,18 +508,7 @@ fn set_of(ty: &syn::Type) -> &syn::Type {
 
 /// Where the `Ok` type of a `..Result<T, ..>` is written.
 fn ok_span(ty: &syn::Type) -> Option<Span> {
-    match ty {
-        syn::Type::Group(g) => ok_span(&g.elem),
-        syn::Type::Paren(p) => ok_span(&p.elem),
-        syn::Type::Path(p) => match &p.path.segments.last()?.arguments {
-            syn::PathArguments::AngleBracketed(args) => args.args.iter().find_map(|a| match a {
-                syn::GenericArgument::Type(t) => Some(syn::spanned::Spanned::span(t)),
-                _ => None,
-            }),
-            _ => None,
-        },
-        _ => None,
-    }
+    crate::analyze::ok_type(ty).map(syn::spanned::Spanned::span)
 }
 
 fn ret_span(item: &ItemFn) -> Span {
