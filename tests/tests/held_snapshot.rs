@@ -1,7 +1,8 @@
 //! A handle that keeps hitting holds a read snapshot (see "The held read snapshot" in the
 //! library's `index.rs`). These tests check, through the public API, that this is invisible:
-//! such a handle sees at once what another process or another handle committed (stores,
-//! replacements, removals, a clear), and the WAL stays bounded while it keeps hitting. (To see
+//! such a handle sees at once what another process committed (stores, replacements, a clear)
+//! and what another handle in the same process committed (stores, replacements, removals), and
+//! the WAL stays bounded while it keeps hitting. (To see
 //! that a hitting process does hold snapshots between another's stores, which the API does not
 //! show, one test also watches its locks on SQLite's `-shm` file.)
 //!
@@ -130,10 +131,15 @@ fn get(cache: &Cache, n: u64) -> Option<String> {
 /// Stores [`small_value`] for keys `0..4` and hits them [`WARM_HITS`] times, so `cache` holds a
 /// read snapshot.
 fn warm_up(cache: &Cache) {
+    store_stable(cache);
+    hit_stable(cache, WARM_HITS);
+}
+
+/// Stores [`small_value`] for the keys `0..4` that the hitters hit.
+fn store_stable(cache: &Cache) {
     for n in 0..4 {
         cache.put(&HELD, &(n,), &small_value(n)).unwrap();
     }
-    hit_stable(cache, WARM_HITS);
 }
 
 /// `hits` hits on keys `0..4`, which nobody changes.
@@ -387,9 +393,7 @@ fn the_wal_stays_bounded_while_another_process_keeps_hitting() {
     let work = tempfile::tempdir().unwrap();
     let stop = work.path().join("stop");
     let cache = Cache::open(dir.path()).unwrap();
-    for n in 0..4 {
-        cache.put(&HELD, &(n,), &small_value(n)).unwrap();
-    }
+    store_stable(&cache);
 
     let hitter = Hitter::start(dir.path(), &stop);
 
@@ -421,9 +425,7 @@ fn the_wal_stays_bounded_while_another_process_keeps_hitting() {
 fn the_same_stores_beside_a_reader_that_never_lets_go_grow_the_wal_past_the_bound() {
     let dir = tempfile::tempdir().unwrap();
     let cache = Cache::open(dir.path()).unwrap();
-    for n in 0..4 {
-        cache.put(&HELD, &(n,), &small_value(n)).unwrap();
-    }
+    store_stable(&cache);
     let reader = memo_cache_e2e::raw_index(dir.path());
     reader.execute_batch("BEGIN").unwrap();
     let entries: i64 = reader
@@ -527,9 +529,7 @@ fn the_wal_stays_bounded_while_another_process_holds_snapshots_between_stores() 
     let stop = work.path().join("stop");
     {
         let cache = Cache::open(dir.path()).unwrap();
-        for n in 0..4 {
-            cache.put(&HELD, &(n,), &small_value(n)).unwrap();
-        }
+        store_stable(&cache);
         // Closed before the lock probe below opens the `-shm` file.
     }
 

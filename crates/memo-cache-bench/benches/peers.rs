@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use cached::{ConcurrentCached, RedbCache};
 use memo_cache::{Cache, Function};
-use memo_cache_bench::{Small, small};
+use memo_cache_bench::{Small, median, small};
 use serde::{Deserialize, Serialize};
 
 // ---- Work ------------------------------------------------------------------------------------
@@ -294,11 +294,6 @@ const QUICK: Plan = Plan {
     processes: 5,
     shared_ops: 300,
 };
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
 
 /// The median time of `f`, run `reps` times (after one warm-up run).
 fn time(reps: usize, mut f: impl FnMut(usize)) -> Duration {

@@ -17,16 +17,11 @@ mod redis_server;
 
 use cached::{ConcurrentCached, RedisCache};
 use memo_cache::{Cache, Function, RemoteConfig};
-use memo_cache_bench::{Small, small};
+use memo_cache_bench::{Small, median, small};
 
 const N: u64 = 2_000;
 static SMALL: Function = Function::new("bench::remote_small", "v1", "Small");
 static LARGE: Function = Function::new("bench::remote_large", "v1", "Vec<u8>");
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
 
 fn time_each(n: u64, mut f: impl FnMut(u64)) -> Duration {
     median(

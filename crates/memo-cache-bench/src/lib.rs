@@ -8,7 +8,15 @@
 //!
 //! This library holds the work both benches measure.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
+
+/// The median of `samples` (the upper one of an even count).
+pub fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
 
 /// The small value of the small-hit and small-store cases.
 #[derive(Serialize, Deserialize, Clone, PartialEq, Debug)]
