@@ -13,12 +13,18 @@ use crate::error::{Error, Result};
 use crate::key::Digest;
 use crate::layout::Layout;
 
-/// Writes `bytes` as the blob at `dest`, through a temp file in the cache's `tmp/`.
+/// Writes `bytes` as the file at `dest` (`blobs/ab/...` or `hints/ab/...`), through a temp file
+/// in the cache's `tmp/`.
 pub(crate) fn write(layout: &Layout, dest: &Path, bytes: &[u8]) -> Result<()> {
     let shard = dest.parent().expect("blob paths have a shard directory");
+    let top = shard.parent().expect("shards are in a folder of the cache");
     // A symlink planted in place of one of our directories would send the write elsewhere.
-    for dir in [&layout.tmp, &layout.blobs] {
+    for dir in [&layout.tmp, top] {
         replace_if_not_a_directory(dir)?;
+    }
+    if !top.is_dir() {
+        // `hints/` is made when first needed (caches made before it existed lack it).
+        crate::layout::create_private_dir(top)?;
     }
     let mut tmp = tempfile::Builder::new()
         .prefix("blob-")
@@ -216,6 +222,14 @@ fn read_some(file: &mut File, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> 
     // SAFETY: every byte was just initialised.
     let buf = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), buf.len()) };
     file.read(buf)
+}
+
+/// Opens the file at `path` for reading, refusing symlinks, FIFOs and planted directories.
+pub(crate) fn open_file(path: &Path) -> io::Result<File> {
+    if !in_real_directories(path) {
+        return Err(io::Error::other("not in the cache's own directories"));
+    }
+    open_no_follow(path)
 }
 
 fn open_checked(path: &Path, size: u64) -> std::result::Result<File, ReadFailure> {

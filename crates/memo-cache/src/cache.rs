@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -15,6 +15,7 @@ use crate::blobs::{self, ReadFailure};
 use crate::clock::{Clock, SystemClock, duration_ms};
 use crate::codec;
 use crate::error::{Error, Result};
+use crate::hints::{self, Hint, IndexHeader};
 use crate::index::{self, Access, Index, NewEntry, Removed};
 use crate::key::{Digest, Function, Key};
 use crate::layout::{self, Layout};
@@ -36,6 +37,10 @@ pub const DEFAULT_INLINE_THRESHOLD: usize = 16 * 1024;
 /// transaction.
 const FLUSH_INTERVAL: Duration = Duration::from_secs(2);
 const PENDING_LIMIT: usize = 1024;
+
+/// A handle writes first-hit files (see [`crate::hints`]) for at most this many of the keys it
+/// stored or found in the index, when it closes.
+const HINT_LIMIT: usize = 256;
 
 /// A handle to one cache directory. Cheap to clone; clones share connections and settings.
 ///
@@ -60,7 +65,15 @@ pub struct Cache {
 #[derive(Debug)]
 struct Inner {
     layout: Layout,
-    index: Index,
+    /// Opened at the first lookup that first-hit files cannot answer, or at once for a new cache.
+    index: OnceLock<Index>,
+    /// Held while the index is being opened.
+    opening: Mutex<()>,
+    /// The index file's header, for first hits while `index` is not open.
+    header: Option<IndexHeader>,
+    read_only: bool,
+    /// Keys to write first-hit files for when the handle closes.
+    hint_keys: Mutex<HashSet<Key, BuildHasherDefault<KeyHasher>>>,
     clock: Arc<dyn Clock>,
     size_limit: Option<u64>,
     inline_threshold: usize,
@@ -70,10 +83,11 @@ struct Inner {
     remote: Option<Arc<Remote>>,
 }
 
-/// Hits not yet written to the index: count and latest time per key.
+/// Hits not yet written to the index: count, latest time, and whether the value was read from
+/// the index (not from a first-hit file), per key.
 #[derive(Debug)]
 struct Pending {
-    hits: HashMap<Key, (u64, i64), BuildHasherDefault<KeyHasher>>,
+    hits: HashMap<Key, (u64, i64, bool), BuildHasherDefault<KeyHasher>>,
     since: Instant,
 }
 
@@ -191,10 +205,18 @@ impl CacheBuilder {
     /// Opens the cache.
     pub fn open(self) -> Result<Cache> {
         let layout = Layout::new(self.dir.clone());
-        let index = if self.create && !self.read_only {
-            open_or_create(&layout)?
+        // An existing index of this build's schema is opened at first need: a process whose
+        // first lookups first-hit files answer does not pay for opening SQLite.
+        let header = if layout.index.is_file() {
+            IndexHeader::open(&layout.index)
         } else {
-            if !layout.index.is_file() {
+            None
+        };
+        let index = OnceLock::new();
+        if header.is_none() {
+            let opened = if self.create && !self.read_only {
+                open_or_create(&layout)?
+            } else if !layout.index.is_file() {
                 return Err(if layout.root.is_dir() {
                     Error::NotACache {
                         path: layout.root.clone(),
@@ -206,13 +228,11 @@ impl CacheBuilder {
                         std::io::ErrorKind::NotFound.into(),
                     )
                 });
-            }
-            if self.read_only {
-                open_read_only(&layout)?
             } else {
-                open_existing(&layout)?
-            }
-        };
+                open_index(&layout, self.read_only)?
+            };
+            let _ = index.set(opened);
+        }
         #[cfg(feature = "redis")]
         let remote = match self.remote {
             RemoteChoice::Off => None,
@@ -223,6 +243,10 @@ impl CacheBuilder {
             inner: Arc::new(Inner {
                 layout,
                 index,
+                opening: Mutex::new(()),
+                header,
+                read_only: self.read_only,
+                hint_keys: Mutex::new(HashSet::default()),
                 clock: self.clock,
                 size_limit: self.size_limit,
                 inline_threshold: self.inline_threshold,
@@ -266,6 +290,14 @@ fn open_existing(layout: &Layout) -> Result<Index> {
 
 fn open_read_only(layout: &Layout) -> Result<Index> {
     Index::open(&layout.index, Access::ReadOnly)
+}
+
+fn open_index(layout: &Layout, read_only: bool) -> Result<Index> {
+    if read_only {
+        open_read_only(layout)
+    } else {
+        open_existing(layout)
+    }
 }
 
 fn is_permission_problem(e: &Error) -> bool {
@@ -332,7 +364,19 @@ impl Cache {
 
     /// True when this handle cannot write (a read-only directory or [`CacheBuilder::read_only`]).
     pub fn is_read_only(&self) -> bool {
-        self.inner.index.access() == Access::ReadOnly
+        match self.index() {
+            Ok(index) => index.access() == Access::ReadOnly,
+            Err(_) => self.inner.read_only,
+        }
+    }
+
+    /// Like [`Cache::is_read_only`], without opening the index: before it is open, whether the
+    /// handle was opened read-only.
+    fn refuses_writes(&self) -> bool {
+        self.inner
+            .index
+            .get()
+            .map_or(self.inner.read_only, |index| index.access() == Access::ReadOnly)
     }
 
     pub(crate) fn now_ms(&self) -> i64 {
@@ -343,8 +387,9 @@ impl Cache {
         &self.inner.layout
     }
 
-    pub(crate) fn index(&self) -> &Index {
-        &self.inner.index
+    /// The index, opened now if it was not yet.
+    pub(crate) fn index(&self) -> Result<&Index> {
+        self.inner.index()
     }
 
     // ---- Reading ------------------------------------------------------------------------------
@@ -418,7 +463,7 @@ impl Cache {
         };
         match codec::decode::<T>(bytes.bytes) {
             Ok(value) => {
-                self.record_hit(key);
+                self.record_hit(key, !bytes.first_hit);
                 Ok(Some(value))
             }
             Err(reason) => {
@@ -457,7 +502,12 @@ impl Cache {
     }
 
     fn read_checked(&self, name: &str, key: &Key) -> Result<Option<Checked>> {
-        let Some(row) = self.inner.index.lookup(key)? else {
+        if self.inner.index.get().is_none()
+            && let Some(found) = self.first_hit(key)
+        {
+            return Ok(Some(found));
+        }
+        let Some(row) = self.index()?.lookup(key)? else {
             return Ok(None);
         };
         if row.expires.is_some_and(|at| at <= self.now_ms()) {
@@ -492,21 +542,44 @@ impl Cache {
         Ok(Some(Checked {
             bytes,
             hash: row.hash,
+            first_hit: false,
         }))
+    }
+
+    /// The value of `key` from its first-hit file, when that file can be believed (see
+    /// [`crate::hints`]); `None` sends the lookup to the index, whatever the reason.
+    fn first_hit(&self, key: &Key) -> Option<Checked> {
+        let epoch = self.inner.header.as_ref()?.epoch(&self.inner.layout.wal)?;
+        let hint = hints::read(&self.inner.layout, key)?;
+        if hint.epoch != epoch || hint.expires.is_some_and(|at| at <= self.now_ms()) {
+            return None;
+        }
+        let (bytes, digest) = match hint.value {
+            Some(bytes) => {
+                let digest = Digest::of(&bytes);
+                (bytes, digest)
+            }
+            None => blobs::read_hashed(&self.inner.layout.blob_path(key, &hint.hash), hint.size)
+                .ok()?,
+        };
+        (bytes.len() as u64 == hint.size && digest == hint.hash).then_some(Checked {
+            bytes,
+            hash: hint.hash,
+            first_hit: true,
+        })
     }
 
     /// When the stored entry of `key` expires: `None` when there is no entry, `Some(None)` for
     /// one that does not expire. One indexed column, for the memory tier's copy of a hit.
     pub(crate) fn expiry(&self, key: &Key) -> Result<Option<Option<SystemTime>>> {
-        let expires = self.inner.index.read(|c| index::expires(c, key))?;
+        let expires = self.index()?.read(|c| index::expires(c, key))?;
         Ok(expires.map(|at| at.map(ms_to_time)))
     }
 
     /// Read in autocommit, not from the held snapshot: the answer must be current.
     fn row_still_holds(&self, key: &Key, hash: &Digest) -> Result<bool> {
         Ok(self
-            .inner
-            .index
+            .index()?
             .read(|c| index::lookup(c, key))?
             .is_some_and(|row| row.hash == *hash))
     }
@@ -523,9 +596,8 @@ impl Cache {
             return;
         }
         match self
-            .inner
-            .index
-            .write(|tx| index::delete_entry_if(tx, key, hash))
+            .index()
+            .and_then(|index| index.write(|tx| index::delete_entry_if(tx, key, hash)))
         {
             Ok(Some(removed)) => self.remove_blobs(&[removed]),
             Ok(None) => {}
@@ -533,16 +605,19 @@ impl Cache {
         }
     }
 
-    fn record_hit(&self, key: &Key) {
-        if self.is_read_only() {
+    /// Counts a hit, to be written with others later; `from_index` when the value was read
+    /// from the index, whose row then gets a first-hit file when the handle closes.
+    fn record_hit(&self, key: &Key, from_index: bool) {
+        if self.refuses_writes() {
             return;
         }
         let now = self.now_ms();
         let due = {
             let mut pending = self.inner.pending.lock().expect("pending lock");
-            let slot = pending.hits.entry(*key).or_insert((0, now));
+            let slot = pending.hits.entry(*key).or_insert((0, now, false));
             slot.0 += 1;
             slot.1 = slot.1.max(now);
+            slot.2 |= from_index;
             pending.hits.len() >= PENDING_LIMIT || pending.since.elapsed() >= FLUSH_INTERVAL
         };
         if due {
@@ -677,7 +752,7 @@ impl Cache {
             if in_blob {
                 blobs::write(&self.inner.layout, &blob_path, bytes)?;
             }
-            let written = self.inner.index.write(|tx| {
+            let written = self.index()?.write(|tx| {
                 // Whoever removes an old row's blob decides under this same write lock
                 // (`remove_blobs`), and the same value under the same key has the same path: its
                 // removal may have taken our file. Checked here, the row never goes in without it.
@@ -711,6 +786,7 @@ impl Cache {
                 let replaced = replaced.filter(|old| !(old.in_blob && old.hash == hash && in_blob));
                 self.remove_blobs(replaced.as_slice());
                 self.remove_blobs(&evicted);
+                self.inner.want_hint(key);
                 Ok(())
             }
             Err(e) => {
@@ -733,12 +809,20 @@ impl Cache {
     /// decision is taken under the index's write lock, under which that writer checks that its
     /// file is in place before inserting its row (`put_local`): deciding outside it could unlink
     /// the writer's file after its check, leaving a row without its bytes.
+    ///
+    /// Their first-hit files go too: the removal made them useless (it moved the epoch), and
+    /// they should not hold on to disk space.
     pub(crate) fn remove_blobs(&self, removed: &[Removed]) {
+        if !removed.is_empty() && self.inner.layout.hints.is_dir() {
+            for r in removed {
+                hints::remove(&self.inner.layout, &r.key);
+            }
+        }
         let gone: Vec<&Removed> = removed.iter().filter(|r| r.in_blob).collect();
         if gone.is_empty() {
             return;
         }
-        let result = self.inner.index.write(|tx| {
+        let result = self.index().and_then(|index| index.write(|tx| {
             for r in &gone {
                 if index::holds_blob(tx, &r.key, &r.hash)? {
                     continue;
@@ -748,7 +832,7 @@ impl Cache {
                 }
             }
             Ok(())
-        });
+        }));
         if let Err(e) = result {
             // The files stay as orphans, swept by the next prune or `verify --fix`.
             tracing::debug!("memo-cache: could not remove blob files: {e}");
@@ -933,7 +1017,7 @@ impl Cache {
 
     /// Removes the entry with `key`; true if there was one.
     pub fn remove_key(&self, key: &Key) -> Result<bool> {
-        let removed = self.inner.index.write(|tx| index::delete_entry(tx, key))?;
+        let removed = self.index()?.write(|tx| index::delete_entry(tx, key))?;
         self.remove_blobs(removed.as_slice());
         Ok(removed.is_some())
     }
@@ -952,6 +1036,8 @@ impl Cache {
 struct Checked {
     bytes: Vec<u8>,
     hash: Digest,
+    /// Read from a first-hit file, not from the index.
+    first_hit: bool,
 }
 
 /// The locks held while computing a missed key; released on drop, after the value is stored.
@@ -963,20 +1049,91 @@ pub(crate) struct Locks {
 }
 
 impl Inner {
+    fn index(&self) -> Result<&Index> {
+        if let Some(index) = self.index.get() {
+            return Ok(index);
+        }
+        let _opening = self.opening.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(index) = self.index.get() {
+            return Ok(index);
+        }
+        let opened = open_index(&self.layout, self.read_only)?;
+        Ok(self.index.get_or_init(|| opened))
+    }
+
     fn flush(&self) -> Result<()> {
+        let mut from_index = Vec::new();
         let updates: Vec<(Key, u64, i64)> = {
             let mut pending = self.pending.lock().expect("pending lock");
             pending.since = Instant::now();
             pending
                 .hits
                 .drain()
-                .map(|(k, (hits, at))| (k, hits, at))
+                .map(|(k, (hits, at, read))| {
+                    if read {
+                        from_index.push(k);
+                    }
+                    (k, hits, at)
+                })
                 .collect()
         };
-        if updates.is_empty() || self.index.access() == Access::ReadOnly {
+        from_index.iter().for_each(|key| self.want_hint(key));
+        if updates.is_empty() {
             return Ok(());
         }
-        self.index.write(|tx| index::touch(tx, &updates))
+        let index = self.index()?;
+        if index.access() == Access::ReadOnly {
+            return Ok(());
+        }
+        index.write(|tx| index::touch(tx, &updates))
+    }
+
+    /// Notes `key` for a first-hit file when the handle closes.
+    fn want_hint(&self, key: &Key) {
+        let mut keys = self.hint_keys.lock().expect("hint keys lock");
+        if keys.len() < HINT_LIMIT {
+            keys.insert(*key);
+        }
+    }
+
+    /// Writes the first-hit files of the keys noted (see [`crate::hints`]): their rows and the
+    /// removal epoch, read in one read transaction, so each file copies a row current at the
+    /// epoch it records.
+    fn write_hints(&self) -> Result<()> {
+        let keys: Vec<Key> = std::mem::take(&mut *self.hint_keys.lock().expect("hint keys lock"))
+            .into_iter()
+            .collect();
+        let Some(index) = self.index.get() else {
+            return Ok(());
+        };
+        if keys.is_empty() || index.access() == Access::ReadOnly {
+            return Ok(());
+        }
+        let (epoch, rows) = index.read_snapshot(|tx| {
+            let epoch = index::epoch(tx)?;
+            let mut rows = Vec::with_capacity(keys.len());
+            for key in &keys {
+                if let Some(row) = index::lookup(tx, key)? {
+                    rows.push((*key, row));
+                }
+            }
+            Ok((epoch, rows))
+        })?;
+        let now = self.clock.now_ms();
+        for (key, row) in rows {
+            if row.expires.is_some_and(|at| at <= now) {
+                continue;
+            }
+            let hint = Hint {
+                epoch,
+                hash: row.hash,
+                size: row.size,
+                expires: row.expires,
+                value: row.value,
+            };
+            hints::write(&self.layout, &key, &hint)?;
+        }
+        Ok(())
     }
 }
 
@@ -984,6 +1141,9 @@ impl Drop for Inner {
     fn drop(&mut self) {
         if let Err(e) = self.flush() {
             tracing::debug!("memo-cache: could not record hit statistics: {e}");
+        }
+        if let Err(e) = self.write_hints() {
+            tracing::debug!("memo-cache: could not write first-hit files: {e}");
         }
     }
 }

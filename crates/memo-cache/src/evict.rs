@@ -19,6 +19,7 @@ use crate::blobs;
 use crate::cache::Cache;
 use crate::clock::duration_ms;
 use crate::error::{Error, Result};
+use crate::hints;
 use crate::index::{self, Removed};
 use crate::key::{Key, hex_value};
 use crate::lock::ComputeLock;
@@ -273,12 +274,12 @@ fn prune_entries(cache: &Cache, prune: &Prune) -> Result<Removal> {
         Ok(gone)
     };
     let gone = if prune.dry_run {
-        cache.index().write_rollback(select)
+        cache.index()?.write_rollback(select)
     } else {
-        cache.index().write(select)
+        cache.index()?.write(select)
     };
     // Back to the usual page cache (on the pooled connection that just ran the transaction).
-    let _ = cache.index().read(|c| c.execute_batch(NORMAL_CACHE_SIZE));
+    let _ = cache.index()?.read(|c| c.execute_batch(NORMAL_CACHE_SIZE));
     let gone = gone?;
     if !prune.dry_run {
         cache.remove_blobs(&gone);
@@ -472,6 +473,9 @@ pub(crate) enum StrayKind {
     Temp,
     /// A lock file whose holder is gone.
     Lock,
+    /// A first-hit file that can no longer be believed: its row is gone or the removal epoch
+    /// has moved since it was written. Useless, but not a problem: `verify` does not report it.
+    Hint,
 }
 
 impl StrayFile {
@@ -521,6 +525,7 @@ pub(crate) fn stray_files(cache: &Cache, grace: Duration) -> Result<Vec<StrayFil
             });
         }
     }
+    out.extend(dead_hints(cache)?);
     for shard in list(&layout.blobs)? {
         if !fs::symlink_metadata(&shard).is_ok_and(|m| m.is_dir()) {
             if let Some(bytes) = old_enough(&shard) {
@@ -542,6 +547,52 @@ pub(crate) fn stray_files(cache: &Cache, grace: Duration) -> Result<Vec<StrayFil
                     bytes,
                     kind: StrayKind::Orphan,
                 });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// First-hit files that no longer copy a current row (and anything else in `hints/`). No grace
+/// period: a file written now for a row that exists records the current epoch.
+fn dead_hints(cache: &Cache) -> Result<Vec<StrayFile>> {
+    let shards = list(&cache.layout().hints)?;
+    if shards.is_empty() {
+        return Ok(Vec::new());
+    }
+    let index = cache.index()?;
+    let epoch = index.read(index::epoch)?;
+    let mut out = Vec::new();
+    let mut dead = |path: PathBuf| {
+        let bytes = fs::symlink_metadata(&path).map_or(0, |m| m.len());
+        out.push(StrayFile {
+            path,
+            bytes,
+            kind: StrayKind::Hint,
+        });
+    };
+    for shard in shards {
+        if !fs::symlink_metadata(&shard).is_ok_and(|m| m.is_dir()) {
+            dead(shard);
+            continue;
+        }
+        for path in list(&shard)? {
+            let key = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| crate::key::parse_key(n).ok())
+                .filter(|key| cache.layout().hint_path(key) == path);
+            let alive = match key {
+                Some(key) => hints::read(cache.layout(), &key).is_some_and(|hint| {
+                    hint.epoch == epoch
+                        && index
+                            .read(|c| index::lookup(c, &key))
+                            .is_ok_and(|row| row.is_some_and(|row| row.hash == hint.hash))
+                }),
+                None => false,
+            };
+            if !alive {
+                dead(path);
             }
         }
     }
@@ -571,7 +622,7 @@ fn blob_is_referenced(cache: &Cache, path: &Path) -> Result<bool> {
     if !key_hex.bytes().all(|b| hex_value(b).is_some()) {
         return Ok(false);
     }
-    let row = cache.index().read(|c| index::lookup(c, &key))?;
+    let row = cache.index()?.read(|c| index::lookup(c, &key))?;
     Ok(row.is_some_and(|row| {
         row.value.is_none() && cache.layout().blob_path(&key, &row.hash) == path
     }))

@@ -130,6 +130,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         WHERE id = NEW.function_id;
     END;
     "#,
+    // 2: the removal epoch (`PRAGMA application_id`), moved on by every removal of a row; the
+    // first-hit files in `hints/` are valid only while it stands still (see `crate::hints`).
+    // An older memo-cache, which would remove rows without moving it, refuses this version.
+    "PRAGMA application_id = 1;",
 ];
 
 /// The schema version this build writes.
@@ -331,7 +335,15 @@ impl Index {
     /// Runs `f` inside a `BEGIN IMMEDIATE` transaction, committed when `f` returns `Ok`;
     /// retried from the start while the database is busy. `f` may run more than once.
     pub fn write<T>(&self, mut f: impl FnMut(&Transaction) -> rusqlite::Result<T>) -> Result<T> {
-        self.transaction(|tx| f(tx), true)
+        self.transaction(|tx| f(tx), TransactionBehavior::Immediate, true)
+    }
+
+    /// Runs `f` inside one read transaction: everything it reads is from the same snapshot.
+    pub fn read_snapshot<T>(
+        &self,
+        mut f: impl FnMut(&Transaction) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        self.transaction(|tx| f(tx), TransactionBehavior::Deferred, true)
     }
 
     /// Like [`Index::write`] but rolls back at the end: a dry run.
@@ -339,18 +351,19 @@ impl Index {
         &self,
         mut f: impl FnMut(&Transaction) -> rusqlite::Result<T>,
     ) -> Result<T> {
-        self.transaction(|tx| f(tx), false)
+        self.transaction(|tx| f(tx), TransactionBehavior::Immediate, false)
     }
 
     fn transaction<T>(
         &self,
         mut f: impl FnMut(&Transaction) -> rusqlite::Result<T>,
+        behavior: TransactionBehavior,
         commit: bool,
     ) -> Result<T> {
         self.end_snapshot();
         let conn = self.take()?;
         let out = retry_busy(|| {
-            let tx = Transaction::new_unchecked(&conn, TransactionBehavior::Immediate)?;
+            let tx = Transaction::new_unchecked(&conn, behavior)?;
             let value = f(&tx)?;
             if commit {
                 tx.commit()?
@@ -913,7 +926,23 @@ pub(crate) fn delete_entry(tx: &Transaction, key: &Key) -> rusqlite::Result<Opti
     };
     tx.prepare_cached("DELETE FROM entries WHERE rowid = ?1")?
         .execute([rowid])?;
+    bump_epoch(tx)?;
     Ok(Some(removed))
+}
+
+/// The removal epoch: moved on by every transaction that removes a row. A first-hit file
+/// records the epoch its row was read at, and is valid only while it has not moved.
+pub(crate) fn epoch(conn: &Connection) -> rusqlite::Result<i32> {
+    conn.query_row("PRAGMA application_id", [], |r| r.get(0))
+}
+
+/// Moves the removal epoch on (it lives in the database header, so it commits with the removal).
+fn bump_epoch(tx: &Transaction) -> rusqlite::Result<()> {
+    let next = match epoch(tx)? {
+        i32::MAX => 1,
+        e => e + 1,
+    };
+    tx.pragma_update(None, "application_id", next)
 }
 
 /// When `key`'s row expires (Unix ms): `None` without a row, `Some(None)` if it never does.
@@ -940,7 +969,11 @@ pub(crate) fn holds_blob(conn: &Connection, key: &Key, hash: &Digest) -> rusqlit
 
 /// Deletes a row by its rowid: for malformed rows, which have no usable key.
 pub(crate) fn delete_rowid(tx: &Transaction, rowid: i64) -> rusqlite::Result<usize> {
-    tx.execute("DELETE FROM entries WHERE rowid = ?1", [rowid])
+    let n = tx.execute("DELETE FROM entries WHERE rowid = ?1", [rowid])?;
+    if n > 0 {
+        bump_epoch(tx)?;
+    }
+    Ok(n)
 }
 
 /// Deletes the row only if it still holds the value hashing to `hash`: a reader that found a
@@ -950,11 +983,16 @@ pub(crate) fn delete_entry_if(
     key: &Key,
     hash: &Digest,
 ) -> rusqlite::Result<Option<Removed>> {
-    tx.prepare_cached(
-        "DELETE FROM entries WHERE key = ?1 AND hash = ?2 RETURNING key, hash, size, value IS NULL",
-    )?
-    .query_row([&key.0[..], &hash.0[..]], removed)
-    .optional()
+    let gone = tx
+        .prepare_cached(
+            "DELETE FROM entries WHERE key = ?1 AND hash = ?2 RETURNING key, hash, size, value IS NULL",
+        )?
+        .query_row([&key.0[..], &hash.0[..]], removed)
+        .optional()?;
+    if gone.is_some() {
+        bump_epoch(tx)?;
+    }
+    Ok(gone)
 }
 
 /// Deletes every row selected by `where_sql` (over `entries e` joined with `functions f`).
@@ -968,8 +1006,11 @@ pub(crate) fn delete_where(
          RETURNING key, hash, size, value IS NULL"
     );
     let mut stmt = tx.prepare(&sql)?;
-    let rows = stmt.query_map(args, removed)?;
-    rows.collect()
+    let rows: Vec<Removed> = stmt.query_map(args, removed)?.collect::<rusqlite::Result<_>>()?;
+    if !rows.is_empty() {
+        bump_epoch(tx)?;
+    }
+    Ok(rows)
 }
 
 pub(crate) fn select_where(

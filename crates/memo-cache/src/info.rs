@@ -140,7 +140,7 @@ impl Cache {
     /// ```
     pub fn stats(&self) -> Result<Stats> {
         let now = self.now_ms();
-        let mut stats = self.index().read(|c| {
+        let mut stats = self.index()?.read(|c| {
             let mut stats = c.query_row(
                 "SELECT coalesce(sum(entries), 0), coalesce(sum(bytes), 0), coalesce(sum(blob_bytes), 0),
                         count(DISTINCT CASE WHEN entries > 0 OR current = 1 THEN name END),
@@ -168,7 +168,7 @@ impl Cache {
             )?;
             Ok(stats)
         })?;
-        let index = self.index().path();
+        let index = self.index()?.path();
         stats.index_bytes = ["", "-wal", "-shm"]
             .iter()
             .filter_map(|suffix| {
@@ -181,7 +181,7 @@ impl Cache {
         #[cfg(feature = "redis")]
         if let Some(remote) = self.remote() {
             let limit = remote.max_value() as i64;
-            let (n, bytes) = self.index().read(|c| {
+            let (n, bytes) = self.index()?.read(|c| {
                 c.query_row(
                     "SELECT count(*), coalesce(sum(size), 0) FROM entries WHERE size > ?1",
                     [limit],
@@ -200,7 +200,7 @@ impl Cache {
 
     /// One row per function name, sorted by name.
     pub fn functions(&self) -> Result<Vec<FunctionStats>> {
-        self.index().read(|c| {
+        self.index()?.read(|c| {
             let mut stmt = c.prepare(
                 "SELECT name, coalesce(sum(entries), 0), coalesce(sum(bytes), 0),
                         coalesce(sum(CASE WHEN current = 0 THEN entries END), 0),
@@ -246,7 +246,7 @@ impl Cache {
         function: Option<&str>,
         mut visit: impl FnMut(EntryInfo) -> ControlFlow<()>,
     ) -> Result<()> {
-        self.index().read(|c| {
+        self.index()?.read(|c| {
             let sql = format!(
                 "SELECT {ENTRY_COLUMNS} FROM entries e JOIN functions f ON f.id = e.function_id
                  WHERE (?1 IS NULL OR f.name = ?1)
@@ -276,7 +276,7 @@ impl Cache {
 
     /// One entry's metadata.
     pub fn entry(&self, key: &Key) -> Result<Option<EntryInfo>> {
-        self.index().read(|c| {
+        self.index()?.read(|c| {
             c.prepare_cached(&format!(
                 "SELECT {ENTRY_COLUMNS} FROM entries e JOIN functions f ON f.id = e.function_id WHERE e.key = ?1"
             ))?
@@ -317,7 +317,7 @@ impl Cache {
             out
         };
         let (low, high) = (bound(0x00), bound(0xff));
-        let keys: Vec<Vec<u8>> = self.index().read(|c| {
+        let keys: Vec<Vec<u8>> = self.index()?.read(|c| {
             let mut stmt =
                 c.prepare_cached("SELECT key FROM entries WHERE key >= ?1 AND key <= ?2 LIMIT 2")?;
             let rows = stmt.query_map(params![&low[..], &high[..]], |r| r.get(0))?;
@@ -327,7 +327,7 @@ impl Cache {
             [only] => Digest::from_slice(only).ok_or_else(|| Error::NoSuchKey(prefix.to_owned())),
             [] => Err(Error::NoSuchKey(prefix.to_owned())),
             _ => {
-                let count = self.index().read(|c| {
+                let count = self.index()?.read(|c| {
                     c.query_row(
                         "SELECT count(*) FROM entries WHERE key >= ?1 AND key <= ?2",
                         params![&low[..], &high[..]],

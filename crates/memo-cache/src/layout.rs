@@ -7,6 +7,8 @@
 //! <dir>/blobs/ab/<key>-<hash> values above the inline threshold, one file each
 //! <dir>/tmp/                  blob writes in progress
 //! <dir>/locks/                per-key compute locks, removed by their holder
+//! <dir>/hints/ab/<key>        first-hit files: a copy of an entry's row, read by a process
+//!                             that has not opened the index yet (see `crate::hints`)
 //! ```
 //!
 //! A blob's file name is derived from the entry's key and value hash, both fixed-size binary
@@ -28,6 +30,8 @@ pub const BLOBS_DIR: &str = "blobs";
 pub const TMP_DIR: &str = "tmp";
 /// The folder holding per-key compute locks.
 pub const LOCKS_DIR: &str = "locks";
+/// The folder holding first-hit files.
+pub const HINTS_DIR: &str = "hints";
 /// The environment variable that overrides the default cache directory.
 pub const DIR_ENV: &str = "MEMO_CACHE_DIR";
 
@@ -60,6 +64,10 @@ pub(crate) struct Layout {
     pub blobs: PathBuf,
     pub tmp: PathBuf,
     pub locks: PathBuf,
+    pub hints: PathBuf,
+    /// The index's write-ahead log: while it exists with content, the index file alone is
+    /// not the whole index.
+    pub wal: PathBuf,
 }
 
 impl Layout {
@@ -69,6 +77,8 @@ impl Layout {
             blobs: root.join(BLOBS_DIR),
             tmp: root.join(TMP_DIR),
             locks: root.join(LOCKS_DIR),
+            hints: root.join(HINTS_DIR),
+            wal: root.join(format!("{INDEX_FILE}-wal")),
             root,
         }
     }
@@ -95,6 +105,12 @@ impl Layout {
         self.blobs.join(&key_hex[..2]).join(name)
     }
 
+    /// The first-hit file of `key`.
+    pub fn hint_path(&self, key: &Key) -> PathBuf {
+        let key_hex = key.to_hex();
+        self.hints.join(&key_hex[..2]).join(key_hex)
+    }
+
     /// The lock file guarding the computation of `key`.
     pub fn lock_path(&self, key: &Key) -> PathBuf {
         let mut name = key.to_hex();
@@ -103,7 +119,7 @@ impl Layout {
     }
 }
 
-fn create_private_dir(dir: &Path) -> Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]

@@ -36,6 +36,7 @@ mod clock;
 pub mod codec;
 mod error;
 mod evict;
+mod hints;
 mod index;
 mod info;
 mod key;
@@ -54,7 +55,7 @@ pub use evict::{DEFAULT_FILE_GRACE, Prune, Removal, human_bytes};
 pub use index::SCHEMA_VERSION;
 pub use info::{EntryInfo, FunctionStats, Stats};
 pub use key::{Digest, Function, KEY_FORMAT_VERSION, Key, Unordered, parse_key};
-pub use layout::{BLOBS_DIR, DIR_ENV, INDEX_FILE, LOCKS_DIR, TMP_DIR, default_dir};
+pub use layout::{BLOBS_DIR, DIR_ENV, HINTS_DIR, INDEX_FILE, LOCKS_DIR, TMP_DIR, default_dir};
 #[cfg(feature = "redis")]
 pub use remote::{
     REDIS_PREFIX_ENV, REDIS_URL_ENV, RemoteConfig, RemoteStats, remote_clear, remote_stats,

@@ -150,14 +150,14 @@ impl Cache {
     pub fn verify(&self, options: &Verify) -> Result<VerifyReport> {
         let mut report = VerifyReport::default();
         let check: String = self
-            .index()
+            .index()?
             .read(|c| c.query_row("PRAGMA quick_check", [], |r| r.get(0)))?;
         if check != "ok" {
             report.problems.push(Problem {
                 kind: ProblemKind::IndexCorrupt,
                 key: None,
                 function: None,
-                path: Some(self.index().path().to_path_buf()),
+                path: Some(self.index()?.path().to_path_buf()),
                 hash: None,
                 rowid: None,
                 detail: format!(
@@ -175,6 +175,12 @@ impl Cache {
                     "temp file of an unfinished write",
                 ),
                 StrayKind::Lock => (ProblemKind::StaleLock, "lock file whose holder is gone"),
+                StrayKind::Hint => {
+                    if options.fix {
+                        let _ = stray.remove();
+                    }
+                    continue;
+                }
             };
             let fixed = options.fix && stray.remove().is_ok();
             report.problems.push(Problem {
@@ -196,7 +202,7 @@ impl Cache {
 
     fn check_entries(&self, report: &mut VerifyReport) -> Result<()> {
         let layout = self.layout().clone();
-        let problems = self.index().read(|conn| {
+        let problems = self.index()?.read(|conn| {
             let mut stmt = conn.prepare(
                 "SELECT e.key, f.name, e.size, e.hash, e.value, e.rowid FROM entries e
                  LEFT JOIN functions f ON f.id = e.function_id",
@@ -281,7 +287,7 @@ impl Cache {
     fn fix_entries(&self, report: &mut VerifyReport) -> Result<()> {
         for problem in &mut report.problems {
             if let Some(rowid) = problem.rowid {
-                self.index().write(|tx| index::delete_rowid(tx, rowid))?;
+                self.index()?.write(|tx| index::delete_rowid(tx, rowid))?;
                 problem.fixed = true;
                 continue;
             }
@@ -289,7 +295,7 @@ impl Cache {
                 continue;
             };
             let removed = self
-                .index()
+                .index()?
                 .write(|tx| index::delete_entry_if(tx, &key, &hash))?;
             // The file may be a directory or symlink planted there: `blobs::remove` handles those.
             self.remove_blobs(removed.as_slice());

@@ -1,0 +1,242 @@
+//! First-hit files: a hit in a process that has not opened the index yet.
+//!
+//! Opening SQLite and running a first statement costs about 0.3 ms in a fresh process (the
+//! schema parse, the `-wal` and `-shm` set-up, first use of SQLite's code), several times what
+//! reading two small files costs. So when a handle closes, it copies the rows it stored or
+//! found into one small file per key, `hints/ab/<key>`, and the next process answers its hits
+//! from those files until its first miss or write opens the index.
+//!
+//! # When a first-hit file may be believed
+//!
+//! A first-hit file is a copy, and a copy must never outlive what it copies. The rules:
+//!
+//! - **Every removal moves the epoch.** A transaction that removes or replaces a row also moves
+//!   the removal epoch on ([`crate::index::epoch`], SQLite's `application_id` in the database
+//!   header), in the same commit.
+//! - **A file records the epoch of its row.** The closing handle reads the epoch and the rows
+//!   in one read transaction, so the row it copies was current at that epoch. A file is
+//!   believed only while the epoch is the one it records: any removal since, anywhere, makes
+//!   every older file a miss.
+//! - **The header is read only when it is the whole truth.** The epoch is read from the index
+//!   file's header without SQLite. In WAL mode a commit reaches the index file only at a
+//!   checkpoint; the last connection to close checkpoints everything and deletes the `-wal`
+//!   file. So the header is believed only while there is no `-wal` file, or an empty one (a
+//!   connection that has not written). While another process has the cache open and has
+//!   written, every lookup goes to SQLite.
+//! - **Only the current schema.** The header's schema version must be this build's: an older
+//!   memo-cache, which removes rows without moving the epoch, refuses to open such an index.
+//! - **Everything is checked.** The file carries a checksum over its fields and the key it is
+//!   for; the value is checked against its blake3 hash like every hit; an expired entry is a
+//!   miss. Any doubt (a torn file, a missing blob, a moved epoch) sends the lookup to SQLite,
+//!   which answers as if no first-hit file existed.
+//!
+//! A lookup that reads the header and then the file races only with removals that begin after
+//! the lookup did: those may or may not be seen, as with any read that overlaps a write.
+
+use std::fs;
+use std::io::{ErrorKind, Read};
+use std::path::Path;
+
+use crate::blobs;
+use crate::error::Result;
+use crate::index::SCHEMA_VERSION;
+use crate::key::{Digest, Key};
+use crate::layout::Layout;
+
+/// A first-hit file: a row of the index as it stood at `epoch`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Hint {
+    pub epoch: i32,
+    pub hash: Digest,
+    pub size: u64,
+    pub expires: Option<i64>,
+    /// The value when the row holds it inline; `None` for a value in a blob file.
+    pub value: Option<Vec<u8>>,
+}
+
+const MAGIC: &[u8; 4] = b"MCH1";
+/// Magic, epoch, key, hash, size, expiry, inline flag.
+const FIELDS: usize = 4 + 4 + 32 + 32 + 8 + 8 + 1;
+/// The fields and their checksum (the first 16 bytes of their blake3 hash).
+const HEADER: usize = FIELDS + 16;
+/// Rows with a larger inline value get no first-hit file (they cannot exist with the default
+/// inline threshold; the bound keeps a hostile file from making a reader allocate much).
+const MAX_INLINE: u64 = 1 << 20;
+
+impl Hint {
+    fn encode(&self, key: &Key) -> Vec<u8> {
+        let inline = self.value.as_deref();
+        let mut out = Vec::with_capacity(HEADER + inline.map_or(0, <[u8]>::len));
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&self.epoch.to_le_bytes());
+        out.extend_from_slice(&key.0);
+        out.extend_from_slice(&self.hash.0);
+        out.extend_from_slice(&self.size.to_le_bytes());
+        out.extend_from_slice(&self.expires.unwrap_or(i64::MIN).to_le_bytes());
+        out.push(u8::from(inline.is_some()));
+        let sum = blake3::hash(&out);
+        out.extend_from_slice(&sum.as_bytes()[..16]);
+        if let Some(value) = inline {
+            out.extend_from_slice(value);
+        }
+        out
+    }
+
+    /// The hint in `bytes` if it is whole and for `key`; its value is not checked here.
+    fn decode(bytes: &[u8], key: &Key) -> Option<Hint> {
+        let (fields, rest) = bytes.split_at_checked(FIELDS)?;
+        let (sum, value) = rest.split_at_checked(16)?;
+        if &fields[..4] != MAGIC || blake3::hash(fields).as_bytes()[..16] != *sum {
+            return None;
+        }
+        if fields[8..40] != key.0 {
+            return None;
+        }
+        let word = |at: usize| -> [u8; 8] { fields[at..at + 8].try_into().expect("8 bytes") };
+        let size = u64::from_le_bytes(word(72));
+        let expires = i64::from_le_bytes(word(80));
+        let inline = fields[88] == 1;
+        let whole = if inline {
+            value.len() as u64 == size
+        } else {
+            value.is_empty()
+        };
+        if !whole {
+            return None;
+        }
+        Some(Hint {
+            epoch: i32::from_le_bytes(fields[4..8].try_into().expect("4 bytes")),
+            hash: Digest(fields[40..72].try_into().expect("32 bytes")),
+            size,
+            expires: (expires != i64::MIN).then_some(expires),
+            value: inline.then(|| value.to_vec()),
+        })
+    }
+}
+
+/// The first-hit file of `key`, if there is a whole one.
+pub(crate) fn read(layout: &Layout, key: &Key) -> Option<Hint> {
+    let path = layout.hint_path(key);
+    let mut file = blobs::open_file(&path).ok()?;
+    let len = file.metadata().ok().filter(|m| m.is_file())?.len();
+    if len > HEADER as u64 + MAX_INLINE {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.read_to_end(&mut bytes).ok()?;
+    Hint::decode(&bytes, key)
+}
+
+/// Writes the first-hit file of `key` (through `tmp/`, renamed into place), unless the same one
+/// is there already.
+pub(crate) fn write(layout: &Layout, key: &Key, hint: &Hint) -> Result<()> {
+    if hint.value.as_ref().is_some_and(|v| v.len() as u64 > MAX_INLINE) {
+        return Ok(());
+    }
+    if read(layout, key).is_some_and(|old| old == *hint) {
+        return Ok(());
+    }
+    blobs::write(layout, &layout.hint_path(key), &hint.encode(key))
+}
+
+/// Removes the first-hit file of `key`; one that is not there counts as removed.
+pub(crate) fn remove(layout: &Layout, key: &Key) {
+    if let Err(e) = blobs::remove(&layout.hint_path(key)) {
+        tracing::debug!("memo-cache: {e}");
+    }
+}
+
+/// The index file, kept open to read the removal epoch from its header.
+#[derive(Debug)]
+pub(crate) struct IndexHeader {
+    file: fs::File,
+}
+
+/// Where the header keeps what is read here (<https://sqlite.org/fileformat.html>).
+const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+const USER_VERSION_AT: usize = 60;
+const APPLICATION_ID_AT: usize = 68;
+
+impl IndexHeader {
+    /// Opens the index file at `path` when its header shows an index of this build's schema.
+    pub fn open(path: &Path) -> Option<IndexHeader> {
+        let header = IndexHeader {
+            file: blobs::open_file(path).ok()?,
+        };
+        header.read().map(|_| header)
+    }
+
+    /// The epoch in the header, when the header can be believed: the schema is this build's
+    /// and the write-ahead log at `wal` holds nothing the index file lacks.
+    pub fn epoch(&self, wal: &Path) -> Option<i32> {
+        match fs::symlink_metadata(wal) {
+            Ok(meta) if meta.len() > 0 => return None,
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(_) => return None,
+        }
+        self.read()
+    }
+
+    fn read(&self) -> Option<i32> {
+        let mut header = [0u8; 100];
+        read_exact_at(&self.file, &mut header).ok()?;
+        let word = |at: usize| i32::from_be_bytes(header[at..at + 4].try_into().expect("4 bytes"));
+        (header[..16] == *SQLITE_MAGIC && i64::from(word(USER_VERSION_AT)) == SCHEMA_VERSION)
+            .then(|| word(APPLICATION_ID_AT))
+    }
+}
+
+#[cfg(unix)]
+fn read_exact_at(file: &fs::File, buf: &mut [u8]) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, 0)
+}
+
+#[cfg(windows)]
+fn read_exact_at(file: &fs::File, buf: &mut [u8]) -> std::io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        match std::os::windows::fs::FileExt::seek_read(file, &mut buf[done..], done as u64)? {
+            0 => return Err(ErrorKind::UnexpectedEof.into()),
+            n => done += n,
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(b: u8) -> Key {
+        Digest([b; 32])
+    }
+
+    #[test]
+    fn a_hint_reads_back_and_damage_is_refused() {
+        let hint = Hint {
+            epoch: 7,
+            hash: Digest::of(b"value"),
+            size: 5,
+            expires: Some(1_700_000_000_000),
+            value: Some(b"value".to_vec()),
+        };
+        let bytes = hint.encode(&key(1));
+        assert_eq!(Hint::decode(&bytes, &key(1)), Some(hint.clone()));
+        assert_eq!(Hint::decode(&bytes, &key(2)), None, "another key's file");
+        for cut in [0, 10, FIELDS, HEADER, bytes.len() - 1] {
+            assert_eq!(Hint::decode(&bytes[..cut], &key(1)), None, "cut at {cut}");
+        }
+        for at in [4, 45, 75, 85, 88, FIELDS + 3] {
+            let mut bad = bytes.clone();
+            bad[at] ^= 1;
+            assert_eq!(Hint::decode(&bad, &key(1)), None, "byte {at} flipped");
+        }
+        let blob = Hint {
+            expires: None,
+            value: None,
+            ..hint
+        };
+        assert_eq!(Hint::decode(&blob.encode(&key(3)), &key(3)), Some(blob));
+    }
+}

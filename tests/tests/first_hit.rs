@@ -1,0 +1,182 @@
+//! First-hit files (`crates/memo-cache/src/hints.rs`): a process's first lookups are answered
+//! from `hints/` without opening the index, and never with a value that was removed or
+//! replaced, whoever removed it and however it ended. Every step is a separate process
+//! (`src/bin/hint_child.rs`), so every lookup is a fresh process's.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use memo_cache::Cache;
+use memo_cache_e2e::functions::SMALL;
+use memo_cache_e2e::{Lines, files_under, flip_byte, run_bounded, run_ok, wait_bounded};
+
+const CHILD: &str = env!("CARGO_BIN_EXE_hint_child");
+
+fn child(dir: &Path, words: &[&str]) -> Command {
+    let mut cmd = Command::new(CHILD);
+    cmd.arg(dir).args(words);
+    cmd
+}
+
+/// Runs one step in a process of its own.
+fn step(dir: &Path, words: &[&str]) -> String {
+    run_ok(&mut child(dir, words))
+}
+
+/// A fresh process's lookup: the value (or "none") and whether it opened the index.
+fn get(dir: &Path, words: &[&str]) -> (String, bool) {
+    let out = step(dir, words);
+    let field = |name: &str| -> String {
+        out.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {out:?}"))
+            .to_owned()
+    };
+    (field("value="), field("index=") == "opened")
+}
+
+fn hint_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    files_under(&dir.join(memo_cache::HINTS_DIR))
+}
+
+#[test]
+fn a_stored_value_is_a_first_hit_in_the_next_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    step(dir, &["put", "1", "one"]);
+    step(dir, &["put-big", "2", "two"]);
+    assert_eq!(hint_files(dir).len(), 2, "one first-hit file per stored key");
+    for _ in 0..2 {
+        assert_eq!(get(dir, &["get", "1"]), ("one".into(), false));
+        assert_eq!(get(dir, &["get-big", "2"]), ("two".into(), false));
+    }
+    // A key without a first-hit file is looked up in the index.
+    assert_eq!(get(dir, &["get", "3"]), ("none".into(), true));
+}
+
+#[test]
+fn a_value_found_in_the_index_gets_a_first_hit_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    step(dir, &["put", "1", "one"]);
+    for path in hint_files(dir) {
+        std::fs::remove_file(path).unwrap();
+    }
+    assert_eq!(get(dir, &["get", "1"]), ("one".into(), true));
+    assert_eq!(get(dir, &["get", "1"]), ("one".into(), false));
+}
+
+/// Every way of removing or replacing an entry, each in its own process, ends its first hits:
+/// the next process gets what the index holds.
+#[test]
+fn a_removal_or_replacement_anywhere_ends_first_hits() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["remove", "1"], "none"),
+        (&["put", "1", "uno"], "uno"),
+        (&["clear"], "none"),
+        (&["clear-function"], "none"),
+        (&["prune-stale"], "none"),
+    ];
+    for &(change, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        step(dir, &["put", "1", "one"]);
+        step(dir, &["put", "2", "two"]);
+        assert_eq!(get(dir, &["get", "1"]), ("one".into(), false), "{change:?}");
+        step(dir, change);
+        let (value, _) = get(dir, &["get", "1"]);
+        assert_eq!(value, expected, "after {change:?}");
+        // Key 2 was not touched by a removal of 1 alone; it is still right either way.
+        let untouched = if change.len() == 1 { "none" } else { "two" };
+        assert_eq!(get(dir, &["get", "2"]).0, untouched, "after {change:?}");
+    }
+}
+
+/// The removal's commit is still in the write-ahead log of a process that keeps the cache
+/// open: the index file's header does not show it yet, so first-hit files must not be read.
+#[test]
+fn a_removal_not_yet_checkpointed_is_seen() {
+    for change in [&["remove", "1"][..], &["put", "1", "uno"]] {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        step(dir, &["put", "1", "one"]);
+        assert_eq!(get(dir, &["get", "1"]), ("one".into(), false));
+        let mut holder = child(dir, &[&["hold"][..], change].concat())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = Lines::new(holder.stdout.take().unwrap());
+        lines.wait_for("done");
+        let expected = if change[0] == "remove" { "none" } else { "uno" };
+        assert_eq!(get(dir, &["get", "1"]).0, expected, "{change:?} held open");
+        drop(holder.stdin.take());
+        assert!(wait_bounded(&mut holder).success());
+        assert_eq!(get(dir, &["get", "1"]).0, expected, "{change:?} closed");
+    }
+}
+
+/// A process that removed an entry and died before closing leaves its commit in the log.
+#[test]
+fn a_removal_by_a_crashed_process_is_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    step(dir, &["put", "1", "one"]);
+    assert_eq!(get(dir, &["get", "1"]), ("one".into(), false));
+    let out = run_bounded(&mut child(dir, &["abort", "remove", "1"]));
+    assert!(!out.status.success(), "the child aborts");
+    assert_eq!(get(dir, &["get", "1"]).0, "none");
+    assert_eq!(get(dir, &["get", "1"]).0, "none");
+}
+
+/// A damaged first-hit file, or a damaged blob behind one, is a lookup in the index, which
+/// answers as it always does.
+#[test]
+fn a_damaged_first_hit_file_is_not_believed() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    step(dir, &["put", "1", "one"]);
+    let [hint] = hint_files(dir).try_into().unwrap();
+    let len = std::fs::metadata(&hint).unwrap().len() as usize;
+    // A byte of the fields, a byte of the inline value, and a cut.
+    flip_byte(&hint, 50);
+    assert_eq!(get(dir, &["get", "1"]), ("one".into(), true));
+    let [hint] = hint_files(dir).try_into().unwrap();
+    flip_byte(&hint, len - 1);
+    assert_eq!(get(dir, &["get", "1"]), ("one".into(), true));
+    let [hint] = hint_files(dir).try_into().unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&hint)
+        .unwrap()
+        .set_len(40)
+        .unwrap();
+    assert_eq!(get(dir, &["get", "1"]), ("one".into(), true));
+    assert_eq!(get(dir, &["get", "1"]), ("one".into(), false));
+
+    step(dir, &["put-big", "2", "two"]);
+    let blob = memo_cache_e2e::blob_files(dir).pop().unwrap();
+    flip_byte(&blob, 100);
+    // The index's answer: the blob fails its hash check, the entry is dropped, a miss.
+    assert_eq!(get(dir, &["get-big", "2"]), ("none".into(), true));
+}
+
+/// First-hit files are not problems for `verify`, and go when their entries do.
+#[test]
+fn first_hit_files_are_swept_with_their_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    step(dir, &["put", "1", "one"]);
+    step(dir, &["put", "2", "two"]);
+    assert_eq!(hint_files(dir).len(), 2);
+    let cache = Cache::open(dir).unwrap();
+    assert!(cache.verify(&memo_cache::Verify::new()).unwrap().is_sound());
+    assert!(cache.remove(&SMALL, &(1u64,)).unwrap());
+    assert_eq!(hint_files(dir).len(), 1, "the removed entry's file went with it");
+    // The removal moved the epoch: the other file is useless now, and a prune sweeps it.
+    cache.prune(&memo_cache::Prune::new().expired()).unwrap();
+    assert_eq!(hint_files(dir), Vec::<std::path::PathBuf>::new());
+    cache.clear().unwrap();
+    drop(cache);
+    assert_eq!(get(dir, &["get", "2"]).0, "none");
+}
