@@ -25,12 +25,10 @@ use crate::values::{count, relative, rfc3339};
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let out = Output::new(cli.json, cli.color);
     if let Command::Completions { shell } = cli.command {
-        clap_complete::generate(
-            shell,
-            &mut Cli::command(),
-            "memo-cache",
-            &mut std::io::stdout(),
-        );
+        // Into memory first: clap_complete panics on a failed write, e.g. into a closed pipe.
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "memo-cache", &mut script);
+        std::io::stdout().write_all(&script)?;
         return Ok(ExitCode::SUCCESS);
     }
     if let Command::Remote(args) = &cli.command {

@@ -75,9 +75,13 @@ fn usage_error(e: clap::Error) -> ExitCode {
 
 /// `memo-cache ls | head` closes the pipe early: that is not a failure.
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    let broken = Some(std::io::ErrorKind::BrokenPipe);
     e.chain().any(|cause| {
-        cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        // serde_json keeps the io::Error it met to itself (its `source()` skips it), so ask it.
+        cause.downcast_ref::<std::io::Error>().map(|io| io.kind()) == broken
+            || cause
+                .downcast_ref::<serde_json::Error>()
+                .and_then(|json| json.io_error_kind())
+                == broken
     })
 }

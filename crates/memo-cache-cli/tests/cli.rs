@@ -670,6 +670,48 @@ fn completions_for_each_shell() {
 }
 
 #[test]
+fn a_closed_stdout_ends_any_command_quietly() {
+    let dir = demo();
+    let point = key_hex(&POINT, &(0,));
+    for args in [
+        &["show", &point, "--value"][..],
+        &["show", &point, "--value", "--json"],
+        &["show", &point],
+        &["ls"],
+        &["ls", "--json"],
+        &["ls", "--entries", "--json"],
+        &["stats", "--json"],
+        &["verify", "--json"],
+        &["prune", "--dry-run", "--json"],
+        &["dir", "--json"],
+        &["completions", "bash"],
+    ] {
+        let (code, err) = run_into_closed_pipe(dir.path(), args);
+        assert_eq!((code, err.as_str()), (0, ""), "{args:?}");
+    }
+}
+
+/// Runs `memo-cache --dir DIR ARGS...` with stdout a pipe whose read end is closed before the
+/// command starts (`| head -c0`, deterministically), returning (status, stderr).
+fn run_into_closed_pipe(dir: &std::path::Path, args: &[&str]) -> (i32, String) {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_memo-cache"))
+        .env_remove("MEMO_CACHE_DIR")
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(writer)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+#[test]
 fn help_documents_exit_codes_and_the_prune_default() {
     let mut cmd = assert_cmd::Command::cargo_bin("memo-cache").unwrap();
     cmd.arg("--help")
