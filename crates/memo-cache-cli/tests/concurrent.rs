@@ -2,7 +2,7 @@
 //! the writer sees no error and never reads a wrong value, and the cache stays sound.
 //!
 //! The writer is this test binary run again as a child process (a real process, with its own
-//! SQLite connections and file handles), selected by an environment variable.
+//! SQLite connections and file handles): `writer_child`, an ignored test run with `--ignored`.
 
 mod common;
 
@@ -29,10 +29,14 @@ fn value_of(i: u64, round: u64) -> Vec<u64> {
 /// The writer's loop: store, read back, check; until the stop file appears. Every failure is a
 /// panic, so the child's exit status tells the parent.
 #[test]
+#[ignore = "child process body, spawned by prune_clear_and_verify_fix_while_another_process_writes"]
 fn writer_child() {
-    let Some(dir) = std::env::var_os(CHILD_ENV) else {
-        return;
-    };
+    let dir = std::env::var_os(CHILD_ENV).unwrap_or_else(|| {
+        panic!(
+            "`writer_child` is the body of a child process (it needs {CHILD_ENV}); \
+             prune_clear_and_verify_fix_while_another_process_writes runs it"
+        )
+    });
     let dir = Path::new(&dir);
     let first: u64 = std::env::var("MEMO_CACHE_CLI_TEST_WRITER_KEYS")
         .unwrap()
@@ -68,7 +72,13 @@ fn writer_child() {
 
 fn spawn_writer(dir: &Path, first_key: u64) -> Child {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["writer_child", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "--ignored",
+            "--exact",
+            "writer_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, dir)
         .env("MEMO_CACHE_CLI_TEST_WRITER_KEYS", first_key.to_string())
         .stdout(Stdio::piped())
@@ -91,9 +101,6 @@ fn spawn_writer(dir: &Path, first_key: u64) -> Child {
 
 #[test]
 fn prune_clear_and_verify_fix_while_another_process_writes() {
-    if std::env::var_os(CHILD_ENV).is_some() {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     drop(Cache::open(dir.path()).unwrap());
     let writers = [spawn_writer(dir.path(), 0), spawn_writer(dir.path(), KEYS)];
