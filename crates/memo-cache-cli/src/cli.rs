@@ -11,7 +11,8 @@ use crate::values::{parse_age, parse_count, parse_size};
 ///
 /// The cache directory is --dir, else $MEMO_CACHE_DIR, else the platform cache directory
 /// (~/.cache/memo-cache on Linux). Commands that only look (dir, ls, stats, show, verify without
-/// --fix) never create or change anything.
+/// --fix) never create or change anything. No command creates a cache or migrates an index of an
+/// older schema (the programs using the cache do).
 ///
 /// Exit status: 0 success; 1 failure (not a cache, I/O error, or verify found problems that
 /// remain); 2 usage error (bad option or value, or clear refused without --yes). A refused

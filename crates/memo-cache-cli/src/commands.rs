@@ -72,14 +72,13 @@ enum Access {
     /// Only read. The connection may write (SQLite then removes its WAL files at close, leaving
     /// the directory as it was), but nothing here does.
     Look,
-    /// Only read, through a read-only connection: nothing at all is written, though SQLite may
-    /// leave its `-wal` and `-shm` files behind.
+    /// Only read, through a read-only handle: even a bad value found is left for `verify`.
     LookOnly,
     /// Remove entries or files.
     Change,
 }
 
-/// Opens an existing cache; never creates one.
+/// Opens an existing cache; never creates one, nor migrates an index of an older schema.
 fn open(dir: &Path, access: Access) -> anyhow::Result<Cache> {
     let builder = Cache::builder(dir);
     let builder = match access {

@@ -353,19 +353,7 @@ fn prune_dry_run_changes_nothing() {
     assert!(out.starts_with("Would remove 14 entries ("), "{out}");
     assert_eq!(entries(dir.path()), 14);
     assert_eq!(blob_files(dir.path()).len(), 2);
-    let after: Vec<_> = files(dir.path())
-        .into_iter()
-        .filter(|p| !is_sqlite_side_file(p))
-        .collect();
-    let before: Vec<_> = before
-        .into_iter()
-        .filter(|p| !is_sqlite_side_file(p))
-        .collect();
-    assert_eq!(before, after);
-}
-
-fn is_sqlite_side_file(p: &std::path::Path) -> bool {
-    p.to_string_lossy().ends_with("-wal") || p.to_string_lossy().ends_with("-shm")
+    assert_eq!(files(dir.path()), before);
 }
 
 #[test]
@@ -603,41 +591,93 @@ fn bad_values_exit_2_with_one_line_and_change_nothing() {
         assert!(err.contains(value) && err.contains(form), "{args:?}: {err}");
     }
     assert_eq!(entries(dir.path()), 14);
-    let after: Vec<_> = files(dir.path())
-        .into_iter()
-        .filter(|p| !is_sqlite_side_file(p))
-        .collect();
-    let before: Vec<_> = before
-        .into_iter()
-        .filter(|p| !is_sqlite_side_file(p))
-        .collect();
-    assert_eq!(before, after);
+    assert_eq!(files(dir.path()), before);
 }
 
 #[test]
 fn reading_commands_write_nothing() {
     let dir = demo();
-    let index = dir.path().join("index.sqlite3");
-    let before = (fs::read(&index).unwrap(), files(dir.path()));
-    let key = key_hex(&SQUARE, &(1u64,));
+    let before = contents(dir.path());
+    let square = key_hex(&SQUARE, &(1u64,));
+    let blob = key_hex(&BLOB, &(1u8,));
     for args in [
-        &["ls"][..],
+        &["dir"][..],
+        &["ls"],
         &["ls", "--entries"],
         &["stats"],
-        &["show", &key],
+        &["show", &square],
+        &["show", &square, "--value"],
+        &["show", &blob, "--value", "--json"],
         &["verify"],
     ] {
         ok(dir.path(), args);
-        assert_eq!(files(dir.path()), before.1, "{args:?}");
+        assert!(contents(dir.path()) == before, "{args:?} changed the cache");
     }
-    ok(dir.path(), &["show", &key, "--value"]);
-    assert_eq!(fs::read(&index).unwrap(), before.0);
-    // A read-only connection may leave SQLite's WAL files; nothing else appears.
-    let after: Vec<_> = files(dir.path())
+}
+
+#[test]
+fn show_value_leaves_the_wal_files_of_a_cache_in_use_alone() {
+    let dir = tempdir();
+    let cache = Cache::open(dir.path()).unwrap();
+    cache.put(&SQUARE, &(2u64,), &4u64).unwrap();
+    let key = key_hex(&SQUARE, &(2u64,));
+    assert_eq!(ok(dir.path(), &["show", &key, "--value"]), "4\n");
+    let names = files(dir.path());
+    for side in ["index.sqlite3-wal", "index.sqlite3-shm"] {
+        assert!(names.contains(&side.into()), "{side} gone: {names:?}");
+    }
+    cache.put(&SQUARE, &(3u64,), &9u64).unwrap();
+    assert_eq!(cache.get::<_, u64>(&SQUARE, &(3u64,)).unwrap(), Some(9));
+}
+
+#[test]
+fn an_empty_index_file_is_refused_and_left_empty() {
+    let dir = tempdir();
+    fs::write(dir.path().join("index.sqlite3"), b"").unwrap();
+    let before = contents(dir.path());
+    for args in [
+        &["ls"][..],
+        &["stats"],
+        &["show", "ab"],
+        &["show", "ab", "--value"],
+        &["verify"],
+        &["verify", "--fix"],
+        &["prune"],
+        &["clear", "--yes"],
+    ] {
+        let (code, out, err) = run(dir.path(), args);
+        assert_eq!(code, 1, "{args:?}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+        assert!(
+            err.starts_with(&format!(
+                "memo-cache: cache index {}: schema version 0 (an empty index, or one whose creation \
+                 did not finish) is older than this memo-cache's 1; left as it is, as this open only \
+                 uses an existing cache. Opening the cache with Cache::open, as a program using it \
+                 does, sets it up",
+                dir.path().join("index.sqlite3").display()
+            )),
+            "{args:?}: {err}"
+        );
+        assert!(
+            contents(dir.path()) == before,
+            "{args:?} changed the directory"
+        );
+    }
+    // What the message says: a program's open sets it up.
+    drop(Cache::open(dir.path()).unwrap());
+    assert_eq!(entries(dir.path()), 0);
+}
+
+/// Every file under `dir` with its bytes (`None` for a directory): to check that a command left
+/// the directory byte for byte as it was.
+fn contents(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Option<Vec<u8>>)> {
+    files(dir)
         .into_iter()
-        .filter(|p| !is_sqlite_side_file(p))
-        .collect();
-    assert_eq!(after, before.1);
+        .map(|p| {
+            let bytes = fs::read(dir.join(&p)).ok();
+            (p, bytes)
+        })
+        .collect()
 }
 
 #[test]

@@ -15,7 +15,7 @@ use crate::blobs::{self, ReadFailure};
 use crate::clock::{Clock, SystemClock, duration_ms};
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::index::{self, Access, Index, NewEntry, Removed};
+use crate::index::{self, Access, Index, NewEntry, Removed, Schema};
 use crate::key::{Digest, Function, Key};
 use crate::layout::{self, Layout};
 use crate::lock::ComputeLock;
@@ -174,14 +174,17 @@ impl CacheBuilder {
         self
     }
 
-    /// Fail with [`Error::NotACache`] instead of creating a cache that does not exist yet.
+    /// Fail with [`Error::NotACache`] instead of creating a cache that does not exist yet, and
+    /// with an [`Error::Index`] naming both versions instead of migrating an index of an older
+    /// schema (an empty `index.sqlite3` is at version 0): opening never changes the directory.
     /// Used by tools that only look.
     pub fn existing_only(mut self) -> Self {
         self.create = false;
         self
     }
 
-    /// Open without ever writing: stores are refused, hits are not counted.
+    /// Open without ever writing: stores are refused, hits are not counted, and an index of an
+    /// older schema is refused as by [`existing_only`](Self::existing_only).
     pub fn read_only(mut self) -> Self {
         self.read_only = true;
         self.create = false;
@@ -210,7 +213,7 @@ impl CacheBuilder {
             if self.read_only {
                 open_read_only(&layout)?
             } else {
-                open_existing(&layout)?
+                open_existing(&layout, Schema::AsFound)?
             }
         };
         #[cfg(feature = "redis")]
@@ -242,11 +245,11 @@ fn open_or_create(layout: &Layout) -> Result<Index> {
     if layout.index.is_file() {
         // An existing cache: open it as it is. Creating the marker files first would cost
         // syscalls on every open and would write into a directory whose index we may refuse.
-        return open_existing(layout);
+        return open_existing(layout, Schema::Migrate);
     }
     match layout
         .create()
-        .and_then(|()| Index::open(&layout.index, Access::ReadWrite))
+        .and_then(|()| Index::open(&layout.index, Access::ReadWrite, Schema::Migrate))
     {
         Ok(index) => Ok(index),
         // A cache on a read-only mount, or owned by someone else: still serve its hits.
@@ -257,15 +260,15 @@ fn open_or_create(layout: &Layout) -> Result<Index> {
     }
 }
 
-fn open_existing(layout: &Layout) -> Result<Index> {
-    match Index::open(&layout.index, Access::ReadWrite) {
+fn open_existing(layout: &Layout, schema: Schema) -> Result<Index> {
+    match Index::open(&layout.index, Access::ReadWrite, schema) {
         Err(e) if is_permission_problem(&e) => open_read_only(layout).map_err(|_| e),
         other => other,
     }
 }
 
 fn open_read_only(layout: &Layout) -> Result<Index> {
-    Index::open(&layout.index, Access::ReadOnly)
+    Index::open(&layout.index, Access::ReadOnly, Schema::AsFound)
 }
 
 fn is_permission_problem(e: &Error) -> bool {
