@@ -49,7 +49,8 @@ fn shout(word: String, verbose: bool) -> String {
     word.to_uppercase()
 }
 
-#[disk_cache(ttl = "1s")]
+/// An hour, so that no run of a test outlives it: the test expires the entry through the index.
+#[disk_cache(ttl = "1h")]
 fn quote(symbol: &str) -> f64 {
     println!("computed quote {symbol}");
     symbol.len() as f64 * 1.5
