@@ -21,13 +21,9 @@ use crate::values::{parse_age, parse_count, parse_size};
 #[command(name = "memo-cache", version, max_term_width = 100)]
 pub struct Cli {
     /// The cache directory [default: $MEMO_CACHE_DIR, else the platform cache directory]
-    #[arg(
-        long,
-        global = true,
-        value_name = "DIR",
-        env = "MEMO_CACHE_DIR",
-        hide_env = true
-    )]
+    // Not `env = ..`: memo_cache::default_dir() reads MEMO_CACHE_DIR as the library does, an
+    // empty value as unset (clap refused it as a missing value).
+    #[arg(long, global = true, value_name = "DIR")]
     pub dir: Option<PathBuf>,
 
     /// Print JSON on stdout, and nothing else there (errors still go to stderr)

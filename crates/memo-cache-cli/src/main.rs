@@ -59,7 +59,7 @@ fn usage_error(e: clap::Error) -> ExitCode {
             let first = rendered.lines().next().unwrap_or_default();
             let first = first.strip_prefix("error: ").unwrap_or(first);
             match e.get(ContextKind::ValidValue) {
-                Some(ContextValue::Strings(valid)) => {
+                Some(ContextValue::Strings(valid)) if !valid.is_empty() => {
                     eprintln!("memo-cache: {first}; expected one of: {}", valid.join(", "))
                 }
                 _ => eprintln!("memo-cache: {first}"),

@@ -40,11 +40,46 @@ fn dir_prints_the_flag_then_the_environment() {
     cmd.env("MEMO_CACHE_DIR", "/somewhere/else").arg("dir");
     cmd.assert().success().stdout("/somewhere/else\n");
 
+    let mut cmd = assert_cmd::Command::cargo_bin("memo-cache").unwrap();
+    cmd.env("MEMO_CACHE_DIR", "/somewhere/else")
+        .arg("--dir")
+        .arg(dir.path())
+        .arg("dir");
+    cmd.assert()
+        .success()
+        .stdout(format!("{}\n", dir.path().display()));
+
     let v = json(dir.path(), &["dir"]);
     assert_eq!(v["is_cache"], false);
     assert!(
         common::files(dir.path()).is_empty(),
         "dir created something"
+    );
+}
+
+#[test]
+fn an_empty_memo_cache_dir_counts_as_unset() {
+    let home = tempdir();
+    let default = home.path().join("memo-cache");
+    drop(demo_cache(&default));
+    let memo_cache = |args: &[&str]| {
+        let mut cmd = assert_cmd::Command::cargo_bin("memo-cache").unwrap();
+        cmd.env("MEMO_CACHE_DIR", "")
+            .env("XDG_CACHE_HOME", home.path())
+            .args(args);
+        cmd.assert().success()
+    };
+    memo_cache(&["dir"]).stdout(format!("{}\n", default.display()));
+    memo_cache(&["stats"]).stdout(predicate::str::contains("Entries:    14"));
+
+    // An empty --dir is a usage error, without an empty list of accepted values.
+    let (code, _, err) = run(std::path::Path::new(""), &["dir"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            2,
+            "memo-cache: a value is required for '--dir <DIR>' but none was supplied\n"
+        )
     );
 }
 
