@@ -553,7 +553,7 @@ fn prune(cache: &Cache, args: &PruneArgs, out: Output) -> anyhow::Result<ExitCod
 /// (a script may prune a function before it first runs).
 fn note_unknown_function(cache: &Cache, name: &str) -> anyhow::Result<()> {
     if let Err(e) = known_function(&cache.functions()?, name) {
-        eprintln!("memo-cache: note: {e:#}");
+        eprintln!("memo-cache: note: {}", crate::message(&e));
     }
     Ok(())
 }

@@ -39,7 +39,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("memo-cache: {e:#}");
+            eprintln!("memo-cache: {}", message(&e));
             if e.is::<Refused>() {
                 ExitCode::from(USAGE)
             } else {
@@ -47,6 +47,27 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `e` and its causes, each said once. `{e:#}` said one up to three times: a library error's
+/// message ends with its source's (`cache index PATH: database disk image is malformed`), whose
+/// own source is SQLite's wording of the same code. So the chain ends at the library's error,
+/// and a cause that already ends the message is not added again.
+fn message(e: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !message.ends_with(&text) {
+            if !message.is_empty() {
+                message.push_str(": ");
+            }
+            message.push_str(&text);
+        }
+        if cause.is::<memo_cache::Error>() {
+            break;
+        }
+    }
+    message
 }
 
 /// Help and version go to stdout with status 0; a bad value gets one line naming the value and

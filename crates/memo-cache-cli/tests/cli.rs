@@ -609,6 +609,32 @@ fn a_directory_that_is_not_a_cache_gets_one_line_and_is_left_alone() {
 }
 
 #[test]
+fn a_damaged_index_is_named_with_its_cause_said_once() {
+    let dir = demo();
+    let index = dir.path().join("index.sqlite3");
+    // The first three pages of the index only: the others' tables are gone.
+    fs::File::options()
+        .write(true)
+        .open(&index)
+        .unwrap()
+        .set_len(3 * 4096)
+        .unwrap();
+    for args in [&["ls"][..], &["stats"], &["verify"], &["prune"]] {
+        let (code, out, err) = run(dir.path(), args);
+        assert_eq!(code, 1, "{args:?}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+        assert_eq!(
+            err,
+            format!(
+                "memo-cache: cache index {}: database disk image is malformed\n",
+                index.display()
+            ),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
 fn bad_values_exit_2_with_one_line_and_change_nothing() {
     let dir = demo();
     let before = files(dir.path());
@@ -683,15 +709,16 @@ fn an_empty_index_file_is_refused_and_left_empty() {
         let (code, out, err) = run(dir.path(), args);
         assert_eq!(code, 1, "{args:?}");
         assert!(out.is_empty(), "{args:?}: {out}");
-        assert!(
-            err.starts_with(&format!(
+        assert_eq!(
+            err,
+            format!(
                 "memo-cache: cache index {}: schema version 0 (an empty index, or one whose creation \
                  did not finish) is older than this memo-cache's 1; left as it is, as this open only \
                  uses an existing cache. Opening the cache with Cache::open, as a program using it \
-                 does, sets it up",
+                 does, sets it up\n",
                 dir.path().join("index.sqlite3").display()
-            )),
-            "{args:?}: {err}"
+            ),
+            "{args:?}"
         );
         assert!(
             contents(dir.path()) == before,
