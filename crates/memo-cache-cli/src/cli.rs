@@ -73,7 +73,8 @@ pub enum Command {
 
     /// Remove every entry (or every entry of one function)
     ///
-    /// Asks for confirmation on a terminal. Without a terminal, refuses (exit 2) unless --yes is
+    /// Also sweeps stray files, as prune does. Asks for confirmation on a terminal, even when no
+    /// entry would go. Without a terminal (stdin and stderr), refuses (exit 2) unless --yes is
     /// given. Safe while other processes use the cache.
     Clear(ClearArgs),
 

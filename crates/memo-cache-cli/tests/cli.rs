@@ -452,6 +452,30 @@ fn clear_refuses_without_a_terminal_or_yes() {
 }
 
 #[test]
+fn clear_of_no_entries_still_refuses_and_keeps_stray_files() {
+    let dir = tempdir();
+    drop(Cache::open(dir.path()).unwrap());
+    let stray = dir.path().join("tmp").join("blob-left-behind");
+    fs::write(&stray, b"half a value").unwrap();
+    backdate(&stray);
+    let before = files(dir.path());
+    let (code, out, err) = run(dir.path(), &["clear"]);
+    assert_eq!(code, 2, "{out}");
+    assert_eq!(
+        err,
+        "memo-cache: refusing to clear without confirmation: neither stdin nor stderr is a \
+         terminal; pass --yes to clear anyway. Nothing was removed\n"
+    );
+    assert_eq!(files(dir.path()), before);
+    let out = ok(dir.path(), &["clear", "--yes"]);
+    assert_eq!(
+        out.trim_end(),
+        "Removed 0 entries (0 B) and 1 stray file (12 B)"
+    );
+    assert!(!stray.exists());
+}
+
+#[test]
 fn clear_yes_removes_everything() {
     let dir = demo();
     let out = ok(dir.path(), &["clear", "--yes"]);
