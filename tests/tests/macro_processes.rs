@@ -3,7 +3,7 @@
 mod macro_support;
 
 use macro_support::{command, finish, run};
-use memo_cache_e2e::raw_index;
+use memo_cache_e2e::{KillOnDrop, output_bounded, raw_index};
 
 const CHILD: &str = env!("CARGO_BIN_EXE_macro_child");
 
@@ -137,11 +137,11 @@ fn four_processes_compute_a_slow_function_once_per_key() {
     let dir = tempfile::tempdir().unwrap();
     for key in ["3", "4"] {
         let children: Vec<_> = (0..4)
-            .map(|_| command(CHILD, dir.path(), &["slow", key]).spawn_piped())
+            .map(|_| KillOnDrop(command(CHILD, dir.path(), &["slow", key]).spawn_piped()))
             .collect();
         let runs: Vec<_> = children
             .into_iter()
-            .map(|c| finish(CHILD, c.wait_with_output().unwrap()))
+            .map(|mut c| finish(CHILD, output_bounded(&mut c)))
             .collect();
         let computed: usize = runs.iter().map(|r| r.count("slow_square")).sum();
         assert_eq!(

@@ -6,9 +6,14 @@
 
 mod support;
 
+#[allow(dead_code)] // the line readers and file waits serve the end-to-end tests
+#[path = "../../../tests/src/children.rs"]
+mod children;
+
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use children::{KillOnDrop, output_bounded};
 use memo_cache::{Cache, Function, RemoteConfig, remote_clear, remote_stats};
 use support::redis_server::{Cluster, Single};
 
@@ -27,7 +32,7 @@ fn spawn_child(
     keys: &str,
     delay_ms: u64,
     extra: &[(&str, &str)],
-) -> std::process::Child {
+) -> KillOnDrop {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([
         "--ignored",
@@ -49,7 +54,7 @@ fn spawn_child(
     for (k, v) in extra {
         cmd.env(k, v);
     }
-    cmd.spawn().unwrap()
+    KillOnDrop(cmd.spawn().unwrap())
 }
 
 struct ChildOutput {
@@ -58,8 +63,9 @@ struct ChildOutput {
     stderr: String,
 }
 
-fn finish(child: std::process::Child) -> ChildOutput {
-    let out = child.wait_with_output().unwrap();
+/// Waits (bounded) for a child "machine" and reads what it did; it must have succeeded.
+fn finish(mut child: KillOnDrop) -> ChildOutput {
+    let out = output_bounded(&mut child);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
@@ -440,22 +446,24 @@ fn the_attribute_remote_option_shares_results_between_machines() {
     let data = tempfile::tempdir().unwrap();
     let _redis = support::redis_server::Node::start_on(data.path(), MACRO_PORT);
     let run = |dir: &std::path::Path| {
-        let child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--ignored",
-                "--exact",
-                "macro_child",
-                "--nocapture",
-                "--test-threads",
-                "1",
-            ])
-            .env("MEMO_TEST_MACRO_CHILD", "1")
-            .env("MEMO_CACHE_DIR", dir)
-            .env_remove("MEMO_CACHE_REDIS_URL")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = KillOnDrop(
+            Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--ignored",
+                    "--exact",
+                    "macro_child",
+                    "--nocapture",
+                    "--test-threads",
+                    "1",
+                ])
+                .env("MEMO_TEST_MACRO_CHILD", "1")
+                .env("MEMO_CACHE_DIR", dir)
+                .env_remove("MEMO_CACHE_REDIS_URL")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
         finish(child)
     };
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
