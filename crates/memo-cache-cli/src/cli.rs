@@ -15,8 +15,9 @@ use crate::values::{parse_age, parse_count, parse_size};
 /// older schema (the programs using the cache do).
 ///
 /// Exit status: 0 success; 1 failure (not a cache, I/O error, or verify found problems that
-/// remain); 2 usage error (bad option or value, or clear refused without --yes). A refused
-/// command changes nothing.
+/// remain, or no Redis tier configured for remote); 2 refused, having changed nothing: a bad
+/// option or value (a key that is not hex, a Redis URL), or a clear without --yes off a terminal
+/// or not answered yes.
 #[derive(Debug, Parser)]
 #[command(name = "memo-cache", version, max_term_width = 100)]
 pub struct Cli {

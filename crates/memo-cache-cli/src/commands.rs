@@ -691,7 +691,7 @@ fn confirm(question: &str) -> anyhow::Result<()> {
     if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
         Ok(())
     } else {
-        bail!("not confirmed; nothing was removed")
+        Err(Refused("not confirmed; nothing was removed".into()).into())
     }
 }
 

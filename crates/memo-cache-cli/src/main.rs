@@ -15,7 +15,8 @@ mod values;
 
 use cli::Cli;
 
-/// A command that was refused as asked (no `--yes` without a terminal): a usage error.
+/// A command refused for want of consent (no `--yes` off a terminal, or a question not answered
+/// yes), before it changed anything: exit status 2.
 #[derive(Debug)]
 pub struct Refused(pub String);
 
@@ -27,7 +28,7 @@ impl std::fmt::Display for Refused {
 
 impl std::error::Error for Refused {}
 
-/// Exit status of a usage error: a bad option or value, or a refused command.
+/// Exit status of a usage error (a bad option or value) or a refused command: nothing changed.
 const USAGE: u8 = 2;
 
 fn main() -> ExitCode {
@@ -40,7 +41,7 @@ fn main() -> ExitCode {
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("memo-cache: {}", message(&e));
-            if e.is::<Refused>() {
+            if e.is::<Refused>() || is_bad_value(&e) {
                 ExitCode::from(USAGE)
             } else {
                 ExitCode::FAILURE
@@ -92,6 +93,17 @@ fn usage_error(e: clap::Error) -> ExitCode {
             ExitCode::from(e.exit_code().clamp(0, 255) as u8)
         }
     }
+}
+
+/// A value the library refused by its form, as clap refuses others: a Redis URL (from --url or
+/// MEMO_CACHE_REDIS_URL), or a key that is not hexadecimal.
+fn is_bad_value(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<memo_cache::Error>(),
+            Some(memo_cache::Error::BadRemote { .. } | memo_cache::Error::BadKey(_))
+        )
+    })
 }
 
 /// `memo-cache ls | head` closes the pipe early: that is not a failure.

@@ -289,7 +289,7 @@ fn show_refuses_ambiguous_and_unknown_keys() {
     assert!(err.contains("ambiguous"), "{err}");
     assert_eq!(err.lines().count(), 1);
     let (code, _, err) = run(dir.path(), &["show", "nothex"]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 2, "a bad value");
     assert!(err.contains("not a cache key"), "{err}");
     let (code, _, err) = run(dir.path(), &["show", &"0".repeat(64)]);
     assert_eq!(code, 1);
@@ -838,12 +838,46 @@ fn run_into_closed_pipe(dir: &std::path::Path, args: &[&str]) -> (i32, String) {
 }
 
 #[test]
+fn a_bad_redis_url_exits_2() {
+    let dir = demo();
+    let message = "memo-cache: bad Redis URL localhost:6379: expected redis://host:port or \
+                   rediss://host:port\n";
+    let url = ["--url", "localhost:6379"];
+    for (env, args) in [
+        (None, &["remote", url[0], url[1], "stats"][..]),
+        (Some(url[1]), &["remote", "clear", "--yes"]),
+        (Some(url[1]), &["stats"]),
+    ] {
+        let mut cmd = memo(dir.path());
+        cmd.env_remove("MEMO_CACHE_REDIS_URL").args(args);
+        if let Some(value) = env {
+            cmd.env("MEMO_CACHE_REDIS_URL", value);
+        }
+        cmd.assert().code(2).stdout("").stderr(message);
+    }
+}
+
+#[test]
 fn help_documents_exit_codes_and_the_prune_default() {
     let mut cmd = assert_cmd::Command::cargo_bin("memo-cache").unwrap();
-    cmd.arg("--help")
+    let help = cmd
+        .arg("--help")
         .assert()
         .success()
-        .stdout(predicate::str::contains("Exit status: 0 success"));
+        .get_output()
+        .stdout
+        .clone();
+    let help = String::from_utf8(help).unwrap();
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        help.contains(
+            "Exit status: 0 success; 1 failure (not a cache, I/O error, or verify found problems \
+             that remain, or no Redis tier configured for remote); 2 refused, having changed \
+             nothing: a bad option or value (a key that is not hex, a Redis URL), or a clear \
+             without --yes off a terminal or not answered yes."
+        ),
+        "{help}"
+    );
     let mut cmd = assert_cmd::Command::cargo_bin("memo-cache").unwrap();
     cmd.args(["prune", "--help"])
         .assert()
