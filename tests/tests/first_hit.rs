@@ -161,6 +161,28 @@ fn a_damaged_first_hit_file_is_not_believed() {
     assert_eq!(get(dir, &["get-big", "2"]), ("none".into(), true));
 }
 
+/// `#[disk_cache]`'s handle is a `static`, never dropped: it writes its first-hit files and
+/// closes its index at exit, so the next run's first call is a first hit too.
+#[test]
+fn a_cached_function_is_a_first_hit_in_the_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = || {
+        run_ok(
+            Command::new(env!("CARGO_BIN_EXE_macro_child"))
+                .args(["fib-first", "10"])
+                .env("MEMO_CACHE_DIR", dir.path()),
+        )
+    };
+    let first = run();
+    assert!(first.contains("computed fib 10"), "{first}");
+    for _ in 0..2 {
+        let again = run();
+        assert!(!again.contains("computed"), "{again}");
+        assert!(again.contains("result 55"), "{again}");
+        assert!(again.contains("index=unopened"), "{again}");
+    }
+}
+
 /// First-hit files are not problems for `verify`, and go when their entries do.
 #[test]
 fn first_hit_files_are_swept_with_their_entries() {

@@ -583,17 +583,13 @@ fn the_wal_stays_bounded_while_another_process_holds_snapshots_between_stores() 
     );
     // The library has no public way to tell whether a handle holds a snapshot, so the test
     // watches the hitter's locks on the `-shm` file (a held snapshot reads at read mark 0 and
-    // keeps its lock between lookups), and checks that it kept hitting all along: on average
-    // many hits between two stores.
+    // keeps its lock between lookups). How many hits it made depends on the machine's speed and
+    // load, so that count is only printed; every one of them was checked by the hitter.
     assert!(
         held.len() >= MIN_HELD,
         "the hitter held a snapshot between stores only {} times (spells at read mark 0: \
          {spells:?}), so this test did not exercise held snapshots",
         held.len()
-    );
-    assert!(
-        hits >= 10 * PAUSED_ENTRIES,
-        "only {hits} hits while {PAUSED_ENTRIES} entries were stored"
     );
     assert!(
         wal < PAUSED_WAL_BOUND,

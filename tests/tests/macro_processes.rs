@@ -3,6 +3,7 @@
 mod macro_support;
 
 use macro_support::{command, finish, run};
+use memo_cache_e2e::{KillOnDrop, output_bounded, raw_index};
 
 const CHILD: &str = env!("CARGO_BIN_EXE_macro_child");
 
@@ -88,14 +89,47 @@ fn ignored_arguments_are_not_in_the_key() {
     assert_eq!(quiet.results(), ["HEY"]);
 }
 
+/// The creation time and expiry (Unix ms) of the one entry of the cache in `dir`.
+fn only_entry_times(dir: &tempfile::TempDir) -> (i64, Option<i64>) {
+    let conn = raw_index(dir.path());
+    let entries: i64 = conn
+        .query_row("SELECT count(*) FROM entries", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(entries, 1, "the cache should hold the one entry of quote");
+    conn.query_row("SELECT created, expires FROM entries", [], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })
+    .unwrap()
+}
+
 #[test]
 fn entries_expire_after_their_ttl() {
+    const TTL_MS: i64 = 3_600_000;
     let dir = tempfile::tempdir().unwrap();
     assert_eq!(child(&dir, &["quote", "ACME"]).count("quote"), 1);
     assert_eq!(child(&dir, &["quote", "ACME"]).count("quote"), 0);
-    // The function's ttl is one second: wait it out (this bounds nothing, it only lets time pass).
-    std::thread::sleep(std::time::Duration::from_millis(1_300));
-    assert_eq!(child(&dir, &["quote", "ACME"]).count("quote"), 1);
+    // `quote`'s ttl is an hour: the entry expires then. Its creation and expiry are two readings
+    // of the clock a moment apart, so allow a minute for the clock to have been stepped between.
+    let (created, expires) = only_entry_times(&dir);
+    let lifetime = expires.expect("an entry with a ttl has an expiry") - created;
+    assert!(
+        lifetime.abs_diff(TTL_MS) < 60_000,
+        "expiry {lifetime} ms after creation, not the ttl of {TTL_MS} ms"
+    );
+    // Rather than wait for it, expire it: the ttl has passed once its expiry is in the past.
+    let changed = raw_index(dir.path())
+        .execute("UPDATE entries SET expires = ?1", [created - 1])
+        .unwrap();
+    assert_eq!(changed, 1);
+    assert_eq!(
+        child(&dir, &["quote", "ACME"]).count("quote"),
+        1,
+        "an expired entry was served"
+    );
+    // Computed again, it is stored again with a new hour to live.
+    let (created, expires) = only_entry_times(&dir);
+    assert!(expires.is_some_and(|at| at > created), "{expires:?}");
+    assert_eq!(child(&dir, &["quote", "ACME"]).count("quote"), 0);
 }
 
 #[test]
@@ -103,11 +137,11 @@ fn four_processes_compute_a_slow_function_once_per_key() {
     let dir = tempfile::tempdir().unwrap();
     for key in ["3", "4"] {
         let children: Vec<_> = (0..4)
-            .map(|_| command(CHILD, dir.path(), &["slow", key]).spawn_piped())
+            .map(|_| KillOnDrop(command(CHILD, dir.path(), &["slow", key]).spawn_piped()))
             .collect();
         let runs: Vec<_> = children
             .into_iter()
-            .map(|c| finish(CHILD, c.wait_with_output().unwrap()))
+            .map(|mut c| finish(CHILD, output_bounded(&mut c)))
             .collect();
         let computed: usize = runs.iter().map(|r| r.count("slow_square")).sum();
         assert_eq!(

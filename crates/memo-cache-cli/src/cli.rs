@@ -11,22 +11,20 @@ use crate::values::{parse_age, parse_count, parse_size};
 ///
 /// The cache directory is --dir, else $MEMO_CACHE_DIR, else the platform cache directory
 /// (~/.cache/memo-cache on Linux). Commands that only look (dir, ls, stats, show, verify without
-/// --fix) never create or change anything.
+/// --fix) never create or change anything. No command creates a cache or migrates an index of an
+/// older schema (the programs using the cache do).
 ///
 /// Exit status: 0 success; 1 failure (not a cache, I/O error, or verify found problems that
-/// remain); 2 usage error (bad option or value, or clear refused without --yes). A refused
-/// command changes nothing.
+/// remain, or no Redis tier configured for remote); 2 refused, having changed nothing: a bad
+/// option or value (a key that is not hex, a Redis URL), or a clear without --yes off a terminal
+/// or not answered yes.
 #[derive(Debug, Parser)]
 #[command(name = "memo-cache", version, max_term_width = 100)]
 pub struct Cli {
     /// The cache directory [default: $MEMO_CACHE_DIR, else the platform cache directory]
-    #[arg(
-        long,
-        global = true,
-        value_name = "DIR",
-        env = "MEMO_CACHE_DIR",
-        hide_env = true
-    )]
+    // Not `env = ..`: memo_cache::default_dir() reads MEMO_CACHE_DIR as the library does, an
+    // empty value as unset (clap refused it as a missing value).
+    #[arg(long, global = true, value_name = "DIR")]
     pub dir: Option<PathBuf>,
 
     /// Print JSON on stdout, and nothing else there (errors still go to stderr)
@@ -76,7 +74,8 @@ pub enum Command {
 
     /// Remove every entry (or every entry of one function)
     ///
-    /// Asks for confirmation on a terminal. Without a terminal, refuses (exit 2) unless --yes is
+    /// Also sweeps stray files, as prune does. Asks for confirmation on a terminal, even when no
+    /// entry would go. Without a terminal (stdin and stderr), refuses (exit 2) unless --yes is
     /// given. Safe while other processes use the cache.
     Clear(ClearArgs),
 

@@ -25,12 +25,10 @@ use crate::values::{count, relative, rfc3339};
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let out = Output::new(cli.json, cli.color);
     if let Command::Completions { shell } = cli.command {
-        clap_complete::generate(
-            shell,
-            &mut Cli::command(),
-            "memo-cache",
-            &mut std::io::stdout(),
-        );
+        // Into memory first: clap_complete panics on a failed write, e.g. into a closed pipe.
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "memo-cache", &mut script);
+        std::io::stdout().write_all(&script)?;
         return Ok(ExitCode::SUCCESS);
     }
     if let Command::Remote(args) = &cli.command {
@@ -74,14 +72,13 @@ enum Access {
     /// Only read. The connection may write (SQLite then removes its WAL files at close, leaving
     /// the directory as it was), but nothing here does.
     Look,
-    /// Only read, through a read-only connection: nothing at all is written, though SQLite may
-    /// leave its `-wal` and `-shm` files behind.
+    /// Only read, through a read-only handle: even a bad value found is left for `verify`.
     LookOnly,
     /// Remove entries or files.
     Change,
 }
 
-/// Opens an existing cache; never creates one.
+/// Opens an existing cache; never creates one, nor migrates an index of an older schema.
 fn open(dir: &Path, access: Access) -> anyhow::Result<Cache> {
     let builder = Cache::builder(dir);
     let builder = match access {
@@ -556,7 +553,7 @@ fn prune(cache: &Cache, args: &PruneArgs, out: Output) -> anyhow::Result<ExitCod
 /// (a script may prune a function before it first runs).
 fn note_unknown_function(cache: &Cache, name: &str) -> anyhow::Result<()> {
     if let Err(e) = known_function(&cache.functions()?, name) {
-        eprintln!("memo-cache: note: {e:#}");
+        eprintln!("memo-cache: note: {}", crate::message(&e));
     }
     Ok(())
 }
@@ -578,29 +575,25 @@ fn report_removal(removal: &Removal, out: Output) -> anyhow::Result<ExitCode> {
 
 fn clear(cache: &Cache, args: &ClearArgs, out: Output) -> anyhow::Result<ExitCode> {
     let functions = cache.functions()?;
-    let (what, entries, bytes) = match &args.func {
+    let (what, bytes) = match &args.func {
         Some(name) => {
             known_function(&functions, name)
                 .with_context(|| format!("nothing was removed from {}", cache.dir().display()))?;
             let f = functions.iter().find(|f| &f.name == name).expect("known");
             (
                 format!("the {} entries of {name}", count(f.entries)),
-                f.entries,
                 f.bytes,
             )
         }
         None => {
             let s = cache.stats()?;
-            (
-                format!("all {} entries", count(s.entries)),
-                s.entries,
-                s.bytes,
-            )
+            (format!("all {} entries", count(s.entries)), s.bytes)
         }
     };
-    if !args.yes && entries > 0 {
+    // Even with no entries: the stray files go too, and they are not counted here.
+    if !args.yes {
         confirm(&format!(
-            "Remove {what} ({}) from {}?",
+            "Remove {what} ({}) and stray files from {}?",
             human_bytes(bytes),
             cache.dir().display()
         ))?;
@@ -684,22 +677,31 @@ fn remote(args: &RemoteArgs, out: Output) -> anyhow::Result<ExitCode> {
 
 /// Asks on the terminal; without one, refuses.
 fn confirm(question: &str) -> anyhow::Result<()> {
-    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
-        return Err(Refused(
-            "refusing to clear without confirmation: stdin is not a terminal; pass --yes to clear anyway. \
-             Nothing was removed"
-                .into(),
-        )
+    let (stdin, stderr) = (std::io::stdin(), std::io::stderr());
+    if let Some(which) = no_terminal(stdin.is_terminal(), stderr.is_terminal()) {
+        return Err(Refused(format!(
+            "refusing to clear without confirmation: {which}; pass --yes to clear anyway. Nothing was removed"
+        ))
         .into());
     }
     eprint!("{question} [y/N] ");
-    std::io::stderr().flush()?;
+    stderr.lock().flush()?;
     let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
+    stdin.lock().read_line(&mut answer)?;
     if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
         Ok(())
     } else {
-        bail!("not confirmed; nothing was removed")
+        Err(Refused("not confirmed; nothing was removed".into()).into())
+    }
+}
+
+/// Which of the streams a question needs is not a terminal, if any.
+fn no_terminal(stdin: bool, stderr: bool) -> Option<&'static str> {
+    match (stdin, stderr) {
+        (false, false) => Some("neither stdin nor stderr is a terminal"),
+        (false, true) => Some("stdin is not a terminal (the answer would come from it)"),
+        (true, false) => Some("stderr is not a terminal (the question would go there)"),
+        (true, true) => None,
     }
 }
 
@@ -778,4 +780,18 @@ fn verify(cache: &Cache, args: &VerifyArgs, out: Output) -> anyhow::Result<ExitC
 
 fn plural(n: u64, one: &'static str, many: &'static str) -> &'static str {
     if n == 1 { one } else { many }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_clear_names_the_stream_that_is_no_terminal() {
+        let which = |stdin, stderr| no_terminal(stdin, stderr).unwrap_or("both are");
+        assert!(which(false, true).starts_with("stdin is not a terminal"));
+        assert!(which(true, false).starts_with("stderr is not a terminal"));
+        assert!(which(false, false).starts_with("neither stdin nor stderr"));
+        assert_eq!(which(true, true), "both are");
+    }
 }

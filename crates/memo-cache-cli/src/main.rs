@@ -15,7 +15,8 @@ mod values;
 
 use cli::Cli;
 
-/// A command that was refused as asked (no `--yes` without a terminal): a usage error.
+/// A command refused for want of consent (no `--yes` off a terminal, or a question not answered
+/// yes), before it changed anything: exit status 2.
 #[derive(Debug)]
 pub struct Refused(pub String);
 
@@ -27,7 +28,7 @@ impl std::fmt::Display for Refused {
 
 impl std::error::Error for Refused {}
 
-/// Exit status of a usage error: a bad option or value, or a refused command.
+/// Exit status of a usage error (a bad option or value) or a refused command: nothing changed.
 const USAGE: u8 = 2;
 
 fn main() -> ExitCode {
@@ -39,14 +40,35 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("memo-cache: {e:#}");
-            if e.is::<Refused>() {
+            eprintln!("memo-cache: {}", message(&e));
+            if e.is::<Refused>() || is_bad_value(&e) {
                 ExitCode::from(USAGE)
             } else {
                 ExitCode::FAILURE
             }
         }
     }
+}
+
+/// `e` and its causes, each said once. `{e:#}` said one up to three times: a library error's
+/// message ends with its source's (`cache index PATH: database disk image is malformed`), whose
+/// own source is SQLite's wording of the same code. So the chain ends at the library's error,
+/// and a cause that already ends the message is not added again.
+fn message(e: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !message.ends_with(&text) {
+            if !message.is_empty() {
+                message.push_str(": ");
+            }
+            message.push_str(&text);
+        }
+        if cause.is::<memo_cache::Error>() {
+            break;
+        }
+    }
+    message
 }
 
 /// Help and version go to stdout with status 0; a bad value gets one line naming the value and
@@ -59,7 +81,7 @@ fn usage_error(e: clap::Error) -> ExitCode {
             let first = rendered.lines().next().unwrap_or_default();
             let first = first.strip_prefix("error: ").unwrap_or(first);
             match e.get(ContextKind::ValidValue) {
-                Some(ContextValue::Strings(valid)) => {
+                Some(ContextValue::Strings(valid)) if !valid.is_empty() => {
                     eprintln!("memo-cache: {first}; expected one of: {}", valid.join(", "))
                 }
                 _ => eprintln!("memo-cache: {first}"),
@@ -73,11 +95,26 @@ fn usage_error(e: clap::Error) -> ExitCode {
     }
 }
 
+/// A value the library refused by its form, as clap refuses others: a Redis URL (from --url or
+/// MEMO_CACHE_REDIS_URL), or a key that is not hexadecimal.
+fn is_bad_value(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<memo_cache::Error>(),
+            Some(memo_cache::Error::BadRemote { .. } | memo_cache::Error::BadKey(_))
+        )
+    })
+}
+
 /// `memo-cache ls | head` closes the pipe early: that is not a failure.
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    let broken = Some(std::io::ErrorKind::BrokenPipe);
     e.chain().any(|cause| {
-        cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        // serde_json keeps the io::Error it met to itself (its `source()` skips it), so ask it.
+        cause.downcast_ref::<std::io::Error>().map(|io| io.kind()) == broken
+            || cause
+                .downcast_ref::<serde_json::Error>()
+                .and_then(|json| json.io_error_kind())
+                == broken
     })
 }

@@ -40,11 +40,46 @@ fn dir_prints_the_flag_then_the_environment() {
     cmd.env("MEMO_CACHE_DIR", "/somewhere/else").arg("dir");
     cmd.assert().success().stdout("/somewhere/else\n");
 
+    let mut cmd = assert_cmd::Command::cargo_bin("memo-cache").unwrap();
+    cmd.env("MEMO_CACHE_DIR", "/somewhere/else")
+        .arg("--dir")
+        .arg(dir.path())
+        .arg("dir");
+    cmd.assert()
+        .success()
+        .stdout(format!("{}\n", dir.path().display()));
+
     let v = json(dir.path(), &["dir"]);
     assert_eq!(v["is_cache"], false);
     assert!(
         common::files(dir.path()).is_empty(),
         "dir created something"
+    );
+}
+
+#[test]
+fn an_empty_memo_cache_dir_counts_as_unset() {
+    let home = tempdir();
+    let default = home.path().join("memo-cache");
+    drop(demo_cache(&default));
+    let memo_cache = |args: &[&str]| {
+        let mut cmd = assert_cmd::Command::cargo_bin("memo-cache").unwrap();
+        cmd.env("MEMO_CACHE_DIR", "")
+            .env("XDG_CACHE_HOME", home.path())
+            .args(args);
+        cmd.assert().success()
+    };
+    memo_cache(&["dir"]).stdout(format!("{}\n", default.display()));
+    memo_cache(&["stats"]).stdout(predicate::str::contains("Entries:    14"));
+
+    // An empty --dir is a usage error, without an empty list of accepted values.
+    let (code, _, err) = run(std::path::Path::new(""), &["dir"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            2,
+            "memo-cache: a value is required for '--dir <DIR>' but none was supplied\n"
+        )
     );
 }
 
@@ -254,7 +289,7 @@ fn show_refuses_ambiguous_and_unknown_keys() {
     assert!(err.contains("ambiguous"), "{err}");
     assert_eq!(err.lines().count(), 1);
     let (code, _, err) = run(dir.path(), &["show", "nothex"]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 2, "a bad value");
     assert!(err.contains("not a cache key"), "{err}");
     let (code, _, err) = run(dir.path(), &["show", &"0".repeat(64)]);
     assert_eq!(code, 1);
@@ -353,19 +388,7 @@ fn prune_dry_run_changes_nothing() {
     assert!(out.starts_with("Would remove 14 entries ("), "{out}");
     assert_eq!(entries(dir.path()), 14);
     assert_eq!(blob_files(dir.path()).len(), 2);
-    let after: Vec<_> = files(dir.path())
-        .into_iter()
-        .filter(|p| !is_sqlite_side_file(p))
-        .collect();
-    let before: Vec<_> = before
-        .into_iter()
-        .filter(|p| !is_sqlite_side_file(p))
-        .collect();
-    assert_eq!(before, after);
-}
-
-fn is_sqlite_side_file(p: &std::path::Path) -> bool {
-    p.to_string_lossy().ends_with("-wal") || p.to_string_lossy().ends_with("-shm")
+    assert_eq!(files(dir.path()), before);
 }
 
 #[test]
@@ -426,6 +449,30 @@ fn clear_refuses_without_a_terminal_or_yes() {
         "{err}"
     );
     assert_eq!(entries(dir.path()), 14);
+}
+
+#[test]
+fn clear_of_no_entries_still_refuses_and_keeps_stray_files() {
+    let dir = tempdir();
+    drop(Cache::open(dir.path()).unwrap());
+    let stray = dir.path().join("tmp").join("blob-left-behind");
+    fs::write(&stray, b"half a value").unwrap();
+    backdate(&stray);
+    let before = files(dir.path());
+    let (code, out, err) = run(dir.path(), &["clear"]);
+    assert_eq!(code, 2, "{out}");
+    assert_eq!(
+        err,
+        "memo-cache: refusing to clear without confirmation: neither stdin nor stderr is a \
+         terminal; pass --yes to clear anyway. Nothing was removed\n"
+    );
+    assert_eq!(files(dir.path()), before);
+    let out = ok(dir.path(), &["clear", "--yes"]);
+    assert_eq!(
+        out.trim_end(),
+        "Removed 0 entries (0 B) and 1 stray file (12 B)"
+    );
+    assert!(!stray.exists());
 }
 
 #[test]
@@ -586,6 +633,32 @@ fn a_directory_that_is_not_a_cache_gets_one_line_and_is_left_alone() {
 }
 
 #[test]
+fn a_damaged_index_is_named_with_its_cause_said_once() {
+    let dir = demo();
+    let index = dir.path().join("index.sqlite3");
+    // The first three pages of the index only: the others' tables are gone.
+    fs::File::options()
+        .write(true)
+        .open(&index)
+        .unwrap()
+        .set_len(3 * 4096)
+        .unwrap();
+    for args in [&["ls"][..], &["stats"], &["verify"], &["prune"]] {
+        let (code, out, err) = run(dir.path(), args);
+        assert_eq!(code, 1, "{args:?}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+        assert_eq!(
+            err,
+            format!(
+                "memo-cache: cache index {}: database disk image is malformed\n",
+                index.display()
+            ),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
 fn bad_values_exit_2_with_one_line_and_change_nothing() {
     let dir = demo();
     let before = files(dir.path());
@@ -603,41 +676,95 @@ fn bad_values_exit_2_with_one_line_and_change_nothing() {
         assert!(err.contains(value) && err.contains(form), "{args:?}: {err}");
     }
     assert_eq!(entries(dir.path()), 14);
-    let after: Vec<_> = files(dir.path())
-        .into_iter()
-        .filter(|p| !is_sqlite_side_file(p))
-        .collect();
-    let before: Vec<_> = before
-        .into_iter()
-        .filter(|p| !is_sqlite_side_file(p))
-        .collect();
-    assert_eq!(before, after);
+    assert_eq!(files(dir.path()), before);
 }
 
 #[test]
 fn reading_commands_write_nothing() {
     let dir = demo();
-    let index = dir.path().join("index.sqlite3");
-    let before = (fs::read(&index).unwrap(), files(dir.path()));
-    let key = key_hex(&SQUARE, &(1u64,));
+    let before = contents(dir.path());
+    let square = key_hex(&SQUARE, &(1u64,));
+    let blob = key_hex(&BLOB, &(1u8,));
     for args in [
-        &["ls"][..],
+        &["dir"][..],
+        &["ls"],
         &["ls", "--entries"],
         &["stats"],
-        &["show", &key],
+        &["show", &square],
+        &["show", &square, "--value"],
+        &["show", &blob, "--value", "--json"],
         &["verify"],
     ] {
         ok(dir.path(), args);
-        assert_eq!(files(dir.path()), before.1, "{args:?}");
+        assert!(contents(dir.path()) == before, "{args:?} changed the cache");
     }
-    ok(dir.path(), &["show", &key, "--value"]);
-    assert_eq!(fs::read(&index).unwrap(), before.0);
-    // A read-only connection may leave SQLite's WAL files; nothing else appears.
-    let after: Vec<_> = files(dir.path())
+}
+
+#[test]
+fn show_value_leaves_the_wal_files_of_a_cache_in_use_alone() {
+    let dir = tempdir();
+    let cache = Cache::open(dir.path()).unwrap();
+    cache.put(&SQUARE, &(2u64,), &4u64).unwrap();
+    let key = key_hex(&SQUARE, &(2u64,));
+    assert_eq!(ok(dir.path(), &["show", &key, "--value"]), "4\n");
+    let names = files(dir.path());
+    for side in ["index.sqlite3-wal", "index.sqlite3-shm"] {
+        assert!(names.contains(&side.into()), "{side} gone: {names:?}");
+    }
+    cache.put(&SQUARE, &(3u64,), &9u64).unwrap();
+    assert_eq!(cache.get::<_, u64>(&SQUARE, &(3u64,)).unwrap(), Some(9));
+}
+
+#[test]
+fn an_empty_index_file_is_refused_and_left_empty() {
+    let dir = tempdir();
+    fs::write(dir.path().join("index.sqlite3"), b"").unwrap();
+    let before = contents(dir.path());
+    for args in [
+        &["ls"][..],
+        &["stats"],
+        &["show", "ab"],
+        &["show", "ab", "--value"],
+        &["verify"],
+        &["verify", "--fix"],
+        &["prune"],
+        &["clear", "--yes"],
+    ] {
+        let (code, out, err) = run(dir.path(), args);
+        assert_eq!(code, 1, "{args:?}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+        assert_eq!(
+            err,
+            format!(
+                "memo-cache: cache index {}: schema version 0 (an empty index, or one whose creation \
+                 did not finish) is older than this memo-cache's {}; left as it is, as this open only \
+                 uses an existing cache. Opening the cache with Cache::open, as a program using it \
+                 does, sets it up\n",
+                dir.path().join("index.sqlite3").display(),
+                memo_cache::SCHEMA_VERSION,
+            ),
+            "{args:?}"
+        );
+        assert!(
+            contents(dir.path()) == before,
+            "{args:?} changed the directory"
+        );
+    }
+    // What the message says: a program's open sets it up.
+    drop(Cache::open(dir.path()).unwrap());
+    assert_eq!(entries(dir.path()), 0);
+}
+
+/// Every file under `dir` with its bytes (`None` for a directory): to check that a command left
+/// the directory byte for byte as it was.
+fn contents(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Option<Vec<u8>>)> {
+    files(dir)
         .into_iter()
-        .filter(|p| !is_sqlite_side_file(p))
-        .collect();
-    assert_eq!(after, before.1);
+        .map(|p| {
+            let bytes = fs::read(dir.join(&p)).ok();
+            (p, bytes)
+        })
+        .collect()
 }
 
 #[test]
@@ -670,12 +797,88 @@ fn completions_for_each_shell() {
 }
 
 #[test]
+fn a_closed_stdout_ends_any_command_quietly() {
+    let dir = demo();
+    let point = key_hex(&POINT, &(0,));
+    for args in [
+        &["show", &point, "--value"][..],
+        &["show", &point, "--value", "--json"],
+        &["show", &point],
+        &["ls"],
+        &["ls", "--json"],
+        &["ls", "--entries", "--json"],
+        &["stats", "--json"],
+        &["verify", "--json"],
+        &["prune", "--dry-run", "--json"],
+        &["dir", "--json"],
+        &["completions", "bash"],
+    ] {
+        let (code, err) = run_into_closed_pipe(dir.path(), args);
+        assert_eq!((code, err.as_str()), (0, ""), "{args:?}");
+    }
+}
+
+/// Runs `memo-cache --dir DIR ARGS...` with stdout a pipe whose read end is closed before the
+/// command starts (`| head -c0`, deterministically), returning (status, stderr).
+fn run_into_closed_pipe(dir: &std::path::Path, args: &[&str]) -> (i32, String) {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_memo-cache"))
+        .env_remove("MEMO_CACHE_DIR")
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(writer)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn a_bad_redis_url_exits_2() {
+    let dir = demo();
+    let message = "memo-cache: bad Redis URL localhost:6379: expected redis://host:port or \
+                   rediss://host:port\n";
+    let url = ["--url", "localhost:6379"];
+    for (env, args) in [
+        (None, &["remote", url[0], url[1], "stats"][..]),
+        (Some(url[1]), &["remote", "clear", "--yes"]),
+        (Some(url[1]), &["stats"]),
+    ] {
+        let mut cmd = memo(dir.path());
+        cmd.env_remove("MEMO_CACHE_REDIS_URL").args(args);
+        if let Some(value) = env {
+            cmd.env("MEMO_CACHE_REDIS_URL", value);
+        }
+        cmd.assert().code(2).stdout("").stderr(message);
+    }
+}
+
+#[test]
 fn help_documents_exit_codes_and_the_prune_default() {
     let mut cmd = assert_cmd::Command::cargo_bin("memo-cache").unwrap();
-    cmd.arg("--help")
+    let help = cmd
+        .arg("--help")
         .assert()
         .success()
-        .stdout(predicate::str::contains("Exit status: 0 success"));
+        .get_output()
+        .stdout
+        .clone();
+    let help = String::from_utf8(help).unwrap();
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        help.contains(
+            "Exit status: 0 success; 1 failure (not a cache, I/O error, or verify found problems \
+             that remain, or no Redis tier configured for remote); 2 refused, having changed \
+             nothing: a bad option or value (a key that is not hex, a Redis URL), or a clear \
+             without --yes off a terminal or not answered yes."
+        ),
+        "{help}"
+    );
     let mut cmd = assert_cmd::Command::cargo_bin("memo-cache").unwrap();
     cmd.args(["prune", "--help"])
         .assert()

@@ -2,14 +2,17 @@
 //! the writer sees no error and never reads a wrong value, and the cache stays sound.
 //!
 //! The writer is this test binary run again as a child process (a real process, with its own
-//! SQLite connections and file handles), selected by an environment variable.
+//! SQLite connections and file handles): `writer_child`, an ignored test run with `--ignored`.
 
+#[allow(dead_code)] // the other helpers serve the end-to-end tests
+#[path = "../../../tests/src/children.rs"]
+mod children;
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
+use children::{KillOnDrop, Lines, wait_bounded};
 use common::*;
 use memo_cache::{Cache, Function};
 
@@ -29,10 +32,14 @@ fn value_of(i: u64, round: u64) -> Vec<u64> {
 /// The writer's loop: store, read back, check; until the stop file appears. Every failure is a
 /// panic, so the child's exit status tells the parent.
 #[test]
+#[ignore = "child process body, spawned by prune_clear_and_verify_fix_while_another_process_writes"]
 fn writer_child() {
-    let Some(dir) = std::env::var_os(CHILD_ENV) else {
-        return;
-    };
+    let dir = std::env::var_os(CHILD_ENV).unwrap_or_else(|| {
+        panic!(
+            "`writer_child` is the body of a child process (it needs {CHILD_ENV}); \
+             prune_clear_and_verify_fix_while_another_process_writes runs it"
+        )
+    });
     let dir = Path::new(&dir);
     let first: u64 = std::env::var("MEMO_CACHE_CLI_TEST_WRITER_KEYS")
         .unwrap()
@@ -66,34 +73,37 @@ fn writer_child() {
     println!("writer done: {puts} puts, {hits} read back");
 }
 
-fn spawn_writer(dir: &Path, first_key: u64) -> Child {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["writer_child", "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, dir)
-        .env("MEMO_CACHE_CLI_TEST_WRITER_KEYS", first_key.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    // Wait until it has opened the cache before racing it.
-    let stdout = child.stdout.as_mut().unwrap();
-    let mut line = String::new();
-    let mut reader = BufReader::new(stdout);
-    while !line.contains("writer started") {
-        line.clear();
-        assert!(
-            reader.read_line(&mut line).unwrap() > 0,
-            "the writer exited before starting"
-        );
-    }
-    child
+/// A writer process, once it has opened the cache, and its output.
+struct Writer {
+    child: KillOnDrop,
+    stdout: Lines,
+}
+
+fn spawn_writer(dir: &Path, first_key: u64) -> Writer {
+    let mut child = KillOnDrop(
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "writer_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, dir)
+            .env("MEMO_CACHE_CLI_TEST_WRITER_KEYS", first_key.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    // Wait (bounded) until it has opened the cache before racing it.
+    let mut stdout = Lines::new(child.stdout.take().unwrap());
+    stdout.wait_for("writer started");
+    Writer { child, stdout }
 }
 
 #[test]
 fn prune_clear_and_verify_fix_while_another_process_writes() {
-    if std::env::var_os(CHILD_ENV).is_some() {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     drop(Cache::open(dir.path()).unwrap());
     let writers = [spawn_writer(dir.path(), 0), spawn_writer(dir.path(), KEYS)];
@@ -115,10 +125,10 @@ fn prune_clear_and_verify_fix_while_another_process_writes() {
     }
 
     std::fs::write(dir.path().join("stop"), b"").unwrap();
-    for writer in writers {
-        let output = writer.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(output.status.success(), "the writer failed:\n{stdout}");
+    for mut writer in writers {
+        let status = wait_bounded(&mut writer.child);
+        let stdout = writer.stdout.rest().join("\n");
+        assert!(status.success(), "the writer failed:\n{stdout}");
         assert!(stdout.contains("writer done"), "{stdout}");
         println!(
             "{}",

@@ -6,7 +6,7 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use memo_cache::{Cache, Function, Verify};
+use memo_cache::{Cache, Error, Function, Verify};
 
 static BIG: Function = Function::new("hostile::big", "v1", "Vec<u8>");
 static SMALL: Function = Function::new("hostile::small", "v1", "String");
@@ -110,6 +110,25 @@ fn garbage_in_the_index_file_is_a_clear_error_and_the_file_is_left_alone() {
     assert_eq!(fs::read(dir.path().join("index.sqlite3")).unwrap(), garbage);
 }
 
+/// The error a damaged index must give: an index error that names the index file and says the
+/// database is damaged (SQLite's "database disk image is malformed").
+fn assert_clear_damage_error(err: &Error, index: &Path, what: &str) {
+    let Error::Index { path, source } = err else {
+        panic!("{what}: expected an index error, got {err:?}");
+    };
+    assert_eq!(path, index, "{what}: the error names another file");
+    assert_eq!(
+        source.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt),
+        "{what}: {err:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains(&index.display().to_string()) && message.contains("malformed"),
+        "{what}: the message does not name the index and its damage: {message}"
+    );
+}
+
 #[test]
 fn an_index_damaged_in_the_middle_gives_errors_or_misses_never_wrong_values() {
     let dir = tempfile::tempdir().unwrap();
@@ -128,15 +147,25 @@ fn an_index_damaged_in_the_middle_gives_errors_or_misses_never_wrong_values() {
         }
     }
     fs::write(&index, &bytes).unwrap();
-    let Ok(cache) = Cache::open(dir.path()) else {
-        return;
-    };
+    // The first page (the header and the schema) is intact, so the open itself succeeds.
+    let cache = Cache::open(dir.path()).expect("open an index damaged past its first page");
+    let mut errors = 0;
     for i in 0..30 {
-        if let Ok(Some(v)) = cache.get::<_, Vec<u8>>(&BIG, &(i,)) {
-            assert!(v == big(i), "wrong value of big({i})");
+        match cache.get::<_, Vec<u8>>(&BIG, &(i,)) {
+            Ok(Some(v)) => assert!(v == big(i), "wrong value of big({i})"),
+            Ok(None) => {}
+            Err(e) => {
+                assert_clear_damage_error(&e, &index, &format!("get big({i})"));
+                errors += 1;
+            }
         }
-        if let Ok(Some(v)) = cache.get::<_, String>(&SMALL, &(i,)) {
-            assert_eq!(v, small(i));
+        match cache.get::<_, String>(&SMALL, &(i,)) {
+            Ok(Some(v)) => assert_eq!(v, small(i)),
+            Ok(None) => {}
+            Err(e) => {
+                assert_clear_damage_error(&e, &index, &format!("get small({i})"));
+                errors += 1;
+            }
         }
         assert!(
             cache.get_or_compute(&BIG, &(i,), || big(i)) == big(i),
@@ -144,8 +173,13 @@ fn an_index_damaged_in_the_middle_gives_errors_or_misses_never_wrong_values() {
         );
         assert_eq!(cache.get_or_compute(&SMALL, &(i,), || small(i)), small(i));
     }
-    if let Ok(report) = cache.verify(&Verify::new()) {
-        assert!(!report.is_sound(), "verify calls a damaged index sound");
+    assert!(
+        errors > 0,
+        "no lookup noticed the damage: every one of 60 was a hit or a miss"
+    );
+    match cache.verify(&Verify::new()) {
+        Ok(report) => assert!(!report.is_sound(), "verify calls a damaged index sound"),
+        Err(e) => assert_clear_damage_error(&e, &index, "verify"),
     }
 }
 

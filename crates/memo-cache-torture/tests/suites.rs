@@ -5,15 +5,17 @@
 //! root); where mounting is refused, full-disk falls back to RLIMIT_FSIZE and read-only fails
 //! loudly rather than skip.
 
+#[allow(dead_code)] // the line readers and file waits serve the end-to-end tests
+#[path = "../../../tests/src/children.rs"]
+mod children;
+
 use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_memo-cache-torture");
 
+/// Runs the binary (a bounded wait: a hung suite is killed and fails the test).
 fn run(args: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .args(args)
-        .output()
-        .expect("run memo-cache-torture");
+    let out = children::run_bounded(Command::new(BIN).args(args));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

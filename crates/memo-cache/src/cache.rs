@@ -16,7 +16,7 @@ use crate::clock::{Clock, SystemClock, duration_ms};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::hints::{self, Hint, IndexHeader};
-use crate::index::{self, Access, Index, NewEntry, Removed};
+use crate::index::{self, Access, Index, NewEntry, Removed, Schema};
 use crate::key::{Digest, Function, Key};
 use crate::layout::{self, Layout};
 use crate::lock::ComputeLock;
@@ -72,6 +72,8 @@ struct Inner {
     /// The index file's header, for first hits while `index` is not open.
     header: Option<IndexHeader>,
     read_only: bool,
+    /// How an index opened at first need treats an older schema.
+    schema: Schema,
     /// Keys to write first-hit files for when the handle closes.
     hint_keys: Mutex<HashSet<Key, BuildHasherDefault<KeyHasher>>>,
     clock: Arc<dyn Clock>,
@@ -188,14 +190,17 @@ impl CacheBuilder {
         self
     }
 
-    /// Fail with [`Error::NotACache`] instead of creating a cache that does not exist yet.
+    /// Fail with [`Error::NotACache`] instead of creating a cache that does not exist yet, and
+    /// with an [`Error::Index`] naming both versions instead of migrating an index of an older
+    /// schema (an empty `index.sqlite3` is at version 0): opening never changes the directory.
     /// Used by tools that only look.
     pub fn existing_only(mut self) -> Self {
         self.create = false;
         self
     }
 
-    /// Open without ever writing: stores are refused, hits are not counted.
+    /// Open without ever writing: stores are refused, hits are not counted, and an index of an
+    /// older schema is refused as by [`existing_only`](Self::existing_only).
     pub fn read_only(mut self) -> Self {
         self.read_only = true;
         self.create = false;
@@ -205,9 +210,10 @@ impl CacheBuilder {
     /// Opens the cache.
     pub fn open(self) -> Result<Cache> {
         let layout = Layout::new(self.dir.clone());
-        // An existing index of this build's schema is opened at first need: a process whose
-        // first lookups first-hit files answer does not pay for opening SQLite.
-        let header = if layout.index.is_file() {
+        // A program's existing index of this build's schema is opened at first need: a process
+        // whose first lookups first-hit files answer does not pay for opening SQLite. (Tools
+        // that only look open it at once, so that a damaged index is reported at open.)
+        let header = if self.create && !self.read_only && layout.index.is_file() {
             IndexHeader::open(&layout.index)
         } else {
             None
@@ -229,7 +235,7 @@ impl CacheBuilder {
                     )
                 });
             } else {
-                open_index(&layout, self.read_only)?
+                open_index(&layout, self.read_only, Schema::AsFound)?
             };
             let _ = index.set(opened);
         }
@@ -246,6 +252,11 @@ impl CacheBuilder {
                 opening: Mutex::new(()),
                 header,
                 read_only: self.read_only,
+                schema: if self.create && !self.read_only {
+                    Schema::Migrate
+                } else {
+                    Schema::AsFound
+                },
                 hint_keys: Mutex::new(HashSet::default()),
                 clock: self.clock,
                 size_limit: self.size_limit,
@@ -266,11 +277,11 @@ fn open_or_create(layout: &Layout) -> Result<Index> {
     if layout.index.is_file() {
         // An existing cache: open it as it is. Creating the marker files first would cost
         // syscalls on every open and would write into a directory whose index we may refuse.
-        return open_existing(layout);
+        return open_existing(layout, Schema::Migrate);
     }
     match layout
         .create()
-        .and_then(|()| Index::open(&layout.index, Access::ReadWrite))
+        .and_then(|()| Index::open(&layout.index, Access::ReadWrite, Schema::Migrate))
     {
         Ok(index) => Ok(index),
         // A cache on a read-only mount, or owned by someone else: still serve its hits.
@@ -281,22 +292,22 @@ fn open_or_create(layout: &Layout) -> Result<Index> {
     }
 }
 
-fn open_existing(layout: &Layout) -> Result<Index> {
-    match Index::open(&layout.index, Access::ReadWrite) {
+fn open_existing(layout: &Layout, schema: Schema) -> Result<Index> {
+    match Index::open(&layout.index, Access::ReadWrite, schema) {
         Err(e) if is_permission_problem(&e) => open_read_only(layout).map_err(|_| e),
         other => other,
     }
 }
 
 fn open_read_only(layout: &Layout) -> Result<Index> {
-    Index::open(&layout.index, Access::ReadOnly)
+    Index::open(&layout.index, Access::ReadOnly, Schema::AsFound)
 }
 
-fn open_index(layout: &Layout, read_only: bool) -> Result<Index> {
+fn open_index(layout: &Layout, read_only: bool, schema: Schema) -> Result<Index> {
     if read_only {
         open_read_only(layout)
     } else {
-        open_existing(layout)
+        open_existing(layout, schema)
     }
 }
 
@@ -1057,7 +1068,7 @@ impl Inner {
         if let Some(index) = self.index.get() {
             return Ok(index);
         }
-        let opened = open_index(&self.layout, self.read_only)?;
+        let opened = open_index(&self.layout, self.read_only, self.schema)?;
         Ok(self.index.get_or_init(|| opened))
     }
 
@@ -1139,12 +1150,32 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl Inner {
+    /// What closing a handle does: writes the batched hit statistics and the first-hit files,
+    /// then closes the index's connections (the last close removes the WAL, which lets the next
+    /// process read first-hit files). Never fails; the handle stays usable.
+    fn close(&self) {
         if let Err(e) = self.flush() {
             tracing::debug!("memo-cache: could not record hit statistics: {e}");
         }
         if let Err(e) = self.write_hints() {
             tracing::debug!("memo-cache: could not write first-hit files: {e}");
         }
+        if let Some(index) = self.index.get() {
+            index.close();
+        }
+    }
+}
+
+impl Cache {
+    /// What dropping the last handle does, for a handle that is never dropped (a `static`):
+    /// see `Inner::close`.
+    pub(crate) fn close(&self) {
+        self.inner.close();
     }
 }
 

@@ -12,8 +12,10 @@
 //! # Compatibility
 //!
 //! `PRAGMA user_version` holds the number of [`MIGRATIONS`] applied. The list is append-only: an
-//! older index is brought forward at open, an index from a newer memo-cache is refused with both
-//! versions named, and nothing is deleted either way.
+//! older index is brought forward by an open that may create the cache ([`Schema::Migrate`]),
+//! and refused with both versions named by one that may not ([`Schema::AsFound`]: tools that
+//! only look, which must change nothing, and never an older program's cache under it). An index
+//! from a newer memo-cache is always refused with both versions named. Nothing is deleted.
 //!
 //! # Performance
 //!
@@ -139,6 +141,12 @@ pub(crate) const MIGRATIONS: &[&str] = &[
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
+/// The oldest schema version with the tables of [`SCHEMA_VERSION`]: an open that may not migrate
+/// (a tool that only looks, a read-only handle) uses such an index as it is. Version 2 only
+/// started the removal epoch, which such an open moves too; first-hit files are written and
+/// read only at version 2.
+const SAME_TABLES_SINCE: i64 = 1;
+
 /// How a handle may use the index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Access {
@@ -148,6 +156,15 @@ pub(crate) enum Access {
     ReadOnly,
 }
 
+/// Whether an open may bring an older schema forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Schema {
+    /// Migrate an older schema: an open that may create the cache.
+    Migrate,
+    /// Refuse an older schema, changing nothing: an open of an existing cache only.
+    AsFound,
+}
+
 /// A pool of connections to one index file.
 #[derive(Debug)]
 pub(crate) struct Index {
@@ -155,6 +172,8 @@ pub(crate) struct Index {
     access: Access,
     /// Read-only connections open the file as immutable; see [`Index::open`].
     immutable: bool,
+    /// This read-only handle started the `-wal` and `-shm` files; see [`Index::close_wal`].
+    close_wal: bool,
     pool: Mutex<Vec<Connection>>,
     /// Lookups so far, counted up to [`SNAPSHOT_AFTER`].
     lookups: AtomicU32,
@@ -164,23 +183,25 @@ pub(crate) struct Index {
 }
 
 impl Index {
-    /// Opens (and, read-write, creates and migrates) the index at `path`.
+    /// Opens the index at `path`; read-write, creates it when missing, and with
+    /// [`Schema::Migrate`] brings an older schema forward.
     ///
     /// A reader of a WAL-mode database needs its `-shm` file, which it cannot create in a
     /// directory it may not write (SQLite then reports "attempt to write a readonly database").
     /// Such an index is opened again as immutable: read without locks, which is right for a
     /// cache nobody can write and at worst a miss for one its owner writes meanwhile, since
     /// every value is hash-checked.
-    pub fn open(path: &Path, access: Access) -> Result<Index> {
+    pub fn open(path: &Path, access: Access, schema: Schema) -> Result<Index> {
         let mut index = Index {
             path: path.to_path_buf(),
             access,
             immutable: false,
+            close_wal: access == Access::ReadOnly && !wal_path(path).exists(),
             pool: Mutex::new(Vec::new()),
             lookups: AtomicU32::new(0),
             held: OnceLock::new(),
         };
-        let conn = match index.first_connection() {
+        let conn = match index.first_connection(schema) {
             Err(Error::Index { source, .. })
                 if access == Access::ReadOnly
                     && matches!(
@@ -189,7 +210,8 @@ impl Index {
                     ) =>
             {
                 index.immutable = true;
-                index.first_connection()?
+                index.close_wal = false;
+                index.first_connection(schema)?
             }
             other => other?,
         };
@@ -197,9 +219,9 @@ impl Index {
         Ok(index)
     }
 
-    fn first_connection(&self) -> Result<Connection> {
+    fn first_connection(&self, schema: Schema) -> Result<Connection> {
         let conn = connect(&self.path, self.access, self.immutable)?;
-        self.check_schema(&conn)?;
+        self.check_schema(&conn, schema)?;
         Ok(conn)
     }
 
@@ -215,7 +237,7 @@ impl Index {
         index_error(&self.path, source)
     }
 
-    fn check_schema(&self, conn: &Connection) -> Result<()> {
+    fn check_schema(&self, conn: &Connection, schema: Schema) -> Result<()> {
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(|e| self.err(e))?;
@@ -229,19 +251,39 @@ impl Index {
         if version == SCHEMA_VERSION {
             return Ok(());
         }
-        if self.access == Access::ReadOnly {
-            // An older schema in a cache we may not write: read nothing rather than misread.
-            return Err(Error::Index {
-                path: self.path.clone(),
-                source: rusqlite::Error::SqliteFailure(
-                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY),
-                    Some(format!(
-                        "schema version {version} needs migrating to {SCHEMA_VERSION}, but the index is read-only"
-                    )),
-                ),
-            });
+        if schema == Schema::Migrate && self.access == Access::ReadWrite {
+            return self.migrate(conn);
         }
-        self.migrate(conn)
+        if version >= SAME_TABLES_SINCE {
+            // The migrations since changed no table: read and write it as it is.
+            return Ok(());
+        }
+        // Read nothing rather than misread: an open of an existing cache changes nothing, and a
+        // read-only one cannot.
+        Err(self.older_schema(version))
+    }
+
+    /// The error for an index at an older schema `version` that this open may not migrate.
+    fn older_schema(&self, version: i64) -> Error {
+        let (found, next) = match version {
+            0 => (
+                "schema version 0 (an empty index, or one whose creation did not finish)".into(),
+                "sets it up",
+            ),
+            _ => (format!("schema version {version}"), "migrates it"),
+        };
+        let message = format!(
+            "{found} is older than this memo-cache's {SCHEMA_VERSION}; left as it is, as this \
+             open only uses an existing cache. Opening the cache with Cache::open, as a program \
+             using it does, {next}"
+        );
+        Error::Index {
+            path: self.path.clone(),
+            source: rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+                Some(message),
+            ),
+        }
     }
 
     fn migrate(&self, conn: &Connection) -> Result<()> {
@@ -377,6 +419,41 @@ impl Index {
     }
 }
 
+impl Index {
+    /// SQLite removes the `-wal` and `-shm` files when the last connection to the index closes,
+    /// but only if that connection may write: a read-only one leaves them behind. So a read-only
+    /// handle that started them closes last through a read-write connection that only reads,
+    /// which removes them unless another connection still has the index open (then they are its
+    /// to remove). Its close copies back nothing unless another process left frames in the WAL,
+    /// as any last close would.
+    fn close_wal(&self) {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        if !wal_path(&self.path).exists() {
+            return; // Not a WAL-mode index.
+        }
+        // No SQLITE_OPEN_CREATE: an index moved away meanwhile is not made again.
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        if let Ok(conn) = Connection::open_with_flags(&self.path, flags) {
+            // The first read opens the WAL, which the close then removes.
+            let _ = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0));
+        }
+    }
+}
+
+impl Index {
+    /// Closes every connection, pooled and held: the last close of the index, in any process,
+    /// copies the WAL back and removes it. The index stays usable; its next statement opens a
+    /// connection again.
+    pub fn close(&self) {
+        if let Some(Some(held)) = self.held.get() {
+            let mut state = held.state.lock().unwrap_or_else(|p| p.into_inner());
+            state.end();
+            state.conn = None;
+        }
+        self.pool.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
 impl Drop for Index {
     fn drop(&mut self) {
         if let Some(Some(held)) = self.held.get() {
@@ -385,6 +462,9 @@ impl Drop for Index {
             state.end();
             state.conn = None;
             held.wake.notify_all();
+        }
+        if self.close_wal {
+            self.close_wal();
         }
     }
 }
@@ -708,6 +788,12 @@ fn connect(path: &Path, access: Access, immutable: bool) -> Result<Connection> {
         .map_err(|e| index_error(path, e))?;
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
+}
+
+fn wal_path(index: &Path) -> PathBuf {
+    let mut wal = index.as_os_str().to_owned();
+    wal.push("-wal");
+    PathBuf::from(wal)
 }
 
 /// A `file:` URI opening `path` read-only and immutable, with the characters URIs reserve escaped.

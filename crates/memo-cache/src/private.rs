@@ -92,12 +92,13 @@ fn warn_open_failure(e: &crate::Error) {
     tracing::warn!("memo-cache: cannot open the cache ({e}); cached functions will run uncached");
 }
 
-/// Writes every registered cache's batched hit statistics. Called at process exit.
+/// Does for every registered cache what dropping it would (they are never dropped): writes its
+/// batched hit statistics and first-hit files, and closes its index. Called at process exit.
 pub fn flush_all() {
     let caches = CACHES.lock().unwrap_or_else(|p| p.into_inner());
     for slot in caches.iter().flat_map(|c| c.values()) {
         if let Slot::Open(cache) = slot {
-            let _ = cache.flush();
+            cache.close();
         }
     }
 }

@@ -1,13 +1,19 @@
 //! The Redis tier against real servers: a single redis-server and a 3-node Redis Cluster.
 //!
 //! "Machines" are separate processes with separate local cache directories sharing one Redis.
-//! Child processes are this test binary run again with `MEMO_TEST_CHILD` set (see `child`).
+//! Child processes are this test binary run again as `--ignored --exact child` with
+//! `MEMO_TEST_CHILD` set (see `child`).
 
 mod support;
+
+#[allow(dead_code)] // the line readers and file waits serve the end-to-end tests
+#[path = "../../../tests/src/children.rs"]
+mod children;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use children::{KillOnDrop, output_bounded};
 use memo_cache::{Cache, Function, RemoteConfig, remote_clear, remote_stats};
 use support::redis_server::{Cluster, Single};
 
@@ -26,22 +32,29 @@ fn spawn_child(
     keys: &str,
     delay_ms: u64,
     extra: &[(&str, &str)],
-) -> std::process::Child {
+) -> KillOnDrop {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "child", "--nocapture", "--test-threads", "1"])
-        .env("MEMO_TEST_CHILD", "1")
-        .env("CHILD_DIR", dir)
-        .env("CHILD_URLS", urls)
-        .env("CHILD_PREFIX", prefix)
-        .env("CHILD_KEYS", keys)
-        .env("CHILD_DELAY_MS", delay_ms.to_string())
-        .env_remove("MEMO_CACHE_REDIS_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args([
+        "--ignored",
+        "--exact",
+        "child",
+        "--nocapture",
+        "--test-threads",
+        "1",
+    ])
+    .env("MEMO_TEST_CHILD", "1")
+    .env("CHILD_DIR", dir)
+    .env("CHILD_URLS", urls)
+    .env("CHILD_PREFIX", prefix)
+    .env("CHILD_KEYS", keys)
+    .env("CHILD_DELAY_MS", delay_ms.to_string())
+    .env_remove("MEMO_CACHE_REDIS_URL")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     for (k, v) in extra {
         cmd.env(k, v);
     }
-    cmd.spawn().unwrap()
+    KillOnDrop(cmd.spawn().unwrap())
 }
 
 struct ChildOutput {
@@ -50,11 +63,17 @@ struct ChildOutput {
     stderr: String,
 }
 
-fn finish(child: std::process::Child) -> ChildOutput {
-    let out = child.wait_with_output().unwrap();
+/// Waits (bounded) for a child "machine" and reads what it did; it must have succeeded.
+fn finish(mut child: KillOnDrop) -> ChildOutput {
+    let out = output_bounded(&mut child);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
+    // A filter that matched nothing also exits 0: make sure the child body really ran.
+    assert!(
+        stdout.contains("test result: ok. 1 passed"),
+        "the child ran no test:\n{stdout}\n{stderr}"
+    );
     let mut result = ChildOutput {
         computed: Vec::new(),
         got: Vec::new(),
@@ -99,13 +118,14 @@ fn parse_keys(spec: &str) -> Vec<u64> {
 
 static SQUARE: Function = Function::new("redis_test::square", "v1", "String");
 
-/// Not a test of its own: the body of the child processes above (it returns at once when run
-/// as part of the suite).
+/// Not a test of its own: the body of the child processes above, which run it with `--ignored`.
 #[test]
+#[ignore = "child process body, spawned by the Redis tier tests through spawn_child"]
 fn child() {
-    if std::env::var_os("MEMO_TEST_CHILD").is_none() {
-        return;
-    }
+    assert!(
+        std::env::var_os("MEMO_TEST_CHILD").is_some(),
+        "`child` is the body of a child process; the tests that call spawn_child run it"
+    );
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
@@ -405,12 +425,16 @@ fn through_macro(n: u64) -> String {
     expected(n)
 }
 
-/// Not a test of its own: the child of the `#[disk_cache(remote = ..)]` test.
+/// Not a test of its own: the child of the `#[disk_cache(remote = ..)]` test, which runs it with
+/// `--ignored`.
 #[test]
+#[ignore = "child process body, spawned by the_attribute_remote_option_shares_results_between_machines"]
 fn macro_child() {
-    if std::env::var_os("MEMO_TEST_MACRO_CHILD").is_none() {
-        return;
-    }
+    assert!(
+        std::env::var_os("MEMO_TEST_MACRO_CHILD").is_some(),
+        "`macro_child` is the body of a child process; \
+         the_attribute_remote_option_shares_results_between_machines runs it"
+    );
     for n in 0..10 {
         println!("@@got {n} = {}", through_macro(n));
     }
@@ -422,21 +446,24 @@ fn the_attribute_remote_option_shares_results_between_machines() {
     let data = tempfile::tempdir().unwrap();
     let _redis = support::redis_server::Node::start_on(data.path(), MACRO_PORT);
     let run = |dir: &std::path::Path| {
-        let child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "macro_child",
-                "--nocapture",
-                "--test-threads",
-                "1",
-            ])
-            .env("MEMO_TEST_MACRO_CHILD", "1")
-            .env("MEMO_CACHE_DIR", dir)
-            .env_remove("MEMO_CACHE_REDIS_URL")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = KillOnDrop(
+            Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--ignored",
+                    "--exact",
+                    "macro_child",
+                    "--nocapture",
+                    "--test-threads",
+                    "1",
+                ])
+                .env("MEMO_TEST_MACRO_CHILD", "1")
+                .env("MEMO_CACHE_DIR", dir)
+                .env_remove("MEMO_CACHE_REDIS_URL")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
         finish(child)
     };
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());

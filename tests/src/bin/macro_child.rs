@@ -49,7 +49,8 @@ fn shout(word: String, verbose: bool) -> String {
     word.to_uppercase()
 }
 
-#[disk_cache(ttl = "1s")]
+/// An hour, so that no run of a test outlives it: the test expires the entry through the index.
+#[disk_cache(ttl = "1h")]
 fn quote(symbol: &str) -> f64 {
     println!("computed quote {symbol}");
     symbol.len() as f64 * 1.5
@@ -131,6 +132,14 @@ fn main() {
             println!("result {}", total_weight(weights, tags));
         }
         "fib" => println!("result {}", fib(num(1))),
+        // Also says whether the call opened the index (it leaves SQLite's `-wal` file behind
+        // until the process exits), for the first-hit tests.
+        "fib-first" => {
+            println!("result {}", fib(num(1)));
+            let dir = std::env::var_os("MEMO_CACHE_DIR").expect("MEMO_CACHE_DIR is set");
+            let wal = std::path::Path::new(&dir).join(format!("{}-wal", memo_cache::INDEX_FILE));
+            println!("index={}", if wal.exists() { "opened" } else { "unopened" });
+        }
         "parse" => println!("result {:?}", parse(&arg(1))),
         "parse_all" => println!("result {:?}", parse_all(&arg(1))),
         "shout" => println!("result {}", shout(arg(1), arg(2) == "true")),

@@ -6,11 +6,10 @@
 //!
 //! - `snapshot_child serve <dir>`: prints `ready`, then reads commands from stdin, one a line,
 //!   and answers each with a `done <command>` line once it has returned (its transaction is
-//!   committed): `put <n> <value>` stores `value` as [`HELD`] of `(n,)`, `remove <n>` removes
-//!   it, `clear` clears the cache, `fill <from> <count> [<pause-µs>]` stores
-//!   [`small_value`]`(i)` as [`FILL`] of `(i,)` for each `i` in `from..from + count`, each in a
-//!   transaction of its own, back to back or, given a pause, sleeping that many microseconds
-//!   before each store. Exits at the end of stdin.
+//!   committed): `put <n> <value>` stores `value` as [`HELD`] of `(n,)`, `clear` clears the
+//!   cache, `fill <from> <count> [<pause-µs>]` stores [`small_value`]`(i)` as [`FILL`] of `(i,)`
+//!   for each `i` in `from..from + count`, each in a transaction of its own, back to back or,
+//!   given a pause, sleeping that many microseconds before each store. Exits at the end of stdin.
 //! - `snapshot_child hit <dir> <keys> <stop-file>`: reads [`HELD`] of `(i,)` for `i` in
 //!   `0..keys` round and round, each of which must be [`small_value`]`(i)`, until `stop-file`
 //!   exists; prints `hitting` after its first 100 reads and `hits=<n>` at the end.
@@ -84,9 +83,6 @@ fn serve(dir: &Path) {
                     .put(&HELD, &(number(1),), &value.to_string())
                     .map(|()| String::new())
             }
-            Some("remove") => cache
-                .remove(&HELD, &(number(1),))
-                .map(|removed| format!(" removed={removed}")),
             Some("clear") => cache
                 .clear()
                 .map(|removal| format!(" entries={}", removal.entries)),

@@ -5,6 +5,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use memo_cache_e2e::run_bounded;
+
 /// What one run of a child printed.
 pub struct Run {
     pub stdout: String,
@@ -46,12 +48,10 @@ impl Run {
     }
 }
 
-/// Runs `program` with `args`, caching in `dir`, and checks it succeeded.
+/// Runs `program` with `args`, caching in `dir`, and checks it succeeded (waiting a bounded
+/// time for it).
 pub fn run(program: &str, dir: &Path, args: &[&str]) -> Run {
-    finish(
-        program,
-        command(program, dir, args).output().expect("run child"),
-    )
+    finish(program, run_bounded(&mut command(program, dir, args)))
 }
 
 pub fn command(program: &str, dir: &Path, args: &[&str]) -> Command {

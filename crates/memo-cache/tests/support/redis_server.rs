@@ -1,6 +1,7 @@
 //! Real Redis servers for the tests: a single server, or a Redis Cluster of several nodes, each a
-//! `redis-server` process on a free loopback port, killed when dropped. `.ci/run` installs
-//! redis-server when it is missing; without it these tests fail, they do not skip.
+//! `redis-server` process on a free loopback port, killed when dropped. The server is looked up
+//! on `PATH`; `scripts/test.sh` installs it when it is missing. Without it these tests fail, they
+//! do not skip.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -15,15 +16,18 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-fn redis_server() -> &'static str {
-    for candidate in ["/usr/bin/redis-server", "/usr/local/bin/redis-server"] {
-        if Path::new(candidate).exists() {
-            return candidate;
+/// Starts `cmd`, a `redis-server` command. The server is looked up on `PATH`, as
+/// `scripts/test.sh` looks for it; a missing one fails the test, saying how to install it.
+fn start_server(cmd: &mut Command) -> Child {
+    cmd.spawn().unwrap_or_else(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            panic!(
+                "redis-server is not on PATH: run `bash scripts/test.sh` (it installs it) or \
+                 `apt-get install redis-server redis-tools`"
+            )
         }
-    }
-    panic!(
-        "redis-server is not installed: run `bash .ci/run` (it installs it) or `apt-get install redis-server`"
-    )
+        panic!("cannot start redis-server: {e}")
+    })
 }
 
 /// One redis-server process.
@@ -63,7 +67,7 @@ impl Node {
     }
 
     fn spawn(&mut self) {
-        let mut cmd = Command::new(redis_server());
+        let mut cmd = Command::new("redis-server");
         cmd.args([
             "--port",
             &self.port.to_string(),
@@ -85,7 +89,7 @@ impl Node {
                     &format!("nodes-{}.conf", self.port),
                 ]);
         }
-        self.child = Some(cmd.spawn().expect("start redis-server"));
+        self.child = Some(start_server(&mut cmd));
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(
@@ -277,33 +281,33 @@ impl Tls {
             "ext.cnf",
         ]);
         let port = free_port();
-        let child = Command::new(redis_server())
-            .args([
-                "--port",
-                "0",
-                "--tls-port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-            ])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--tls-auth-clients",
-                "no",
-            ])
-            .arg("--tls-cert-file")
-            .arg(d.join("server.pem"))
-            .arg("--tls-key-file")
-            .arg(d.join("server.key"))
-            .arg("--tls-ca-cert-file")
-            .arg(d.join("ca.pem"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server with TLS");
+        let child = start_server(
+            Command::new("redis-server")
+                .args([
+                    "--port",
+                    "0",
+                    "--tls-port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                ])
+                .args([
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--tls-auth-clients",
+                    "no",
+                ])
+                .arg("--tls-cert-file")
+                .arg(d.join("server.pem"))
+                .arg("--tls-key-file")
+                .arg(d.join("server.key"))
+                .arg("--tls-ca-cert-file")
+                .arg(d.join("ca.pem"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        );
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
