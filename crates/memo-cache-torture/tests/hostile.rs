@@ -147,6 +147,9 @@ fn an_index_damaged_in_the_middle_gives_errors_or_misses_never_wrong_values() {
         }
     }
     fs::write(&index, &bytes).unwrap();
+    // First-hit files would answer these lookups (rightly: they are hash-checked copies) without
+    // reading the index at all; without them, every lookup reaches the damaged index.
+    fs::remove_dir_all(dir.path().join(memo_cache::HINTS_DIR)).unwrap();
     // The first page (the header and the schema) is intact, so the open itself succeeds.
     let cache = Cache::open(dir.path()).expect("open an index damaged past its first page");
     let mut errors = 0;
