@@ -45,7 +45,11 @@ fn a_stored_value_is_a_first_hit_in_the_next_process() {
     let dir = dir.path();
     step(dir, &["put", "1", "one"]);
     step(dir, &["put-big", "2", "two"]);
-    assert_eq!(hint_files(dir).len(), 2, "one first-hit file per stored key");
+    assert_eq!(
+        hint_files(dir).len(),
+        2,
+        "one first-hit file per stored key"
+    );
     for _ in 0..2 {
         assert_eq!(get(dir, &["get", "1"]), ("one".into(), false));
         assert_eq!(get(dir, &["get-big", "2"]), ("two".into(), false));
@@ -194,7 +198,11 @@ fn first_hit_files_are_swept_with_their_entries() {
     let cache = Cache::open(dir).unwrap();
     assert!(cache.verify(&memo_cache::Verify::new()).unwrap().is_sound());
     assert!(cache.remove(&SMALL, &(1u64,)).unwrap());
-    assert_eq!(hint_files(dir).len(), 1, "the removed entry's file went with it");
+    assert_eq!(
+        hint_files(dir).len(),
+        1,
+        "the removed entry's file went with it"
+    );
     // The removal moved the epoch: the other file is useless now, and a prune sweeps it.
     cache.prune(&memo_cache::Prune::new().expired()).unwrap();
     assert_eq!(hint_files(dir), Vec::<std::path::PathBuf>::new());

@@ -387,7 +387,9 @@ impl Cache {
         self.inner
             .index
             .get()
-            .map_or(self.inner.read_only, |index| index.access() == Access::ReadOnly)
+            .map_or(self.inner.read_only, |index| {
+                index.access() == Access::ReadOnly
+            })
     }
 
     pub(crate) fn now_ms(&self) -> i64 {
@@ -570,8 +572,9 @@ impl Cache {
                 let digest = Digest::of(&bytes);
                 (bytes, digest)
             }
-            None => blobs::read_hashed(&self.inner.layout.blob_path(key, &hint.hash), hint.size)
-                .ok()?,
+            None => {
+                blobs::read_hashed(&self.inner.layout.blob_path(key, &hint.hash), hint.size).ok()?
+            }
         };
         (bytes.len() as u64 == hint.size && digest == hint.hash).then_some(Checked {
             bytes,
@@ -833,17 +836,19 @@ impl Cache {
         if gone.is_empty() {
             return;
         }
-        let result = self.index().and_then(|index| index.write(|tx| {
-            for r in &gone {
-                if index::holds_blob(tx, &r.key, &r.hash)? {
-                    continue;
+        let result = self.index().and_then(|index| {
+            index.write(|tx| {
+                for r in &gone {
+                    if index::holds_blob(tx, &r.key, &r.hash)? {
+                        continue;
+                    }
+                    if let Err(e) = blobs::remove(&self.inner.layout.blob_path(&r.key, &r.hash)) {
+                        tracing::debug!("memo-cache: {e}");
+                    }
                 }
-                if let Err(e) = blobs::remove(&self.inner.layout.blob_path(&r.key, &r.hash)) {
-                    tracing::debug!("memo-cache: {e}");
-                }
-            }
-            Ok(())
-        }));
+                Ok(())
+            })
+        });
         if let Err(e) = result {
             // The files stay as orphans, swept by the next prune or `verify --fix`.
             tracing::debug!("memo-cache: could not remove blob files: {e}");

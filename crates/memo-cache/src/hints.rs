@@ -130,7 +130,11 @@ pub(crate) fn read(layout: &Layout, key: &Key) -> Option<Hint> {
 /// Writes the first-hit file of `key` (through `tmp/`, renamed into place), unless the same one
 /// is there already.
 pub(crate) fn write(layout: &Layout, key: &Key, hint: &Hint) -> Result<()> {
-    if hint.value.as_ref().is_some_and(|v| v.len() as u64 > MAX_INLINE) {
+    if hint
+        .value
+        .as_ref()
+        .is_some_and(|v| v.len() as u64 > MAX_INLINE)
+    {
         return Ok(());
     }
     if read(layout, key).is_some_and(|old| old == *hint) {

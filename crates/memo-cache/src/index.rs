@@ -1092,7 +1092,9 @@ pub(crate) fn delete_where(
          RETURNING key, hash, size, value IS NULL"
     );
     let mut stmt = tx.prepare(&sql)?;
-    let rows: Vec<Removed> = stmt.query_map(args, removed)?.collect::<rusqlite::Result<_>>()?;
+    let rows: Vec<Removed> = stmt
+        .query_map(args, removed)?
+        .collect::<rusqlite::Result<_>>()?;
     if !rows.is_empty() {
         bump_epoch(tx)?;
     }

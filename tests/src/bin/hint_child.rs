@@ -64,7 +64,12 @@ fn run(dir: &Path, words: &[&str]) -> Cache {
             .and_then(|w| w.parse().ok())
             .unwrap_or_else(|| fail("missing <n>"))
     };
-    let value = || -> &str { words.get(2).copied().unwrap_or_else(|| fail("missing <value>")) };
+    let value = || -> &str {
+        words
+            .get(2)
+            .copied()
+            .unwrap_or_else(|| fail("missing <value>"))
+    };
     let done = match words.first().copied() {
         Some("get") => {
             let got = cache.get::<_, String>(&SMALL, &(n(),));
@@ -94,7 +99,9 @@ fn run(dir: &Path, words: &[&str]) -> Cache {
         Some("remove") => cache.remove(&SMALL, &(n(),)).map(drop),
         Some("clear") => cache.clear().map(drop),
         Some("clear-function") => cache.clear_function(SMALL.name()).map(drop),
-        Some("prune-stale") => cache.prune(&Prune::new().older_than(std::time::Duration::ZERO)).map(drop),
+        Some("prune-stale") => cache
+            .prune(&Prune::new().older_than(std::time::Duration::ZERO))
+            .map(drop),
         _ => fail(&format!("unknown command {words:?}")),
     };
     done.unwrap_or_else(|e| fail(&format!("{words:?}: {e}")));
