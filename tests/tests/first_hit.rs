@@ -39,6 +39,27 @@ fn hint_files(dir: &Path) -> Vec<std::path::PathBuf> {
     files_under(&dir.join(memo_cache::HINTS_DIR))
 }
 
+/// The first-hit files in `dir`, to put back after a removal deleted them: as a handle that read
+/// its rows before the removal and wrote its files after it would.
+fn saved_hints(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let saved: Vec<_> = hint_files(dir)
+        .into_iter()
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect();
+    assert!(!saved.is_empty(), "no first-hit files to save");
+    saved
+}
+
+fn put_back(saved: &[(std::path::PathBuf, Vec<u8>)]) {
+    for (path, bytes) in saved {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+}
+
 #[test]
 fn a_stored_value_is_a_first_hit_in_the_next_process() {
     let dir = tempfile::tempdir().unwrap();
@@ -87,7 +108,10 @@ fn a_removal_or_replacement_anywhere_ends_first_hits() {
         step(dir, &["put", "1", "one"]);
         step(dir, &["put", "2", "two"]);
         assert_eq!(get(dir, &["get", "1"]), ("one".into(), false), "{change:?}");
+        let saved = saved_hints(dir);
         step(dir, change);
+        // The files are back but the epoch has moved: they are not believed.
+        put_back(&saved);
         let (value, _) = get(dir, &["get", "1"]);
         assert_eq!(value, expected, "after {change:?}");
         // Key 2 was not touched by a removal of 1 alone; it is still right either way.
@@ -105,6 +129,7 @@ fn a_removal_not_yet_checkpointed_is_seen() {
         let dir = dir.path();
         step(dir, &["put", "1", "one"]);
         assert_eq!(get(dir, &["get", "1"]), ("one".into(), false));
+        let saved = saved_hints(dir);
         let mut holder = child(dir, &[&["hold"][..], change].concat())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -112,6 +137,9 @@ fn a_removal_not_yet_checkpointed_is_seen() {
             .unwrap();
         let mut lines = Lines::new(holder.stdout.take().unwrap());
         lines.wait_for("done");
+        // The files are back, and the index file's header still shows the old epoch (the
+        // removal is in the holder's WAL): the WAL's content is what keeps them from being read.
+        put_back(&saved);
         let expected = if change[0] == "remove" { "none" } else { "uno" };
         assert_eq!(get(dir, &["get", "1"]).0, expected, "{change:?} held open");
         drop(holder.stdin.take());
@@ -127,8 +155,10 @@ fn a_removal_by_a_crashed_process_is_seen() {
     let dir = dir.path();
     step(dir, &["put", "1", "one"]);
     assert_eq!(get(dir, &["get", "1"]), ("one".into(), false));
+    let saved = saved_hints(dir);
     let out = run_bounded(&mut child(dir, &["abort", "remove", "1"]));
     assert!(!out.status.success(), "the child aborts");
+    put_back(&saved);
     assert_eq!(get(dir, &["get", "1"]).0, "none");
     assert_eq!(get(dir, &["get", "1"]).0, "none");
 }
@@ -163,6 +193,20 @@ fn a_damaged_first_hit_file_is_not_believed() {
     flip_byte(&blob, 100);
     // The index's answer: the blob fails its hash check, the entry is dropped, a miss.
     assert_eq!(get(dir, &["get-big", "2"]), ("none".into(), true));
+}
+
+/// An index made again from scratch (deleted by hand, the directory restored from elsewhere) does
+/// not match first-hit files left beside it.
+#[test]
+fn first_hit_files_do_not_match_an_index_made_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    step(dir, &["put", "1", "one"]);
+    let saved = saved_hints(dir);
+    std::fs::remove_file(dir.join(memo_cache::INDEX_FILE)).unwrap();
+    step(dir, &["put", "2", "two"]);
+    put_back(&saved);
+    assert_eq!(get(dir, &["get", "1"]).0, "none");
 }
 
 /// `#[disk_cache]`'s handle is a `static`, never dropped: it writes its first-hit files and

@@ -1135,6 +1135,18 @@ impl Inner {
             }
             Ok((epoch, rows))
         })?;
+        // With `synchronous = NORMAL` a commit is durable only at the next sync of the WAL; a
+        // power cut could otherwise leave a file copying a row the index lost (which a store
+        // without a removal might then replace). The WAL has no locks of its own, so closing
+        // this descriptor drops none of SQLite's. No WAL: everything is in the index file, which
+        // every checkpoint syncs.
+        match std::fs::File::open(&self.layout.wal) {
+            Ok(wal) => wal
+                .sync_data()
+                .map_err(|e| Error::io("syncing", &self.layout.wal, e))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("opening", &self.layout.wal, e)),
+        }
         let now = self.clock.now_ms();
         for (key, row) in rows {
             if row.expires.is_some_and(|at| at <= now) {

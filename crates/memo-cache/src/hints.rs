@@ -23,6 +23,11 @@
 //!   file. So the header is believed only while there is no `-wal` file, or an empty one (a
 //!   connection that has not written). While another process has the cache open and has
 //!   written, every lookup goes to SQLite.
+//! - **Only durable rows.** Commits are synced only at checkpoints (`synchronous = NORMAL`), so
+//!   the closing handle syncs the WAL before it writes any file: a power cut cannot leave a file
+//!   copying a row the index lost.
+//! - **A new index, a new epoch.** The epoch starts at a random value, so files left beside an
+//!   index made again from scratch do not match it.
 //! - **Only the current schema.** The header's schema version must be this build's: an older
 //!   memo-cache, which removes rows without moving the epoch, refuses to open such an index.
 //! - **Everything is checked.** The file carries a checksum over its fields and the key it is
@@ -35,7 +40,8 @@
 
 use std::fs;
 use std::io::{ErrorKind, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::blobs;
 use crate::error::Result;
@@ -150,10 +156,16 @@ pub(crate) fn remove(layout: &Layout, key: &Key) {
     }
 }
 
-/// The index file, kept open to read the removal epoch from its header.
+/// Reads the removal epoch from the header of an index file.
+///
+/// The file is read through a descriptor that is never closed: on POSIX systems, closing any
+/// descriptor of a file drops every `fcntl` lock this process holds on it, SQLite's included
+/// (<https://sqlite.org/howtocorrupt.html>, 2.2), after which another process could take this
+/// process's connections for gone and delete the WAL under them. So descriptors are kept in a
+/// process-wide table, one per file (device and inode), for the life of the process.
 #[derive(Debug)]
 pub(crate) struct IndexHeader {
-    file: fs::File,
+    path: PathBuf,
 }
 
 /// Where the header keeps what is read here (<https://sqlite.org/fileformat.html>).
@@ -162,10 +174,11 @@ const USER_VERSION_AT: usize = 60;
 const APPLICATION_ID_AT: usize = 68;
 
 impl IndexHeader {
-    /// Opens the index file at `path` when its header shows an index of this build's schema.
+    /// The header reader of the index file at `path`, when its header now shows an index of
+    /// this build's schema. Only on Unix (elsewhere there are no first hits).
     pub fn open(path: &Path) -> Option<IndexHeader> {
         let header = IndexHeader {
-            file: blobs::open_file(path).ok()?,
+            path: path.to_path_buf(),
         };
         header.read().map(|_| header)
     }
@@ -182,30 +195,49 @@ impl IndexHeader {
         self.read()
     }
 
+    #[cfg(unix)]
     fn read(&self) -> Option<i32> {
+        use std::os::unix::fs::{FileExt, MetadataExt};
+        // The file at the path now: a cache whose index was replaced is read from the new one.
+        let meta = fs::symlink_metadata(&self.path).ok()?;
+        if !meta.is_file() {
+            return None;
+        }
+        let file = descriptor(&self.path, (meta.dev(), meta.ino()))?;
         let mut header = [0u8; 100];
-        read_exact_at(&self.file, &mut header).ok()?;
+        file.read_exact_at(&mut header, 0).ok()?;
         let word = |at: usize| i32::from_be_bytes(header[at..at + 4].try_into().expect("4 bytes"));
         (header[..16] == *SQLITE_MAGIC && i64::from(word(USER_VERSION_AT)) == SCHEMA_VERSION)
             .then(|| word(APPLICATION_ID_AT))
     }
-}
 
-#[cfg(unix)]
-fn read_exact_at(file: &fs::File, buf: &mut [u8]) -> std::io::Result<()> {
-    std::os::unix::fs::FileExt::read_exact_at(file, buf, 0)
-}
-
-#[cfg(windows)]
-fn read_exact_at(file: &fs::File, buf: &mut [u8]) -> std::io::Result<()> {
-    let mut done = 0;
-    while done < buf.len() {
-        match std::os::windows::fs::FileExt::seek_read(file, &mut buf[done..], done as u64)? {
-            0 => return Err(ErrorKind::UnexpectedEof.into()),
-            n => done += n,
-        }
+    #[cfg(not(unix))]
+    fn read(&self) -> Option<i32> {
+        None
     }
-    Ok(())
+}
+
+/// This process's descriptor of the file `id` (device, inode) at `path`, opened at first need
+/// and never closed (see [`IndexHeader`]).
+#[cfg(unix)]
+fn descriptor(path: &Path, id: (u64, u64)) -> Option<&'static fs::File> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    static OPEN: Mutex<Vec<((u64, u64), &'static fs::File)>> = Mutex::new(Vec::new());
+    let mut open = OPEN.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(&(_, file)) = open.iter().find(|(at, _)| *at == id) {
+        return Some(file);
+    }
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    // Leaked on purpose, so it is never closed; it is the file `id` unless the path was
+    // replaced in between, in which case it is kept under its own id.
+    let file: &'static fs::File = Box::leak(Box::new(file));
+    let own = file.metadata().ok().map(|m| (m.dev(), m.ino()))?;
+    open.push((own, file));
+    (own == id).then_some(file)
 }
 
 #[cfg(test)]

@@ -135,7 +135,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // 2: the removal epoch (`PRAGMA application_id`), moved on by every removal of a row; the
     // first-hit files in `hints/` are valid only while it stands still (see `crate::hints`).
     // An older memo-cache, which would remove rows without moving it, refuses this version.
-    "PRAGMA application_id = 1;",
+    // `Index::migrate` starts the epoch at a random value, so that first-hit files left beside
+    // an index made again from scratch do not match it.
+    "",
 ];
 
 /// The schema version this build writes.
@@ -299,6 +301,9 @@ impl Index {
             }
             for migration in &MIGRATIONS[version as usize..] {
                 tx.execute_batch(migration)?;
+            }
+            if version < 2 {
+                tx.pragma_update(None, "application_id", random_epoch())?;
             }
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             tx.commit()?;
@@ -1020,6 +1025,18 @@ pub(crate) fn delete_entry(tx: &Transaction, key: &Key) -> rusqlite::Result<Opti
 /// records the epoch its row was read at, and is valid only while it has not moved.
 pub(crate) fn epoch(conn: &Connection) -> rusqlite::Result<i32> {
     conn.query_row("PRAGMA application_id", [], |r| r.get(0))
+}
+
+/// A random non-zero epoch to start from.
+fn random_epoch() -> i32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    (hasher.finish() as i32 & i32::MAX).max(1)
 }
 
 /// Moves the removal epoch on (it lives in the database header, so it commits with the removal).
