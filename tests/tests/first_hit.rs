@@ -100,7 +100,7 @@ fn a_removal_or_replacement_anywhere_ends_first_hits() {
         (&["put", "1", "uno"], "uno"),
         (&["clear"], "none"),
         (&["clear-function"], "none"),
-        (&["prune-stale"], "none"),
+        (&["prune-older"], "none"),
     ];
     for &(change, expected) in cases {
         let dir = tempfile::tempdir().unwrap();

@@ -65,6 +65,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
 
 use crate::error::{Error, Result};
+use crate::layout::wal_path;
 
 /// How long a writer waits for another process's write lock before giving up.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -795,12 +796,6 @@ fn connect(path: &Path, access: Access, immutable: bool) -> Result<Connection> {
     Ok(conn)
 }
 
-fn wal_path(index: &Path) -> PathBuf {
-    let mut wal = index.as_os_str().to_owned();
-    wal.push("-wal");
-    PathBuf::from(wal)
-}
-
 /// A `file:` URI opening `path` read-only and immutable, with the characters URIs reserve escaped.
 fn immutable_uri(path: &Path) -> String {
     let mut uri = String::from("file:");
@@ -1030,13 +1025,11 @@ pub(crate) fn epoch(conn: &Connection) -> rusqlite::Result<i32> {
 /// A random non-zero epoch to start from.
 fn random_epoch() -> i32 {
     use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    (hasher.finish() as i32 & i32::MAX).max(1)
+    // Every `RandomState` has keys of its own, seeded from the OS's randomness.
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    (random as i32 & i32::MAX).max(1)
 }
 
 /// Moves the removal epoch on (it lives in the database header, so it commits with the removal).

@@ -78,7 +78,7 @@ impl Layout {
             tmp: root.join(TMP_DIR),
             locks: root.join(LOCKS_DIR),
             hints: root.join(HINTS_DIR),
-            wal: root.join(format!("{INDEX_FILE}-wal")),
+            wal: wal_path(&root.join(INDEX_FILE)),
             root,
         }
     }
@@ -117,6 +117,13 @@ impl Layout {
         name.push_str(".lock");
         self.locks.join(name)
     }
+}
+
+/// The write-ahead log SQLite keeps beside the index file at `index`.
+pub(crate) fn wal_path(index: &Path) -> PathBuf {
+    let mut wal = index.as_os_str().to_owned();
+    wal.push("-wal");
+    PathBuf::from(wal)
 }
 
 pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {

@@ -9,7 +9,7 @@
 //!   `index=unopened`: whether the lookup left SQLite's `-wal` file behind, which opening the
 //!   index does and a first hit from a first-hit file does not;
 //! - `put <n> <value>` / `put-big <n> <value>`, `remove <n>`, `clear`, `clear-function`,
-//!   `prune-stale`: the operation, then a normal exit;
+//!   `prune-older`: the operation, then a normal exit;
 //! - `hold <command...>`: the operation, then `done` on stdout, keeping the cache open (and
 //!   its write-ahead log full) until stdin ends;
 //! - `abort <command...>`: the operation, then `abort()`: no handle is dropped, so SQLite's
@@ -99,7 +99,7 @@ fn run(dir: &Path, words: &[&str]) -> Cache {
         Some("remove") => cache.remove(&SMALL, &(n(),)).map(drop),
         Some("clear") => cache.clear().map(drop),
         Some("clear-function") => cache.clear_function(SMALL.name()).map(drop),
-        Some("prune-stale") => cache
+        Some("prune-older") => cache
             .prune(&Prune::new().older_than(std::time::Duration::ZERO))
             .map(drop),
         _ => fail(&format!("unknown command {words:?}")),
