@@ -2,6 +2,8 @@
 
 use proc_macro2::{Ident, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned};
+use std::time::Duration;
+
 use syn::ItemFn;
 
 use crate::analyze::{KeyPart, Plan};
@@ -100,15 +102,22 @@ impl Context<'_> {
         } else {
             quote!(::core::any::type_name::<#ret>())
         };
-        let ttl = self.options.ttl.as_ref().map(|(_, ttl)| {
-            let (secs, nanos) = (ttl.as_secs(), ttl.subsec_nanos());
-            quote!(.with_ttl(::core::time::Duration::new(#secs, #nanos)))
-        });
+        let duration = |method: TokenStream, option: &Option<(syn::LitStr, Duration)>| {
+            option.as_ref().map(|(_, d)| {
+                let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
+                quote!(.#method(::core::time::Duration::new(#secs, #nanos)))
+            })
+        };
+        let ttl = [
+            duration(quote!(with_ttl), &self.options.ttl),
+            duration(quote!(with_lease), &self.options.lease),
+            duration(quote!(with_write_timeout), &self.options.write_timeout),
+        ];
         let params = &self.plan.type_params;
         if params.is_empty() {
             quote! {
                 let __memo_function: &'static #krate::Function = __memo_site.function(|| {
-                    #krate::Function::owned(#base, #fingerprint, #return_type) #ttl
+                    #krate::Function::owned(#base, #fingerprint, #return_type) #(#ttl)*
                 });
             }
         } else {
@@ -118,7 +127,7 @@ impl Context<'_> {
                     || {
                         let __memo_types: &[&str] = &[#(::core::any::type_name::<#params>()),*];
                         let __memo_name = ::std::format!("{}::<{}>", #base, __memo_types.join(", "));
-                        #krate::Function::owned(__memo_name, #fingerprint, #return_type) #ttl
+                        #krate::Function::owned(__memo_name, #fingerprint, #return_type) #(#ttl)*
                     },
                 );
             }

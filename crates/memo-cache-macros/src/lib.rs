@@ -52,6 +52,8 @@ use quote::quote;
 /// | `name = "stable_name"` | the function's identity, instead of `module_path!()::fn_name`; survives moving or renaming it |
 /// | `cache_err = true` | store `Err` results too (`E` must then be `Serialize + DeserializeOwned`) |
 /// | `memory = 1000` | an in-process LRU of that many entries in front of the disk; the return type must be `Clone` |
+/// | `lease = "10s"` | a caller waiting for another thread or process computing the same key takes over when the holder has not renewed its compute lease for this long (a stopped or frozen process; a live one renews several times a second however long it computes); default 30 s or `MEMO_CACHE_LOCK_LEASE`; at least 2 s |
+/// | `write_timeout = "2s"` | a store waits at most this long for another process's write lock on the index, then the value is returned unstored, with one warning; default 5 s or `MEMO_CACHE_WRITE_TIMEOUT` |
 /// | `remote = "redis://host:6379"` | a shared Redis tier behind the local directory (several comma-separated URLs for a Redis Cluster, `rediss://` for TLS); else `MEMO_CACHE_REDIS_URL`; see `memo_cache::RemoteConfig` |
 ///
 /// ```

@@ -16,6 +16,8 @@ const KNOWN: &[&str] = &[
     "cache_err",
     "memory",
     "remote",
+    "lease",
+    "write_timeout",
 ];
 
 /// The options as written.
@@ -29,6 +31,8 @@ pub struct Options {
     pub cache_err: bool,
     pub memory: Option<(LitInt, usize)>,
     pub remote: Option<LitStr>,
+    pub lease: Option<(LitStr, Duration)>,
+    pub write_timeout: Option<(LitStr, Duration)>,
     /// Where `memory = N` was written, for errors about the return type's `Clone`.
     pub memory_span: Option<Span>,
 }
@@ -46,8 +50,24 @@ impl Options {
                 .is_some(),
             "ttl" => {
                 let lit: LitStr = meta.value()?.parse()?;
-                let ttl = parse_ttl(&lit)?;
+                let ttl = parse_duration(&lit, "ttl", "would expire every entry at once")?;
                 self.ttl.replace((lit, ttl)).is_some()
+            }
+            "lease" => {
+                let lit: LitStr = meta.value()?.parse()?;
+                let lease = parse_duration(&lit, "lease", "would take over from every holder")?;
+                if lease < Duration::from_secs(2) {
+                    return Err(syn::Error::new_spanned(
+                        &lit,
+                        "a `lease` under 2s could take over from a live holder on a busy machine; write at least \"2s\"",
+                    ));
+                }
+                self.lease.replace((lit, lease)).is_some()
+            }
+            "write_timeout" => {
+                let lit: LitStr = meta.value()?.parse()?;
+                let timeout = parse_duration(&lit, "write_timeout", "would never store a value")?;
+                self.write_timeout.replace((lit, timeout)).is_some()
             }
             "ignore" => {
                 let before = self.ignore.len();
@@ -146,17 +166,18 @@ fn non_empty(lit: LitStr, option: &str) -> syn::Result<LitStr> {
     Ok(lit)
 }
 
-fn parse_ttl(lit: &LitStr) -> syn::Result<Duration> {
+/// A non-zero duration in humantime syntax; `zero` says what a zero one would do.
+fn parse_duration(lit: &LitStr, option: &str, zero: &str) -> syn::Result<Duration> {
     match humantime::parse_duration(&lit.value()) {
-        Ok(ttl) if ttl.is_zero() => Err(syn::Error::new_spanned(
+        Ok(d) if d.is_zero() => Err(syn::Error::new_spanned(
             lit,
-            "a `ttl` of zero would expire every entry at once",
+            format!("a `{option}` of zero {zero}"),
         )),
-        Ok(ttl) => Ok(ttl),
+        Ok(d) => Ok(d),
         Err(e) => Err(syn::Error::new_spanned(
             lit,
             format!(
-                "`ttl = {:?}` is not a duration ({e}); write one like \"90s\", \"15min\", \"1h 30m\" or \"7days\"",
+                "`{option} = {:?}` is not a duration ({e}); write one like \"90s\", \"15min\", \"1h 30m\" or \"7days\"",
                 lit.value()
             ),
         )),

@@ -255,7 +255,9 @@ fn open_checked(path: &Path, size: u64) -> std::result::Result<File, ReadFailure
     Ok(file)
 }
 
-fn open_no_follow(path: &Path) -> io::Result<File> {
+/// Opens `path` for reading, never through a symlink in its last component, nor blocking on a
+/// FIFO.
+pub(crate) fn open_no_follow(path: &Path) -> io::Result<File> {
     let mut options = fs::OpenOptions::new();
     options.read(true);
     #[cfg(unix)]

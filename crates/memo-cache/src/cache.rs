@@ -19,7 +19,7 @@ use crate::hints::{self, Hint, IndexHeader};
 use crate::index::{self, Access, Index, NewEntry, Removed, Schema};
 use crate::key::{Digest, Function, Key};
 use crate::layout::{self, Layout};
-use crate::lock::ComputeLock;
+use crate::lock::{Acquired, ComputeLocks, Lease, Owner};
 #[cfg(feature = "redis")]
 use crate::remote::{Attempt, Remote, RemoteConfig, RemoteLock, Waited};
 
@@ -37,6 +37,8 @@ pub const DEFAULT_INLINE_THRESHOLD: usize = 16 * 1024;
 /// transaction.
 const FLUSH_INTERVAL: Duration = Duration::from_secs(2);
 const PENDING_LIMIT: usize = 1024;
+/// A flush that failed (the write lock was taken) is tried again after this long at the soonest.
+const PENDING_RETRY: Duration = Duration::from_millis(100);
 
 /// A handle writes first-hit files (see [`crate::hints`]) for at most this many of the keys it
 /// stored or found in the index, when it closes.
@@ -81,6 +83,9 @@ struct Inner {
     inline_threshold: usize,
     pending: Mutex<Pending>,
     warned: Mutex<HashSet<&'static str>>,
+    /// Per-key compute leases (see [`crate::lock`]).
+    compute_locks: Arc<ComputeLocks>,
+    write_timeout: Duration,
     #[cfg(feature = "redis")]
     remote: Option<Arc<Remote>>,
 }
@@ -131,6 +136,8 @@ pub struct CacheBuilder {
     clock: Arc<dyn Clock>,
     create: bool,
     read_only: bool,
+    lease: Duration,
+    write_timeout: Duration,
     #[cfg(feature = "redis")]
     remote: RemoteChoice,
 }
@@ -178,6 +185,28 @@ impl CacheBuilder {
         self
     }
 
+    /// How long a process waiting for another's computation of the same key waits after the
+    /// holder stops renewing its lease (it renews several times a second while it computes, so
+    /// only a stopped or frozen holder stops) before computing the value itself, with a
+    /// warning. Default [`DEFAULT_LEASE`](crate::DEFAULT_LEASE) (30 s), or
+    /// `MEMO_CACHE_LOCK_LEASE` (e.g. `10s`) when set; at least 2 s. A live computation keeps
+    /// its lease however long it runs. `#[disk_cache(lease = "10s")]` sets it per function.
+    pub fn lock_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// How long a write (a store, a removal) waits for another process's write lock on the
+    /// index before giving up with [`Error::Busy`]. Default
+    /// [`DEFAULT_WRITE_TIMEOUT`](crate::DEFAULT_WRITE_TIMEOUT) (5 s), or
+    /// `MEMO_CACHE_WRITE_TIMEOUT` (e.g. `2s`) when set. Inside `get_or_compute` and
+    /// `#[disk_cache]` a store that times out returns its value unstored, with one warning. Hits
+    /// never wait for the write lock: their bookkeeping is put off while it is taken.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
     /// Values of at most `bytes` stored bytes are kept inline in the index.
     pub fn inline_threshold(mut self, bytes: usize) -> Self {
         self.inline_threshold = bytes;
@@ -213,16 +242,17 @@ impl CacheBuilder {
         // A program's existing index of this build's schema is opened at first need: a process
         // whose first lookups first-hit files answer does not pay for opening SQLite. (Tools
         // that only look open it at once, so that a damaged index is reported at open.)
-        let header = if self.create && !self.read_only && layout.index.is_file() {
+        let header = if self.create && !self.read_only && layout.has_index() {
             IndexHeader::open(&layout.index)
         } else {
             None
         };
         let index = OnceLock::new();
+        let timeout = self.write_timeout;
         if header.is_none() {
             let opened = if self.create && !self.read_only {
-                open_or_create(&layout)?
-            } else if !layout.index.is_file() {
+                open_or_create(&layout, timeout)?
+            } else if !layout.has_index() {
                 return Err(if layout.root.is_dir() {
                     Error::NotACache {
                         path: layout.root.clone(),
@@ -235,7 +265,7 @@ impl CacheBuilder {
                     )
                 });
             } else {
-                open_index(&layout, self.read_only, Schema::AsFound)?
+                open_index(&layout, self.read_only, Schema::AsFound, timeout)?
             };
             let _ = index.set(opened);
         }
@@ -245,6 +275,7 @@ impl CacheBuilder {
             RemoteChoice::On(config) => Some(Remote::new(config)),
             RemoteChoice::FromEnv => RemoteConfig::from_env()?.map(Remote::new),
         };
+        let compute_locks = Arc::new(ComputeLocks::new(&layout.locks, self.lease));
         Ok(Cache {
             inner: Arc::new(Inner {
                 layout,
@@ -266,6 +297,8 @@ impl CacheBuilder {
                     since: Instant::now(),
                 }),
                 warned: Mutex::new(HashSet::new()),
+                compute_locks,
+                write_timeout: self.write_timeout,
                 #[cfg(feature = "redis")]
                 remote,
             }),
@@ -273,41 +306,41 @@ impl CacheBuilder {
     }
 }
 
-fn open_or_create(layout: &Layout) -> Result<Index> {
-    if layout.index.is_file() {
+fn open_or_create(layout: &Layout, timeout: Duration) -> Result<Index> {
+    if layout.has_index() {
         // An existing cache: open it as it is. Creating the marker files first would cost
         // syscalls on every open and would write into a directory whose index we may refuse.
-        return open_existing(layout, Schema::Migrate);
+        return open_existing(layout, Schema::Migrate, timeout);
     }
     match layout
         .create()
-        .and_then(|()| Index::open(&layout.index, Access::ReadWrite, Schema::Migrate))
+        .and_then(|()| Index::open(&layout.index, Access::ReadWrite, Schema::Migrate, timeout))
     {
         Ok(index) => Ok(index),
         // A cache on a read-only mount, or owned by someone else: still serve its hits.
-        Err(e) if layout.index.is_file() && is_permission_problem(&e) => {
-            open_read_only(layout).map_err(|_| e)
+        Err(e) if layout.has_index() && is_permission_problem(&e) => {
+            open_read_only(layout, timeout).map_err(|_| e)
         }
         Err(e) => Err(e),
     }
 }
 
-fn open_existing(layout: &Layout, schema: Schema) -> Result<Index> {
-    match Index::open(&layout.index, Access::ReadWrite, schema) {
-        Err(e) if is_permission_problem(&e) => open_read_only(layout).map_err(|_| e),
+fn open_existing(layout: &Layout, schema: Schema, timeout: Duration) -> Result<Index> {
+    match Index::open(&layout.index, Access::ReadWrite, schema, timeout) {
+        Err(e) if is_permission_problem(&e) => open_read_only(layout, timeout).map_err(|_| e),
         other => other,
     }
 }
 
-fn open_read_only(layout: &Layout) -> Result<Index> {
-    Index::open(&layout.index, Access::ReadOnly, Schema::AsFound)
+fn open_read_only(layout: &Layout, timeout: Duration) -> Result<Index> {
+    Index::open(&layout.index, Access::ReadOnly, Schema::AsFound, timeout)
 }
 
-fn open_index(layout: &Layout, read_only: bool, schema: Schema) -> Result<Index> {
+fn open_index(layout: &Layout, read_only: bool, schema: Schema, timeout: Duration) -> Result<Index> {
     if read_only {
-        open_read_only(layout)
+        open_read_only(layout, timeout)
     } else {
-        open_existing(layout, schema)
+        open_existing(layout, schema, timeout)
     }
 }
 
@@ -352,6 +385,9 @@ impl Cache {
             clock: Arc::new(SystemClock),
             create: true,
             read_only: false,
+            lease: duration_from_env(LEASE_ENV).unwrap_or(crate::lock::DEFAULT_LEASE),
+            write_timeout: duration_from_env(WRITE_TIMEOUT_ENV)
+                .unwrap_or(index::DEFAULT_WRITE_TIMEOUT),
             #[cfg(feature = "redis")]
             remote: RemoteChoice::FromEnv,
         }
@@ -632,7 +668,11 @@ impl Cache {
             slot.0 += 1;
             slot.1 = slot.1.max(now);
             slot.2 |= from_index;
-            pending.hits.len() >= PENDING_LIMIT || pending.since.elapsed() >= FLUSH_INTERVAL
+            let waited = pending.since.elapsed();
+            // While another process holds the write lock, a flush fails and the hits stay: try
+            // again now and then, not at every hit.
+            waited >= FLUSH_INTERVAL
+                || (pending.hits.len() >= PENDING_LIMIT && waited >= PENDING_RETRY)
         };
         if due {
             self.flush_quietly();
@@ -643,12 +683,35 @@ impl Cache {
     /// time and when the last handle is dropped; call it before reading statistics that must
     /// include this process's latest hits.
     pub fn flush(&self) -> Result<()> {
-        self.inner.flush()
+        self.inner.flush_within(self.inner.write_timeout)
     }
 
+    /// When the index file was deleted or replaced since this handle opened it (the cache
+    /// directory removed by hand, say), makes the cache again and opens the new index, so that
+    /// later stores are not written into a file nobody else can see.
+    fn reopen_if_gone(&self) -> Result<()> {
+        let Some(index) = self.inner.index.get() else {
+            return Ok(());
+        };
+        if index.access() == Access::ReadOnly || !index.is_gone() {
+            return Ok(());
+        }
+        tracing::warn!(
+            dir = %self.dir().display(),
+            "memo-cache: the cache index {} was deleted or replaced while in use; making the \
+             cache again",
+            index.path().display()
+        );
+        self.inner.layout.create()?;
+        self.inner.compute_locks.forget_file();
+        index.reconnect()
+    }
+
+    /// Writes the batched hit statistics if the write lock is free now; if another process has
+    /// it, they wait for a later flush. A hit never waits for the write lock.
     fn flush_quietly(&self) {
-        if let Err(e) = self.flush() {
-            tracing::debug!("memo-cache: could not record hit statistics: {e}");
+        if let Err(e) = self.inner.flush_within(Duration::ZERO) {
+            tracing::debug!("memo-cache: could not record hit statistics yet: {e}");
         }
     }
 
@@ -752,6 +815,7 @@ impl Cache {
         if self.inner.size_limit.is_some() {
             self.flush_quietly();
         }
+        self.reopen_if_gone()?;
         let entry = NewEntry {
             key,
             function_id: 0,
@@ -766,7 +830,8 @@ impl Cache {
             if in_blob {
                 blobs::write(&self.inner.layout, &blob_path, bytes)?;
             }
-            let written = self.index()?.write(|tx| {
+            let timeout = func.write_timeout().unwrap_or(self.inner.write_timeout);
+            let written = self.index()?.write_within(timeout, |tx| {
                 // Whoever removes an old row's blob decides under this same write lock
                 // (`remove_blobs`), and the same value under the same key has the same path: its
                 // removal may have taken our file. Checked here, the row never goes in without it.
@@ -803,6 +868,9 @@ impl Cache {
                 self.inner.want_hint(key);
                 Ok(())
             }
+            // Another process holds the write lock: taking it again to remove our blob would wait
+            // as long once more. The file stays as an orphan, swept by the next prune.
+            Err(e @ Error::Busy { .. }) => Err(e),
             Err(e) => {
                 if in_blob {
                     self.remove_blobs(&[Removed {
@@ -910,7 +978,7 @@ impl Cache {
         if let Some(value) = self.get_quietly(func, &key) {
             return Ok(value);
         }
-        let (lock, value) = self.lock_or_wait(func, &key);
+        let (lock, value) = self.lock_or_wait(func, &key, Owner::thread());
         if let Some(value) = value {
             return Ok(value);
         }
@@ -926,15 +994,21 @@ impl Cache {
     /// stored: first among processes on this machine (a lock file), then, with a Redis tier,
     /// across the fleet. Without a lock (read-only cache, lock directory unusable, Redis down)
     /// the caller computes anyway.
-    pub(crate) fn lock_or_wait<T>(&self, func: &Function, key: &Key) -> (Locks, Option<T>)
+    pub(crate) fn lock_or_wait<T>(
+        &self,
+        func: &Function,
+        key: &Key,
+        owner: Owner,
+    ) -> (Locks, Option<T>)
     where
         T: DeserializeOwned + Any,
     {
+        let (local, look) = self.local_lock(func, key, owner);
         let mut locks = Locks {
-            local: self.local_lock(func, key),
+            local,
             ..Locks::default()
         };
-        if locks.local.is_some() {
+        if look {
             // Whoever held the lock, or finished just before we looked, may have stored it; it
             // wrote here. (Another node's value is looked for once we hold the fleet lock.)
             let local = self.get_key(func.name(), key).unwrap_or_else(|e| {
@@ -970,25 +1044,38 @@ impl Cache {
         (locks, None)
     }
 
-    fn local_lock(&self, func: &Function, key: &Key) -> Option<ComputeLock> {
+    /// Takes the local compute lease of `key`, waiting while a live holder has it. Also says
+    /// whether the cache should be looked at again before computing: after a wait, whoever
+    /// held the lease may have stored the value.
+    fn local_lock(&self, func: &Function, key: &Key, owner: Owner) -> (Option<Lease>, bool) {
         if self.is_read_only() {
-            return None;
+            return (None, false);
         }
-        let path = self.inner.layout.lock_path(key);
-        let taken = match ComputeLock::try_acquire(&path) {
-            Ok(Some(lock)) => Ok(lock),
-            Ok(None) => {
+        let lease = func.lease().unwrap_or(self.inner.compute_locks.lease());
+        let done = || self.read_checked(func.name(), key).ok().flatten().is_some();
+        let (acquired, error) = self
+            .inner
+            .compute_locks
+            .acquire_within(key, owner, lease, done);
+        if let Some(e) = error {
+            self.warn_once(
+                "lock",
+                &Error::io("taking the compute lock in", &self.inner.layout.locks, e),
+            );
+        }
+        match acquired {
+            Acquired::Held(lease) => (Some(lease), true),
+            Acquired::TookOver(lease) => (Some(lease), true),
+            Acquired::Done => (None, true),
+            Acquired::Reentrant => {
                 tracing::debug!(
-                    "memo-cache: waiting for another process computing {} ({key})",
+                    key = %key,
+                    "memo-cache: {} calls itself with the same key; computing without waiting",
                     func.name()
                 );
-                ComputeLock::acquire(&path)
+                (None, false)
             }
-            Err(e) => Err(e),
-        };
-        taken
-            .map_err(|e| self.warn_once("lock", &Error::io("locking", &path, e)))
-            .ok()
+        }
     }
 
     /// A lookup whose failure is logged and counted as a miss.
@@ -1059,7 +1146,9 @@ struct Checked {
 /// The locks held while computing a missed key; released on drop, after the value is stored.
 #[derive(Debug, Default)]
 pub(crate) struct Locks {
-    local: Option<ComputeLock>,
+    /// Held for its drop, which lets waiters go.
+    #[allow(dead_code)]
+    local: Option<Lease>,
     #[cfg(feature = "redis")]
     remote: Option<RemoteLock>,
 }
@@ -1073,23 +1162,25 @@ impl Inner {
         if let Some(index) = self.index.get() {
             return Ok(index);
         }
-        let opened = open_index(&self.layout, self.read_only, self.schema)?;
+        let opened = open_index(&self.layout, self.read_only, self.schema, self.write_timeout)?;
         Ok(self.index.get_or_init(|| opened))
     }
 
-    fn flush(&self) -> Result<()> {
+    /// Writes the batched hit statistics, waiting at most `timeout` for the write lock; when
+    /// that is not enough they stay batched for a later flush.
+    fn flush_within(&self, timeout: Duration) -> Result<()> {
         let mut from_index = Vec::new();
         let updates: Vec<(Key, u64, i64)> = {
             let mut pending = self.pending.lock().expect("pending lock");
             pending.since = Instant::now();
             pending
                 .hits
-                .drain()
-                .map(|(k, (hits, at, read))| {
+                .iter()
+                .map(|(k, &(hits, at, read))| {
                     if read {
-                        from_index.push(k);
+                        from_index.push(*k);
                     }
-                    (k, hits, at)
+                    (*k, hits, at)
                 })
                 .collect()
         };
@@ -1099,9 +1190,21 @@ impl Inner {
         }
         let index = self.index()?;
         if index.access() == Access::ReadOnly {
+            self.pending.lock().expect("pending lock").hits.clear();
             return Ok(());
         }
-        index.write(|tx| index::touch(tx, &updates))
+        index.write_within(timeout, |tx| index::touch(tx, &updates))?;
+        // Take away what was written; hits counted meanwhile stay for the next flush.
+        let mut pending = self.pending.lock().expect("pending lock");
+        for (key, hits, _) in &updates {
+            if let Some(slot) = pending.hits.get_mut(key) {
+                slot.0 -= (*hits).min(slot.0);
+                if slot.0 == 0 {
+                    pending.hits.remove(key);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Notes `key` for a first-hit file when the handle closes.
@@ -1140,7 +1243,7 @@ impl Inner {
         // without a removal might then replace). The WAL has no locks of its own, so closing
         // this descriptor drops none of SQLite's. No WAL: everything is in the index file, which
         // every checkpoint syncs.
-        match std::fs::File::open(&self.layout.wal) {
+        match blobs::open_no_follow(&self.layout.wal) {
             Ok(wal) => wal
                 .sync_data()
                 .map_err(|e| Error::io("syncing", &self.layout.wal, e))?,
@@ -1176,7 +1279,7 @@ impl Inner {
     /// then closes the index's connections (the last close removes the WAL, which lets the next
     /// process read first-hit files). Never fails; the handle stays usable.
     fn close(&self) {
-        if let Err(e) = self.flush() {
+        if let Err(e) = self.flush_within(index::CLOSE_FLUSH_TIMEOUT) {
             tracing::debug!("memo-cache: could not record hit statistics: {e}");
         }
         if let Err(e) = self.write_hints() {
@@ -1193,6 +1296,26 @@ impl Cache {
     /// see `Inner::close`.
     pub(crate) fn close(&self) {
         self.inner.close();
+    }
+}
+
+/// The environment variable that sets the compute lease of handles that do not set one.
+pub const LEASE_ENV: &str = "MEMO_CACHE_LOCK_LEASE";
+/// The environment variable that sets the write timeout of handles that do not set one.
+pub const WRITE_TIMEOUT_ENV: &str = "MEMO_CACHE_WRITE_TIMEOUT";
+
+/// A duration from the environment variable `name` (`"10s"`, `"500ms"`); `None` when unset, and
+/// when it is not a duration, with a warning.
+fn duration_from_env(name: &str) -> Option<Duration> {
+    let text = std::env::var(name).ok().filter(|t| !t.is_empty())?;
+    match humantime::parse_duration(&text) {
+        Ok(duration) => Some(duration),
+        Err(e) => {
+            tracing::warn!(
+                "memo-cache: {name}={text:?} is not a duration ({e}); write one like \"10s\""
+            );
+            None
+        }
     }
 }
 

@@ -37,12 +37,27 @@ pub enum Error {
 
     /// The index file exists but is not an SQLite database; nothing was changed.
     #[error(
-        "{path} is not a memo-cache index (not an SQLite database); \
-         move it away or point memo-cache at another directory. Nothing was deleted"
+        "{path} is not a memo-cache index (not an SQLite database), so the cache is off; \
+         move it aside (the cache then starts empty) or point memo-cache at another \
+         directory. Nothing was deleted"
     )]
     NotAnIndex {
         /// The offending file.
         path: PathBuf,
+    },
+
+    /// SQLite found the index damaged.
+    #[error(
+        "cache index {path} is damaged ({source}); run `memo-cache verify` to see how badly. \
+         The values are still checked on every read, so none is served wrong; to start the \
+         cache afresh, move the index aside"
+    )]
+    CorruptIndex {
+        /// The index file.
+        path: PathBuf,
+        /// What SQLite reported.
+        #[source]
+        source: rusqlite::Error,
     },
 
     /// The index was written by a newer memo-cache whose schema this version cannot read.
@@ -57,6 +72,58 @@ pub enum Error {
         found: i64,
         /// The newest schema version this build understands.
         supported: i64,
+    },
+
+    /// Another process held the index's write lock past the write timeout (a stopped or
+    /// frozen process, or a hand-held `sqlite3` transaction). Nothing was written.
+    #[error(
+        "cache index {path}: another process has held its write lock for over {waited:?}, so \
+         nothing was written (a stopped process, or an open `sqlite3` transaction?). Find it \
+         with `fuser {path}`, or raise the write timeout"
+    )]
+    Busy {
+        /// The index file.
+        path: PathBuf,
+        /// How long this call waited.
+        waited: std::time::Duration,
+    },
+
+    /// A file or directory memo-cache manages is a symbolic link, which it never follows inside
+    /// a cache directory; nothing was read or written through it.
+    #[error(
+        "{path} is a symbolic link; memo-cache never follows one inside its cache directory. \
+         Move it aside (memo-cache then makes its own file there) or use another directory"
+    )]
+    Symlink {
+        /// The symlink.
+        path: PathBuf,
+    },
+
+    /// Something other than a regular file (a FIFO, a directory, a device) stands where the
+    /// index belongs; nothing was read or written.
+    #[error(
+        "{path} is {found}, not an index file; move it aside (the cache then starts empty) \
+         or use another directory"
+    )]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What is there, e.g. "a FIFO".
+        found: &'static str,
+    },
+
+    /// The index path is longer than SQLite accepts.
+    #[error(
+        "the cache index path {path} is {len} bytes long, over the {max} bytes SQLite accepts; \
+         use a shorter cache directory (MEMO_CACHE_DIR, `dir = ..`, or Cache::open)"
+    )]
+    PathTooLong {
+        /// The index path.
+        path: PathBuf,
+        /// Its length in bytes (after resolving symbolic links in the directory's path).
+        len: usize,
+        /// The longest SQLite accepts.
+        max: usize,
     },
 
     /// A directory that was expected to be a cache is not one.

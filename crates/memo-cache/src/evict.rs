@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::hints;
 use crate::index::{self, Removed};
 use crate::key::{Key, hex_value};
-use crate::lock::ComputeLock;
+use crate::lock::{self, legacy_lock_is_free};
 
 /// Files in `tmp/`, `locks/` and `blobs/` younger than this are left alone by sweeps: they may
 /// belong to a write in progress in another process.
@@ -482,10 +482,8 @@ impl StrayFile {
     pub fn remove(&self) -> Result<()> {
         match self.kind {
             // Only remove a lock file we can lock: its holder is gone. Dropping it unlinks it.
-            StrayKind::Lock => match ComputeLock::try_acquire(&self.path) {
-                Ok(lock) => drop(lock),
-                Err(e) => return Err(Error::io("locking", &self.path, e)),
-            },
+            StrayKind::Lock => lock::remove_legacy_lock(&self.path)
+                .map_err(|e| Error::io("removing the lock file", &self.path, e))?,
             _ => {
                 blobs::remove(&self.path)?;
             }
@@ -516,8 +514,12 @@ pub(crate) fn stray_files(cache: &Cache, grace: Duration) -> Result<Vec<StrayFil
         }
     }
     for path in list(&layout.locks)? {
-        if old_enough(&path).is_some() && matches!(ComputeLock::try_acquire_probe(&path), Ok(true))
-        {
+        // The compute file is in use as long as the cache is; only per-key lock files, which
+        // memo-cache made before it, can be left behind.
+        if path.file_name() == Some(std::ffi::OsStr::new(lock::COMPUTE_FILE)) {
+            continue;
+        }
+        if old_enough(&path).is_some() && matches!(legacy_lock_is_free(&path), Ok(true)) {
             out.push(StrayFile {
                 path,
                 bytes: 0,

@@ -7,7 +7,18 @@
 //! WAL mode lets readers run beside one writer. Every write transaction starts with
 //! `BEGIN IMMEDIATE`, so a writer waits for the write lock up front (under the busy timeout)
 //! instead of failing halfway when a read transaction tries to upgrade. Busy results that slip
-//! through are retried here, with backoff, until [`BUSY_TIMEOUT`] has passed.
+//! through are retried here, with backoff, until the handle's write timeout has passed (default
+//! [`DEFAULT_WRITE_TIMEOUT`]); then the write fails with [`Error::Busy`], so that a stopped
+//! process holding the write lock costs a bounded wait. Hit bookkeeping does not wait at all
+//! ([`Index::try_write`]).
+//!
+//! # Files
+//!
+//! SQLite opens the index with `SQLITE_OPEN_NOFOLLOW`, under the cache directory's resolved
+//! path, and opens its `-wal`, `-shm` and `-journal` files with `O_NOFOLLOW`: a symlink planted
+//! in place of any of them is refused (with [`Error::Symlink`]), never followed to another
+//! application's database. A FIFO, directory or device in place of the index is refused before
+//! SQLite sees it ([`Error::NotAFile`]).
 //!
 //! # Compatibility
 //!
@@ -67,8 +78,17 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavio
 use crate::error::{Error, Result};
 use crate::layout::wal_path;
 
-/// How long a writer waits for another process's write lock before giving up.
-pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a write waits for another process's write lock before giving up, by default.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long an open waits to migrate an index another process is writing: once per cache.
+const MIGRATE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long hit bookkeeping waits for the write lock when a handle closes.
+pub(crate) const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// The longest path SQLite's Unix VFS accepts for a database file.
+const MAX_PATH: usize = 512;
 
 /// How long a held read snapshot lives; see "The held read snapshot" above.
 pub(crate) const SNAPSHOT_AGE: Duration = Duration::from_millis(10);
@@ -172,7 +192,12 @@ pub(crate) enum Schema {
 #[derive(Debug)]
 pub(crate) struct Index {
     path: PathBuf,
+    /// `path` under the directory's resolved path: SQLite refuses any symlink in what it opens.
+    open_path: PathBuf,
     access: Access,
+    write_timeout: Duration,
+    /// The index file's device and inode when opened, to notice a deleted or replaced index.
+    file_id: Mutex<Option<(u64, u64)>>,
     /// Read-only connections open the file as immutable; see [`Index::open`].
     immutable: bool,
     /// This read-only handle started the `-wal` and `-shm` files; see [`Index::close_wal`].
@@ -194,10 +219,19 @@ impl Index {
     /// Such an index is opened again as immutable: read without locks, which is right for a
     /// cache nobody can write and at worst a miss for one its owner writes meanwhile, since
     /// every value is hash-checked.
-    pub fn open(path: &Path, access: Access, schema: Schema) -> Result<Index> {
+    pub fn open(
+        path: &Path,
+        access: Access,
+        schema: Schema,
+        write_timeout: Duration,
+    ) -> Result<Index> {
+        let open_path = checked_open_path(path)?;
         let mut index = Index {
             path: path.to_path_buf(),
+            open_path,
             access,
+            write_timeout,
+            file_id: Mutex::new(None),
             immutable: false,
             close_wal: access == Access::ReadOnly && !wal_path(path).exists(),
             pool: Mutex::new(Vec::new()),
@@ -218,12 +252,30 @@ impl Index {
             }
             other => other?,
         };
+        *index.file_id.lock().expect("file id lock") = file_id(&index.open_path);
         index.pool.lock().expect("pool lock").push(conn);
         Ok(index)
     }
 
+    /// True when the index file this handle opened is no longer at its path: deleted, or
+    /// replaced by another file. One `lstat`.
+    pub fn is_gone(&self) -> bool {
+        let opened = *self.file_id.lock().expect("file id lock");
+        opened.is_some() && file_id(&self.open_path) != opened
+    }
+
+    /// Drops every connection and opens the index at its path again, setting up a new one
+    /// (its schema) when the file is new.
+    pub fn reconnect(&self) -> Result<()> {
+        self.close();
+        let conn = self.first_connection(Schema::Migrate)?;
+        *self.file_id.lock().expect("file id lock") = file_id(&self.open_path);
+        self.pool.lock().expect("pool lock").push(conn);
+        Ok(())
+    }
+
     fn first_connection(&self, schema: Schema) -> Result<Connection> {
-        let conn = connect(&self.path, self.access, self.immutable)?;
+        let conn = self.connect()?;
         self.check_schema(&conn, schema)?;
         Ok(conn)
     }
@@ -238,6 +290,18 @@ impl Index {
 
     fn err(&self, source: rusqlite::Error) -> Error {
         index_error(&self.path, source)
+    }
+
+    /// The error of a write that waited `waited` and found the database still busy.
+    fn busy_or(&self, source: rusqlite::Error, waited: Duration) -> Error {
+        if is_busy(&source) {
+            Error::Busy {
+                path: self.path.clone(),
+                waited,
+            }
+        } else {
+            self.err(source)
+        }
     }
 
     fn check_schema(&self, conn: &Connection, schema: Schema) -> Result<()> {
@@ -293,8 +357,9 @@ impl Index {
         // Another process may be migrating at the same moment: decide inside the write lock.
         // Switching a new file to WAL needs an exclusive lock that SQLite's busy handler does not
         // wait for when several processes create the same cache at once: retry it ourselves.
-        retry_busy(|| conn.execute_batch("PRAGMA journal_mode = WAL")).map_err(|e| self.err(e))?;
-        retry_busy(|| {
+        retry_busy(MIGRATE_TIMEOUT, || conn.execute_batch("PRAGMA journal_mode = WAL"))
+            .map_err(|e| self.err(e))?;
+        retry_busy(MIGRATE_TIMEOUT, || {
             let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
             let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
             if version > SCHEMA_VERSION {
@@ -324,8 +389,19 @@ impl Index {
         if let Some(conn) = self.pool.lock().expect("pool lock").pop() {
             return Ok(conn);
         }
-        connect(&self.path, self.access, self.immutable)
+        self.connect()
     }
+
+    fn connect(&self) -> Result<Connection> {
+        connect(
+            &self.open_path,
+            self.access,
+            self.immutable,
+            self.write_timeout,
+        )
+        .map_err(|e| self.err(e))
+    }
+
 
     fn give_back(&self, conn: Connection) {
         let mut pool = self.pool.lock().expect("pool lock");
@@ -375,7 +451,7 @@ impl Index {
     /// Runs `f` with a pooled connection (reads).
     pub fn read<T>(&self, mut f: impl FnMut(&Connection) -> rusqlite::Result<T>) -> Result<T> {
         let conn = self.take()?;
-        let out = retry_busy(|| f(&conn));
+        let out = retry_busy(self.write_timeout, || f(&conn));
         self.give_back(conn);
         out.map_err(|e| self.err(e))
     }
@@ -384,6 +460,16 @@ impl Index {
     /// retried from the start while the database is busy. `f` may run more than once.
     pub fn write<T>(&self, mut f: impl FnMut(&Transaction) -> rusqlite::Result<T>) -> Result<T> {
         self.transaction(|tx| f(tx), TransactionBehavior::Immediate, true)
+    }
+
+    /// Like [`Index::write`], waiting at most `timeout` for the write lock (zero: not at all).
+    /// An [`Error::Busy`] when another process holds it that long.
+    pub fn write_within<T>(
+        &self,
+        timeout: Duration,
+        mut f: impl FnMut(&Transaction) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        self.transaction_within(timeout, |tx| f(tx), TransactionBehavior::Immediate, true)
     }
 
     /// Runs `f` inside one read transaction: everything it reads is from the same snapshot.
@@ -404,13 +490,28 @@ impl Index {
 
     fn transaction<T>(
         &self,
+        f: impl FnMut(&Transaction) -> rusqlite::Result<T>,
+        behavior: TransactionBehavior,
+        commit: bool,
+    ) -> Result<T> {
+        self.transaction_within(self.write_timeout, f, behavior, commit)
+    }
+
+    fn transaction_within<T>(
+        &self,
+        timeout: Duration,
         mut f: impl FnMut(&Transaction) -> rusqlite::Result<T>,
         behavior: TransactionBehavior,
         commit: bool,
     ) -> Result<T> {
         self.end_snapshot();
         let conn = self.take()?;
-        let out = retry_busy(|| {
+        let other_timeout = timeout != self.write_timeout;
+        if other_timeout {
+            conn.busy_timeout(timeout).map_err(|e| self.err(e))?;
+        }
+        let started = Instant::now();
+        let out = retry_busy(timeout, || {
             let tx = Transaction::new_unchecked(&conn, behavior)?;
             let value = f(&tx)?;
             if commit {
@@ -420,8 +521,11 @@ impl Index {
             }
             Ok(value)
         });
+        if other_timeout && conn.busy_timeout(self.write_timeout).is_err() {
+            return out.map_err(|e| self.busy_or(e, started.elapsed()));
+        }
         self.give_back(conn);
-        out.map_err(|e| self.err(e))
+        out.map_err(|e| self.busy_or(e, started.elapsed()))
     }
 }
 
@@ -438,8 +542,10 @@ impl Index {
             return; // Not a WAL-mode index.
         }
         // No SQLITE_OPEN_CREATE: an index moved away meanwhile is not made again.
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        if let Ok(conn) = Connection::open_with_flags(&self.path, flags) {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_NOFOLLOW;
+        if let Ok(conn) = Connection::open_with_flags(&self.open_path, flags) {
             // The first read opens the WAL, which the close then removes.
             let _ = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0));
         }
@@ -765,9 +871,22 @@ impl WalHeader {
 }
 
 pub(crate) fn index_error(path: &Path, source: rusqlite::Error) -> Error {
+    let extended = match &source {
+        rusqlite::Error::SqliteFailure(e, _) => e.extended_code,
+        _ => 0,
+    };
+    if extended == rusqlite::ffi::SQLITE_CANTOPEN_SYMLINK {
+        return Error::Symlink {
+            path: path.to_path_buf(),
+        };
+    }
     match source.sqlite_error_code() {
         Some(ErrorCode::NotADatabase) => Error::NotAnIndex {
             path: path.to_path_buf(),
+        },
+        Some(ErrorCode::DatabaseCorrupt) => Error::CorruptIndex {
+            path: path.to_path_buf(),
+            source,
         },
         _ => Error::Index {
             path: path.to_path_buf(),
@@ -776,24 +895,120 @@ pub(crate) fn index_error(path: &Path, source: rusqlite::Error) -> Error {
     }
 }
 
-fn connect(path: &Path, access: Access, immutable: bool) -> Result<Connection> {
+fn connect(
+    path: &Path,
+    access: Access,
+    immutable: bool,
+    write_timeout: Duration,
+) -> rusqlite::Result<Connection> {
     let flags = match access {
         Access::ReadWrite => OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
         Access::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY,
-    } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    } | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_NOFOLLOW;
     let conn = if immutable {
         Connection::open_with_flags(immutable_uri(path), flags | OpenFlags::SQLITE_OPEN_URI)
     } else {
         Connection::open_with_flags(path, flags)
-    }
-    .map_err(|e| index_error(path, e))?;
-    conn.busy_timeout(BUSY_TIMEOUT)
-        .map_err(|e| index_error(path, e))?;
+    }?;
+    conn.busy_timeout(write_timeout)?;
     // NORMAL is durable at checkpoints; a commit lost to a power cut is a miss, not a wrong value.
-    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -8192;")
-        .map_err(|e| index_error(path, e))?;
+    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -8192;")?;
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
+}
+
+/// The path to open the index at `path` by: under its directory's resolved path, since SQLite
+/// opening with `SQLITE_OPEN_NOFOLLOW` refuses a symlink anywhere in the path, and a cache
+/// directory may well be reached through one. Refuses, with an error that says what to do, a
+/// symlink or a non-file in place of the index or its companion files, and a path too long.
+fn checked_open_path(path: &Path) -> Result<PathBuf> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Ok(path.to_path_buf());
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let open_path = std::fs::canonicalize(dir)
+        .map_err(|e| Error::io("resolving cache directory", dir, e))?
+        .join(name);
+    let len = open_path.as_os_str().len();
+    // The longest companion name, `-journal`, must fit too.
+    if len + "-journal".len() >= MAX_PATH {
+        return Err(Error::PathTooLong {
+            path: open_path,
+            len,
+            max: MAX_PATH - "-journal".len() - 1,
+        });
+    }
+    for file in [
+        open_path.clone(),
+        with_suffix(&open_path, "-wal"),
+        with_suffix(&open_path, "-shm"),
+        with_suffix(&open_path, "-journal"),
+    ] {
+        let meta = match std::fs::symlink_metadata(&file) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("inspecting", file, e)),
+        };
+        let kind = meta.file_type();
+        if kind.is_symlink() {
+            return Err(Error::Symlink { path: file });
+        }
+        if !kind.is_file() {
+            return Err(Error::NotAFile {
+                found: file_kind(&kind),
+                path: file,
+            });
+        }
+    }
+    Ok(open_path)
+}
+
+#[cfg(unix)]
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+}
+
+#[cfg(not(unix))]
+fn file_id(_path: &Path) -> Option<(u64, u64)> {
+    None
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// "a FIFO", "a directory", ...: what stands at a path, for messages.
+fn file_kind(kind: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            return "a FIFO";
+        }
+        if kind.is_socket() {
+            return "a socket";
+        }
+        if kind.is_block_device() || kind.is_char_device() {
+            return "a device";
+        }
+    }
+    if kind.is_dir() {
+        "a directory"
+    } else if kind.is_symlink() {
+        "a symbolic link"
+    } else {
+        "not a regular file"
+    }
 }
 
 /// A `file:` URI opening `path` read-only and immutable, with the characters URIs reserve escaped.
@@ -809,13 +1024,16 @@ fn immutable_uri(path: &Path) -> String {
     uri
 }
 
-/// Runs `f` again while SQLite reports the database busy or locked, up to [`BUSY_TIMEOUT`].
-fn retry_busy<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+/// Runs `f` again while SQLite reports the database busy or locked, up to `timeout`.
+fn retry_busy<T>(
+    timeout: Duration,
+    mut f: impl FnMut() -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
     let start = Instant::now();
     let mut pause = Duration::from_millis(1);
     loop {
         match f() {
-            Err(e) if is_busy(&e) && start.elapsed() < BUSY_TIMEOUT => {
+            Err(e) if is_busy(&e) && start.elapsed() + pause < timeout => {
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(50));
             }

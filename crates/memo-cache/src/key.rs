@@ -125,6 +125,8 @@ pub struct Function {
     fingerprint: Cow<'static, str>,
     return_type: Cow<'static, str>,
     ttl: Option<Duration>,
+    lease: Option<Duration>,
+    write_timeout: Option<Duration>,
     identity: OnceLock<[u8; 32]>,
 }
 
@@ -135,6 +137,8 @@ impl Clone for Function {
             fingerprint: self.fingerprint.clone(),
             return_type: self.return_type.clone(),
             ttl: self.ttl,
+            lease: self.lease,
+            write_timeout: self.write_timeout,
             identity: self.identity.clone(),
         }
     }
@@ -152,6 +156,8 @@ impl Function {
             fingerprint: Cow::Borrowed(fingerprint),
             return_type: Cow::Borrowed(return_type),
             ttl: None,
+            lease: None,
+            write_timeout: None,
             identity: OnceLock::new(),
         }
     }
@@ -167,6 +173,8 @@ impl Function {
             fingerprint: Cow::Owned(fingerprint.into()),
             return_type: Cow::Owned(return_type.into()),
             ttl: None,
+            lease: None,
+            write_timeout: None,
             identity: OnceLock::new(),
         }
     }
@@ -175,6 +183,31 @@ impl Function {
     pub const fn with_ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self
+    }
+
+    /// The same function, whose callers wait at most `lease` for a process computing the same
+    /// key that has stopped renewing its compute lease (see
+    /// [`CacheBuilder::lock_lease`](crate::CacheBuilder::lock_lease)).
+    pub const fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = Some(lease);
+        self
+    }
+
+    /// The same function, whose stores wait at most `timeout` for another process's write lock
+    /// (see [`CacheBuilder::write_timeout`](crate::CacheBuilder::write_timeout)).
+    pub const fn with_write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = Some(timeout);
+        self
+    }
+
+    /// The function's own write timeout, if it sets one.
+    pub fn write_timeout(&self) -> Option<Duration> {
+        self.write_timeout
+    }
+
+    /// The function's own compute lease, if it sets one.
+    pub fn lease(&self) -> Option<Duration> {
+        self.lease
     }
 
     /// The stable name, e.g. `my_crate::features`.

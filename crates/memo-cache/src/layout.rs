@@ -6,7 +6,7 @@
 //! <dir>/index.sqlite3         SQLite in WAL mode: one row per entry
 //! <dir>/blobs/ab/<key>-<hash> values above the inline threshold, one file each
 //! <dir>/tmp/                  blob writes in progress
-//! <dir>/locks/                per-key compute locks, removed by their holder
+//! <dir>/locks/compute         compute leases: one lock byte and record per key slot
 //! <dir>/hints/ab/<key>        first-hit files: a copy of an entry's row, read by a process
 //!                             that has not opened the index yet (see `crate::hints`)
 //! ```
@@ -85,14 +85,24 @@ impl Layout {
 
     /// Creates the directory and its marker files when missing. Mode 0700 on Unix: cached
     /// results can be as private as the data they were computed from.
+    ///
+    /// Nothing inside the directory is reached through a symlink: one planted in place of a
+    /// folder or marker file is refused with [`Error::Symlink`], naming it.
     pub fn create(&self) -> Result<()> {
         create_private_dir(&self.root)?;
         for dir in [&self.blobs, &self.tmp, &self.locks] {
+            refuse_symlink(dir)?;
             create_private_dir(dir)?;
         }
         write_if_missing(&self.root.join("CACHEDIR.TAG"), CACHEDIR_TAG)?;
         write_if_missing(&self.root.join(".gitignore"), "*\n")?;
         Ok(())
+    }
+
+    /// True when something stands at the index path that is not a directory: a file, or a
+    /// symlink or FIFO that opening the index will refuse with a clear error.
+    pub fn has_index(&self) -> bool {
+        fs::symlink_metadata(&self.index).is_ok_and(|m| !m.is_dir())
     }
 
     /// The file holding the value of `key` whose bytes hash to `hash`.
@@ -109,13 +119,6 @@ impl Layout {
     pub fn hint_path(&self, key: &Key) -> PathBuf {
         let key_hex = key.to_hex();
         self.hints.join(&key_hex[..2]).join(key_hex)
-    }
-
-    /// The lock file guarding the computation of `key`.
-    pub fn lock_path(&self, key: &Key) -> PathBuf {
-        let mut name = key.to_hex();
-        name.push_str(".lock");
-        self.locks.join(name)
     }
 }
 
@@ -136,7 +139,20 @@ pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io("creating cache directory", dir, e))
 }
 
+/// An [`Error::Symlink`] when `path` is a symbolic link.
+pub(crate) fn refuse_symlink(path: &Path) -> Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(Error::Symlink {
+            path: path.to_path_buf(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Creates the file at `path` with `contents` unless something is there already. `O_EXCL`
+/// neither follows nor writes through a symlink; one standing there is refused.
 fn write_if_missing(path: &Path, contents: &str) -> Result<()> {
+    refuse_symlink(path)?;
     match fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -48,11 +48,12 @@ mod verify;
 
 pub use memo_cache_macros::disk_cache;
 
-pub use cache::{Cache, CacheBuilder, DEFAULT_INLINE_THRESHOLD};
+pub use cache::{Cache, CacheBuilder, DEFAULT_INLINE_THRESHOLD, LEASE_ENV, WRITE_TIMEOUT_ENV};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use evict::{DEFAULT_FILE_GRACE, Prune, Removal, human_bytes};
-pub use index::SCHEMA_VERSION;
+pub use index::{DEFAULT_WRITE_TIMEOUT, SCHEMA_VERSION};
+pub use lock::{DEFAULT_LEASE, MIN_LEASE};
 pub use info::{EntryInfo, FunctionStats, Stats};
 pub use key::{Digest, Function, KEY_FORMAT_VERSION, Key, Unordered, parse_key};
 pub use layout::{BLOBS_DIR, DIR_ENV, HINTS_DIR, INDEX_FILE, LOCKS_DIR, TMP_DIR, default_dir};

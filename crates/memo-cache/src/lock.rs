@@ -1,147 +1,619 @@
-//! Per-key compute locks: when several processes miss on one key, one computes.
+//! Compute leases: when several threads or processes miss on one key, one computes.
 //!
 //! # Locking
 //!
-//! A lock is an exclusive `flock` (`std::fs::File::lock`) on `locks/<key>.lock`. The kernel
-//! releases it when its holder exits, however it exits, so a waiter whose holder was killed takes
-//! over. The holder removes the file before unlocking, so lock files do not pile up; that opens a
-//! race (a waiter can lock a file that was just unlinked), closed by checking after locking that
-//! the path still names the file we hold, and starting again if not.
+//! One file, `locks/compute`, serves every key. A key maps to one of [`SLOTS`] slots (the first
+//! bytes of its hash); the slot's lock is an exclusive `fcntl` lock on one byte of that file, an
+//! open-file-description (OFD) lock on Linux, so that two handles of one process exclude each
+//! other as two processes do. The kernel releases it when its holder exits, however it exits, so
+//! a waiter whose holder was killed takes the lock over at once. Taking and dropping a lock
+//! costs two `fcntl` calls and one `pwrite`, and creates no file: a miss costs a store, not a
+//! directory entry. Two keys that share a slot (one in [`SLOTS`] for two keys computed at the
+//! same moment) are computed one after the other.
+//!
+//! # Leases
+//!
+//! A holder that is alive but stopped (SIGSTOP, a debugger, a hung network mount) keeps its
+//! `fcntl` lock forever. So a held lock is a lease: beside the lock byte, the slot's record in
+//! the file carries the holder's pid and a beat that a thread of the holder's process rewrites
+//! every [`RENEW_EVERY`] while it computes. A waiter watches the record; one that has seen it
+//! unchanged for the lease time (default [`DEFAULT_LEASE`]) takes over: it warns once, naming the
+//! key and the holder, and computes. The waiter measures the silence on its own clock, so clocks
+//! that differ between processes, or a record left behind by an earlier holder, cannot make it
+//! take over early. A long computation in a live process keeps its lease however long it runs.
+//!
+//! Of several waiters, the first to take over holds a second byte of the slot and beats in the
+//! record for the frozen holder, so the others go on waiting for its value instead of all
+//! computing. Waiters look for the value in the cache from time to time, since the lock they
+//! wait on may never be released.
+//!
+//! # Within one process
+//!
+//! Threads of one handle wait for each other in a table of claimed slots, before the file lock.
+//! A claim records its owner (a thread, or a tokio task for `async fn`): a call whose own call
+//! stack holds the slot (a function calling itself with the same key, as a retry does) is told
+//! so and computes without waiting, instead of waiting for itself.
 
-use std::fs::{self, File, TryLockError};
+use std::collections::HashMap;
+use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
 
-/// A held compute lock; released (and its file removed) on drop.
+use crate::key::Key;
+
+/// How long a waiter waits for a holder that has stopped renewing its lease before taking over.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
+/// The shortest lease accepted: a few renewals must fit in it, even on a loaded machine.
+pub const MIN_LEASE: Duration = Duration::from_secs(2);
+
+/// How often a holder's process renews the leases it holds.
+const RENEW_EVERY: Duration = Duration::from_millis(400);
+
+/// The number of slots keys are spread over.
+const SLOTS: u64 = 16384;
+
+/// Bytes of a slot's record: magic, pid, beat, the first 16 bytes of the key.
+const RECORD: usize = 32;
+const MAGIC: &[u8; 4] = b"MCL1";
+
+/// Lock bytes live far past the records, so that a lock never covers a record's bytes.
+const LOCK_BASE: i64 = 1 << 40;
+
+/// A waiter sleeps at most this long between two looks at the lock.
+const MAX_PAUSE: Duration = Duration::from_millis(25);
+
+/// A waiter looks for the value in the cache at most this often.
+const LOOK_EVERY: Duration = Duration::from_millis(100);
+
+/// The name of the lock file inside `locks/`.
+pub(crate) const COMPUTE_FILE: &str = "compute";
+
+/// Who holds a claim within this process: a call stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// A synchronous call, on this thread.
+    Thread(ThreadId),
+    /// An `async fn` call, in this tokio task (its id's hash).
+    Task(u64),
+}
+
+impl Owner {
+    /// The current thread.
+    pub fn thread() -> Owner {
+        Owner::Thread(std::thread::current().id())
+    }
+}
+
+/// The compute leases of one handle.
 #[derive(Debug)]
-pub(crate) struct ComputeLock {
-    file: File,
+pub(crate) struct ComputeLocks {
     path: PathBuf,
+    lease: Duration,
+    /// The lock file, opened at first need; forgotten when the cache directory is made again.
+    file: Mutex<Option<Arc<File>>>,
+    claims: Mutex<HashMap<u32, Owner>>,
+    released: Condvar,
 }
 
-impl ComputeLock {
-    /// Takes the lock without waiting; `Ok(None)` when another process or thread holds it.
-    pub fn try_acquire(path: &Path) -> io::Result<Option<ComputeLock>> {
-        loop {
-            let file = open(path)?;
-            match file.try_lock() {
-                Ok(()) => {}
-                Err(TryLockError::WouldBlock) => return Ok(None),
-                Err(TryLockError::Error(e)) => return Err(e),
-            }
-            if still_linked(&file, path)? {
-                return Ok(Some(ComputeLock {
-                    file,
-                    path: path.to_path_buf(),
-                }));
-            }
+/// What [`ComputeLocks::acquire`] found.
+#[derive(Debug)]
+pub(crate) enum Acquired {
+    /// The lease is ours: compute, store, then drop it.
+    Held(Lease),
+    /// Whoever held it stopped renewing; computing is ours now (the lease keeps other threads and
+    /// processes waiting for our value).
+    TookOver(Lease),
+    /// This call stack already holds the slot: compute without waiting.
+    Reentrant,
+    /// The value turned up in the cache while we waited.
+    Done,
+}
+
+/// A held lease; released on drop.
+#[derive(Debug)]
+pub(crate) struct Lease {
+    locks: Arc<ComputeLocks>,
+    slot: u32,
+    /// The lock file and the byte we hold in it; `None` when the file could not be used.
+    byte: Option<(Arc<File>, i64)>,
+    renewal: Option<u64>,
+}
+
+impl ComputeLocks {
+    pub fn new(locks_dir: &Path, lease: Duration) -> ComputeLocks {
+        ComputeLocks {
+            path: locks_dir.join(COMPUTE_FILE),
+            lease: lease.max(MIN_LEASE),
+            file: Mutex::new(None),
+            claims: Mutex::new(HashMap::new()),
+            released: Condvar::new(),
         }
     }
 
-    /// Waits for the lock.
-    pub fn acquire(path: &Path) -> io::Result<ComputeLock> {
+    /// The lease of calls that do not set their own.
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// Forgets the open lock file: the next lock opens (and if need be creates) it again.
+    pub fn forget_file(&self) {
+        *self.file.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Takes the lease of `key` for `owner`, waiting while a live holder has it, and taking over
+    /// from one that has not renewed for `lease`. `done` is asked now and then while waiting
+    /// whether the value is in the cache. An error says the lock file cannot be used: the
+    /// caller computes without a lease (threads of this handle still wait for one another).
+    pub fn acquire_within(
+        self: &Arc<Self>,
+        key: &Key,
+        owner: Owner,
+        lease: Duration,
+        mut done: impl FnMut() -> bool,
+    ) -> (Acquired, Option<io::Error>) {
+        let slot = slot_of(key);
+        let Some(claim) = self.claim(slot, owner, &mut done) else {
+            return (Acquired::Done, None);
+        };
+        let Some(claim) = claim else {
+            return (Acquired::Reentrant, None);
+        };
+        let file = match self.open() {
+            Ok(file) => file,
+            Err(e) => return (Acquired::Held(claim), Some(e)),
+        };
+        self.lock_file(claim, file, key, lease.max(MIN_LEASE), done)
+    }
+
+    /// Claims `slot` within this process: `None` when the value turned up while waiting,
+    /// `Some(None)` when `owner` holds it already.
+    fn claim(
+        self: &Arc<Self>,
+        slot: u32,
+        owner: Owner,
+        done: &mut impl FnMut() -> bool,
+    ) -> Option<Option<Lease>> {
+        let mut last_look = Instant::now();
+        let mut claims = self.claims.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            let file = open(path)?;
-            file.lock()?;
-            if still_linked(&file, path)? {
-                return Ok(ComputeLock {
-                    file,
-                    path: path.to_path_buf(),
-                });
+            match claims.get(&slot) {
+                None => {
+                    claims.insert(slot, owner);
+                    return Some(Some(Lease {
+                        locks: Arc::clone(self),
+                        slot,
+                        byte: None,
+                        renewal: None,
+                    }));
+                }
+                Some(held) if *held == owner => return Some(None),
+                Some(_) => {}
             }
+            if last_look.elapsed() >= LOOK_EVERY {
+                drop(claims);
+                if done() {
+                    return None;
+                }
+                last_look = Instant::now();
+                claims = self.claims.lock().unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            claims = self
+                .released
+                .wait_timeout(claims, LOOK_EVERY)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
+    }
+
+    /// Takes the slot's byte in the lock file, waiting while a live holder has it.
+    fn lock_file(
+        &self,
+        mut lease: Lease,
+        file: Arc<File>,
+        key: &Key,
+        lease_time: Duration,
+        mut done: impl FnMut() -> bool,
+    ) -> (Acquired, Option<io::Error>) {
+        let primary = LOCK_BASE + 2 * i64::from(lease.slot);
+        let record_at = u64::from(lease.slot) * RECORD as u64;
+        let mut pause = Duration::from_millis(1);
+        let mut seen = read_record(&file, record_at);
+        let mut silent_since = Instant::now();
+        let mut last_look = Instant::now();
+        loop {
+            match try_lock(&file, primary) {
+                Ok(true) => {
+                    lease.hold(file, primary, record_at, key);
+                    return (Acquired::Held(lease), None);
+                }
+                Ok(false) => {}
+                Err(e) => return (Acquired::Held(lease), Some(e)),
+            }
+            let now = read_record(&file, record_at);
+            if now != seen {
+                seen = now;
+                silent_since = Instant::now();
+            } else if silent_since.elapsed() >= lease_time {
+                let holder = Holder::of(&seen, key);
+                match try_lock(&file, primary + 1) {
+                    Ok(true) => {
+                        tracing::warn!(
+                            key = %key,
+                            "memo-cache: {holder} has not renewed its lease on key {key} for \
+                             {lease_time:?} (stopped or frozen?); computing it here"
+                        );
+                        lease.hold(file, primary + 1, record_at, key);
+                        return (Acquired::TookOver(lease), None);
+                    }
+                    // Another waiter took over, and has stopped beating too: give up waiting.
+                    Ok(false) => {
+                        tracing::warn!(
+                            key = %key,
+                            "memo-cache: {holder} and the waiter that took over from it have \
+                             both stopped renewing their lease on key {key}; computing it here"
+                        );
+                        return (Acquired::TookOver(lease), None);
+                    }
+                    Err(e) => return (Acquired::Held(lease), Some(e)),
+                }
+            }
+            if last_look.elapsed() >= LOOK_EVERY {
+                if done() {
+                    return (Acquired::Done, None);
+                }
+                last_look = Instant::now();
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(MAX_PAUSE);
+        }
+    }
+
+    /// The lock file, opened (and created, sized) at first need. Never through a symlink.
+    fn open(&self) -> io::Result<Arc<File>> {
+        let mut slot = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(file) = slot.as_ref() {
+            return Ok(Arc::clone(file));
+        }
+        let file = Arc::new(open_lock_file(&self.path)?);
+        *slot = Some(Arc::clone(&file));
+        Ok(file)
     }
 }
 
-impl Drop for ComputeLock {
+impl Lease {
+    /// Holds `byte` of `file`, writes our record and starts renewing it.
+    fn hold(&mut self, file: Arc<File>, byte: i64, record_at: u64, key: &Key) {
+        let mut record = [0u8; RECORD];
+        record[..4].copy_from_slice(MAGIC);
+        record[4..8].copy_from_slice(&std::process::id().to_le_bytes());
+        record[8..16].copy_from_slice(&next_beat().to_le_bytes());
+        record[16..].copy_from_slice(&key.0[..16]);
+        // A record we cannot write (a full disk) only means waiters may take over early.
+        let _ = write_at(&file, &record, record_at);
+        self.renewal = Some(renewer().add(Arc::clone(&file), record_at + 8));
+        self.byte = Some((file, byte));
+    }
+}
+
+impl Drop for Lease {
     fn drop(&mut self) {
-        // Unlink while still holding the lock; see the module docs.
-        let _ = fs::remove_file(&self.path);
-        let _ = self.file.unlock();
+        if let Some(id) = self.renewal.take() {
+            renewer().remove(id);
+        }
+        if let Some((file, byte)) = self.byte.take() {
+            let _ = unlock(&file, byte);
+        }
+        let mut claims = self.locks.claims.lock().unwrap_or_else(|p| p.into_inner());
+        claims.remove(&self.slot);
+        drop(claims);
+        self.locks.released.notify_all();
     }
 }
 
-fn open(path: &Path) -> io::Result<File> {
-    if let Some(parent) = path.parent()
-        && fs::symlink_metadata(parent).is_ok_and(|m| !m.is_dir())
+/// Who a record says holds a slot, for the takeover warning.
+struct Holder {
+    pid: Option<u32>,
+    same_key: bool,
+}
+
+impl Holder {
+    fn of(record: &[u8; RECORD], key: &Key) -> Holder {
+        let valid = &record[..4] == MAGIC;
+        Holder {
+            pid: valid.then(|| u32::from_le_bytes(record[4..8].try_into().expect("4 bytes"))),
+            same_key: valid && record[16..] == key.0[..16],
+        }
+    }
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.pid {
+            Some(pid) => write!(f, "process {pid}")?,
+            None => f.write_str("the process holding the compute lock")?,
+        }
+        if !self.same_key {
+            f.write_str(" (computing a key that shares its lock slot)")?;
+        }
+        Ok(())
+    }
+}
+
+fn slot_of(key: &Key) -> u32 {
+    (u64::from_le_bytes(key.0[..8].try_into().expect("8 bytes")) % SLOTS) as u32
+}
+
+/// A value that differs from every earlier beat of this process.
+fn next_beat() -> u64 {
+    static BEAT: AtomicU64 = AtomicU64::new(0);
+    (u64::from(std::process::id()) << 32) | (BEAT.fetch_add(1, Ordering::Relaxed) & 0xffff_ffff)
+}
+
+fn read_record(file: &File, at: u64) -> [u8; RECORD] {
+    let mut record = [0u8; RECORD];
+    // A short or failed read leaves zeros: an unknown holder, still watched for changes.
+    let _ = read_at(file, &mut record, at);
+    record
+}
+
+fn open_lock_file(path: &Path) -> io::Result<File> {
+    let dir = path.parent().expect("the lock file is in locks/");
+    match fs::symlink_metadata(dir) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => {
+            return Err(io::Error::other(format!(
+                "{} is not a directory (a symlink or a file stands in its place); move it \
+                 aside and memo-cache makes it again",
+                dir.display()
+            )));
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            crate::layout::create_private_dir(dir).map_err(io::Error::other)?;
+        }
+        Err(e) => return Err(e),
+    }
+    let mut options = fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
     {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Not through a symlink planted in place of the lock file, and never blocked by a FIFO.
+        options
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .mode(0o600);
+    }
+    let file = options.open(path).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("opening the compute lock file {}: {e}", path.display()),
+        )
+    })?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
         return Err(io::Error::other(format!(
-            "{} is not a directory",
-            parent.display()
+            "{} is not a regular file; move it aside and memo-cache makes it again",
+            path.display()
         )));
     }
-    // Not through a symlink planted in place of a lock file: O_CREAT would create its target.
-    let open = || {
-        no_follow(
-            fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false),
-        )
-        .open(path)
-    };
-    match open() {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            if let Some(parent) = path.parent() {
-                fs::create_dir_all(parent)?;
-            }
-            open()
+    if meta.len() < SLOTS * RECORD as u64 {
+        // Sparse: only the records of slots ever used take disk space.
+        file.set_len(SLOTS * RECORD as u64)?;
+    }
+    Ok(file)
+}
+
+// ---- The renewing thread ----------------------------------------------------------------------
+
+/// Renews the records of every lease this process holds, every [`RENEW_EVERY`].
+struct Renewer {
+    leases: Mutex<(u64, Vec<(u64, Arc<File>, u64)>)>,
+    wake: Condvar,
+}
+
+fn renewer() -> &'static Renewer {
+    static RENEWER: OnceLock<&'static Renewer> = OnceLock::new();
+    RENEWER.get_or_init(|| {
+        let renewer: &'static Renewer = Box::leak(Box::new(Renewer {
+            leases: Mutex::new((0, Vec::new())),
+            wake: Condvar::new(),
+        }));
+        let spawned = std::thread::Builder::new()
+            .name("memo-cache-lease".into())
+            .spawn(move || renewer.run());
+        if let Err(e) = spawned {
+            tracing::warn!("memo-cache: cannot start the lease renewal thread: {e}");
         }
-        other => other,
+        renewer
+    })
+}
+
+impl Renewer {
+    fn add(&self, file: Arc<File>, beat_at: u64) -> u64 {
+        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        leases.0 += 1;
+        let id = leases.0;
+        leases.1.push((id, file, beat_at));
+        self.wake.notify_one();
+        id
+    }
+
+    fn remove(&self, id: u64) {
+        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        leases.1.retain(|(at, ..)| *at != id);
+    }
+
+    fn run(&self) {
+        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            leases = if leases.1.is_empty() {
+                self.wake.wait(leases).unwrap_or_else(|p| p.into_inner())
+            } else {
+                self.wake
+                    .wait_timeout(leases, RENEW_EVERY)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0
+            };
+            for (_, file, beat_at) in &leases.1 {
+                let _ = write_at(file, &next_beat().to_le_bytes(), *beat_at);
+            }
+        }
     }
 }
 
-fn no_follow(options: &mut fs::OpenOptions) -> &mut fs::OpenOptions {
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(options, libc::O_NOFOLLOW);
-    options
+// ---- fcntl ------------------------------------------------------------------------------------
+
+#[cfg(unix)]
+fn read_at(file: &File, buf: &mut [u8], at: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, at)
 }
 
 #[cfg(unix)]
-fn still_linked(file: &File, path: &Path) -> io::Result<bool> {
-    use std::os::unix::fs::MetadataExt;
-    let held = file.metadata()?;
-    match fs::metadata(path) {
-        Ok(now) => Ok(now.dev() == held.dev() && now.ino() == held.ino()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e),
+fn write_at(file: &File, buf: &[u8], at: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, buf, at)
+}
+
+/// OFD locks belong to the open file description, not to the process: two handles of one
+/// process exclude each other, and closing some other descriptor of the file drops nothing.
+#[cfg(target_os = "linux")]
+const SET_LOCK: libc::c_int = libc::F_OFD_SETLK;
+#[cfg(all(unix, not(target_os = "linux")))]
+const SET_LOCK: libc::c_int = libc::F_SETLK;
+
+#[cfg(unix)]
+fn fcntl_lock(file: &File, byte: i64, kind: libc::c_int) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: an all-zero `flock` is a valid value of this plain C struct.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = kind as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    lock.l_start = byte as libc::off_t;
+    lock.l_len = 1;
+    // SAFETY: the descriptor is open for the life of `file`, and `lock` is a valid `flock`.
+    let done = unsafe { libc::fcntl(file.as_raw_fd(), SET_LOCK, &lock) };
+    if done == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EAGAIN | libc::EACCES) => Ok(false),
+        Some(libc::EINTR) => fcntl_lock(file, byte, kind),
+        _ => Err(e),
     }
 }
 
+#[cfg(unix)]
+fn try_lock(file: &File, byte: i64) -> io::Result<bool> {
+    fcntl_lock(file, byte, libc::F_WRLCK)
+}
+
+#[cfg(unix)]
+fn unlock(file: &File, byte: i64) -> io::Result<bool> {
+    fcntl_lock(file, byte, libc::F_UNLCK)
+}
+
+// Elsewhere only the threads of one handle wait for each other.
 #[cfg(not(unix))]
-fn still_linked(_file: &File, path: &Path) -> io::Result<bool> {
-    Ok(path.exists())
+fn read_at(_file: &File, _buf: &mut [u8], _at: u64) -> io::Result<()> {
+    Ok(())
+}
+#[cfg(not(unix))]
+fn write_at(_file: &File, _buf: &[u8], _at: u64) -> io::Result<()> {
+    Ok(())
+}
+#[cfg(not(unix))]
+fn try_lock(_file: &File, _byte: i64) -> io::Result<bool> {
+    Ok(true)
+}
+#[cfg(not(unix))]
+fn unlock(_file: &File, _byte: i64) -> io::Result<bool> {
+    Ok(true)
 }
 
-impl ComputeLock {
-    /// True when nobody holds the lock at `path` (checked by taking it without unlinking).
-    pub fn try_acquire_probe(path: &Path) -> io::Result<bool> {
-        let file = match no_follow(fs::OpenOptions::new().read(true).write(true)).open(path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(e),
-        };
-        match file.try_lock() {
-            Ok(()) => Ok(true),
-            Err(TryLockError::WouldBlock) => Ok(false),
-            Err(TryLockError::Error(e)) => Err(e),
-        }
+/// Opens an old per-key lock file (`locks/<key>.lock`, as memo-cache made before the compute
+/// file) and takes its `flock` without waiting: `None` when it is gone or held.
+fn take_legacy_lock(path: &Path) -> io::Result<Option<File>> {
+    let mut options = fs::OpenOptions::new();
+    options.read(true).write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(
+        &mut options,
+        libc::O_NOFOLLOW | libc::O_NONBLOCK,
+    );
+    let file = match options.open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(fs::TryLockError::WouldBlock) => Ok(None),
+        Err(fs::TryLockError::Error(e)) => Err(e),
     }
+}
+
+/// True when nobody holds the old per-key lock file at `path` (taken and let go at once).
+pub(crate) fn legacy_lock_is_free(path: &Path) -> io::Result<bool> {
+    Ok(take_legacy_lock(path)?.is_some())
+}
+
+/// Removes the old per-key lock file at `path` unless a process holds it. It is unlinked while
+/// locked, as its holders did, so an older memo-cache waiting on it starts again.
+pub(crate) fn remove_legacy_lock(path: &Path) -> io::Result<()> {
+    if let Some(file) = take_legacy_lock(path)? {
+        fs::remove_file(path)?;
+        drop(file);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn key(b: u8) -> Key {
+        crate::key::Digest([b; 32])
+    }
+
     #[test]
-    fn a_second_taker_waits_until_the_first_lets_go() {
+    fn a_second_owner_waits_and_the_same_owner_does_not() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("k.lock");
-        let first = ComputeLock::try_acquire(&path).unwrap().expect("free lock");
-        assert!(ComputeLock::try_acquire(&path).unwrap().is_none());
+        let locks = Arc::new(ComputeLocks::new(dir.path(), DEFAULT_LEASE));
+        let (first, e) = locks.acquire_within(&key(1), Owner::thread(), DEFAULT_LEASE, || false);
+        assert!(e.is_none());
+        assert!(matches!(first, Acquired::Held(_)));
+        let (again, _) = locks.acquire_within(&key(1), Owner::thread(), DEFAULT_LEASE, || false);
+        assert!(matches!(again, Acquired::Reentrant));
+        let other = Arc::clone(&locks);
+        let waiter = std::thread::spawn(move || {
+            let started = Instant::now();
+            let (got, _) = other.acquire_within(&key(1), Owner::thread(), DEFAULT_LEASE, || false);
+            (matches!(got, Acquired::Held(_)), started.elapsed())
+        });
+        std::thread::sleep(Duration::from_millis(200));
         drop(first);
-        assert!(!path.exists(), "the holder removes its lock file");
-        assert!(ComputeLock::try_acquire(&path).unwrap().is_some());
+        let (held, waited) = waiter.join().unwrap();
+        assert!(held);
+        assert!(waited >= Duration::from_millis(150), "waited {waited:?}");
+    }
+
+    #[test]
+    fn two_handles_of_one_process_exclude_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Arc::new(ComputeLocks::new(dir.path(), DEFAULT_LEASE));
+        let b = Arc::new(ComputeLocks::new(dir.path(), DEFAULT_LEASE));
+        let (held, _) = a.acquire_within(&key(2), Owner::thread(), DEFAULT_LEASE, || false);
+        assert!(matches!(held, Acquired::Held(_)));
+        // b waits for a's byte; its `done` says the value is there after the first look.
+        let (got, _) = b.acquire_within(&key(2), Owner::thread(), DEFAULT_LEASE, || true);
+        assert!(matches!(got, Acquired::Done));
+        drop(held);
+        let (got, _) = b.acquire_within(&key(2), Owner::thread(), DEFAULT_LEASE, || true);
+        assert!(matches!(got, Acquired::Held(_)));
     }
 }

@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::cache::Cache;
+use crate::lock::Owner;
 use crate::canonical;
 use crate::key::{Function, Key, Unordered};
 
@@ -137,8 +138,9 @@ pub fn lock_or_wait<T: DeserializeOwned + Any>(
     cache: &Cache,
     func: &Function,
     key: &Key,
+    owner: Owner,
 ) -> (ComputeGuard, Option<T>) {
-    let (lock, value) = cache.lock_or_wait(func, key);
+    let (lock, value) = cache.lock_or_wait(func, key, owner);
     (ComputeGuard(lock), value)
 }
 
@@ -382,7 +384,7 @@ impl Site {
             self.remember(func, cache, key, mem.as_ref(), &value);
             return Ok(value);
         }
-        let (guard, value) = (ops.lock_or_wait)(cache, func, key);
+        let (guard, value) = (ops.lock_or_wait)(cache, func, key, Owner::thread());
         if let Some(value) = value {
             self.remember(func, cache, key, mem.as_ref(), &value);
             return Ok(value);
@@ -761,7 +763,7 @@ where
 /// for every place the value is used.
 pub struct StoreOps<T> {
     lookup: fn(&Cache, &Function, &Key) -> Option<T>,
-    lock_or_wait: fn(&Cache, &Function, &Key) -> (ComputeGuard, Option<T>),
+    lock_or_wait: fn(&Cache, &Function, &Key, Owner) -> (ComputeGuard, Option<T>),
     store: fn(&Cache, &Function, &Key, &T),
 }
 
@@ -787,7 +789,7 @@ fn inert_ops<T>() -> &'static StoreOps<T> {
     const {
         &StoreOps {
             lookup: |_, _, _| None,
-            lock_or_wait: |_, _, _| (ComputeGuard(Default::default()), None),
+            lock_or_wait: |_, _, _, _| (ComputeGuard(Default::default()), None),
             store: |_, _, _, _| {},
         }
     }
@@ -1074,6 +1076,13 @@ mod asynchronous {
     use super::*;
     use std::future::Future;
 
+    fn task_hash(id: tokio::task::Id) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        id.hash(&mut hasher);
+        hasher.finish()
+    }
+
     /// Runs `work` on tokio's blocking pool; `None` when it panicked or the runtime is closing.
     async fn blocking<R: Send + 'static>(work: impl FnOnce() -> R + Send + 'static) -> Option<R> {
         tokio::task::spawn_blocking(work).await.ok()
@@ -1095,11 +1104,17 @@ mod asynchronous {
             T: Send + 'static,
             Fut: Future<Output = Result<T, E>>,
         {
+            // The task, not the blocking-pool thread: a call that awaits itself with the same key
+            // is told so, instead of waiting for itself.
+            let owner = match tokio::task::try_id() {
+                Some(id) => Owner::Task(task_hash(id)),
+                None => Owner::thread(),
+            };
             let found = blocking(move || {
                 if let Some(value) = (ops.lookup)(cache, func, &key) {
                     return (ComputeGuard(Default::default()), Some(value));
                 }
-                (ops.lock_or_wait)(cache, func, &key)
+                (ops.lock_or_wait)(cache, func, &key, owner)
             })
             .await;
             let guard = match found {
