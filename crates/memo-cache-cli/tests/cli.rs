@@ -650,7 +650,9 @@ fn a_damaged_index_is_named_with_its_cause_said_once() {
         assert_eq!(
             err,
             format!(
-                "memo-cache: cache index {}: database disk image is malformed\n",
+                "memo-cache: cache index {} is damaged (database disk image is malformed); \
+                 `memo-cache verify` says how badly, and moving the index aside starts the \
+                 cache afresh\n",
                 index.display()
             ),
             "{args:?}"

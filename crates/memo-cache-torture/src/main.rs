@@ -5,7 +5,8 @@
 //! memo-cache-torture soak --seconds 30 --procs 8
 //! memo-cache-torture full-disk             ENOSPC on a small tmpfs (EFBIG via RLIMIT_FSIZE without mount rights)
 //! memo-cache-torture read-only             a tmpfs remounted read-only
-//! memo-cache-torture all                   all four, figures written to RELIABILITY.md
+//! memo-cache-torture faults                a frozen lock holder, a frozen SQLite writer, a deleted directory
+//! memo-cache-torture all                   all of them, figures written to RELIABILITY.md
 //! ```
 //!
 //! Each prints its figures and exits non-zero on any wrong value, error or failed check. The
@@ -14,6 +15,7 @@
 mod audit;
 mod crash;
 mod disk;
+mod faults;
 mod figures;
 mod mount;
 mod procs;
@@ -49,12 +51,17 @@ enum Command {
     FullDisk(disk::FullDiskArgs),
     /// Serve a cache from a directory nobody can write.
     ReadOnly(disk::ReadOnlyArgs),
-    /// crash (200 kills), soak (8 processes, 30 s), full-disk and read-only; writes RELIABILITY.md.
+    /// Freeze a compute-lock holder and a process holding SQLite's write lock (SIGSTOP), and
+    /// delete the cache directory under running writers.
+    Faults(faults::FaultsArgs),
+    /// Every suite with its long parameters; writes RELIABILITY.md.
     All(AllArgs),
     #[command(hide = true)]
     Worker(worker::WorkerArgs),
     #[command(hide = true)]
     DiskWorker(disk::DiskWorkerArgs),
+    #[command(hide = true)]
+    FaultWorker(faults::FaultWorkerArgs),
 }
 
 #[derive(Debug, Args)]
@@ -78,10 +85,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Worker(args) => return done(worker::run(&args)),
         Command::DiskWorker(args) => return done(disk::worker(&args)),
+        Command::FaultWorker(args) => return done(faults::worker(&args)),
         Command::Crash(args) => crash::run(&args).map(|f| vec![f]),
         Command::Soak(args) => soak::run(&args).map(|f| vec![f]),
         Command::FullDisk(args) => disk::full_disk(&args).map(|f| vec![f]),
         Command::ReadOnly(args) => disk::read_only(&args).map(|f| vec![f]),
+        Command::Faults(args) => faults::run(&args),
         Command::All(args) => all(&args),
     };
     match result {
@@ -138,6 +147,14 @@ fn all(args: &AllArgs) -> anyhow::Result<Vec<Figures>> {
     })?);
     figures.push(disk::read_only(&disk::ReadOnlyArgs {
         keys: 12,
+        dir: None,
+    })?);
+    figures.extend(faults::run(&faults::FaultsArgs {
+        rounds: 3,
+        waiters: 3,
+        lease: 30,
+        seconds: 5.0,
+        writers: 4,
         dir: None,
     })?);
     if !args.no_report {

@@ -113,8 +113,8 @@ fn garbage_in_the_index_file_is_a_clear_error_and_the_file_is_left_alone() {
 /// The error a damaged index must give: an index error that names the index file and says the
 /// database is damaged (SQLite's "database disk image is malformed").
 fn assert_clear_damage_error(err: &Error, index: &Path, what: &str) {
-    let Error::Index { path, source } = err else {
-        panic!("{what}: expected an index error, got {err:?}");
+    let Error::CorruptIndex { path, source } = err else {
+        panic!("{what}: expected a damaged-index error, got {err:?}");
     };
     assert_eq!(path, index, "{what}: the error names another file");
     assert_eq!(
@@ -124,7 +124,9 @@ fn assert_clear_damage_error(err: &Error, index: &Path, what: &str) {
     );
     let message = err.to_string();
     assert!(
-        message.contains(&index.display().to_string()) && message.contains("malformed"),
+        message.contains(&index.display().to_string())
+            && message.contains("malformed")
+            && message.contains("memo-cache verify"),
         "{what}: the message does not name the index and its damage: {message}"
     );
 }

@@ -87,3 +87,27 @@ fn a_cache_on_a_read_only_mount_serves_hits_and_computes_misses() {
     assert_eq!(figure(&out, "hits served"), "40 of 40");
     assert_eq!(figure(&out, "wrong values"), "0");
 }
+
+#[test]
+fn a_frozen_holder_a_frozen_writer_and_a_deleted_directory_lose_no_value_and_hang_nothing() {
+    let out = run(&[
+        "faults",
+        "--rounds",
+        "1",
+        "--waiters",
+        "2",
+        "--lease",
+        "2",
+        "--seconds",
+        "3",
+        "--writers",
+        "3",
+    ]);
+    assert_eq!(figure(&out, "waiters that never returned"), "0");
+    assert_eq!(figure(&out, "wrong values"), "0");
+    assert_eq!(figure(&out, "takeover warnings"), "1", "{out}");
+    assert_eq!(figure(&out, "misses returned right"), "2");
+    let stored = figure(&out, "values stored after the deletion");
+    assert_ne!(stored, "0");
+    assert_eq!(figure(&out, "found by a new process"), stored);
+}

@@ -48,9 +48,8 @@ pub enum Error {
 
     /// SQLite found the index damaged.
     #[error(
-        "cache index {path} is damaged ({source}); run `memo-cache verify` to see how badly. \
-         The values are still checked on every read, so none is served wrong; to start the \
-         cache afresh, move the index aside"
+        "cache index {path} is damaged ({source}); `memo-cache verify` says how badly, and \
+         moving the index aside starts the cache afresh"
     )]
     CorruptIndex {
         /// The index file.

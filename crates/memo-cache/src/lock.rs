@@ -226,11 +226,17 @@ impl ComputeLocks {
         let mut seen = read_record(&file, record_at);
         let mut silent_since = Instant::now();
         let mut last_look = Instant::now();
+        let mut first = true;
+        let mut acting_holder_seen = false;
         loop {
             match try_lock(&file, primary) {
                 Ok(true) => {
                     lease.hold(file, primary, record_at, key);
                     return (Acquired::Held(lease), None);
+                }
+                Ok(false) if first => {
+                    tracing::debug!(key = %key, "memo-cache: waiting for another process computing {key}");
+                    first = false;
                 }
                 Ok(false) => {}
                 Err(e) => return (Acquired::Held(lease), Some(e)),
@@ -251,7 +257,12 @@ impl ComputeLocks {
                         lease.hold(file, primary + 1, record_at, key);
                         return (Acquired::TookOver(lease), None);
                     }
-                    // Another waiter took over, and has stopped beating too: give up waiting.
+                    // Another waiter has just taken over: watch it as the holder now.
+                    Ok(false) if !acting_holder_seen => {
+                        acting_holder_seen = true;
+                        silent_since = Instant::now();
+                    }
+                    // The waiter that took over has stopped beating too: give up waiting.
                     Ok(false) => {
                         tracing::warn!(
                             key = %key,

@@ -1,0 +1,249 @@
+//! Files planted in a cache directory: a symlink in place of any file or folder memo-cache
+//! opens, creates or removes is never followed, and gets an error naming it; a FIFO, garbage or
+//! a path too long for SQLite gets an error that says what to do. The function still runs.
+
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use memo_cache::{Cache, Error, Function};
+use memo_cache_e2e::{files_under, run_bounded};
+
+const CHILD: &str = env!("CARGO_BIN_EXE_fault_child");
+
+static F: Function = Function::new("planted::f", "v1", "u64");
+
+/// Another application's SQLite database, in rollback-journal mode, with one table.
+fn other_database(path: &Path) -> Vec<u8> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute_batch("CREATE TABLE accounts (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO accounts VALUES (1, 'ada');")
+        .unwrap();
+    drop(conn);
+    std::fs::read(path).unwrap()
+}
+
+/// A cache with one entry, closed (no `-wal` left), under `root/cache`.
+fn closed_cache(root: &Path) -> PathBuf {
+    let dir = root.join("cache");
+    let cache = Cache::open(&dir).unwrap();
+    cache.put(&F, &(1u64,), &11u64).unwrap();
+    drop(cache);
+    dir
+}
+
+fn assert_symlink_error(result: Result<impl std::fmt::Debug, Error>, path: &Path) {
+    match result {
+        Err(Error::Symlink { path: named }) => assert_eq!(named, path),
+        other => panic!("expected a symlink error naming {}, got {other:?}", path.display()),
+    }
+}
+
+/// Every call still returns the computed value.
+fn assert_computes(dir: &Path) {
+    // Through a new handle, as a new process would; open itself may refuse.
+    let value = match Cache::open(dir) {
+        Ok(cache) => cache.get_or_compute(&F, &(2u64,), || 22u64),
+        Err(_) => 22,
+    };
+    assert_eq!(value, 22);
+}
+
+#[test]
+fn an_index_symlinked_to_another_database_is_refused_and_that_database_left_alone() {
+    let root = tempfile::tempdir().unwrap();
+    let other = root.path().join("accounts.db");
+    let before = other_database(&other);
+    let dir = root.path().join("cache");
+    std::fs::create_dir(&dir).unwrap();
+    let index = dir.join(memo_cache::INDEX_FILE);
+    symlink(&other, &index).unwrap();
+
+    let error = Cache::open(&dir).unwrap_err();
+    assert!(error.to_string().contains(&index.display().to_string()), "{error}");
+    assert!(error.to_string().contains("symbolic link"), "{error}");
+    assert_symlink_error(Cache::open(&dir), &index);
+    assert_eq!(std::fs::read(&other).unwrap(), before, "the other database changed");
+    assert!(!root.path().join("accounts.db-wal").exists());
+    assert!(!root.path().join("accounts.db-shm").exists());
+
+    // Through the attribute, in a real process: the function runs, and the user is told why
+    // the cache is off.
+    let out = run_bounded(
+        Command::new(CHILD)
+            .args(["small", "0", "1"])
+            .env("MEMO_CACHE_DIR", &dir)
+            .env_remove("MEMO_CACHE_REDIS_URL"),
+    );
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("result value 0"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("symbolic link"), "{stderr}");
+    assert_eq!(std::fs::read(&other).unwrap(), before, "the other database changed");
+}
+
+#[test]
+fn a_dangling_index_symlink_creates_nothing_at_its_target() {
+    let root = tempfile::tempdir().unwrap();
+    let elsewhere = root.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let dir = root.path().join("cache");
+    std::fs::create_dir(&dir).unwrap();
+    let index = dir.join(memo_cache::INDEX_FILE);
+    symlink(elsewhere.join("stolen.db"), &index).unwrap();
+
+    assert_symlink_error(Cache::open(&dir), &index);
+    assert_computes(&dir);
+    assert!(
+        files_under(&elsewhere).is_empty(),
+        "{:?}",
+        files_under(&elsewhere)
+    );
+}
+
+#[test]
+fn companion_files_of_the_index_planted_as_symlinks_are_never_followed() {
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let root = tempfile::tempdir().unwrap();
+        let dir = closed_cache(root.path());
+        let target = root.path().join("precious");
+        std::fs::write(&target, b"precious bytes").unwrap();
+        let planted = dir.join(format!("{}{suffix}", memo_cache::INDEX_FILE));
+        symlink(&target, &planted).unwrap();
+
+        // The lazily opened index is opened by the first lookup.
+        // A key with no first-hit file: its lookup opens the index.
+        let opened = Cache::open(&dir).and_then(|cache| cache.get::<_, u64>(&F, &(9u64,)));
+        assert_symlink_error(opened, &planted);
+        assert_computes(&dir);
+        assert_eq!(std::fs::read(&target).unwrap(), b"precious bytes", "{suffix}");
+        assert!(std::fs::symlink_metadata(&planted).unwrap().is_symlink());
+    }
+}
+
+#[test]
+fn marker_files_and_folders_planted_as_symlinks_in_a_new_cache_are_refused() {
+    for name in ["CACHEDIR.TAG", ".gitignore", "blobs", "tmp", "locks"] {
+        let root = tempfile::tempdir().unwrap();
+        let elsewhere = root.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        let dir = root.path().join("cache");
+        std::fs::create_dir(&dir).unwrap();
+        let planted = dir.join(name);
+        // A directory target for the folders, a missing file for the marker files.
+        let target = if name.starts_with(['C', '.']) {
+            elsewhere.join("file")
+        } else {
+            elsewhere.clone()
+        };
+        symlink(&target, &planted).unwrap();
+
+        assert_symlink_error(Cache::open(&dir), &planted);
+        assert_computes(&dir);
+        assert!(
+            files_under(&elsewhere).is_empty(),
+            "{name}: {:?}",
+            files_under(&elsewhere)
+        );
+    }
+}
+
+#[test]
+fn lock_files_planted_as_symlinks_are_never_followed() {
+    for planted_name in ["locks", "locks/compute"] {
+        let root = tempfile::tempdir().unwrap();
+        let dir = closed_cache(root.path());
+        let elsewhere = root.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        let planted = dir.join(planted_name);
+        let _ = std::fs::remove_dir_all(&planted);
+        let _ = std::fs::remove_file(&planted);
+        let target = if planted_name == "locks" {
+            elsewhere.clone()
+        } else {
+            elsewhere.join("compute")
+        };
+        symlink(&target, &planted).unwrap();
+
+        let (captured, _guard) = memo_cache_e2e::capture_warnings();
+        let cache = Cache::open(&dir).unwrap();
+        assert_eq!(cache.get_or_compute(&F, &(3u64,), || 33u64), 33);
+        assert!(
+            files_under(&elsewhere).is_empty(),
+            "{planted_name}: {:?}",
+            files_under(&elsewhere)
+        );
+        let warnings = captured.warnings().join("\n");
+        assert!(
+            warnings.contains(&planted.display().to_string()) || warnings.contains("locks"),
+            "{planted_name}: no warning naming the lock path: {warnings}"
+        );
+        // Still stored: only the compute lock was unusable.
+        assert_eq!(cache.get::<_, u64>(&F, &(3u64,)).unwrap(), Some(33));
+    }
+}
+
+#[test]
+fn first_hit_folders_planted_as_symlinks_are_never_written_through() {
+    for planted_name in ["hints", "hints/shard"] {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("cache");
+        let cache = Cache::open(&dir).unwrap();
+        let key = F.key(&(4u64,)).unwrap();
+        cache.put(&F, &(4u64,), &44u64).unwrap();
+        let elsewhere = root.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        let planted = if planted_name == "hints" {
+            dir.join("hints")
+        } else {
+            std::fs::create_dir_all(dir.join("hints")).unwrap();
+            dir.join("hints").join(&key.to_hex()[..2])
+        };
+        symlink(&elsewhere, &planted).unwrap();
+        // Closing the handle writes first-hit files.
+        drop(cache);
+        assert!(
+            files_under(&elsewhere).is_empty(),
+            "{planted_name}: {:?}",
+            files_under(&elsewhere)
+        );
+        let cache = Cache::open(&dir).unwrap();
+        assert_eq!(cache.get::<_, u64>(&F, &(4u64,)).unwrap(), Some(44));
+    }
+}
+
+#[test]
+fn a_fifo_garbage_or_too_long_a_path_gets_an_error_that_says_what_to_do() {
+    let root = tempfile::tempdir().unwrap();
+
+    let fifo_dir = root.path().join("fifo");
+    std::fs::create_dir(&fifo_dir).unwrap();
+    let fifo = fifo_dir.join(memo_cache::INDEX_FILE);
+    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid C string for mkfifo(3).
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let message = Cache::open(&fifo_dir).unwrap_err().to_string();
+    for part in [fifo.to_str().unwrap(), "a FIFO", "move it aside"] {
+        assert!(message.contains(part), "{message}");
+    }
+    assert_computes(&fifo_dir);
+
+    let garbage_dir = root.path().join("garbage");
+    std::fs::create_dir(&garbage_dir).unwrap();
+    let garbage = garbage_dir.join(memo_cache::INDEX_FILE);
+    std::fs::write(&garbage, vec![0x5a; 8192]).unwrap();
+    let message = Cache::open(&garbage_dir).unwrap_err().to_string();
+    for part in [garbage.to_str().unwrap(), "not a memo-cache index", "move it aside"] {
+        assert!(message.contains(part), "{message}");
+    }
+    assert_eq!(std::fs::read(&garbage).unwrap(), vec![0x5a; 8192]);
+
+    let mut long = root.path().to_path_buf();
+    while long.as_os_str().len() < 600 {
+        long.push("a-rather-long-folder-name-for-a-cache");
+    }
+    let message = Cache::open(&long).unwrap_err().to_string();
+    for part in ["bytes long", "shorter cache directory"] {
+        assert!(message.contains(part), "{message}");
+    }
+    assert_computes(&long);
+}
