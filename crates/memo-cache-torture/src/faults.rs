@@ -83,7 +83,15 @@ fn small_value(k: u64) -> String {
 }
 
 pub fn worker(args: &FaultWorkerArgs) -> anyhow::Result<()> {
-    let _warnings = crate::warnings::Warnings::install();
+    let warnings = crate::warnings::Warnings::install();
+    let result = act(args);
+    for message in warnings.messages() {
+        eprintln!("warning: {message}");
+    }
+    result
+}
+
+fn act(args: &FaultWorkerArgs) -> anyhow::Result<()> {
     let cache = Cache::builder(&args.dir)
         .lock_lease(Duration::from_secs(args.lease))
         .no_remote()
@@ -392,7 +400,12 @@ fn deleted_directory(args: &FaultsArgs, dir: &Path, logs: &Path) -> anyhow::Resu
         })
         .collect::<std::io::Result<Vec<_>>>()?;
     std::thread::sleep(Duration::from_millis(300));
-    fs::remove_dir_all(&cache_dir)?;
+    // As `rm -rf` does, again while writers add files to what is being removed.
+    let mut tries = 0;
+    while let Err(e) = fs::remove_dir_all(&cache_dir) {
+        tries += 1;
+        anyhow::ensure!(tries < 100, "cannot remove {}: {e}", cache_dir.display());
+    }
     fs::write(deleted_marker(&cache_dir), b"")?;
     let mut after = Vec::new();
     let mut unfinished = 0;

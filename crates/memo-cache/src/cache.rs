@@ -815,7 +815,6 @@ impl Cache {
         if self.inner.size_limit.is_some() {
             self.flush_quietly();
         }
-        self.reopen_if_gone()?;
         let entry = NewEntry {
             key,
             function_id: 0,
@@ -827,6 +826,7 @@ impl Cache {
         };
         let mut attempts = 0;
         let written = loop {
+            self.reopen_if_gone()?;
             if in_blob {
                 blobs::write(&self.inner.layout, &blob_path, bytes)?;
             }
@@ -852,7 +852,11 @@ impl Cache {
                 };
                 Ok(Some((replaced, evicted)))
             });
+            // A cache deleted between our check and the commit took the row with it: store again
+            // in the one made anew.
+            let lost = written.is_ok() && self.index()?.is_gone();
             match written {
+                _ if lost && attempts < 3 => attempts += 1,
                 Ok(None) if attempts < 3 => attempts += 1,
                 Ok(None) => break Ok((None, Vec::new())),
                 Ok(Some(done)) => break Ok(done),
