@@ -188,7 +188,10 @@ fn verify_beside_four_churning_writers_reports_nothing() {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    assert!(runs >= 2, "verify ran {runs} times; at least one of each kind");
+    assert!(
+        runs >= 2,
+        "verify ran {runs} times; at least one of each kind"
+    );
 
     // With the writers stopped the cache is sound, and every value left is one its writer stored.
     std::fs::remove_file(dir.path().join("stop")).unwrap();
@@ -197,7 +200,10 @@ fn verify_beside_four_churning_writers_reports_nothing() {
     for i in 0..WRITERS * KEYS {
         if let Some(found) = cache.get::<_, Vec<u8>>(&VALUE, &(i,)).unwrap() {
             let round = u64::from_le_bytes(found[..8].try_into().unwrap());
-            assert!(found == value_of(i, round), "key {i}: a value no writer stored");
+            assert!(
+                found == value_of(i, round),
+                "key {i}: a value no writer stored"
+            );
         }
     }
 }
