@@ -5,7 +5,9 @@
 //! memo-cache-torture soak --seconds 30 --procs 8
 //! memo-cache-torture full-disk             ENOSPC on a small tmpfs (EFBIG via RLIMIT_FSIZE without mount rights)
 //! memo-cache-torture read-only             a tmpfs remounted read-only
-//! memo-cache-torture all                   all four, figures written to RELIABILITY.md
+//! memo-cache-torture verify-churn --seconds 30
+//!                                          verify and verify --fix beside 4 churning writers
+//! memo-cache-torture all                   all five, figures written to RELIABILITY.md
 //! ```
 //!
 //! Each prints its figures and exits non-zero on any wrong value, error or failed check. The
@@ -18,6 +20,7 @@ mod figures;
 mod mount;
 mod procs;
 mod soak;
+mod verify_churn;
 mod warnings;
 mod worker;
 mod workload;
@@ -49,7 +52,11 @@ enum Command {
     FullDisk(disk::FullDiskArgs),
     /// Serve a cache from a directory nobody can write.
     ReadOnly(disk::ReadOnlyArgs),
-    /// crash (200 kills), soak (8 processes, 30 s), full-disk and read-only; writes RELIABILITY.md.
+    /// Run verify and verify --fix beside writer processes that store, replace and remove
+    /// blob-sized values: any problem reported is a false report.
+    VerifyChurn(verify_churn::VerifyChurnArgs),
+    /// crash (200 kills), soak (8 processes, 30 s), full-disk, read-only and verify-churn
+    /// (4 writers, 30 s); writes RELIABILITY.md.
     All(AllArgs),
     #[command(hide = true)]
     Worker(worker::WorkerArgs),
@@ -82,6 +89,7 @@ fn main() -> ExitCode {
         Command::Soak(args) => soak::run(&args).map(|f| vec![f]),
         Command::FullDisk(args) => disk::full_disk(&args).map(|f| vec![f]),
         Command::ReadOnly(args) => disk::read_only(&args).map(|f| vec![f]),
+        Command::VerifyChurn(args) => verify_churn::run(&args).map(|f| vec![f]),
         Command::All(args) => all(&args),
     };
     match result {
@@ -139,6 +147,11 @@ fn all(args: &AllArgs) -> anyhow::Result<Vec<Figures>> {
     figures.push(disk::read_only(&disk::ReadOnlyArgs {
         keys: 12,
         dir: None,
+    })?);
+    figures.push(verify_churn::run(&verify_churn::VerifyChurnArgs {
+        seconds: args.seconds,
+        writers: 4,
+        run: RunArgs::defaults(),
     })?);
     if !args.no_report {
         let path = args

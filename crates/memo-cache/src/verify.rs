@@ -459,3 +459,134 @@ impl Suspect {
         Ok(deleted)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The confirmation step, with the other process's change made between the scan and the
+    //! confirmation by a second handle (what a concurrent writer or remover does).
+
+    use super::*;
+    use crate::key::Function;
+
+    static BIG: Function = Function::new("verify::big", "v1", "Vec<u8>");
+
+    fn big(tag: u8) -> Vec<u8> {
+        vec![tag; 40_000]
+    }
+
+    fn blob(cache: &Cache, i: u64) -> PathBuf {
+        let key = BIG.key(&(i,)).unwrap();
+        let row = cache.index().unwrap().lookup(&key).unwrap().unwrap();
+        cache.layout().blob_path(&key, &row.hash)
+    }
+
+    /// A cache with one blob entry whose file is gone, scanned: the suspect, and a second
+    /// handle standing for another process.
+    fn missing_blob() -> (tempfile::TempDir, Cache, Cache, Suspect) {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        cache.put(&BIG, &(1,), &big(1)).unwrap();
+        std::fs::remove_file(blob(&cache, 1)).unwrap();
+        let (checked, mut suspects) = cache.scan_entries().unwrap();
+        assert_eq!((checked, suspects.len()), (1, 1));
+        let other = Cache::open(dir.path()).unwrap();
+        (dir, cache, other, suspects.remove(0))
+    }
+
+    #[test]
+    fn a_real_missing_blob_is_confirmed_and_fixed() {
+        let (_dir, cache, _other, suspect) = missing_blob();
+        let problems = cache.confirm_entries(&[suspect], true).unwrap();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].kind, ProblemKind::MissingBlob);
+        assert!(problems[0].fixed);
+        assert_eq!(cache.stats().unwrap().entries, 0);
+    }
+
+    #[test]
+    fn a_row_removed_since_the_scan_is_not_reported() {
+        let (_dir, cache, other, suspect) = missing_blob();
+        assert!(other.remove(&BIG, &(1u64,)).unwrap());
+        assert!(cache.confirm_entries(&[suspect], true).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_row_stored_again_since_the_scan_is_neither_reported_nor_deleted() {
+        for same_value in [true, false] {
+            let (_dir, cache, other, suspect) = missing_blob();
+            let tag = if same_value { 1 } else { 2 };
+            other.put(&BIG, &(1u64,), &big(tag)).unwrap();
+            assert!(
+                cache.confirm_entries(&[suspect], true).unwrap().is_empty(),
+                "same value: {same_value}"
+            );
+            assert_eq!(
+                other.get::<_, Vec<u8>>(&BIG, &(1u64,)).unwrap(),
+                Some(big(tag)),
+                "same value: {same_value}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_blob_replaced_by_a_good_file_after_its_last_read_is_not_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        cache.put(&BIG, &(1,), &big(1)).unwrap();
+        let path = blob(&cache, 1);
+        let good = std::fs::read(&path).unwrap();
+        let mut bad = good.clone();
+        bad[100] ^= 1;
+        std::fs::write(&path, &bad).unwrap();
+        let (_, suspects) = cache.scan_entries().unwrap();
+        let looked = suspects[0].look_again().expect("still bad when read again");
+        assert_eq!(looked.problem.kind, ProblemKind::HashMismatch);
+        // A writer storing the same value renames a whole good file over the bad one.
+        let fresh = path.with_extension("new");
+        std::fs::write(&fresh, &good).unwrap();
+        std::fs::rename(&fresh, &path).unwrap();
+        let still = cache
+            .index()
+            .unwrap()
+            .under_write_lock(|tx| looked.still_bad(tx, cache.layout()))
+            .unwrap();
+        assert!(!still, "the file under the lock is not the one read");
+        // Left bad, it is confirmed.
+        std::fs::write(&path, &bad).unwrap();
+        let problems = cache.confirm_entries(&suspects, false).unwrap();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(!problems[0].fixed);
+    }
+
+    #[test]
+    fn an_orphan_that_a_row_refers_to_again_is_not_reported_nor_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        cache.put(&BIG, &(1,), &big(1)).unwrap();
+        let path = blob(&cache, 1);
+        let kept = path.with_extension("kept");
+        std::fs::copy(&path, &kept).unwrap();
+        cache.remove(&BIG, &(1u64,)).unwrap();
+        // The file is back with no row: an orphan, as a crash between delete and unlink leaves.
+        std::fs::rename(&kept, &path).unwrap();
+        let strays = stray_files(&cache, Duration::ZERO).unwrap();
+        assert_eq!(strays.len(), 1);
+        // Another process stores the same value again: the file is its row's now.
+        Cache::open(dir.path())
+            .unwrap()
+            .put(&BIG, &(1,), &big(1))
+            .unwrap();
+        let strays = strays
+            .into_iter()
+            .map(|mut s| {
+                s.stamp = Stamp::at(&s.path);
+                s
+            })
+            .collect();
+        assert!(confirm_strays(&cache, strays, true).unwrap().is_empty());
+        assert_eq!(
+            cache.get::<_, Vec<u8>>(&BIG, &(1u64,)).unwrap(),
+            Some(big(1))
+        );
+    }
+}
