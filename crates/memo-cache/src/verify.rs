@@ -308,12 +308,15 @@ fn well_formed(row: &RawRow) -> Option<(Key, Digest, u64, Option<&[u8]>)> {
     }
 }
 
-/// What is wrong with bytes read for a row of `size` and `hash`; `None` when nothing is.
+/// What is wrong with an entry's bytes, and a sentence saying so; `None` when nothing is.
+type Verdict = Option<(ProblemKind, String)>;
+
+/// What is wrong with bytes read for a row of `size` and `hash`.
 fn judge(
     read: std::result::Result<(Vec<u8>, Digest), ReadFailure>,
     size: u64,
     hash: &Digest,
-) -> Option<(ProblemKind, String)> {
+) -> Verdict {
     match read {
         Ok((bytes, digest)) if digest == *hash && bytes.len() as u64 == size => None,
         Ok(_) => Some((
@@ -329,11 +332,7 @@ fn judge(
 
 /// Reads and hashes the blob at `path` with a stamp of the file taken before and after: `None`
 /// when the file changed during the read (a writer replacing it: nothing to say about it).
-fn read_stamped(
-    path: &Path,
-    size: u64,
-    hash: &Digest,
-) -> Option<(Option<(ProblemKind, String)>, Option<Stamp>)> {
+fn read_stamped(path: &Path, size: u64, hash: &Digest) -> Option<(Verdict, Option<Stamp>)> {
     let before = Stamp::at(path);
     let verdict = judge(blobs::read_hashed(path, size), size, hash);
     let after = Stamp::at(path);
