@@ -395,6 +395,60 @@ fn prune_sweeps_old_orphan_blobs_temp_files_and_lock_files_but_not_young_ones() 
 }
 
 #[test]
+fn verify_fix_removes_old_orphan_temp_and_lock_files_but_never_a_held_lock_or_a_live_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open(dir.path()).unwrap();
+    let old_age = DEFAULT_FILE_GRACE + Duration::from_secs(60);
+    for i in 0..2u64 {
+        cache.put(&G, &(i,), &large_value(i)).unwrap();
+    }
+    raw_index(dir.path())
+        .execute(
+            "DELETE FROM entries WHERE key = ?1",
+            [&G.key(&(0u64,)).unwrap().0[..]],
+        )
+        .unwrap();
+    let orphan = memo_cache_e2e::blob_of(dir.path(), &G.key(&(0u64,)).unwrap());
+    let live = memo_cache_e2e::blob_of(dir.path(), &G.key(&(1u64,)).unwrap());
+    let temp = dir.path().join(memo_cache::TMP_DIR).join("blob-old");
+    fs::write(&temp, vec![0u8; 10]).unwrap();
+    let locks = dir.path().join(memo_cache::LOCKS_DIR);
+    let (stale_lock, held_lock) = (
+        locks.join(format!("{}.lock", "ab".repeat(32))),
+        locks.join(format!("{}.lock", "cd".repeat(32))),
+    );
+    fs::write(&stale_lock, b"").unwrap();
+    fs::write(&held_lock, b"").unwrap();
+    // A holder of the lock: another open file of it, as another process's would be.
+    let holder = fs::File::open(&held_lock).unwrap();
+    holder.lock().unwrap();
+    for path in [&orphan, &live, &temp, &stale_lock, &held_lock] {
+        backdate(path, old_age);
+    }
+
+    let fixed = cache.verify(&Verify::new().fix(true)).unwrap();
+    let mut kinds: Vec<_> = fixed
+        .problems
+        .iter()
+        .map(|p| (p.kind.as_str(), p.path.clone().unwrap(), p.fixed))
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            ("orphan-file", orphan.clone(), true),
+            ("stale-lock", stale_lock.clone(), true),
+            ("stale-temp-file", temp.clone(), true),
+        ]
+    );
+    assert!(!orphan.exists() && !temp.exists() && !stale_lock.exists());
+    assert!(held_lock.exists(), "a held lock is never stale");
+    assert!(live.exists(), "a blob with a row is never swept");
+    assert!(cache.verify(&Verify::new()).unwrap().problems.is_empty());
+    drop(holder);
+}
+
+#[test]
 fn a_dry_run_of_combined_criteria_reports_what_the_real_run_removes() {
     // Stale entries go by the criterion, then LRU entries until 6 remain: 2 + 3.
     let left = prune_both_ways(Prune::new().stale().max_entries(6), 5);

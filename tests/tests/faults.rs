@@ -116,7 +116,11 @@ fn a_live_holder_keeps_its_lease_however_long_it_computes() {
         "the waiter computed beside a live holder:\n{}",
         waiter.stdout
     );
-    assert!(!waiter.stderr.contains("has not renewed"), "{}", waiter.stderr);
+    assert!(
+        !waiter.stderr.contains("has not renewed"),
+        "{}",
+        waiter.stderr
+    );
     assert!(memo_cache_e2e::wait_bounded(&mut holder).success());
 }
 
@@ -124,15 +128,26 @@ fn a_live_holder_keeps_its_lease_however_long_it_computes() {
 fn a_function_calling_itself_with_its_own_key_does_not_wait_for_itself() {
     let dir = tempfile::tempdir().unwrap();
     for scenario in ["fetch", "fetch-async"] {
-        let first = run(&mut command(dir.path(), &[scenario, "https://example.test/a"]));
+        let first = run(&mut command(
+            dir.path(),
+            &[scenario, "https://example.test/a"],
+        ));
         assert_eq!(
             first.lines("result"),
             [r#"result Ok("body of https://example.test/a after 3 attempts")"#],
             "{scenario}"
         );
-        assert_eq!(first.lines("computed").len(), 4, "{scenario}: {}", first.stdout);
+        assert_eq!(
+            first.lines("computed").len(),
+            4,
+            "{scenario}: {}",
+            first.stdout
+        );
         // Stored: the next process computes nothing.
-        let second = run(&mut command(dir.path(), &[scenario, "https://example.test/a"]));
+        let second = run(&mut command(
+            dir.path(),
+            &[scenario, "https://example.test/a"],
+        ));
         assert_eq!(second.lines("result"), first.lines("result"), "{scenario}");
         assert!(second.lines("computed").is_empty(), "{scenario}");
     }
@@ -143,8 +158,10 @@ fn hits_never_wait_for_a_frozen_writer_and_a_miss_gives_up_unstored() {
     let dir = tempfile::tempdir().unwrap();
     run(&mut command(dir.path(), &["small", "0", "1"]));
     let index = dir.path().join(memo_cache::INDEX_FILE);
-    let (writer, mut writer_out) =
-        spawn(&mut command(dir.path(), &["hold-write", index.to_str().unwrap()]));
+    let (writer, mut writer_out) = spawn(&mut command(
+        dir.path(),
+        &["hold-write", index.to_str().unwrap()],
+    ));
     writer_out.wait_for("holding");
     signal(&writer, libc::SIGSTOP);
 

@@ -34,7 +34,10 @@ fn closed_cache(root: &Path) -> PathBuf {
 fn assert_symlink_error(result: Result<impl std::fmt::Debug, Error>, path: &Path) {
     match result {
         Err(Error::Symlink { path: named }) => assert_eq!(named, path),
-        other => panic!("expected a symlink error naming {}, got {other:?}", path.display()),
+        other => panic!(
+            "expected a symlink error naming {}, got {other:?}",
+            path.display()
+        ),
     }
 }
 
@@ -59,10 +62,17 @@ fn an_index_symlinked_to_another_database_is_refused_and_that_database_left_alon
     symlink(&other, &index).unwrap();
 
     let error = Cache::open(&dir).unwrap_err();
-    assert!(error.to_string().contains(&index.display().to_string()), "{error}");
+    assert!(
+        error.to_string().contains(&index.display().to_string()),
+        "{error}"
+    );
     assert!(error.to_string().contains("symbolic link"), "{error}");
     assert_symlink_error(Cache::open(&dir), &index);
-    assert_eq!(std::fs::read(&other).unwrap(), before, "the other database changed");
+    assert_eq!(
+        std::fs::read(&other).unwrap(),
+        before,
+        "the other database changed"
+    );
     assert!(!root.path().join("accounts.db-wal").exists());
     assert!(!root.path().join("accounts.db-shm").exists());
 
@@ -78,7 +88,11 @@ fn an_index_symlinked_to_another_database_is_refused_and_that_database_left_alon
     assert!(String::from_utf8_lossy(&out.stdout).contains("result value 0"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("symbolic link"), "{stderr}");
-    assert_eq!(std::fs::read(&other).unwrap(), before, "the other database changed");
+    assert_eq!(
+        std::fs::read(&other).unwrap(),
+        before,
+        "the other database changed"
+    );
 }
 
 #[test]
@@ -115,7 +129,11 @@ fn companion_files_of_the_index_planted_as_symlinks_are_never_followed() {
         let opened = Cache::open(&dir).and_then(|cache| cache.get::<_, u64>(&F, &(9u64,)));
         assert_symlink_error(opened, &planted);
         assert_computes(&dir);
-        assert_eq!(std::fs::read(&target).unwrap(), b"precious bytes", "{suffix}");
+        assert_eq!(
+            std::fs::read(&target).unwrap(),
+            b"precious bytes",
+            "{suffix}"
+        );
         assert!(std::fs::symlink_metadata(&planted).unwrap().is_symlink());
     }
 }
@@ -232,7 +250,11 @@ fn a_fifo_garbage_or_too_long_a_path_gets_an_error_that_says_what_to_do() {
     let garbage = garbage_dir.join(memo_cache::INDEX_FILE);
     std::fs::write(&garbage, vec![0x5a; 8192]).unwrap();
     let message = Cache::open(&garbage_dir).unwrap_err().to_string();
-    for part in [garbage.to_str().unwrap(), "not a memo-cache index", "move it aside"] {
+    for part in [
+        garbage.to_str().unwrap(),
+        "not a memo-cache index",
+        "move it aside",
+    ] {
         assert!(message.contains(part), "{message}");
     }
     assert_eq!(std::fs::read(&garbage).unwrap(), vec![0x5a; 8192]);

@@ -292,7 +292,10 @@ fn frozen_holder(args: &FaultsArgs, dir: &Path, logs: &Path) -> anyhow::Result<F
         }
         holder.kill()?;
     }
-    f.put("rounds x waiters", format!("{} x {}", args.rounds, args.waiters));
+    f.put(
+        "rounds x waiters",
+        format!("{} x {}", args.rounds, args.waiters),
+    );
     f.put("lease", format!("{} s", args.lease));
     f.put(
         "slowest value after the freeze",
@@ -352,11 +355,16 @@ fn stalled_writer(args: &FaultsArgs, dir: &Path, logs: &Path) -> anyhow::Result<
         .filter_map(|l| field(l, "miss_ms"))
         .collect();
     let right_misses = out.lines().filter(|l| l.ends_with("right true")).count();
-    f.put("how the writer stalls", "BEGIN IMMEDIATE held, then SIGSTOP");
+    f.put(
+        "how the writer stalls",
+        "BEGIN IMMEDIATE held, then SIGSTOP",
+    );
     f.put("hits", field(hits_line, "hits").unwrap_or(0.0));
     f.put(
         "slowest hit",
-        slowest.map_or("none".into(), |ms| format!("{ms:.2} ms (goal: under 200 ms)")),
+        slowest.map_or("none".into(), |ms| {
+            format!("{ms:.2} ms (goal: under 200 ms)")
+        }),
     );
     f.put(
         "misses (default 5 s write timeout)",
@@ -422,7 +430,10 @@ fn deleted_directory(args: &FaultsArgs, dir: &Path, logs: &Path) -> anyhow::Resu
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()?;
-    std::io::Write::write_all(check.stdin.as_mut().expect("piped"), after.join(" ").as_bytes())?;
+    std::io::Write::write_all(
+        check.stdin.as_mut().expect("piped"),
+        after.join(" ").as_bytes(),
+    )?;
     drop(check.stdin.take());
     let out = check.wait_with_output()?;
     let found: usize = String::from_utf8_lossy(&out.stdout)
@@ -434,9 +445,15 @@ fn deleted_directory(args: &FaultsArgs, dir: &Path, logs: &Path) -> anyhow::Resu
     f.put("values stored after the deletion", after.len());
     f.put("found by a new process", found);
     f.require(unfinished == 0, || format!("{unfinished} writers hung"));
-    f.require(!after.is_empty(), || "no value was stored after the deletion".into());
+    f.require(!after.is_empty(), || {
+        "no value was stored after the deletion".into()
+    });
     f.require(found == after.len(), || {
-        format!("{} of {} stores after the deletion were lost", after.len() - found, after.len())
+        format!(
+            "{} of {} stores after the deletion were lost",
+            after.len() - found,
+            after.len()
+        )
     });
     Ok(f)
 }

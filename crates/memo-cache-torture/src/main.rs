@@ -6,6 +6,8 @@
 //! memo-cache-torture full-disk             ENOSPC on a small tmpfs (EFBIG via RLIMIT_FSIZE without mount rights)
 //! memo-cache-torture read-only             a tmpfs remounted read-only
 //! memo-cache-torture faults                a frozen lock holder, a frozen SQLite writer, a deleted directory
+//! memo-cache-torture verify-churn --seconds 30
+//!                                          verify and verify --fix beside 4 churning writers
 //! memo-cache-torture all                   all of them, figures written to RELIABILITY.md
 //! ```
 //!
@@ -20,6 +22,7 @@ mod figures;
 mod mount;
 mod procs;
 mod soak;
+mod verify_churn;
 mod warnings;
 mod worker;
 mod workload;
@@ -54,6 +57,9 @@ enum Command {
     /// Freeze a compute-lock holder and a process holding SQLite's write lock (SIGSTOP), and
     /// delete the cache directory under running writers.
     Faults(faults::FaultsArgs),
+    /// Run verify and verify --fix beside writer processes that store, replace and remove
+    /// blob-sized values: any problem reported is a false report.
+    VerifyChurn(verify_churn::VerifyChurnArgs),
     /// Every suite with its long parameters; writes RELIABILITY.md.
     All(AllArgs),
     #[command(hide = true)]
@@ -91,6 +97,7 @@ fn main() -> ExitCode {
         Command::FullDisk(args) => disk::full_disk(&args).map(|f| vec![f]),
         Command::ReadOnly(args) => disk::read_only(&args).map(|f| vec![f]),
         Command::Faults(args) => faults::run(&args),
+        Command::VerifyChurn(args) => verify_churn::run(&args).map(|f| vec![f]),
         Command::All(args) => all(&args),
     };
     match result {
@@ -148,6 +155,11 @@ fn all(args: &AllArgs) -> anyhow::Result<Vec<Figures>> {
     figures.push(disk::read_only(&disk::ReadOnlyArgs {
         keys: 12,
         dir: None,
+    })?);
+    figures.push(verify_churn::run(&verify_churn::VerifyChurnArgs {
+        seconds: args.seconds,
+        writers: 4,
+        run: RunArgs::defaults(),
     })?);
     figures.extend(faults::run(&faults::FaultsArgs {
         rounds: 3,

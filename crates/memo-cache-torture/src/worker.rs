@@ -22,6 +22,9 @@ pub enum Mode {
     Crash,
     /// Calls, stores, removals, prunes, clears and verifies until `--seconds` have passed.
     Soak,
+    /// Stores, replaces and removes blob-sized values only, until `--seconds` have passed: the
+    /// writers `verify` runs beside in the verify-churn suite.
+    Churn,
 }
 
 /// Options of the hidden `worker` subcommand.
@@ -56,12 +59,13 @@ pub fn run(args: &WorkerArgs) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs_f64(args.seconds);
     let mut admin = 0u64;
     loop {
-        if args.mode == Mode::Soak && Instant::now() >= deadline {
+        if args.mode != Mode::Crash && Instant::now() >= deadline {
             break;
         }
         let outcome = match args.mode {
             Mode::Crash => crash_step(&cache, &mut rng, args.keys),
             Mode::Soak => soak_step(&cache, &mut rng, args.keys, &mut admin),
+            Mode::Churn => churn_step(&cache, &mut rng, args.keys),
         };
         if let Outcome::Wrong(what) | Outcome::Error(what) = &outcome {
             let tag = if matches!(outcome, Outcome::Wrong(_)) {
@@ -106,6 +110,18 @@ fn crash_step(cache: &Cache, rng: &mut Rng, keys: u64) -> Outcome {
         70..80 => Op::Get,
         80..92 => Op::Put,
         _ => Op::Remove,
+    };
+    workload::exercise(cache, kind, arg, op)
+}
+
+/// A store (a new row, or the same value again over its own file), a removal (the row, then its
+/// file) or a read, of a value in a blob file.
+fn churn_step(cache: &Cache, rng: &mut Rng, keys: u64) -> Outcome {
+    let (kind, arg) = workload::blob_sized(rng, keys);
+    let op = match rng.below(100) {
+        0..45 => Op::Put,
+        45..80 => Op::Remove,
+        _ => Op::Get,
     };
     workload::exercise(cache, kind, arg, op)
 }

@@ -163,6 +163,21 @@ fn record(arg: u64) -> Record {
     }
 }
 
+/// A random entry (of `keys` arguments per function) whose value is larger than the inline
+/// threshold, so it lives in a blob file: a `Vec<u8>` of at least 16 000 bytes (a few, under
+/// 16 KiB, stay inline), or a `String` of at least 17 000.
+pub fn blob_sized(rng: &mut Rng, keys: u64) -> (Kind, u64) {
+    loop {
+        let arg = rng.below(keys.max(4));
+        if rng.below(2) == 0 && !arg.is_multiple_of(4) {
+            return (Kind::Bytes, arg);
+        }
+        if arg.is_multiple_of(3) {
+            return (Kind::Text, arg);
+        }
+    }
+}
+
 /// Performs `op` on the entry of `kind` for `arg`, and checks any value returned.
 pub fn exercise(cache: &Cache, kind: Kind, arg: u64, op: Op) -> Outcome {
     match kind {

@@ -269,6 +269,52 @@ pub(crate) fn open_no_follow(path: &Path) -> io::Result<File> {
     options.open(path)
 }
 
+/// Which file stood at a path when it was looked at, and its length and times.
+///
+/// Blobs are only ever replaced whole, by a rename, which puts another inode at the path; and
+/// anything writing into a file in place moves its modification and change times. So two equal
+/// stamps of a path mean the same bytes stood there at both moments: a stamp taken before and
+/// after a read that agree tie what was read to the stamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    device: u64,
+    inode: u64,
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    changed: (i64, i64),
+}
+
+impl Stamp {
+    /// The stamp of whatever stands at `path` (a symlink itself, not its target); `None` when
+    /// nothing does, or it cannot be looked at.
+    pub fn at(path: &Path) -> Option<Stamp> {
+        fs::symlink_metadata(path).ok().map(|meta| Stamp::of(&meta))
+    }
+
+    #[cfg(unix)]
+    pub fn of(meta: &fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            device: meta.dev(),
+            inode: meta.ino(),
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            changed: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    #[cfg(not(unix))]
+    pub fn of(meta: &fs::Metadata) -> Stamp {
+        Stamp {
+            device: 0,
+            inode: 0,
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            changed: (0, 0),
+        }
+    }
+}
+
 /// True when `path` is a regular file (not following a symlink).
 pub(crate) fn is_file(path: &Path) -> bool {
     fs::symlink_metadata(path).is_ok_and(|m| m.is_file())

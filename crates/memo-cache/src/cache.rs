@@ -336,7 +336,12 @@ fn open_read_only(layout: &Layout, timeout: Duration) -> Result<Index> {
     Index::open(&layout.index, Access::ReadOnly, Schema::AsFound, timeout)
 }
 
-fn open_index(layout: &Layout, read_only: bool, schema: Schema, timeout: Duration) -> Result<Index> {
+fn open_index(
+    layout: &Layout,
+    read_only: bool,
+    schema: Schema,
+    timeout: Duration,
+) -> Result<Index> {
     if read_only {
         open_read_only(layout, timeout)
     } else {
@@ -1166,7 +1171,12 @@ impl Inner {
         if let Some(index) = self.index.get() {
             return Ok(index);
         }
-        let opened = open_index(&self.layout, self.read_only, self.schema, self.write_timeout)?;
+        let opened = open_index(
+            &self.layout,
+            self.read_only,
+            self.schema,
+            self.write_timeout,
+        )?;
         Ok(self.index.get_or_init(|| opened))
     }
 

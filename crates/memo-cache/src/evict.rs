@@ -7,6 +7,14 @@
 //! Rows are deleted in one transaction (`DELETE ... RETURNING`), committed, and only then are
 //! their blob files removed: a crash in between leaves orphan files, which the next prune or
 //! `verify --fix` sweeps, never a row without its bytes.
+//!
+//! # Sweeping stray files
+//!
+//! Files are listed without any lock, while other processes store and remove: what a listing
+//! finds is only a suspect. [`confirm_strays`] looks at each again before it counts: an orphan
+//! blob under the index's write lock, where no row may come to refer to it (a writer checks its
+//! file under that lock before inserting its row, as [`Cache::remove_blobs`] relies on), and is
+//! removed there; a temp or lock file must still be the same file, and a lock still unheld.
 
 use std::fmt;
 use std::fs;
@@ -15,7 +23,7 @@ use std::time::{Duration, SystemTime};
 
 use rusqlite::{Transaction, params};
 
-use crate::blobs;
+use crate::blobs::{self, Stamp};
 use crate::cache::Cache;
 use crate::clock::duration_ms;
 use crate::error::{Error, Result};
@@ -290,12 +298,13 @@ fn prune_entries(cache: &Cache, prune: &Prune) -> Result<Removal> {
         dry_run: prune.dry_run,
         ..Removal::default()
     };
-    for stray in stray_files(cache, prune.file_grace)? {
-        removal.files += 1;
-        removal.file_bytes += stray.bytes;
-        if !prune.dry_run {
-            stray.remove()?;
+    let strays = stray_files(cache, prune.file_grace)?;
+    for swept in confirm_strays(cache, strays, !prune.dry_run)? {
+        if let Some(Err(e)) = swept.removed {
+            return Err(e);
         }
+        removal.files += 1;
+        removal.file_bytes += swept.stray.bytes;
     }
     Ok(removal)
 }
@@ -463,6 +472,8 @@ pub(crate) struct StrayFile {
     pub path: PathBuf,
     pub bytes: u64,
     pub kind: StrayKind,
+    /// The file as listed; a file found again must be this one.
+    pub stamp: Option<Stamp>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -479,17 +490,84 @@ pub(crate) enum StrayKind {
 }
 
 impl StrayFile {
-    pub fn remove(&self) -> Result<()> {
+    /// Removes the file; `Ok(false)` for a lock file someone holds again, which stays.
+    fn remove(&self) -> Result<bool> {
         match self.kind {
             // Only remove a lock file we can lock: its holder is gone. Dropping it unlinks it.
             StrayKind::Lock => lock::remove_legacy_lock(&self.path)
-                .map_err(|e| Error::io("removing the lock file", &self.path, e))?,
-            _ => {
-                blobs::remove(&self.path)?;
-            }
+                .map_err(|e| Error::io("removing the lock file", &self.path, e)),
+            _ => blobs::remove(&self.path).map(|_| true),
         }
-        Ok(())
     }
+
+    /// The same file still stands at the path (so it is still as old as when listed).
+    fn unchanged(&self) -> bool {
+        self.stamp.is_some() && Stamp::at(&self.path) == self.stamp
+    }
+}
+
+/// A stray file found again, and what removing it did (`None`: not asked to).
+#[derive(Debug)]
+pub(crate) struct Swept {
+    pub stray: StrayFile,
+    pub removed: Option<Result<()>>,
+}
+
+/// Orphans confirmed under one write transaction: enough that a sweep of many takes the lock
+/// a few times, few enough that writers waiting for it hardly notice.
+const CONFIRM_BATCH: usize = 64;
+
+/// The strays of [`stray_files`] that are still stray when looked at again, each removed when
+/// `remove` (see "Sweeping stray files" above). First-hit files are not looked at again: a good
+/// one removed costs a lookup in the index, nothing more.
+pub(crate) fn confirm_strays(
+    cache: &Cache,
+    strays: Vec<StrayFile>,
+    remove: bool,
+) -> Result<Vec<Swept>> {
+    let (orphans, others): (Vec<StrayFile>, Vec<StrayFile>) = strays
+        .into_iter()
+        .partition(|s| s.kind == StrayKind::Orphan);
+    let mut out = Vec::new();
+    for stray in others {
+        let still = stray.kind == StrayKind::Hint
+            || (stray.unchanged()
+                && (stray.kind != StrayKind::Lock
+                    || matches!(legacy_lock_is_free(&stray.path), Ok(true))));
+        if !still {
+            continue;
+        }
+        let removed = if remove {
+            match stray.remove() {
+                // Locked again meanwhile: in use, not stray.
+                Ok(false) => continue,
+                Ok(true) => Some(Ok(())),
+                Err(e) => Some(Err(e)),
+            }
+        } else {
+            None
+        };
+        out.push(Swept { stray, removed });
+    }
+    for batch in orphans.chunks(CONFIRM_BATCH) {
+        let layout = cache.layout();
+        let confirmed = cache.index()?.under_write_lock(|tx| {
+            let mut confirmed = Vec::new();
+            for stray in batch {
+                if !stray.unchanged() || blob_is_referenced_in(tx, layout, &stray.path)? {
+                    continue;
+                }
+                let removed = remove.then(|| blobs::remove(&stray.path).map(|_| ()));
+                confirmed.push(Swept {
+                    stray: stray.clone(),
+                    removed,
+                });
+            }
+            Ok(confirmed)
+        })?;
+        out.extend(confirmed);
+    }
+    Ok(out)
 }
 
 /// Orphan blobs, old temp files and abandoned lock files older than `grace`.
@@ -498,18 +576,22 @@ pub(crate) fn stray_files(cache: &Cache, grace: Duration) -> Result<Vec<StrayFil
     let cutoff = SystemTime::now()
         .checked_sub(grace)
         .unwrap_or(SystemTime::UNIX_EPOCH);
-    let old_enough = |path: &Path| -> Option<u64> {
+    let old_enough = |path: &Path| -> Option<(u64, Stamp)> {
         let meta = fs::symlink_metadata(path).ok()?;
         let modified = meta.modified().ok()?;
-        (modified <= cutoff).then_some(if meta.is_file() { meta.len() } else { 0 })
+        (modified <= cutoff).then(|| {
+            let bytes = if meta.is_file() { meta.len() } else { 0 };
+            (bytes, Stamp::of(&meta))
+        })
     };
     let mut out = Vec::new();
     for path in list(&layout.tmp)? {
-        if let Some(bytes) = old_enough(&path) {
+        if let Some((bytes, stamp)) = old_enough(&path) {
             out.push(StrayFile {
                 path,
                 bytes,
                 kind: StrayKind::Temp,
+                stamp: Some(stamp),
             });
         }
     }
@@ -519,28 +601,32 @@ pub(crate) fn stray_files(cache: &Cache, grace: Duration) -> Result<Vec<StrayFil
         if path.file_name() == Some(std::ffi::OsStr::new(lock::COMPUTE_FILE)) {
             continue;
         }
-        if old_enough(&path).is_some() && matches!(legacy_lock_is_free(&path), Ok(true)) {
+        if let Some((_, stamp)) = old_enough(&path)
+            && matches!(legacy_lock_is_free(&path), Ok(true))
+        {
             out.push(StrayFile {
                 path,
                 bytes: 0,
                 kind: StrayKind::Lock,
+                stamp: Some(stamp),
             });
         }
     }
     out.extend(dead_hints(cache)?);
     for shard in list(&layout.blobs)? {
         if !fs::symlink_metadata(&shard).is_ok_and(|m| m.is_dir()) {
-            if let Some(bytes) = old_enough(&shard) {
+            if let Some((bytes, stamp)) = old_enough(&shard) {
                 out.push(StrayFile {
                     path: shard,
                     bytes,
                     kind: StrayKind::Orphan,
+                    stamp: Some(stamp),
                 });
             }
             continue;
         }
         for path in list(&shard)? {
-            let Some(bytes) = old_enough(&path) else {
+            let Some((bytes, stamp)) = old_enough(&path) else {
                 continue;
             };
             if !blob_is_referenced(cache, &path)? {
@@ -548,6 +634,7 @@ pub(crate) fn stray_files(cache: &Cache, grace: Duration) -> Result<Vec<StrayFil
                     path,
                     bytes,
                     kind: StrayKind::Orphan,
+                    stamp: Some(stamp),
                 });
             }
         }
@@ -571,6 +658,7 @@ fn dead_hints(cache: &Cache) -> Result<Vec<StrayFile>> {
             path,
             bytes,
             kind: StrayKind::Hint,
+            stamp: None,
         });
     };
     for shard in shards {
@@ -612,6 +700,19 @@ fn list(dir: &Path) -> Result<Vec<PathBuf>> {
 /// True when `path` is the blob file of a live row: its name is `<key>-<hash prefix>` and the
 /// row with that key holds that hash in a blob.
 fn blob_is_referenced(cache: &Cache, path: &Path) -> Result<bool> {
+    let layout = cache.layout();
+    cache
+        .index()?
+        .read(|c| blob_is_referenced_in(c, layout, path))
+}
+
+/// [`blob_is_referenced`], read through `conn` (inside a transaction that holds the write lock,
+/// to confirm an orphan).
+fn blob_is_referenced_in(
+    conn: &rusqlite::Connection,
+    layout: &crate::layout::Layout,
+    path: &Path,
+) -> rusqlite::Result<bool> {
     let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
         return Ok(false);
     };
@@ -624,8 +725,12 @@ fn blob_is_referenced(cache: &Cache, path: &Path) -> Result<bool> {
     if !key_hex.bytes().all(|b| hex_value(b).is_some()) {
         return Ok(false);
     }
-    let row = cache.index()?.read(|c| index::lookup(c, &key))?;
+    // A row whose hash column is malformed refers to no file (and must not fail the sweep).
+    let row = index::raw_row_of_key(conn, &key)?;
     Ok(row.is_some_and(|row| {
-        row.value.is_none() && cache.layout().blob_path(&key, &row.hash) == path
+        matches!(row.value, Some(None))
+            && row
+                .hash
+                .is_some_and(|hash| layout.blob_path(&key, &hash) == path)
     }))
 }

@@ -357,8 +357,10 @@ impl Index {
         // Another process may be migrating at the same moment: decide inside the write lock.
         // Switching a new file to WAL needs an exclusive lock that SQLite's busy handler does not
         // wait for when several processes create the same cache at once: retry it ourselves.
-        retry_busy(MIGRATE_TIMEOUT, || conn.execute_batch("PRAGMA journal_mode = WAL"))
-            .map_err(|e| self.err(e))?;
+        retry_busy(MIGRATE_TIMEOUT, || {
+            conn.execute_batch("PRAGMA journal_mode = WAL")
+        })
+        .map_err(|e| self.err(e))?;
         retry_busy(MIGRATE_TIMEOUT, || {
             let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
             let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -401,7 +403,6 @@ impl Index {
         )
         .map_err(|e| self.err(e))
     }
-
 
     fn give_back(&self, conn: Connection) {
         let mut pool = self.pool.lock().expect("pool lock");
@@ -478,6 +479,19 @@ impl Index {
         mut f: impl FnMut(&Transaction) -> rusqlite::Result<T>,
     ) -> Result<T> {
         self.transaction(|tx| f(tx), TransactionBehavior::Deferred, true)
+    }
+
+    /// Runs `f` holding the write lock, so that no other process changes a row while `f`
+    /// looks: a `BEGIN IMMEDIATE` transaction like [`Index::write`], which writes only what `f`
+    /// writes. A read-only handle cannot take the lock; it runs `f` in one read transaction.
+    pub fn under_write_lock<T>(
+        &self,
+        f: impl FnMut(&Transaction) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        match self.access {
+            Access::ReadWrite => self.write(f),
+            Access::ReadOnly => self.read_snapshot(f),
+        }
     }
 
     /// Like [`Index::write`] but rolls back at the end: a dry run.
@@ -1107,6 +1121,65 @@ fn removed_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Removed> {
             in_blob: false,
         },
     })
+}
+
+/// An entry's row as `verify` reads it: no column trusted, since a hand-edited or hostile index
+/// may hold anything. `None` in a field: not of the form memo-cache writes.
+#[derive(Debug)]
+pub(crate) struct RawRow {
+    pub rowid: i64,
+    pub function: Option<String>,
+    pub key: Option<Key>,
+    pub hash: Option<Digest>,
+    pub size: Option<i64>,
+    /// `Some(None)` for a value in a blob file, `Some(Some(bytes))` for an inline one.
+    pub value: Option<Option<Vec<u8>>>,
+}
+
+const RAW_ROWS: &str = "SELECT e.rowid, f.name, e.key, e.hash, e.size, e.value FROM entries e
+     LEFT JOIN functions f ON f.id = e.function_id";
+
+fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
+    let value = match r.get_ref(5)? {
+        rusqlite::types::ValueRef::Null => Some(None),
+        rusqlite::types::ValueRef::Blob(bytes) => Some(Some(bytes.to_vec())),
+        _ => None,
+    };
+    Ok(RawRow {
+        rowid: r.get(0)?,
+        function: r.get(1).ok().flatten(),
+        key: digest_at(r, 2),
+        hash: digest_at(r, 3),
+        size: r.get(4).ok(),
+        value,
+    })
+}
+
+/// Calls `each` with every entry's row, all read in one statement (one read snapshot).
+pub(crate) fn each_raw_row(
+    conn: &Connection,
+    mut each: impl FnMut(RawRow),
+) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare(RAW_ROWS)?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        each(raw_row(row)?);
+    }
+    Ok(())
+}
+
+/// The row of `key`, as [`each_raw_row`] reads it.
+pub(crate) fn raw_row_of_key(conn: &Connection, key: &Key) -> rusqlite::Result<Option<RawRow>> {
+    conn.prepare_cached(&format!("{RAW_ROWS} WHERE e.key = ?1"))?
+        .query_row([&key.0[..]], raw_row)
+        .optional()
+}
+
+/// The row at `rowid`, as [`each_raw_row`] reads it: for malformed rows, which have no usable key.
+pub(crate) fn raw_row_at(conn: &Connection, rowid: i64) -> rusqlite::Result<Option<RawRow>> {
+    conn.prepare_cached(&format!("{RAW_ROWS} WHERE e.rowid = ?1"))?
+        .query_row([rowid], raw_row)
+        .optional()
 }
 
 /// The row of a key: at its home row id ([`home_rowid`]) when it is there (one b-tree descent),

@@ -423,15 +423,22 @@ fn open_lock_file(path: &Path) -> io::Result<File> {
 
 /// Renews the records of every lease this process holds, every [`RENEW_EVERY`].
 struct Renewer {
-    leases: Mutex<(u64, Vec<(u64, Arc<File>, u64)>)>,
+    leases: Mutex<Renewals>,
     wake: Condvar,
+}
+
+/// The last id given out, and the leases being renewed: id, lock file, where the beat goes.
+#[derive(Default)]
+struct Renewals {
+    last_id: u64,
+    leases: Vec<(u64, Arc<File>, u64)>,
 }
 
 fn renewer() -> &'static Renewer {
     static RENEWER: OnceLock<&'static Renewer> = OnceLock::new();
     RENEWER.get_or_init(|| {
         let renewer: &'static Renewer = Box::leak(Box::new(Renewer {
-            leases: Mutex::new((0, Vec::new())),
+            leases: Mutex::new(Renewals::default()),
             wake: Condvar::new(),
         }));
         let spawned = std::thread::Builder::new()
@@ -446,31 +453,31 @@ fn renewer() -> &'static Renewer {
 
 impl Renewer {
     fn add(&self, file: Arc<File>, beat_at: u64) -> u64 {
-        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
-        leases.0 += 1;
-        let id = leases.0;
-        leases.1.push((id, file, beat_at));
+        let mut renewals = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        renewals.last_id += 1;
+        let id = renewals.last_id;
+        renewals.leases.push((id, file, beat_at));
         self.wake.notify_one();
         id
     }
 
     fn remove(&self, id: u64) {
-        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
-        leases.1.retain(|(at, ..)| *at != id);
+        let mut renewals = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        renewals.leases.retain(|(at, ..)| *at != id);
     }
 
     fn run(&self) {
-        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        let mut renewals = self.leases.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            leases = if leases.1.is_empty() {
-                self.wake.wait(leases).unwrap_or_else(|p| p.into_inner())
+            renewals = if renewals.leases.is_empty() {
+                self.wake.wait(renewals).unwrap_or_else(|p| p.into_inner())
             } else {
                 self.wake
-                    .wait_timeout(leases, RENEW_EVERY)
+                    .wait_timeout(renewals, RENEW_EVERY)
                     .unwrap_or_else(|p| p.into_inner())
                     .0
             };
-            for (_, file, beat_at) in &leases.1 {
+            for (_, file, beat_at) in &renewals.leases {
                 let _ = write_at(file, &next_beat().to_le_bytes(), *beat_at);
             }
         }
@@ -573,14 +580,20 @@ pub(crate) fn legacy_lock_is_free(path: &Path) -> io::Result<bool> {
     Ok(take_legacy_lock(path)?.is_some())
 }
 
-/// Removes the old per-key lock file at `path` unless a process holds it. It is unlinked while
-/// locked, as its holders did, so an older memo-cache waiting on it starts again.
-pub(crate) fn remove_legacy_lock(path: &Path) -> io::Result<()> {
-    if let Some(file) = take_legacy_lock(path)? {
-        fs::remove_file(path)?;
-        drop(file);
+/// Removes the old per-key lock file at `path` unless a process holds it (then `Ok(false)`).
+/// It is unlinked while locked, as its holders did, so an older memo-cache waiting on it starts
+/// again.
+pub(crate) fn remove_legacy_lock(path: &Path) -> io::Result<bool> {
+    let Some(file) = take_legacy_lock(path)? else {
+        return Ok(false);
+    };
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
     }
-    Ok(())
+    drop(file);
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -12,9 +12,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::cache::Cache;
-use crate::lock::Owner;
 use crate::canonical;
 use crate::key::{Function, Key, Unordered};
+use crate::lock::Owner;
 
 pub use crate::canonical::{EncodeError, KeySink};
 pub use serde;
@@ -763,9 +763,12 @@ where
 /// for every place the value is used.
 pub struct StoreOps<T> {
     lookup: fn(&Cache, &Function, &Key) -> Option<T>,
-    lock_or_wait: fn(&Cache, &Function, &Key, Owner) -> (ComputeGuard, Option<T>),
+    lock_or_wait: LockOrWait<T>,
     store: fn(&Cache, &Function, &Key, &T),
 }
+
+/// [`lock_or_wait`] for one return type.
+type LockOrWait<T> = fn(&Cache, &Function, &Key, Owner) -> (ComputeGuard, Option<T>);
 
 impl<T> std::fmt::Debug for StoreOps<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

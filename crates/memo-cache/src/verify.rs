@@ -1,15 +1,48 @@
 //! Verification: is every entry's value present and intact, and is every file accounted for?
+//!
+//! # Locking
+//!
+//! `verify` runs beside processes that store and remove, and a problem it reports must be
+//! there: a person or a script acts on it, and `--fix` deletes what it reports. So it works in
+//! two steps.
+//!
+//! 1. **Scan**, taking no lock: every row, read in one read snapshot, and its bytes checked;
+//!    then the files in `blobs/`, `tmp/` and `locks/`. What this finds is only a suspect: a
+//!    removal may have deleted a row and then its file since the snapshot was taken, a store may
+//!    have replaced a row, a write may have finished.
+//! 2. **Confirm** each suspect, in batches of [`CONFIRM_BATCH`], under the index's write lock
+//!    (see [`Index::under_write_lock`](crate::index::Index)): the row must still be there with
+//!    the same hash, size and place (inline or a blob), and still bad. Only then is it reported,
+//!    and with fix it is deleted in that same transaction. A sound cache takes no write lock.
+//!
+//! A blob's bytes are hashed again *before* the lock is taken, not under it (hashing a large
+//! file there would stall every writer). What could change between that read and the lock is
+//! the file at the path: a writer storing the same value again renames a good file over a bad
+//! one. A [`Stamp`] of the file (device, inode, length, times) taken before and after the read,
+//! and again under the lock, must agree: then the file under the lock holds the bytes read. A
+//! row, in turn, cannot lose its file while the lock is held: removers decide under it
+//! ([`Cache::remove_blobs`]), and a writer checks its file under it before inserting its row.
+//!
+//! Stray files are confirmed by [`confirm_strays`]: an orphan blob under the same write lock
+//! (no row refers to it), a temp or lock file by being the same file still (and a lock still
+//! unheld).
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::blobs;
+use rusqlite::Transaction;
+
+use crate::blobs::{self, ReadFailure, Stamp};
 use crate::cache::Cache;
 use crate::error::Result;
-use crate::evict::{DEFAULT_FILE_GRACE, StrayKind, stray_files};
-use crate::index;
+use crate::evict::{DEFAULT_FILE_GRACE, StrayKind, confirm_strays, stray_files};
+use crate::index::{self, RawRow, Removed};
 use crate::key::{Digest, Key};
+use crate::layout::Layout;
+
+/// Suspects confirmed under one write transaction.
+const CONFIRM_BATCH: usize = 64;
 
 /// One thing `verify` found wrong.
 #[derive(Debug, Clone)]
@@ -138,6 +171,9 @@ impl Cache {
     /// Checks every entry's bytes against its hash and looks for stray files; with
     /// [`Verify::fix`], repairs what it finds.
     ///
+    /// Beside processes that store and remove, every problem reported (and every repair) is
+    /// confirmed under the index's write lock first: see the module's "Locking" section.
+    ///
     /// ```
     /// use memo_cache::{Cache, Function, Verify};
     /// # let dir = tempfile::tempdir().unwrap();
@@ -166,8 +202,15 @@ impl Cache {
                 fixed: false,
             });
         }
-        self.check_entries(&mut report)?;
-        for stray in stray_files(self, options.file_grace)? {
+        let (checked, suspects) = self.scan_entries()?;
+        report.entries_checked = checked;
+        for batch in suspects.chunks(CONFIRM_BATCH) {
+            let confirmed = self.confirm_entries(batch, options.fix)?;
+            report.problems.extend(confirmed);
+        }
+        let strays = stray_files(self, options.file_grace)?;
+        for swept in confirm_strays(self, strays, options.fix)? {
+            let stray = swept.stray;
             let (kind, what) = match stray.kind {
                 StrayKind::Orphan => (ProblemKind::OrphanFile, "blob file that no entry refers to"),
                 StrayKind::Temp => (
@@ -175,14 +218,9 @@ impl Cache {
                     "temp file of an unfinished write",
                 ),
                 StrayKind::Lock => (ProblemKind::StaleLock, "lock file whose holder is gone"),
-                StrayKind::Hint => {
-                    if options.fix {
-                        let _ = stray.remove();
-                    }
-                    continue;
-                }
+                // Useless, not a problem: removed with fix, never reported.
+                StrayKind::Hint => continue,
             };
-            let fixed = options.fix && stray.remove().is_ok();
             report.problems.push(Problem {
                 kind,
                 key: None,
@@ -191,116 +229,363 @@ impl Cache {
                 path: Some(stray.path),
                 hash: None,
                 rowid: None,
-                fixed,
+                fixed: matches!(swept.removed, Some(Ok(()))),
             });
-        }
-        if options.fix {
-            self.fix_entries(&mut report)?;
         }
         Ok(report)
     }
 
-    fn check_entries(&self, report: &mut VerifyReport) -> Result<()> {
-        let layout = self.layout().clone();
-        let problems = self.index()?.read(|conn| {
-            let mut stmt = conn.prepare(
-                "SELECT e.key, f.name, e.size, e.hash, e.value, e.rowid FROM entries e
-                 LEFT JOIN functions f ON f.id = e.function_id",
-            )?;
-            let mut rows = stmt.query([])?;
-            let mut problems = Vec::new();
-            let mut checked = 0u64;
-            while let Some(row) = rows.next()? {
+    /// Step 1: every row, in one read snapshot, with its bytes checked. Returns how many rows
+    /// were read and the suspects.
+    fn scan_entries(&self) -> Result<(u64, Vec<Suspect>)> {
+        let layout = self.layout();
+        self.index()?.read(|conn| {
+            let (mut checked, mut suspects) = (0u64, Vec::new());
+            index::each_raw_row(conn, |row| {
                 checked += 1;
-                let function: Option<String> = row.get(1).ok().flatten();
-                let inline = match row.get_ref(4)? {
-                    rusqlite::types::ValueRef::Null => Some(None),
-                    rusqlite::types::ValueRef::Blob(bytes) => Some(Some(bytes.to_vec())),
-                    _ => None,
-                };
-                let (Some(key), Some(hash), Ok(size), Some(inline)) = (
-                    index::digest_at(row, 0),
-                    index::digest_at(row, 3),
-                    row.get::<_, i64>(2),
-                    inline,
-                ) else {
-                    let rowid: i64 = row.get(5)?;
-                    let name = function.clone().unwrap_or_else(|| "?".into());
-                    problems.push(Problem {
-                        kind: ProblemKind::MalformedRow,
-                        key: None,
-                        detail: format!(
-                            "index row {rowid} of {name}: its key, hash, size or value is not of the form memo-cache writes"
-                        ),
-                        function,
-                        path: None,
-                        hash: None,
-                        rowid: Some(rowid),
-                        fixed: false,
-                    });
-                    continue;
-                };
-                let size = size.max(0) as u64;
-                let (path, outcome) = match inline {
-                    Some(bytes) => {
-                        let digest = Digest::of(&bytes);
-                        (None, Ok((bytes, digest)))
-                    }
-                    None => {
-                        let path = layout.blob_path(&key, &hash);
-                        let outcome = blobs::read_hashed(&path, size);
-                        (Some(path), outcome)
-                    }
-                };
-                let (kind, detail) = match outcome {
-                    Ok((bytes, digest)) if digest == hash && bytes.len() as u64 == size => {
-                        continue;
-                    }
-                    Ok(_) => (
-                        ProblemKind::HashMismatch,
-                        "stored bytes do not match their hash".to_owned(),
-                    ),
-                    Err(blobs::ReadFailure::Missing) => {
-                        (ProblemKind::MissingBlob, "blob file is missing".to_owned())
-                    }
-                    Err(other) => (ProblemKind::BadBlob, other.to_string()),
-                };
-                let name = function.clone().unwrap_or_else(|| "?".into());
-                problems.push(Problem {
-                    kind,
-                    key: Some(key),
-                    detail: format!("entry {key} of {name}: {detail}"),
-                    function,
-                    path,
-                    hash: Some(hash),
-                    rowid: None,
-                    fixed: false,
-                });
-            }
-            Ok((checked, problems))
-        })?;
-        report.entries_checked = problems.0;
-        report.problems.extend(problems.1);
-        Ok(())
+                suspects.extend(Suspect::of_row(layout, row));
+            })?;
+            Ok((checked, suspects))
+        })
     }
 
-    fn fix_entries(&self, report: &mut VerifyReport) -> Result<()> {
-        for problem in &mut report.problems {
-            if let Some(rowid) = problem.rowid {
-                self.index()?.write(|tx| index::delete_rowid(tx, rowid))?;
-                problem.fixed = true;
-                continue;
-            }
-            let (Some(key), Some(hash)) = (problem.key, problem.hash) else {
-                continue;
-            };
-            let removed = self
-                .index()?
-                .write(|tx| index::delete_entry_if(tx, &key, &hash))?;
-            // The file may be a directory or symlink planted there: `blobs::remove` handles those.
-            self.remove_blobs(removed.as_slice());
-            problem.fixed = true;
+    /// Step 2: the suspects that are still there and still bad under the write lock, as
+    /// problems; with `fix`, deleted in the same transaction (their files removed after it).
+    fn confirm_entries(&self, batch: &[Suspect], fix: bool) -> Result<Vec<Problem>> {
+        // Blobs are read and hashed again now, before the lock is taken.
+        let looked: Vec<Suspect> = batch.iter().filter_map(Suspect::look_again).collect();
+        if looked.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(())
+        let layout = self.layout();
+        let (problems, removed) = self.index()?.under_write_lock(|tx| {
+            let (mut problems, mut removed) = (Vec::new(), Vec::new());
+            for suspect in &looked {
+                if !suspect.still_bad(tx, layout)? {
+                    continue;
+                }
+                let mut problem = suspect.problem.clone();
+                if fix {
+                    problem.fixed = suspect.delete(tx, &mut removed)?;
+                }
+                problems.push(problem);
+            }
+            Ok((problems, removed))
+        })?;
+        // The file may be a directory or symlink planted there: `blobs::remove` handles those.
+        self.remove_blobs(&removed);
+        Ok(problems)
+    }
+}
+
+/// An entry the scan found bad, not yet confirmed.
+#[derive(Debug, Clone)]
+struct Suspect {
+    problem: Problem,
+    /// What the row held when scanned: the confirmation wants the same.
+    size: u64,
+    place: Place,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Place {
+    /// A malformed row: found again by its row id, and must still be malformed.
+    Malformed,
+    /// An inline value: re-hashed under the lock (it is at most the inline threshold).
+    Inline,
+    /// A blob file, as it stood when its bytes were last read: `None` when missing.
+    Blob(Option<Stamp>),
+}
+
+/// A row's fields when they are all of the form memo-cache writes: key, hash, size, and the
+/// value (`None` when it is in a blob file).
+fn well_formed(row: &RawRow) -> Option<(Key, Digest, u64, Option<&[u8]>)> {
+    match (row.key, row.hash, row.size, &row.value) {
+        (Some(key), Some(hash), Some(size), Some(value)) => {
+            Some((key, hash, size.max(0) as u64, value.as_deref()))
+        }
+        _ => None,
+    }
+}
+
+/// What is wrong with an entry's bytes, and a sentence saying so; `None` when nothing is.
+type Verdict = Option<(ProblemKind, String)>;
+
+/// What is wrong with bytes read for a row of `size` and `hash`.
+fn judge(
+    read: std::result::Result<(Vec<u8>, Digest), ReadFailure>,
+    size: u64,
+    hash: &Digest,
+) -> Verdict {
+    match read {
+        Ok((bytes, digest)) if digest == *hash && bytes.len() as u64 == size => None,
+        Ok(_) => Some((
+            ProblemKind::HashMismatch,
+            "stored bytes do not match their hash".to_owned(),
+        )),
+        Err(ReadFailure::Missing) => {
+            Some((ProblemKind::MissingBlob, "blob file is missing".into()))
+        }
+        Err(other) => Some((ProblemKind::BadBlob, other.to_string())),
+    }
+}
+
+/// Reads and hashes the blob at `path` with a stamp of the file taken before and after: `None`
+/// when the file changed during the read (a writer replacing it: nothing to say about it).
+fn read_stamped(path: &Path, size: u64, hash: &Digest) -> Option<(Verdict, Option<Stamp>)> {
+    let before = Stamp::at(path);
+    let verdict = judge(blobs::read_hashed(path, size), size, hash);
+    let after = Stamp::at(path);
+    (before == after).then_some((verdict, after))
+}
+
+impl Suspect {
+    /// The suspect a scanned row makes, if its bytes are bad.
+    fn of_row(layout: &Layout, row: RawRow) -> Option<Suspect> {
+        let name = row.function.clone().unwrap_or_else(|| "?".into());
+        let Some((key, hash, size, inline)) = well_formed(&row) else {
+            let rowid = row.rowid;
+            return Some(Suspect {
+                problem: Problem {
+                    kind: ProblemKind::MalformedRow,
+                    key: None,
+                    detail: format!(
+                        "index row {rowid} of {name}: its key, hash, size or value is not of the form memo-cache writes"
+                    ),
+                    function: row.function,
+                    path: None,
+                    hash: None,
+                    rowid: Some(rowid),
+                    fixed: false,
+                },
+                size: 0,
+                place: Place::Malformed,
+            });
+        };
+        let (path, place, (kind, detail)) = match inline {
+            Some(bytes) => {
+                let verdict = judge(Ok((bytes.to_vec(), Digest::of(bytes))), size, &hash)?;
+                (None, Place::Inline, verdict)
+            }
+            None => {
+                let path = layout.blob_path(&key, &hash);
+                let verdict = judge(blobs::read_hashed(&path, size), size, &hash)?;
+                // The stamp is taken again, with the bytes, just before the lock.
+                (Some(path), Place::Blob(None), verdict)
+            }
+        };
+        Some(Suspect {
+            problem: Problem {
+                kind,
+                key: Some(key),
+                detail: format!("entry {key} of {name}: {detail}"),
+                function: row.function,
+                path,
+                hash: Some(hash),
+                rowid: None,
+                fixed: false,
+            },
+            size,
+            place,
+        })
+    }
+
+    /// A blob suspect read and hashed again, with the stamp of the file read; `None` when its
+    /// bytes are good now, or the file changed while being read. Others as they are.
+    fn look_again(&self) -> Option<Suspect> {
+        let (Place::Blob(_), Some(path), Some(hash)) =
+            (&self.place, &self.problem.path, &self.problem.hash)
+        else {
+            return Some(self.clone());
+        };
+        let (verdict, stamp) = read_stamped(path, self.size, hash)?;
+        let (kind, detail) = verdict?;
+        let mut again = self.clone();
+        again.problem.kind = kind;
+        let name = self.problem.function.as_deref().unwrap_or("?");
+        again.problem.detail = format!("entry {} of {name}: {detail}", self.key());
+        again.place = Place::Blob(stamp);
+        Some(again)
+    }
+
+    fn key(&self) -> Key {
+        self.problem.key.unwrap_or(Digest([0; 32]))
+    }
+
+    /// Under the write lock: the row is still the one scanned, and still bad.
+    fn still_bad(&self, tx: &Transaction, layout: &Layout) -> rusqlite::Result<bool> {
+        if self.place == Place::Malformed {
+            let rowid = self.problem.rowid.unwrap_or_default();
+            return Ok(index::raw_row_at(tx, rowid)?.is_some_and(|row| well_formed(&row).is_none()));
+        }
+        let Some(hash) = self.problem.hash else {
+            return Ok(false);
+        };
+        let key = self.key();
+        let Some(row) = index::raw_row_of_key(tx, &key)? else {
+            return Ok(false); // Removed since: nothing left to be wrong.
+        };
+        let Some((_, now_hash, size, value)) = well_formed(&row) else {
+            return Ok(false); // Malformed now: that is another problem, for the next run.
+        };
+        if now_hash != hash || size != self.size {
+            return Ok(false); // Stored again since.
+        }
+        Ok(match (&self.place, value) {
+            (Place::Inline, Some(bytes)) => {
+                judge(Ok((bytes.to_vec(), Digest::of(bytes))), size, &hash).is_some()
+            }
+            // The same file as read just before the lock (or still none).
+            (Place::Blob(stamp), None) => Stamp::at(&layout.blob_path(&key, &hash)) == *stamp,
+            // The value moved between inline and a blob: stored again, by a handle with
+            // another inline threshold.
+            _ => false,
+        })
+    }
+
+    /// Under the write lock, once confirmed: deletes the row; true if it went.
+    fn delete(&self, tx: &Transaction, removed: &mut Vec<Removed>) -> rusqlite::Result<bool> {
+        if self.place == Place::Malformed {
+            let rowid = self.problem.rowid.unwrap_or_default();
+            return Ok(index::delete_rowid(tx, rowid)? > 0);
+        }
+        let (key, Some(hash)) = (self.key(), self.problem.hash) else {
+            return Ok(false);
+        };
+        let gone = index::delete_entry_if(tx, &key, &hash)?;
+        let deleted = gone.is_some();
+        removed.extend(gone);
+        Ok(deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The confirmation step, with the other process's change made between the scan and the
+    //! confirmation by a second handle (what a concurrent writer or remover does).
+
+    use super::*;
+    use crate::key::Function;
+
+    static BIG: Function = Function::new("verify::big", "v1", "Vec<u8>");
+
+    fn big(tag: u8) -> Vec<u8> {
+        vec![tag; 40_000]
+    }
+
+    fn blob(cache: &Cache, i: u64) -> PathBuf {
+        let key = BIG.key(&(i,)).unwrap();
+        let row = cache.index().unwrap().lookup(&key).unwrap().unwrap();
+        cache.layout().blob_path(&key, &row.hash)
+    }
+
+    /// A cache with one blob entry whose file is gone, scanned: the suspect, and a second
+    /// handle standing for another process.
+    fn missing_blob() -> (tempfile::TempDir, Cache, Cache, Suspect) {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        cache.put(&BIG, &(1,), &big(1)).unwrap();
+        std::fs::remove_file(blob(&cache, 1)).unwrap();
+        let (checked, mut suspects) = cache.scan_entries().unwrap();
+        assert_eq!((checked, suspects.len()), (1, 1));
+        let other = Cache::open(dir.path()).unwrap();
+        (dir, cache, other, suspects.remove(0))
+    }
+
+    #[test]
+    fn a_real_missing_blob_is_confirmed_and_fixed() {
+        let (_dir, cache, _other, suspect) = missing_blob();
+        let problems = cache.confirm_entries(&[suspect], true).unwrap();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].kind, ProblemKind::MissingBlob);
+        assert!(problems[0].fixed);
+        assert_eq!(cache.stats().unwrap().entries, 0);
+    }
+
+    #[test]
+    fn a_row_removed_since_the_scan_is_not_reported() {
+        let (_dir, cache, other, suspect) = missing_blob();
+        assert!(other.remove(&BIG, &(1u64,)).unwrap());
+        assert!(cache.confirm_entries(&[suspect], true).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_row_stored_again_since_the_scan_is_neither_reported_nor_deleted() {
+        for same_value in [true, false] {
+            let (_dir, cache, other, suspect) = missing_blob();
+            let tag = if same_value { 1 } else { 2 };
+            other.put(&BIG, &(1u64,), &big(tag)).unwrap();
+            assert!(
+                cache.confirm_entries(&[suspect], true).unwrap().is_empty(),
+                "same value: {same_value}"
+            );
+            assert_eq!(
+                other.get::<_, Vec<u8>>(&BIG, &(1u64,)).unwrap(),
+                Some(big(tag)),
+                "same value: {same_value}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_blob_replaced_by_a_good_file_after_its_last_read_is_not_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        cache.put(&BIG, &(1,), &big(1)).unwrap();
+        let path = blob(&cache, 1);
+        let good = std::fs::read(&path).unwrap();
+        let mut bad = good.clone();
+        bad[100] ^= 1;
+        std::fs::write(&path, &bad).unwrap();
+        let (_, suspects) = cache.scan_entries().unwrap();
+        let looked = suspects[0].look_again().expect("still bad when read again");
+        assert_eq!(looked.problem.kind, ProblemKind::HashMismatch);
+        // A writer storing the same value renames a whole good file over the bad one.
+        let fresh = path.with_extension("new");
+        std::fs::write(&fresh, &good).unwrap();
+        std::fs::rename(&fresh, &path).unwrap();
+        let still = cache
+            .index()
+            .unwrap()
+            .under_write_lock(|tx| looked.still_bad(tx, cache.layout()))
+            .unwrap();
+        assert!(!still, "the file under the lock is not the one read");
+        // Left bad, it is confirmed.
+        std::fs::write(&path, &bad).unwrap();
+        let problems = cache.confirm_entries(&suspects, false).unwrap();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(!problems[0].fixed);
+    }
+
+    #[test]
+    fn an_orphan_that_a_row_refers_to_again_is_not_reported_nor_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        cache.put(&BIG, &(1,), &big(1)).unwrap();
+        let path = blob(&cache, 1);
+        let kept = path.with_extension("kept");
+        std::fs::copy(&path, &kept).unwrap();
+        cache.remove(&BIG, &(1u64,)).unwrap();
+        // The file is back with no row: an orphan, as a crash between delete and unlink leaves.
+        std::fs::rename(&kept, &path).unwrap();
+        let strays = stray_files(&cache, Duration::ZERO).unwrap();
+        assert_eq!(strays.len(), 1);
+        // Another process stores the same value again: the file is its row's now.
+        Cache::open(dir.path())
+            .unwrap()
+            .put(&BIG, &(1,), &big(1))
+            .unwrap();
+        let strays = strays
+            .into_iter()
+            .map(|mut s| {
+                s.stamp = Stamp::at(&s.path);
+                s
+            })
+            .collect();
+        assert!(confirm_strays(&cache, strays, true).unwrap().is_empty());
+        assert_eq!(
+            cache.get::<_, Vec<u8>>(&BIG, &(1u64,)).unwrap(),
+            Some(big(1))
+        );
     }
 }
