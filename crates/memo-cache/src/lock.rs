@@ -33,6 +33,10 @@
 //! A claim records its owner (a thread, or a tokio task for `async fn`): a call whose own call
 //! stack holds the slot (a function calling itself with the same key, as a retry does) is told
 //! so and computes without waiting, instead of waiting for itself.
+//!
+//! A call made inside another cached computation waits at most its lease for a live holder, then
+//! computes without the lock: two such chains could otherwise wait for each other forever (keys
+//! sharing slots, taken in crossing order), each holder alive and renewing.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -157,7 +161,8 @@ impl ComputeLocks {
         mut done: impl FnMut() -> bool,
     ) -> (Acquired, Option<io::Error>) {
         let slot = slot_of(key);
-        let Some(claim) = self.claim(slot, owner, &mut done) else {
+        let lease = lease.max(MIN_LEASE);
+        let Some((claim, nested)) = self.claim(slot, owner, lease, &mut done) else {
             return (Acquired::Done, None);
         };
         let Some(claim) = claim else {
@@ -167,31 +172,45 @@ impl ComputeLocks {
             Ok(file) => file,
             Err(e) => return (Acquired::Held(claim), Some(e)),
         };
-        self.lock_file(claim, file, key, lease.max(MIN_LEASE), done)
+        self.lock_file(claim, file, key, lease, nested, done)
     }
 
     /// Claims `slot` within this process: `None` when the value turned up while waiting,
-    /// `Some(None)` when `owner` holds it already.
+    /// `Some((None, _))` when `owner` holds it already, or when `owner`, inside a computation
+    /// of its own, has waited `lease` for it (see "Nested calls" below). The `bool` says
+    /// whether `owner` holds other slots.
+    ///
+    /// # Nested calls
+    ///
+    /// A call inside another cached computation holds that one's lease while it waits. Two
+    /// such chains can wait for each other (keys that share slots, in crossing order), and both
+    /// holders are alive and renewing, so no lease runs out: a nested call waits at most its
+    /// lease, then computes without the lock.
     fn claim(
         self: &Arc<Self>,
         slot: u32,
         owner: Owner,
+        lease: Duration,
         done: &mut impl FnMut() -> bool,
-    ) -> Option<Option<Lease>> {
+    ) -> Option<(Option<Lease>, bool)> {
+        let started = Instant::now();
         let mut last_look = Instant::now();
         let mut claims = self.claims.lock().unwrap_or_else(|p| p.into_inner());
+        let nested = claims.values().any(|held| *held == owner);
         loop {
             match claims.get(&slot) {
                 None => {
                     claims.insert(slot, owner);
-                    return Some(Some(Lease {
+                    let lease = Lease {
                         locks: Arc::clone(self),
                         slot,
                         byte: None,
                         renewal: None,
-                    }));
+                    };
+                    return Some((Some(lease), nested));
                 }
-                Some(held) if *held == owner => return Some(None),
+                Some(held) if *held == owner => return Some((None, nested)),
+                Some(_) if nested && started.elapsed() >= lease => return Some((None, nested)),
                 Some(_) => {}
             }
             if last_look.elapsed() >= LOOK_EVERY {
@@ -218,8 +237,10 @@ impl ComputeLocks {
         file: Arc<File>,
         key: &Key,
         lease_time: Duration,
+        nested: bool,
         mut done: impl FnMut() -> bool,
     ) -> (Acquired, Option<io::Error>) {
+        let started = Instant::now();
         let primary = LOCK_BASE + 2 * i64::from(lease.slot);
         let record_at = u64::from(lease.slot) * RECORD as u64;
         let mut pause = Duration::from_millis(1);
@@ -279,6 +300,14 @@ impl ComputeLocks {
                     return (Acquired::Done, None);
                 }
                 last_look = Instant::now();
+            }
+            if nested && started.elapsed() >= lease_time {
+                tracing::debug!(
+                    key = %key,
+                    "memo-cache: a nested call has waited {lease_time:?} for key {key}; \
+                     computing it without the lock"
+                );
+                return (Acquired::Held(lease), None);
             }
             std::thread::sleep(pause);
             pause = (pause * 2).min(MAX_PAUSE);
@@ -624,6 +653,30 @@ mod tests {
         let (held, waited) = waiter.join().unwrap();
         assert!(held);
         assert!(waited >= Duration::from_millis(150), "waited {waited:?}");
+    }
+
+    #[test]
+    fn nested_calls_waiting_for_each_other_go_on_after_their_lease() {
+        let dir = tempfile::tempdir().unwrap();
+        let locks = Arc::new(ComputeLocks::new(dir.path(), DEFAULT_LEASE));
+        let barrier = Arc::new(std::sync::Barrier::new(2));
+        let crossing = |first: u8, second: u8| {
+            let (locks, barrier) = (Arc::clone(&locks), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                let (outer, _) =
+                    locks.acquire_within(&key(first), Owner::thread(), MIN_LEASE, || false);
+                assert!(matches!(outer, Acquired::Held(_)));
+                barrier.wait();
+                // Each now waits for the key the other holds, inside its own computation.
+                let (inner, _) =
+                    locks.acquire_within(&key(second), Owner::thread(), MIN_LEASE, || false);
+                matches!(inner, Acquired::Reentrant | Acquired::Held(_))
+            })
+        };
+        let a = crossing(3, 4);
+        let b = crossing(4, 3);
+        assert!(a.join().unwrap());
+        assert!(b.join().unwrap());
     }
 
     #[test]
