@@ -6,38 +6,30 @@
 //! failure: the waits it must not make are set to an hour, and every child is bounded by
 //! [`memo_cache_e2e::CHILD_TIMEOUT`].
 
+mod macro_support;
+
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use memo_cache_e2e::{KillOnDrop, Lines, output_bounded};
+use macro_support::{Run, finish};
+use memo_cache_e2e::{KillOnDrop, Lines, run_bounded};
 
 const CHILD: &str = env!("CARGO_BIN_EXE_fault_child");
 
-struct Run {
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn lines(&self, prefix: &str) -> Vec<&str> {
-        self.stdout
-            .lines()
-            .filter(|l| l.starts_with(prefix))
-            .collect()
-    }
-}
-
 fn command(dir: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(CHILD);
-    cmd.args(args)
-        .env("MEMO_CACHE_DIR", dir)
-        .env_remove("MEMO_CACHE_REDIS_URL")
+    let mut cmd = macro_support::command(CHILD, dir, args);
+    cmd.env_remove("MEMO_CACHE_REDIS_URL")
         .env_remove("MEMO_CACHE_LOCK_LEASE")
         .env_remove("MEMO_CACHE_WRITE_TIMEOUT");
     cmd
 }
 
+fn run(cmd: &mut Command) -> Run {
+    finish(CHILD, run_bounded(cmd))
+}
+
+/// Starts a child whose stdout the test reads line by line, and whose stdin it may write.
 fn spawn(cmd: &mut Command) -> (KillOnDrop, Lines) {
     let mut child = KillOnDrop(
         cmd.stdin(Stdio::piped())
@@ -48,29 +40,6 @@ fn spawn(cmd: &mut Command) -> (KillOnDrop, Lines) {
     );
     let lines = Lines::new(child.stdout.take().unwrap());
     (child, lines)
-}
-
-fn run(cmd: &mut Command) -> Run {
-    let mut child = KillOnDrop(
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let out = output_bounded(&mut child);
-    let run = Run {
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    assert!(
-        out.status.success(),
-        "child failed ({}):\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        run.stdout,
-        run.stderr
-    );
-    run
 }
 
 fn signal(child: &KillOnDrop, sig: libc::c_int) {
@@ -88,8 +57,8 @@ fn a_frozen_holder_is_taken_over_and_the_waiter_returns_the_value() {
 
     // The waiter's lease is 2 s (`lease = "2s"` on the function): it takes over and computes.
     let waiter = run(&mut command(dir.path(), &["slow", "5", "0"]));
-    assert_eq!(waiter.lines("result"), ["result 5007"]);
-    assert_eq!(waiter.lines("computed"), ["computed slow 5"]);
+    assert_eq!(waiter.results(), ["5007"]);
+    assert_eq!(waiter.computed(), ["computed slow 5"]);
     let warning = format!("process {} has not renewed its lease on key", holder.id());
     assert!(
         waiter.stderr.contains(&warning),
@@ -99,7 +68,7 @@ fn a_frozen_holder_is_taken_over_and_the_waiter_returns_the_value() {
 
     // The value it computed is stored: the next process hits, though the holder is still frozen.
     let next = run(&mut command(dir.path(), &["slow", "5", "0"]));
-    assert_eq!(next.lines("result"), ["result 5007"]);
+    assert_eq!(next.results(), ["5007"]);
     assert!(next.lines("comput").is_empty(), "{}", next.stdout);
 }
 
@@ -110,7 +79,7 @@ fn a_live_holder_keeps_its_lease_however_long_it_computes() {
     let (mut holder, mut holder_out) = spawn(&mut command(dir.path(), &["slow", "6", "5000"]));
     holder_out.wait_for("computing slow 6");
     let waiter = run(&mut command(dir.path(), &["slow", "6", "0"]));
-    assert_eq!(waiter.lines("result"), ["result 6007"]);
+    assert_eq!(waiter.results(), ["6007"]);
     assert!(
         waiter.lines("comput").is_empty(),
         "the waiter computed beside a live holder:\n{}",
@@ -133,23 +102,18 @@ fn a_function_calling_itself_with_its_own_key_does_not_wait_for_itself() {
             &[scenario, "https://example.test/a"],
         ));
         assert_eq!(
-            first.lines("result"),
-            [r#"result Ok("body of https://example.test/a after 3 attempts")"#],
+            first.results(),
+            [r#"Ok("body of https://example.test/a after 3 attempts")"#],
             "{scenario}"
         );
-        assert_eq!(
-            first.lines("computed").len(),
-            4,
-            "{scenario}: {}",
-            first.stdout
-        );
+        assert_eq!(first.computed().len(), 4, "{scenario}: {}", first.stdout);
         // Stored: the next process computes nothing.
         let second = run(&mut command(
             dir.path(),
             &[scenario, "https://example.test/a"],
         ));
-        assert_eq!(second.lines("result"), first.lines("result"), "{scenario}");
-        assert!(second.lines("computed").is_empty(), "{scenario}");
+        assert_eq!(second.results(), first.results(), "{scenario}");
+        assert!(second.computed().is_empty(), "{scenario}");
     }
 }
 
@@ -168,25 +132,25 @@ fn hits_never_wait_for_a_frozen_writer_and_a_miss_gives_up_unstored() {
     // Three seconds of hits, past the 2 s after which hit counts are flushed: with an hour's
     // write timeout, a flush that waited for the write lock would never return.
     let hits = run(command(dir.path(), &["hits", "0", "3"]).env("MEMO_CACHE_WRITE_TIMEOUT", "1h"));
-    assert!(hits.lines("hits").len() == 1, "{}", hits.stdout);
-    assert!(hits.lines("computed").is_empty(), "{}", hits.stdout);
+    assert_eq!(hits.lines("hits ").len(), 1, "{}", hits.stdout);
+    assert!(hits.computed().is_empty(), "{}", hits.stdout);
 
     // A miss waits its write timeout, then returns its value unstored, with a warning.
     let miss = run(command(dir.path(), &["small", "1", "2"]).env("MEMO_CACHE_WRITE_TIMEOUT", "1s"));
-    assert_eq!(miss.lines("result"), ["result value 1"]);
+    assert_eq!(miss.results(), ["value 1"]);
     assert!(
         miss.stderr.contains("has held its write lock"),
         "no warning about the write lock:\n{}",
         miss.stderr
     );
     let cached = run(&mut command(dir.path(), &["cached", "1", "2"]));
-    assert_eq!(cached.lines("cached"), ["cached 0"]);
+    assert_eq!(cached.lines("cached "), ["0"]);
 
     // Once the writer is gone, the same call is stored.
     drop(writer);
     run(&mut command(dir.path(), &["small", "1", "2"]));
     let cached = run(&mut command(dir.path(), &["cached", "1", "2"]));
-    assert_eq!(cached.lines("cached"), ["cached 1"]);
+    assert_eq!(cached.lines("cached "), ["1"]);
 }
 
 #[test]
@@ -209,5 +173,5 @@ fn a_cache_directory_deleted_under_running_writers_is_made_again() {
     }
     // A new process finds every value stored after the deletion.
     let cached = run(&mut command(&cache_dir, &["cached", "10", "20"]));
-    assert_eq!(cached.lines("cached"), ["cached 10"]);
+    assert_eq!(cached.lines("cached "), ["10"]);
 }
