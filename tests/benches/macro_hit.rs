@@ -1,5 +1,6 @@
 //! What a warm hit costs through `#[disk_cache]`, against the same hit through `Cache::get`, and
-//! through a `memory = N` LRU. `cargo bench -p memo-cache-e2e --bench macro_hit`; figures go in
+//! through a `memory = N` LRU; and what a miss and store costs through `#[disk_cache]` (which
+//! also takes and drops the key's compute lease) against a plain `Cache::put`. `cargo bench -p memo-cache-e2e --bench macro_hit`; figures go in
 //! BENCHMARKS.md ("#[disk_cache] overhead").
 //!
 //! Batches of calls are timed alternately (API, macro, API, macro, ..) so drift in the machine's
@@ -23,6 +24,11 @@ fn disk(x: u64) -> String {
     value(x)
 }
 
+#[disk_cache(name = "bench::miss")]
+fn miss(x: u64) -> String {
+    value(x)
+}
+
 #[disk_cache(name = "bench::memory", memory = 1000)]
 fn memory(x: u64) -> String {
     value(x)
@@ -33,13 +39,21 @@ fn memory_u64(x: u64) -> u64 {
     x * 3
 }
 
+const MISS_BATCH: u64 = 50;
+const MISS_BATCHES: usize = 41;
+
 /// Per-call nanoseconds of each batch of `f`.
 fn batch(f: &mut impl FnMut(u64)) -> f64 {
+    batch_of(f, BATCH)
+}
+
+/// Per-call nanoseconds of a batch of `n` calls of `f`.
+fn batch_of(f: &mut impl FnMut(u64), n: u64) -> f64 {
     let start = Instant::now();
-    for i in 0..BATCH {
+    for i in 0..n {
         f(i % KEYS);
     }
-    start.elapsed().as_nanos() as f64 / BATCH as f64
+    start.elapsed().as_nanos() as f64 / n as f64
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -108,4 +122,31 @@ fn main() {
     );
     println!("  #[disk_cache(memory = 1000)]  {macro_memory:>9.1} ns   (String)");
     println!("  #[disk_cache(memory = 1000)]  {macro_memory_u64:>9.1} ns   (u64)");
+
+    // Misses: every call a new key, so each computes (a few ns) and stores.
+    let mut next = 1_000_000u64;
+    let mut put = |_: u64| {
+        next += 1;
+        cache.put(&api_function, &(next,), &value(next)).unwrap();
+    };
+    let mut next_miss = 1_000_000u64;
+    let mut macro_miss = |_: u64| {
+        next_miss += 1;
+        black_box(miss(black_box(next_miss)));
+    };
+    let mut samples = [Vec::new(), Vec::new()];
+    for _ in 0..MISS_BATCHES {
+        samples[0].push(batch_of(&mut put, MISS_BATCH));
+        samples[1].push(batch_of(&mut macro_miss, MISS_BATCH));
+    }
+    let [put, macro_miss] = samples.map(median);
+    println!(
+        "miss and store, 50-byte String, median of {MISS_BATCHES} batches of {MISS_BATCH} calls:"
+    );
+    println!("  Cache::put                    {:>9.1} us", put / 1000.0);
+    println!(
+        "  #[disk_cache] miss            {:>9.1} us   ({:.2}x the put)",
+        macro_miss / 1000.0,
+        macro_miss / put
+    );
 }

@@ -461,7 +461,14 @@ struct Renewer {
 struct Renewals {
     last_id: u64,
     leases: Vec<(u64, Arc<File>, u64)>,
+    /// The thread waits without a timeout: it has had nothing to renew for [`PARK_AFTER`].
+    parked: bool,
 }
+
+/// The renewing thread stops waking up after this long with nothing to renew. Until then it
+/// wakes every [`RENEW_EVERY`] anyway, so that a process missing one key after another does not
+/// wake it at every miss.
+const PARK_AFTER: Duration = Duration::from_secs(10);
 
 fn renewer() -> &'static Renewer {
     static RENEWER: OnceLock<&'static Renewer> = OnceLock::new();
@@ -486,7 +493,9 @@ impl Renewer {
         renewals.last_id += 1;
         let id = renewals.last_id;
         renewals.leases.push((id, file, beat_at));
-        self.wake.notify_one();
+        if renewals.parked {
+            self.wake.notify_one();
+        }
         id
     }
 
@@ -497,9 +506,17 @@ impl Renewer {
 
     fn run(&self) {
         let mut renewals = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle_since = Instant::now();
         loop {
-            renewals = if renewals.leases.is_empty() {
-                self.wake.wait(renewals).unwrap_or_else(|p| p.into_inner())
+            if !renewals.leases.is_empty() {
+                idle_since = Instant::now();
+            }
+            renewals = if idle_since.elapsed() >= PARK_AFTER {
+                renewals.parked = true;
+                let mut woken = self.wake.wait(renewals).unwrap_or_else(|p| p.into_inner());
+                woken.parked = false;
+                idle_since = Instant::now();
+                woken
             } else {
                 self.wake
                     .wait_timeout(renewals, RENEW_EVERY)
