@@ -375,13 +375,13 @@ impl Holder {
 impl std::fmt::Display for Holder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.pid {
-            Some(pid) => write!(f, "process {pid}")?,
-            None => f.write_str("the process holding the compute lock")?,
+            Some(pid) if self.same_key => write!(f, "process {pid}"),
+            Some(pid) => write!(
+                f,
+                "process {pid} (computing another key that shares its lock slot)"
+            ),
+            None => f.write_str("the process holding the compute lock"),
         }
-        if !self.same_key {
-            f.write_str(" (computing a key that shares its lock slot)")?;
-        }
-        Ok(())
     }
 }
 
