@@ -68,8 +68,8 @@ pub enum Command {
     /// of their function) go first, then expired ones, then least recently used.
     ///
     /// With no criterion, prune removes expired and stale entries only. Every prune also sweeps
-    /// orphan blob files, temp files of unfinished writes and abandoned lock files older than
-    /// --grace. Safe while other processes use the cache.
+    /// orphan blob files, temp files of unfinished writes and per-key lock files an older
+    /// memo-cache left behind, older than --grace. Safe while other processes use the cache.
     Prune(PruneArgs),
 
     /// Remove every entry (or every entry of one function)
