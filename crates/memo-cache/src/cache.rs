@@ -38,6 +38,10 @@ pub const DEFAULT_INLINE_THRESHOLD: usize = 16 * 1024;
 const FLUSH_INTERVAL: Duration = Duration::from_secs(2);
 const PENDING_LIMIT: usize = 1024;
 
+/// How many times a store in a cache with a size limit evicts an eighth of the entries and tries
+/// again when it finds the disk full.
+const MAKE_ROOM_ROUNDS: usize = 4;
+
 /// A handle writes first-hit files (see [`crate::hints`]) for at most this many of the keys it
 /// stored or found in the index, when it closes.
 const HINT_LIMIT: usize = 256;
@@ -173,6 +177,13 @@ impl CacheBuilder {
 
     /// Evict least recently used entries (stale ones first) when a store takes the stored bytes
     /// past `bytes`.
+    ///
+    /// What the entries add to the index counts too: its pages in use beyond an empty index's
+    /// (about 36 KiB), less the inline values already counted, and its WAL past the WAL's bound
+    /// (a sixteenth of the space free when the cache opened, 64 KiB to 4 MiB). An empty index
+    /// and a WAL within its bound are a floor under any limit. A store that finds the disk full
+    /// evicts an eighth of the entries and tries again (up to 4 times): the disk is then the
+    /// tighter limit.
     pub fn size_limit(mut self, bytes: u64) -> Self {
         self.size_limit = Some(bytes);
         self
@@ -728,7 +739,32 @@ impl Cache {
         local
     }
 
+    /// Stores locally; with a size limit, a store that finds the disk full evicts to make room
+    /// and tries again, up to [`MAKE_ROOM_ROUNDS`] times ([`crate::space::make_room`]): the
+    /// disk is then the tighter limit.
     fn put_local(
+        &self,
+        func: &Function,
+        key: &Key,
+        bytes: &[u8],
+        expires: Option<i64>,
+    ) -> Result<()> {
+        let mut stored = self.put_local_once(func, key, bytes, expires);
+        for _ in 0..MAKE_ROOM_ROUNDS {
+            match stored {
+                Err(e) if self.inner.size_limit.is_some() && index::is_full(&e) => {
+                    if crate::space::make_room(self)? == 0 {
+                        return Err(e);
+                    }
+                }
+                other => return other,
+            }
+            stored = self.put_local_once(func, key, bytes, expires);
+        }
+        stored
+    }
+
+    fn put_local_once(
         &self,
         func: &Function,
         key: &Key,

@@ -23,6 +23,7 @@ use crate::hints;
 use crate::index::{self, Removed};
 use crate::key::{Key, hex_value};
 use crate::lock::ComputeLock;
+use crate::space;
 
 /// Files in `tmp/`, `locks/` and `blobs/` younger than this are left alone by sweeps: they may
 /// belong to a write in progress in another process.
@@ -218,8 +219,49 @@ pub(crate) fn prune(cache: &Cache, prune: &Prune) -> Result<Removal> {
 }
 
 fn prune_entries(cache: &Cache, prune: &Prune) -> Result<Removal> {
-    cache.flush()?;
+    if let Err(e) = cache.flush() {
+        // Pending hit counts are only statistics: a full disk must not stop a prune.
+        if !index::is_full(&e) {
+            return Err(e);
+        }
+    }
     let now = cache.now_ms();
+    let gone = match remove_rows(cache, prune, now) {
+        Err(e) if index::is_full(&e) && !prune.dry_run => space::remove_on_full_disk(
+            cache,
+            prune.file_grace,
+            |dry_run| remove_rows(cache, &Prune { dry_run, ..prune.clone() }, now),
+        )?,
+        other => other?,
+    };
+    if !prune.dry_run {
+        cache.remove_blobs(&gone);
+    }
+    let mut removal = Removal {
+        entries: gone.len() as u64,
+        bytes: gone.iter().map(|r| r.size).sum(),
+        dry_run: prune.dry_run,
+        ..Removal::default()
+    };
+    for stray in stray_files(cache, prune.file_grace)? {
+        removal.files += 1;
+        removal.file_bytes += stray.bytes;
+        if !prune.dry_run {
+            stray.remove()?;
+        }
+    }
+    if !prune.dry_run {
+        // The space comes back: the WAL the removal wrote, and the pages it freed.
+        let index = cache.index()?;
+        index.checkpoint_truncate();
+        index.shrink();
+        space::ensure_reserve(cache.layout());
+    }
+    Ok(removal)
+}
+
+/// Removes (or, in a dry run, selects) the rows `prune` selects, in one transaction.
+fn remove_rows(cache: &Cache, prune: &Prune, now: i64) -> Result<Vec<Removed>> {
     let scope = prune.function.as_deref();
     let select = |tx: &Transaction| -> rusqlite::Result<Vec<Removed>> {
         tx.execute_batch(PRUNE_CACHE_SIZE)?;
@@ -280,24 +322,7 @@ fn prune_entries(cache: &Cache, prune: &Prune) -> Result<Removal> {
     };
     // Back to the usual page cache (on the pooled connection that just ran the transaction).
     let _ = cache.index()?.read(|c| c.execute_batch(NORMAL_CACHE_SIZE));
-    let gone = gone?;
-    if !prune.dry_run {
-        cache.remove_blobs(&gone);
-    }
-    let mut removal = Removal {
-        entries: gone.len() as u64,
-        bytes: gone.iter().map(|r| r.size).sum(),
-        dry_run: prune.dry_run,
-        ..Removal::default()
-    };
-    for stray in stray_files(cache, prune.file_grace)? {
-        removal.files += 1;
-        removal.file_bytes += stray.bytes;
-        if !prune.dry_run {
-            stray.remove()?;
-        }
-    }
-    Ok(removal)
+    gone
 }
 
 fn scoped(condition: &str, function: Option<&str>) -> (String, Option<String>) {
@@ -387,7 +412,8 @@ fn over_limits(
 }
 
 /// Eviction after a store: stale, then expired, then least recently used entries go until the
-/// stored bytes are within `limit`. The entry just stored (`keep`) stays.
+/// stored bytes are within `limit`, less what the entries add to the index and its WAL
+/// ([`index::overhead`]). The entry just stored (`keep`) stays.
 pub(crate) fn to_size_limit(
     tx: &Transaction,
     limit: u64,
@@ -395,6 +421,7 @@ pub(crate) fn to_size_limit(
     now: i64,
 ) -> rusqlite::Result<Vec<Removed>> {
     let (_, bytes) = index::totals(tx)?;
+    let limit = limit.saturating_sub(index::overhead(tx)?);
     if bytes <= limit {
         return Ok(Vec::new());
     }
