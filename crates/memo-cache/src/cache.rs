@@ -178,10 +178,10 @@ impl CacheBuilder {
     /// Evict least recently used entries (stale ones first) when a store takes the stored bytes
     /// past `bytes`.
     ///
-    /// What the entries add to the index counts too: its pages in use beyond an empty index's
-    /// (about 36 KiB), less the inline values already counted, and its WAL past the WAL's bound
-    /// (a sixteenth of the space free when the cache opened, 64 KiB to 4 MiB). An empty index
-    /// and a WAL within its bound are a floor under any limit. A store that finds the disk full
+    /// What the entries add to the index counts too: its pages in use past the first 64 KiB
+    /// (an empty index takes 36 KiB), less the inline values already counted, and its WAL past
+    /// the WAL's bound (a sixteenth of the space free when the cache opened, 64 KiB to 4 MiB).
+    /// Those first 64 KiB and a WAL within its bound are a floor under any limit. A store that finds the disk full
     /// evicts an eighth of the entries and tries again (up to 4 times): the disk is then the
     /// tighter limit.
     pub fn size_limit(mut self, bytes: u64) -> Self {

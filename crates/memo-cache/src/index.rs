@@ -551,14 +551,17 @@ pub(crate) fn is_full(e: &Error) -> bool {
     }
 }
 
-/// Pages of an index holding no entry: the database header and schema, and the root page of
-/// each table and index. Eviction cannot give them back, so the size limit does not count them.
-pub(crate) const EMPTY_INDEX_PAGES: u64 = 9;
+/// The part of the index file the size limit does not count: an empty index takes 36 KiB
+/// (9 pages: the header and schema, and the root of each table and index; one more, the
+/// pointer map, when created with `auto_vacuum`), which no eviction can give back, and the
+/// pages a few entries half fill. Below it, a limit is on stored bytes alone, as small limits
+/// expect; past it, every page counts.
+pub(crate) const UNCOUNTED_INDEX_BYTES: u64 = 64 * 1024;
 
 /// What entries add to the index beyond their stored bytes, counted against the size limit:
-/// the index file's pages in use (free pages are reused before it grows) past an empty index's
-/// [`EMPTY_INDEX_PAGES`], less the inline values' bytes (stored bytes already), plus the WAL
-/// past its bound (`journal_size_limit`: up to that size the WAL is reused, not grown, and is a
+/// the index file's pages in use (free pages are reused before it grows) past
+/// [`UNCOUNTED_INDEX_BYTES`], less the inline values' bytes (stored bytes already), plus the
+/// WAL past its bound (`journal_size_limit`: up to that size the WAL is reused, not grown, a
 /// fixed cost like the empty index).
 pub(crate) fn overhead(conn: &Connection) -> rusqlite::Result<u64> {
     let pragma = |sql: &str| {
@@ -572,8 +575,8 @@ pub(crate) fn overhead(conn: &Connection) -> rusqlite::Result<u64> {
         .prepare_cached("SELECT coalesce(sum(bytes - blob_bytes), 0) FROM functions")?
         .query_row([], |r| r.get(0))?;
     let index = used
-        .saturating_sub(EMPTY_INDEX_PAGES)
         .saturating_mul(page_size)
+        .saturating_sub(UNCOUNTED_INDEX_BYTES)
         .saturating_sub(inline.max(0) as u64);
     let wal = conn
         .path()
