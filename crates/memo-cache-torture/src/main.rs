@@ -5,7 +5,8 @@
 //! memo-cache-torture soak --seconds 30 --procs 8
 //! memo-cache-torture full-disk             ENOSPC on a small tmpfs (EFBIG via RLIMIT_FSIZE without mount rights)
 //! memo-cache-torture read-only             a tmpfs remounted read-only
-//! memo-cache-torture all                   all four, figures written to RELIABILITY.md
+//! memo-cache-torture self-filled-disk      a 512 KiB tmpfs the cache fills itself, then prune and clear
+//! memo-cache-torture all                   all five, figures written to RELIABILITY.md
 //! ```
 //!
 //! Each prints its figures and exits non-zero on any wrong value, error or failed check. The
@@ -17,6 +18,7 @@ mod disk;
 mod figures;
 mod mount;
 mod procs;
+mod self_filled;
 mod soak;
 mod warnings;
 mod worker;
@@ -49,12 +51,18 @@ enum Command {
     FullDisk(disk::FullDiskArgs),
     /// Serve a cache from a directory nobody can write.
     ReadOnly(disk::ReadOnlyArgs),
-    /// crash (200 kills), soak (8 processes, 30 s), full-disk and read-only; writes RELIABILITY.md.
+    /// Let a cache fill its disk itself: prune and clear still free the space, stores work
+    /// again, and a size-limited cache keeps storing by evicting.
+    SelfFilledDisk(self_filled::SelfFilledArgs),
+    /// crash (200 kills), soak (8 processes, 30 s), full-disk, read-only and self-filled-disk;
+    /// writes RELIABILITY.md.
     All(AllArgs),
     #[command(hide = true)]
     Worker(worker::WorkerArgs),
     #[command(hide = true)]
     DiskWorker(disk::DiskWorkerArgs),
+    #[command(hide = true)]
+    SelfFilledWorker(self_filled::SelfFilledWorkerArgs),
 }
 
 #[derive(Debug, Args)]
@@ -78,10 +86,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Worker(args) => return done(worker::run(&args)),
         Command::DiskWorker(args) => return done(disk::worker(&args)),
+        Command::SelfFilledWorker(args) => return done(self_filled::worker(&args)),
         Command::Crash(args) => crash::run(&args).map(|f| vec![f]),
         Command::Soak(args) => soak::run(&args).map(|f| vec![f]),
         Command::FullDisk(args) => disk::full_disk(&args).map(|f| vec![f]),
         Command::ReadOnly(args) => disk::read_only(&args).map(|f| vec![f]),
+        Command::SelfFilledDisk(args) => self_filled::run(&args).map(|f| vec![f]),
         Command::All(args) => all(&args),
     };
     match result {
@@ -138,6 +148,11 @@ fn all(args: &AllArgs) -> anyhow::Result<Vec<Figures>> {
     })?);
     figures.push(disk::read_only(&disk::ReadOnlyArgs {
         keys: 12,
+        dir: None,
+    })?);
+    figures.push(self_filled::run(&self_filled::SelfFilledArgs {
+        mode: disk::DiskMode::Auto,
+        stores: 4000,
         dir: None,
     })?);
     if !args.no_report {

@@ -535,11 +535,18 @@ fn truncate_wal(conn: &Connection) -> rusqlite::Result<bool> {
 /// An index file smaller than this many pages is not worth a `VACUUM` ([`Index::shrink`]).
 const SHRINK_FROM_PAGES: i64 = 16;
 
-/// True when SQLite or the file system reported the disk full (or a file past `RLIMIT_FSIZE`).
+/// True when SQLite or the file system reported the disk full, or a file past `RLIMIT_FSIZE`:
+/// SQLite reports that (EFBIG) as a failed write, a "disk I/O error", which is then taken for
+/// a full disk too. A removal that takes another error for a full disk only tries harder to
+/// free space, and the error stands if it does not help.
 pub(crate) fn is_full(e: &Error) -> bool {
     match e {
-        Error::Index { source, .. } => {
-            source.sqlite_error_code() == Some(ErrorCode::DiskFull)
+        Error::Index {
+            source: rusqlite::Error::SqliteFailure(failure, _),
+            ..
+        } => {
+            failure.code == ErrorCode::DiskFull
+                || failure.extended_code == rusqlite::ffi::SQLITE_IOERR_WRITE
         }
         Error::Io { source, .. } => matches!(
             source.kind(),
@@ -931,7 +938,7 @@ fn connect(path: &Path, access: Access, immutable: bool) -> Result<Connection> {
     // NORMAL is durable at checkpoints; a commit lost to a power cut is a miss, not a wrong value.
     conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -8192;")
         .map_err(|e| index_error(path, e))?;
-    conn.execute_batch(&crate::space::wal_pragmas(path))
+    conn.execute_batch(&crate::space::size_pragmas(path))
         .map_err(|e| index_error(path, e))?;
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)

@@ -12,7 +12,7 @@
 //!   reached: the WAL took 468 KiB, and the disk was full after 21 small entries, every later
 //!   write needing a WAL that could not grow. So each connection checkpoints at, and cuts the
 //!   WAL back to (`journal_size_limit`), a sixteenth of the space free when it opens, between
-//!   [`WAL_LIMIT_MIN`] and [`WAL_LIMIT_MAX`] ([`wal_pragmas`]). Measured on a 512 KiB tmpfs: 1,298
+//!   [`WAL_LIMIT_MIN`] and [`WAL_LIMIT_MAX`] ([`size_pragmas`]). Measured on a 512 KiB tmpfs: 1,298
 //!   small entries before the disk is full, and a WAL of at most 64 KiB. On a disk with more
 //!   than 64 MiB free, nothing changes.
 //! - **A removal rewrites most of the index.** Keys are hashes, so the rows a prune removes are
@@ -89,23 +89,50 @@ pub(crate) fn available(path: &Path) -> Option<u64> {
     }
 }
 
-/// The WAL bound of a connection to the index at `index`: a sixteenth of the space free beside
-/// it, between [`WAL_LIMIT_MIN`] and [`WAL_LIMIT_MAX`].
-pub(crate) fn wal_limit(index: &Path) -> u64 {
-    let dir = index.parent().unwrap_or(Path::new("."));
-    available(dir).map_or(WAL_LIMIT_MAX, |free| {
-        (free / 16).clamp(WAL_LIMIT_MIN, WAL_LIMIT_MAX)
-    })
+/// The largest file this process may write (`RLIMIT_FSIZE`), when limited.
+fn file_size_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let mut limit = std::mem::MaybeUninit::<libc::rlimit>::uninit();
+        // SAFETY: getrlimit fills the struct it is given a pointer to.
+        if unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, limit.as_mut_ptr()) } != 0 {
+            return None;
+        }
+        // SAFETY: getrlimit returned 0: the struct is filled.
+        let soft = unsafe { limit.assume_init() }.rlim_cur;
+        #[allow(clippy::unnecessary_cast, reason = "rlim_t differs between platforms")]
+        (soft != libc::RLIM_INFINITY).then_some(soft as u64)
+    }
+    #[cfg(not(unix))]
+    None
 }
 
-/// The pragmas that bound a connection's WAL (see [`wal_limit`]): checkpoint at that size, and
-/// cut the file back to it after the checkpoint has let the WAL start over.
-pub(crate) fn wal_pragmas(index: &Path) -> String {
+/// The WAL bound of a connection to the index at `index`: a sixteenth of the space free beside
+/// it (and a quarter of the largest file this process may write), between [`WAL_LIMIT_MIN`] and
+/// [`WAL_LIMIT_MAX`].
+pub(crate) fn wal_limit(index: &Path) -> u64 {
+    let dir = index.parent().unwrap_or(Path::new("."));
+    let free = available(dir).map_or(WAL_LIMIT_MAX, |free| free / 16);
+    let file = file_size_limit().map_or(WAL_LIMIT_MAX, |largest| largest / 4);
+    free.min(file).clamp(WAL_LIMIT_MIN, WAL_LIMIT_MAX)
+}
+
+/// The pragmas that bound a connection's files: its WAL (see [`wal_limit`]) checkpointed at
+/// that size and cut back to it once the checkpoint has let it start over; and, under
+/// `RLIMIT_FSIZE`, the database to pages that fit in a file this process may write. Without
+/// that bound, commits whose pages lie past the limit reach the WAL, and no checkpoint can ever
+/// copy them back: the WAL could then never start over, and nothing could be removed.
+pub(crate) fn size_pragmas(index: &Path) -> String {
     let limit = wal_limit(index);
-    format!(
+    let mut sql = format!(
         "PRAGMA wal_autocheckpoint = {}; PRAGMA journal_size_limit = {limit};",
         limit / 4096
-    )
+    );
+    if let Some(largest) = file_size_limit() {
+        // Pages of 4 KiB, the default; an index with smaller pages is bounded more tightly.
+        sql.push_str(&format!(" PRAGMA max_page_count = {};", (largest / 4096).max(16)));
+    }
+    sql
 }
 
 /// A removal that failed with the disk full, done again as described in the module docs.
