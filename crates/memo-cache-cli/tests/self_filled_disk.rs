@@ -226,7 +226,10 @@ fn prune_and_clear_free_the_space_of_a_cache_that_filled_its_disk() {
     }
     let before = disk.free(&dir);
     let used_before = disk.used(&dir);
-    assert!(before < 8 * 1024, "the disk is not full: {before} bytes free");
+    assert!(
+        before < 8 * 1024,
+        "the disk is not full: {before} bytes free"
+    );
 
     let stats = stats_json(&dir);
     let (index, wal) = (stats["index_bytes"].as_u64(), stats["wal_bytes"].as_u64());
@@ -299,7 +302,10 @@ fn a_size_limited_cache_that_fills_its_disk_evicts_and_keeps_storing() {
         stats.entries,
         disk.free(&dir)
     );
-    assert!(failed.is_empty(), "stores failed on the full disk: {failed:?}");
+    assert!(
+        failed.is_empty(),
+        "stores failed on the full disk: {failed:?}"
+    );
     if let Disk::Tmpfs { .. } = disk {
         assert!(
             stats.entries < n,
@@ -329,7 +335,10 @@ fn the_index_counts_toward_the_size_limit() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let temp = tempfile::tempdir().unwrap();
     let limit = 256 * 1024;
-    let cache = Cache::builder(temp.path()).size_limit(limit).open().unwrap();
+    let cache = Cache::builder(temp.path())
+        .size_limit(limit)
+        .open()
+        .unwrap();
     for i in 0..5000u64 {
         cache.put(&SMALL, &(i,), &small(i)).unwrap();
     }

@@ -82,7 +82,11 @@ pub fn run(args: &SelfFilledArgs) -> anyhow::Result<Figures> {
             Err(e) => return Err(e.into()),
         },
     };
-    let name = full.to_possible_value().expect("named").get_name().to_owned();
+    let name = full
+        .to_possible_value()
+        .expect("named")
+        .get_name()
+        .to_owned();
     let mut fig = Figures::new(
         "self-filled-disk",
         format!(
@@ -184,7 +188,13 @@ pub fn worker(args: &SelfFilledWorkerArgs) -> anyhow::Result<()> {
     };
     let mut wrong = 0;
     removals_on_a_full_disk(&disk, &args.dir.join("cache"), &mut out, &mut wrong)?;
-    eviction_on_a_full_disk(&disk, &args.dir.join("limited"), args.stores, &mut out, &mut wrong)?;
+    eviction_on_a_full_disk(
+        &disk,
+        &args.dir.join("limited"),
+        args.stores,
+        &mut out,
+        &mut wrong,
+    )?;
     out.figure("wrong values", wrong);
     std::io::Write::flush(&mut std::io::stdout())?;
     if out.failed {
@@ -288,7 +298,10 @@ fn removals_on_a_full_disk(
         });
     }
     for (args, prune) in [
-        (&["prune", "--max-size", "1KiB"][..], Prune::new().max_size(1024)),
+        (
+            &["prune", "--max-size", "1KiB"][..],
+            Prune::new().max_size(1024),
+        ),
         (&["clear", "--yes"][..], Prune::all()),
     ] {
         match remove(&cache, dir, args, &prune) {
@@ -309,9 +322,15 @@ fn removals_on_a_full_disk(
         .and_then(|()| cache.put(&BIG, &(9u8,), &vec![9u8; BLOB_BYTES]));
     let served = cache.get::<_, String>(&SMALL, &(1u64,)).ok().flatten();
     let blob = cache.get::<_, Vec<u8>>(&BIG, &(9u8,)).ok().flatten();
-    let ok = again.is_ok() && served.as_deref() == Some("again") && blob == Some(vec![9; BLOB_BYTES]);
-    out.figure("later store", if ok { "stored and served" } else { "FAILED" });
-    out.require(ok, || format!("a later store: {again:?}, served {served:?}"));
+    let ok =
+        again.is_ok() && served.as_deref() == Some("again") && blob == Some(vec![9; BLOB_BYTES]);
+    out.figure(
+        "later store",
+        if ok { "stored and served" } else { "FAILED" },
+    );
+    out.require(ok, || {
+        format!("a later store: {again:?}, served {served:?}")
+    });
     Ok(())
 }
 
@@ -362,13 +381,18 @@ fn eviction_on_a_full_disk(
         ),
     );
     out.require(failed.is_empty(), || {
-        format!("stores failed on the full disk: {:?}", &failed[..failed.len().min(3)])
+        format!(
+            "stores failed on the full disk: {:?}",
+            &failed[..failed.len().min(3)]
+        )
     });
     out.require(latest_served == 50 && blobs_served == 4, || {
         "the latest stores were not served".into()
     });
     if disk.full == Full::Tmpfs {
-        out.require(kept < stores, || "nothing was evicted: the disk never filled".into());
+        out.require(kept < stores, || {
+            "nothing was evicted: the disk never filled".into()
+        });
     }
     Ok(())
 }

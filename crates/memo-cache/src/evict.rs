@@ -227,11 +227,18 @@ fn prune_entries(cache: &Cache, prune: &Prune) -> Result<Removal> {
     }
     let now = cache.now_ms();
     let gone = match remove_rows(cache, prune, now) {
-        Err(e) if index::is_full(&e) && !prune.dry_run => space::remove_on_full_disk(
-            cache,
-            prune.file_grace,
-            |dry_run| remove_rows(cache, &Prune { dry_run, ..prune.clone() }, now),
-        )?,
+        Err(e) if index::is_full(&e) && !prune.dry_run => {
+            space::remove_on_full_disk(cache, prune.file_grace, |dry_run| {
+                remove_rows(
+                    cache,
+                    &Prune {
+                        dry_run,
+                        ..prune.clone()
+                    },
+                    now,
+                )
+            })?
+        }
         other => other?,
     };
     if !prune.dry_run {

@@ -472,7 +472,10 @@ impl Index {
     pub fn shrink(&self) -> bool {
         self.with_writer(|conn| {
             let pragma = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0));
-            let (total, free) = (pragma("PRAGMA page_count")?, pragma("PRAGMA freelist_count")?);
+            let (total, free) = (
+                pragma("PRAGMA page_count")?,
+                pragma("PRAGMA freelist_count")?,
+            );
             if free == 0 {
                 return Ok(false);
             }
@@ -488,7 +491,9 @@ impl Index {
                             }
                             left = now;
                         }
-                        Err(e) if e.sqlite_error_code() == Some(ErrorCode::DiskFull) && step > 1 => {
+                        Err(e)
+                            if e.sqlite_error_code() == Some(ErrorCode::DiskFull) && step > 1 =>
+                        {
                             step /= 2;
                         }
                         Err(e) => return Err(e),
@@ -528,8 +533,10 @@ impl Index {
 /// reader).
 fn truncate_wal(conn: &Connection) -> rusqlite::Result<bool> {
     // (busy, frames in the WAL, frames copied back)
-    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0))
-        .map(|busy| busy == 0)
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map(|busy| busy == 0)
 }
 
 /// An index file smaller than this many pages is not worth a `VACUUM` ([`Index::shrink`]).

@@ -79,7 +79,10 @@ pub(crate) fn available(path: &Path) -> Option<u64> {
         }
         // SAFETY: statvfs returned 0, so it filled the struct.
         let stat = unsafe { stat.assume_init() };
-        #[allow(clippy::unnecessary_cast, reason = "the field types differ between platforms")]
+        #[allow(
+            clippy::unnecessary_cast,
+            reason = "the field types differ between platforms"
+        )]
         Some((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
     }
     #[cfg(not(unix))]
@@ -130,7 +133,10 @@ pub(crate) fn size_pragmas(index: &Path) -> String {
     );
     if let Some(largest) = file_size_limit() {
         // Pages of 4 KiB, the default; an index with smaller pages is bounded more tightly.
-        sql.push_str(&format!(" PRAGMA max_page_count = {};", (largest / 4096).max(16)));
+        sql.push_str(&format!(
+            " PRAGMA max_page_count = {};",
+            (largest / 4096).max(16)
+        ));
     }
     sql
 }
