@@ -154,6 +154,7 @@ fn all(args: &AllArgs) -> anyhow::Result<Vec<Figures>> {
         mode: disk::DiskMode::Auto,
         stores: 4000,
         dir: None,
+        cli: None,
     })?);
     if !args.no_report {
         let path = args

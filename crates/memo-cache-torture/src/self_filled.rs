@@ -3,8 +3,8 @@
 //! A 512 KiB tmpfs (or, where mounting is not permitted, `RLIMIT_FSIZE` of 256 KiB with SIGXFSZ
 //! ignored) is filled by the cache: small entries through `put` and `get_or_compute` until a store
 //! fails, then a few blob-sized ones. With the filling handle still open, `prune --max-size 1KiB`
-//! and `clear --yes` run (the real `memo-cache` binary when it was built beside this one, else the
-//! same calls through the library), must succeed and give the space back; then stores work again.
+//! and `clear --yes` run (through the library, or with `--cli` the real `memo-cache` binary; the
+//! CLI's own tests run it too), must succeed and give the space back; then stores work again.
 //! A second cache, with a size limit above what the disk holds, must keep storing on the full
 //! disk by evicting. The scenario runs in a child (the hidden `self-filled-worker` subcommand),
 //! so that the resource limit changes nothing in the parent.
@@ -41,6 +41,10 @@ pub struct SelfFilledArgs {
     /// Work in this directory (kept) instead of a temporary one.
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Prune and clear with this `memo-cache` binary (e.g. target/debug/memo-cache) instead of
+    /// through the library.
+    #[arg(long)]
+    pub cli: Option<PathBuf>,
 }
 
 /// The hidden child subcommand.
@@ -52,6 +56,8 @@ pub struct SelfFilledWorkerArgs {
     pub full: Full,
     #[arg(long)]
     pub stores: u64,
+    #[arg(long)]
+    pub cli: Option<PathBuf>,
 }
 
 /// How the child's disk fills.
@@ -102,7 +108,7 @@ pub fn run(args: &SelfFilledArgs) -> anyhow::Result<Figures> {
             Full::Rlimit => "RLIMIT_FSIZE 256 KiB, SIGXFSZ ignored (EFBIG)",
         },
     );
-    let argv = [
+    let mut argv = [
         "self-filled-worker",
         "--dir",
         &mnt.display().to_string(),
@@ -111,7 +117,12 @@ pub fn run(args: &SelfFilledArgs) -> anyhow::Result<Figures> {
         "--stores",
         &args.stores.to_string(),
     ]
-    .map(String::from);
+    .map(String::from)
+    .to_vec();
+    if let Some(cli) = &args.cli {
+        fig.command.push_str(" --cli memo-cache");
+        argv.extend(["--cli".into(), cli.display().to_string()]);
+    }
     let output = myself(&argv)?.stdin(Stdio::null()).output()?;
     read_child(&output, &mut fig);
     drop(mount);
@@ -187,7 +198,8 @@ pub fn worker(args: &SelfFilledWorkerArgs) -> anyhow::Result<()> {
         mnt: args.dir.clone(),
     };
     let mut wrong = 0;
-    removals_on_a_full_disk(&disk, &args.dir.join("cache"), &mut out, &mut wrong)?;
+    let cli = args.cli.as_deref();
+    removals_on_a_full_disk(&disk, &args.dir.join("cache"), cli, &mut out, &mut wrong)?;
     eviction_on_a_full_disk(
         &disk,
         &args.dir.join("limited"),
@@ -237,19 +249,15 @@ fn fill(cache: &Cache, out: &mut Out, wrong: &mut u64) -> (u64, String, u64) {
     (stored, first_error, blobs)
 }
 
-/// The `memo-cache` binary built beside this one, if any.
-fn cli_binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let dir = exe.parent()?;
-    // Test binaries live in `deps/`, one below the binaries.
-    [dir.join("memo-cache"), dir.parent()?.join("memo-cache")]
-        .into_iter()
-        .find(|p| p.is_file())
-}
-
-/// Runs `memo-cache --dir <dir> <args>`, or the same removal through the library.
-fn remove(cache: &Cache, dir: &Path, args: &[&str], prune: &Prune) -> Result<String, String> {
-    let Some(bin) = cli_binary() else {
+/// Runs `<cli> --dir <dir> <args>`, or without a binary the same removal through the library.
+fn remove(
+    cache: &Cache,
+    cli: Option<&Path>,
+    dir: &Path,
+    args: &[&str],
+    prune: &Prune,
+) -> Result<String, String> {
+    let Some(bin) = cli else {
         return cache
             .prune(prune)
             .map(|removal| format!("{removal} (library)"))
@@ -273,6 +281,7 @@ fn remove(cache: &Cache, dir: &Path, args: &[&str], prune: &Prune) -> Result<Str
 fn removals_on_a_full_disk(
     disk: &Disk,
     dir: &Path,
+    cli: Option<&Path>,
     out: &mut Out,
     wrong: &mut u64,
 ) -> anyhow::Result<()> {
@@ -304,7 +313,7 @@ fn removals_on_a_full_disk(
         ),
         (&["clear", "--yes"][..], Prune::all()),
     ] {
-        match remove(&cache, dir, args, &prune) {
+        match remove(&cache, cli, dir, args, &prune) {
             Ok(report) => out.figure(args[0], report),
             Err(e) => out.require(false, || format!("{} on the full disk: {e}", args[0])),
         }
