@@ -1079,7 +1079,8 @@ impl Cache {
         crate::evict::prune(self, &crate::Prune::all().function(name))
     }
 
-    /// Removes every entry, and sweeps orphan and temp files.
+    /// Removes every entry, and sweeps orphan and temp files. Works on a full disk too, and
+    /// gives the space back to the file system (see [`Cache::prune`]).
     pub fn clear(&self) -> Result<crate::Removal> {
         crate::evict::prune(self, &crate::Prune::all())
     }

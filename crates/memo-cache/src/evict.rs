@@ -7,6 +7,13 @@
 //! Rows are deleted in one transaction (`DELETE ... RETURNING`), committed, and only then are
 //! their blob files removed: a crash in between leaves orphan files, which the next prune or
 //! `verify --fix` sweeps, never a row without its bytes.
+//!
+//! A removal needs space itself (its WAL frames). On a full disk one that fails for it is done
+//! again by [`crate::space`]: files that need no transaction go first (the blob files of the
+//! rows being removed among them: a row without its blob is a miss, never a wrong value), the
+//! WAL is emptied, and the rows go in batches. After every prune and clear the WAL is emptied
+//! and the index's free pages go back to the file system (`Index::shrink`), so the space
+//! really comes back.
 
 use std::fmt;
 use std::fs;
@@ -209,6 +216,11 @@ pub fn human_bytes(bytes: u64) -> String {
 
 impl Cache {
     /// Removes what `prune` selects; see [`Prune`].
+    ///
+    /// On a full disk, where the removal's own writes do not fit, it frees what needs no
+    /// transaction first (first-hit files, stray files, the blob files of the entries it
+    /// removes), empties the WAL, and removes the entries a few at a time. Afterwards the WAL is
+    /// emptied and the index's free pages go back to the file system.
     pub fn prune(&self, prune: &Prune) -> Result<Removal> {
         prune_entries(self, prune)
     }
