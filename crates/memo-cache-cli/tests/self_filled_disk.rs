@@ -40,8 +40,13 @@ enum Disk {
 }
 
 impl Disk {
-    /// A 512 KiB tmpfs on `mnt`, else `RLIMIT_FSIZE`.
+    /// A 512 KiB tmpfs on `mnt`, else `RLIMIT_FSIZE` (also when `MEMO_CACHE_TEST_DISK=rlimit`,
+    /// to run the fallback where mounting is allowed).
     fn new(mnt: &Path) -> Disk {
+        if std::env::var_os("MEMO_CACHE_TEST_DISK").is_some_and(|v| v == "rlimit") {
+            set_fsize_limit(FSIZE_LIMIT);
+            return Disk::Rlimit;
+        }
         let target = CString::new(mnt.as_os_str().as_bytes()).unwrap();
         // SAFETY: valid NUL-terminated strings that outlive the call.
         let rc = unsafe {
