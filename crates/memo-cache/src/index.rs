@@ -543,9 +543,8 @@ fn truncate_wal(conn: &Connection) -> rusqlite::Result<bool> {
 const SHRINK_FROM_PAGES: i64 = 16;
 
 /// True when SQLite or the file system reported the disk full, or a file past `RLIMIT_FSIZE`:
-/// SQLite reports that (EFBIG) as a failed write, a "disk I/O error", which is then taken for
-/// a full disk too. A removal that takes another error for a full disk only tries harder to
-/// free space, and the error stands if it does not help.
+/// SQLite reports that (EFBIG) as a failed write, a "disk I/O error", which is taken for a full
+/// disk only in a process whose file sizes are limited.
 pub(crate) fn is_full(e: &Error) -> bool {
     match e {
         Error::Index {
@@ -553,7 +552,8 @@ pub(crate) fn is_full(e: &Error) -> bool {
             ..
         } => {
             failure.code == ErrorCode::DiskFull
-                || failure.extended_code == rusqlite::ffi::SQLITE_IOERR_WRITE
+                || (failure.extended_code == rusqlite::ffi::SQLITE_IOERR_WRITE
+                    && crate::space::file_size_limit().is_some())
         }
         Error::Io { source, .. } => matches!(
             source.kind(),
