@@ -290,13 +290,13 @@ impl Index {
     }
 
     fn migrate(&self, conn: &Connection) -> Result<()> {
-        // Another process may be migrating at the same moment: decide inside the write lock.
-        // Switching a new file to WAL needs an exclusive lock that SQLite's busy handler does not
-        // wait for when several processes create the same cache at once: retry it ourselves.
         // Only a new, empty file takes this (before its first table; an existing index ignores
         // it): freed pages can then go back to the file system a few at a time (`shrink`).
         retry_busy(|| conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL"))
             .map_err(|e| self.err(e))?;
+        // Another process may be migrating at the same moment: decide inside the write lock.
+        // Switching a new file to WAL needs an exclusive lock that SQLite's busy handler does not
+        // wait for when several processes create the same cache at once: retry it ourselves.
         retry_busy(|| conn.execute_batch("PRAGMA journal_mode = WAL")).map_err(|e| self.err(e))?;
         retry_busy(|| {
             let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
