@@ -348,6 +348,7 @@ fn stats(cache: &Cache, out: Output) -> anyhow::Result<ExitCode> {
             "bytes": s.bytes,
             "blob_bytes": s.blob_bytes,
             "index_bytes": s.index_bytes,
+            "wal_bytes": s.wal_bytes,
             "disk_bytes": s.disk_bytes,
             "functions": s.functions,
             "stale": s.stale,
@@ -381,9 +382,10 @@ fn stats(cache: &Cache, out: Output) -> anyhow::Result<ExitCode> {
         (
             "On disk",
             format!(
-                "{} (index {})",
+                "{} (index {}, of which WAL {})",
                 human_bytes(s.disk_bytes),
-                human_bytes(s.index_bytes)
+                human_bytes(s.index_bytes),
+                human_bytes(s.wal_bytes)
             ),
         ),
         (

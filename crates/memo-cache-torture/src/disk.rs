@@ -185,6 +185,12 @@ fn run_child(dir: &Path, scenario: Scenario, keys: u64, fig: &mut Figures) -> an
         });
     }
     let output = command.output()?;
+    read_child(&output, fig);
+    Ok(())
+}
+
+/// Takes a worker child's `FIGURE`, `FAIL` and `NOTE` lines and its exit status into `fig`.
+pub(crate) fn read_child(output: &std::process::Output, fig: &mut Figures) {
     let stdout = String::from_utf8_lossy(&output.stdout);
     for line in stdout.lines() {
         if let Some(rest) = line.strip_prefix("FIGURE ") {
@@ -204,25 +210,24 @@ fn run_child(dir: &Path, scenario: Scenario, keys: u64, fig: &mut Figures) -> an
             &stderr[stderr.len().saturating_sub(2000)..]
         )
     });
-    Ok(())
 }
 
 /// Child-side figures, printed for the parent.
-struct Out {
-    failed: bool,
+pub(crate) struct Out {
+    pub(crate) failed: bool,
 }
 
 impl Out {
-    fn figure(&mut self, name: &str, value: impl std::fmt::Display) {
+    pub(crate) fn figure(&mut self, name: &str, value: impl std::fmt::Display) {
         println!("FIGURE {name}\t{value}");
     }
-    fn require(&mut self, ok: bool, failure: impl FnOnce() -> String) {
+    pub(crate) fn require(&mut self, ok: bool, failure: impl FnOnce() -> String) {
         if !ok {
             self.failed = true;
             println!("FAIL {}", failure());
         }
     }
-    fn note(&mut self, note: impl std::fmt::Display) {
+    pub(crate) fn note(&mut self, note: impl std::fmt::Display) {
         println!("NOTE {note}");
     }
 }
@@ -417,7 +422,7 @@ fn fill(path: &Path) -> io::Result<u64> {
     Ok(written)
 }
 
-fn set_fsize_limit(soft: libc::rlim_t) -> io::Result<()> {
+pub(crate) fn set_fsize_limit(soft: libc::rlim_t) -> io::Result<()> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

@@ -8,6 +8,7 @@
 //! memo-cache-torture faults                a frozen lock holder, a frozen SQLite writer, a deleted directory
 //! memo-cache-torture verify-churn --seconds 30
 //!                                          verify and verify --fix beside 4 churning writers
+//! memo-cache-torture self-filled-disk      a 512 KiB tmpfs the cache fills itself, then prune and clear
 //! memo-cache-torture all                   all of them, figures written to RELIABILITY.md
 //! ```
 //!
@@ -21,6 +22,7 @@ mod faults;
 mod figures;
 mod mount;
 mod procs;
+mod self_filled;
 mod soak;
 mod verify_churn;
 mod warnings;
@@ -60,6 +62,9 @@ enum Command {
     /// Run verify and verify --fix beside writer processes that store, replace and remove
     /// blob-sized values: any problem reported is a false report.
     VerifyChurn(verify_churn::VerifyChurnArgs),
+    /// Let a cache fill its disk itself: prune and clear still free the space, stores work
+    /// again, and a size-limited cache keeps storing by evicting.
+    SelfFilledDisk(self_filled::SelfFilledArgs),
     /// Every suite with its long parameters; writes RELIABILITY.md.
     All(AllArgs),
     #[command(hide = true)]
@@ -68,6 +73,8 @@ enum Command {
     DiskWorker(disk::DiskWorkerArgs),
     #[command(hide = true)]
     FaultWorker(faults::FaultWorkerArgs),
+    #[command(hide = true)]
+    SelfFilledWorker(self_filled::SelfFilledWorkerArgs),
 }
 
 #[derive(Debug, Args)]
@@ -92,12 +99,14 @@ fn main() -> ExitCode {
         Command::Worker(args) => return done(worker::run(&args)),
         Command::DiskWorker(args) => return done(disk::worker(&args)),
         Command::FaultWorker(args) => return done(faults::worker(&args)),
+        Command::SelfFilledWorker(args) => return done(self_filled::worker(&args)),
         Command::Crash(args) => crash::run(&args).map(|f| vec![f]),
         Command::Soak(args) => soak::run(&args).map(|f| vec![f]),
         Command::FullDisk(args) => disk::full_disk(&args).map(|f| vec![f]),
         Command::ReadOnly(args) => disk::read_only(&args).map(|f| vec![f]),
         Command::Faults(args) => faults::run(&args),
         Command::VerifyChurn(args) => verify_churn::run(&args).map(|f| vec![f]),
+        Command::SelfFilledDisk(args) => self_filled::run(&args).map(|f| vec![f]),
         Command::All(args) => all(&args),
     };
     match result {
@@ -155,6 +164,12 @@ fn all(args: &AllArgs) -> anyhow::Result<Vec<Figures>> {
     figures.push(disk::read_only(&disk::ReadOnlyArgs {
         keys: 12,
         dir: None,
+    })?);
+    figures.push(self_filled::run(&self_filled::SelfFilledArgs {
+        mode: disk::DiskMode::Auto,
+        stores: 4000,
+        dir: None,
+        cli: None,
     })?);
     figures.push(verify_churn::run(&verify_churn::VerifyChurnArgs {
         seconds: args.seconds,

@@ -138,3 +138,20 @@ fn a_frozen_holder_a_frozen_writer_and_a_deleted_directory_lose_no_value_and_han
     assert_ne!(stored, "0");
     assert_eq!(figure(&out, "found by a new process"), stored);
 }
+
+#[test]
+fn a_cache_that_filled_its_disk_frees_its_own_space_and_stores_again() {
+    // A 512 KiB tmpfs where mounting is allowed, RLIMIT_FSIZE otherwise: never skipped.
+    let out = run(&["self-filled-disk", "--mode", "auto", "--stores", "3000"]);
+    assert_eq!(figure(&out, "later store"), "stored and served");
+    assert!(figure(&out, "prune").starts_with("Removed "), "{out}");
+    assert_eq!(figure(&out, "wrong values"), "0");
+}
+
+#[test]
+fn a_cache_that_filled_its_file_size_limit_frees_its_own_space() {
+    let out = run(&["self-filled-disk", "--mode", "rlimit", "--stores", "1000"]);
+    assert!(figure(&out, "how the disk is full").contains("RLIMIT_FSIZE"));
+    assert_eq!(figure(&out, "later store"), "stored and served");
+    assert_eq!(figure(&out, "wrong values"), "0");
+}

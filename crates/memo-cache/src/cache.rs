@@ -40,6 +40,10 @@ const PENDING_LIMIT: usize = 1024;
 /// A flush that failed (the write lock was taken) is tried again after this long at the soonest.
 const PENDING_RETRY: Duration = Duration::from_millis(100);
 
+/// How many times a store in a cache with a size limit evicts an eighth of the entries and tries
+/// again when it finds the disk full.
+const MAKE_ROOM_ROUNDS: usize = 4;
+
 /// A handle writes first-hit files (see [`crate::hints`]) for at most this many of the keys it
 /// stored or found in the index, when it closes.
 const HINT_LIMIT: usize = 256;
@@ -180,6 +184,13 @@ impl CacheBuilder {
 
     /// Evict least recently used entries (stale ones first) when a store takes the stored bytes
     /// past `bytes`.
+    ///
+    /// What the entries add to the index counts too: its pages in use past the first 64 KiB
+    /// (an empty index takes 36 KiB), less the inline values already counted, and its WAL past
+    /// the WAL's bound (a sixteenth of the space free when the cache opened, 64 KiB to 4 MiB).
+    /// Those first 64 KiB and a WAL within its bound are a floor under any limit. A store that finds the disk full
+    /// evicts an eighth of the entries and tries again (up to 4 times): the disk is then the
+    /// tighter limit.
     pub fn size_limit(mut self, bytes: u64) -> Self {
         self.size_limit = Some(bytes);
         self
@@ -796,7 +807,32 @@ impl Cache {
         local
     }
 
+    /// Stores locally; with a size limit, a store that finds the disk full evicts to make room
+    /// and tries again, up to [`MAKE_ROOM_ROUNDS`] times ([`crate::space::make_room`]): the
+    /// disk is then the tighter limit.
     fn put_local(
+        &self,
+        func: &Function,
+        key: &Key,
+        bytes: &[u8],
+        expires: Option<i64>,
+    ) -> Result<()> {
+        let mut stored = self.put_local_once(func, key, bytes, expires);
+        for _ in 0..MAKE_ROOM_ROUNDS {
+            match stored {
+                Err(e) if self.inner.size_limit.is_some() && index::is_full(&e) => {
+                    if crate::space::make_room(self)? == 0 {
+                        return Err(e);
+                    }
+                }
+                other => return other,
+            }
+            stored = self.put_local_once(func, key, bytes, expires);
+        }
+        stored
+    }
+
+    fn put_local_once(
         &self,
         func: &Function,
         key: &Key,
@@ -1139,7 +1175,8 @@ impl Cache {
         crate::evict::prune(self, &crate::Prune::all().function(name))
     }
 
-    /// Removes every entry, and sweeps orphan and temp files.
+    /// Removes every entry, and sweeps orphan and temp files. Works on a full disk too, and
+    /// gives the space back to the file system (see [`Cache::prune`]).
     pub fn clear(&self) -> Result<crate::Removal> {
         crate::evict::prune(self, &crate::Prune::all())
     }

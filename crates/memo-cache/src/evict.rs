@@ -15,6 +15,15 @@
 //! blob under the index's write lock, where no row may come to refer to it (a writer checks its
 //! file under that lock before inserting its row, as [`Cache::remove_blobs`] relies on), and is
 //! removed there; a temp or lock file must still be the same file, and a lock still unheld.
+//!
+//! # A full disk
+//!
+//! A removal needs space itself (its WAL frames). On a full disk one that fails for it is done
+//! again by [`crate::space`]: files that need no transaction go first (the blob files of the
+//! rows being removed among them: a row without its blob is a miss, never a wrong value), the
+//! WAL is emptied, and the rows go in batches. After every prune and clear the WAL is emptied
+//! and the index's free pages go back to the file system (`Index::shrink`), so the space
+//! really comes back.
 
 use std::fmt;
 use std::fs;
@@ -31,6 +40,7 @@ use crate::hints;
 use crate::index::{self, Removed};
 use crate::key::{Key, hex_value};
 use crate::lock::{self, legacy_lock_is_free};
+use crate::space;
 
 /// Files in `tmp/`, `locks/` and `blobs/` younger than this are left alone by sweeps: they may
 /// belong to a write in progress in another process.
@@ -216,6 +226,11 @@ pub fn human_bytes(bytes: u64) -> String {
 
 impl Cache {
     /// Removes what `prune` selects; see [`Prune`].
+    ///
+    /// On a full disk, where the removal's own writes do not fit, it frees what needs no
+    /// transaction first (first-hit files, stray files, the blob files of the entries it
+    /// removes), empties the WAL, and removes the entries a few at a time. Afterwards the WAL is
+    /// emptied and the index's free pages go back to the file system.
     pub fn prune(&self, prune: &Prune) -> Result<Removal> {
         prune_entries(self, prune)
     }
@@ -226,8 +241,57 @@ pub(crate) fn prune(cache: &Cache, prune: &Prune) -> Result<Removal> {
 }
 
 fn prune_entries(cache: &Cache, prune: &Prune) -> Result<Removal> {
-    cache.flush()?;
+    if let Err(e) = cache.flush() {
+        // Pending hit counts are only statistics: a full disk must not stop a prune.
+        if !index::is_full(&e) {
+            return Err(e);
+        }
+    }
     let now = cache.now_ms();
+    let gone = match remove_rows(cache, prune, now) {
+        Err(e) if index::is_full(&e) && !prune.dry_run => {
+            space::remove_on_full_disk(cache, prune.file_grace, |dry_run| {
+                remove_rows(
+                    cache,
+                    &Prune {
+                        dry_run,
+                        ..prune.clone()
+                    },
+                    now,
+                )
+            })?
+        }
+        other => other?,
+    };
+    if !prune.dry_run {
+        cache.remove_blobs(&gone);
+    }
+    let mut removal = Removal {
+        entries: gone.len() as u64,
+        bytes: gone.iter().map(|r| r.size).sum(),
+        dry_run: prune.dry_run,
+        ..Removal::default()
+    };
+    let strays = stray_files(cache, prune.file_grace)?;
+    for swept in confirm_strays(cache, strays, !prune.dry_run)? {
+        if let Some(Err(e)) = swept.removed {
+            return Err(e);
+        }
+        removal.files += 1;
+        removal.file_bytes += swept.stray.bytes;
+    }
+    if !prune.dry_run {
+        // The space comes back: the WAL the removal wrote, and the pages it freed.
+        let index = cache.index()?;
+        index.checkpoint_truncate();
+        index.shrink();
+        space::ensure_reserve(cache.layout());
+    }
+    Ok(removal)
+}
+
+/// Removes (or, in a dry run, selects) the rows `prune` selects, in one transaction.
+fn remove_rows(cache: &Cache, prune: &Prune, now: i64) -> Result<Vec<Removed>> {
     let scope = prune.function.as_deref();
     let select = |tx: &Transaction| -> rusqlite::Result<Vec<Removed>> {
         tx.execute_batch(PRUNE_CACHE_SIZE)?;
@@ -288,25 +352,7 @@ fn prune_entries(cache: &Cache, prune: &Prune) -> Result<Removal> {
     };
     // Back to the usual page cache (on the pooled connection that just ran the transaction).
     let _ = cache.index()?.read(|c| c.execute_batch(NORMAL_CACHE_SIZE));
-    let gone = gone?;
-    if !prune.dry_run {
-        cache.remove_blobs(&gone);
-    }
-    let mut removal = Removal {
-        entries: gone.len() as u64,
-        bytes: gone.iter().map(|r| r.size).sum(),
-        dry_run: prune.dry_run,
-        ..Removal::default()
-    };
-    let strays = stray_files(cache, prune.file_grace)?;
-    for swept in confirm_strays(cache, strays, !prune.dry_run)? {
-        if let Some(Err(e)) = swept.removed {
-            return Err(e);
-        }
-        removal.files += 1;
-        removal.file_bytes += swept.stray.bytes;
-    }
-    Ok(removal)
+    gone
 }
 
 fn scoped(condition: &str, function: Option<&str>) -> (String, Option<String>) {
@@ -396,7 +442,8 @@ fn over_limits(
 }
 
 /// Eviction after a store: stale, then expired, then least recently used entries go until the
-/// stored bytes are within `limit`. The entry just stored (`keep`) stays.
+/// stored bytes are within `limit`, less what the entries add to the index and its WAL
+/// ([`index::overhead`]). The entry just stored (`keep`) stays.
 pub(crate) fn to_size_limit(
     tx: &Transaction,
     limit: u64,
@@ -404,6 +451,7 @@ pub(crate) fn to_size_limit(
     now: i64,
 ) -> rusqlite::Result<Vec<Removed>> {
     let (_, bytes) = index::totals(tx)?;
+    let limit = limit.saturating_sub(index::overhead(tx)?);
     if bytes <= limit {
         return Ok(Vec::new());
     }

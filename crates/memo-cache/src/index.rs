@@ -354,6 +354,12 @@ impl Index {
     }
 
     fn migrate(&self, conn: &Connection) -> Result<()> {
+        // Only a new, empty file takes this (before its first table; an existing index ignores
+        // it): freed pages can then go back to the file system a few at a time (`shrink`).
+        retry_busy(MIGRATE_TIMEOUT, || {
+            conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL")
+        })
+        .map_err(|e| self.err(e))?;
         // Another process may be migrating at the same moment: decide inside the write lock.
         // Switching a new file to WAL needs an exclusive lock that SQLite's busy handler does not
         // wait for when several processes create the same cache at once: retry it ourselves.
@@ -564,6 +570,155 @@ impl Index {
             let _ = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0));
         }
     }
+}
+
+impl Index {
+    /// Copies the WAL back into the index file and cuts it to zero bytes: what frees the WAL's
+    /// space on a full disk. Best effort: it waits at most a second for other processes'
+    /// readers (they hold frames the WAL cannot lose), and any failure leaves the WAL as it is.
+    /// True when the WAL was emptied.
+    pub fn checkpoint_truncate(&self) -> bool {
+        self.with_writer(truncate_wal).unwrap_or(false)
+    }
+
+    /// Gives the index file's free pages back to the file system: SQLite keeps a deleted row's
+    /// pages in the file for later rows, so the file never shrinks by itself. Best effort;
+    /// true when the file shrank.
+    ///
+    /// An index created with `auto_vacuum = INCREMENTAL` (every index this version creates)
+    /// moves its last pages into the free ones and cuts the file, a few pages per transaction
+    /// with the WAL emptied in between, so this works on a full disk too. An older index needs
+    /// a `VACUUM`, which rewrites all that remains through the WAL: done only when at least
+    /// half its pages are free (after a large prune or a clear), so it costs at most what was
+    /// just removed; its copy is made in memory, since the disk may be full.
+    pub fn shrink(&self) -> bool {
+        self.with_writer(|conn| {
+            let pragma = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0));
+            let (total, free) = (
+                pragma("PRAGMA page_count")?,
+                pragma("PRAGMA freelist_count")?,
+            );
+            if free == 0 {
+                return Ok(false);
+            }
+            if pragma("PRAGMA auto_vacuum")? == 2 {
+                let (mut step, mut left) = (64, free);
+                while left > 0 {
+                    match conn.execute_batch(&format!("PRAGMA incremental_vacuum({step})")) {
+                        Ok(()) => {
+                            truncate_wal(conn)?;
+                            let now = pragma("PRAGMA freelist_count")?;
+                            if now >= left {
+                                break;
+                            }
+                            left = now;
+                        }
+                        Err(e)
+                            if e.sqlite_error_code() == Some(ErrorCode::DiskFull) && step > 1 =>
+                        {
+                            step /= 2;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                return Ok(true);
+            }
+            if total < SHRINK_FROM_PAGES || free * 2 < total {
+                return Ok(false);
+            }
+            let done = conn.execute_batch("PRAGMA temp_store = MEMORY; VACUUM;");
+            let _ = conn.execute_batch("PRAGMA temp_store = DEFAULT");
+            done?;
+            truncate_wal(conn)
+        })
+        .unwrap_or(false)
+    }
+
+    /// Runs `f` on a pooled connection of a handle that may write, after ending the held
+    /// snapshot, waiting at most a second for other processes' locks.
+    fn with_writer<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Option<T> {
+        if self.access == Access::ReadOnly || self.immutable {
+            return None;
+        }
+        self.end_snapshot();
+        let conn = self.take().ok()?;
+        let _ = conn.busy_timeout(Duration::from_secs(1).min(self.write_timeout));
+        let out = f(&conn);
+        let _ = conn.busy_timeout(self.write_timeout);
+        self.give_back(conn);
+        out.map_err(|e| tracing::debug!("memo-cache: {}: {e}", self.path.display()))
+            .ok()
+    }
+}
+
+/// `wal_checkpoint(TRUNCATE)` on `conn`: true when the WAL is now empty (not kept from it by a
+/// reader).
+fn truncate_wal(conn: &Connection) -> rusqlite::Result<bool> {
+    // (busy, frames in the WAL, frames copied back)
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map(|busy| busy == 0)
+}
+
+/// An index file smaller than this many pages is not worth a `VACUUM` ([`Index::shrink`]).
+const SHRINK_FROM_PAGES: i64 = 16;
+
+/// True when SQLite or the file system reported the disk full, or a file past `RLIMIT_FSIZE`:
+/// SQLite reports that (EFBIG) as a failed write, a "disk I/O error", which is taken for a full
+/// disk only in a process whose file sizes are limited.
+pub(crate) fn is_full(e: &Error) -> bool {
+    match e {
+        Error::Index {
+            source: rusqlite::Error::SqliteFailure(failure, _),
+            ..
+        } => {
+            failure.code == ErrorCode::DiskFull
+                || (failure.extended_code == rusqlite::ffi::SQLITE_IOERR_WRITE
+                    && crate::space::file_size_limit().is_some())
+        }
+        Error::Io { source, .. } => matches!(
+            source.kind(),
+            std::io::ErrorKind::StorageFull
+                | std::io::ErrorKind::FileTooLarge
+                | std::io::ErrorKind::QuotaExceeded
+        ),
+        _ => false,
+    }
+}
+
+/// The part of the index file the size limit does not count: an empty index takes 36 KiB
+/// (9 pages: the header and schema, and the root of each table and index; one more, the
+/// pointer map, when created with `auto_vacuum`), which no eviction can give back, and the
+/// pages a few entries half fill. Below it, a limit is on stored bytes alone, as small limits
+/// expect; past it, every page counts.
+pub(crate) const UNCOUNTED_INDEX_BYTES: u64 = 64 * 1024;
+
+/// What entries add to the index beyond their stored bytes, counted against the size limit:
+/// the index file's pages in use (free pages are reused before it grows) past
+/// [`UNCOUNTED_INDEX_BYTES`], less the inline values' bytes (stored bytes already), plus the
+/// WAL past its bound (`journal_size_limit`: up to that size the WAL is reused, not grown, a
+/// fixed cost like the empty index).
+pub(crate) fn overhead(conn: &Connection) -> rusqlite::Result<u64> {
+    let pragma = |sql: &str| {
+        conn.prepare_cached(sql)?
+            .query_row([], |r| r.get::<_, i64>(0))
+            .map(|v| v.max(0) as u64)
+    };
+    let page_size = pragma("PRAGMA page_size")?;
+    let used = pragma("PRAGMA page_count")?.saturating_sub(pragma("PRAGMA freelist_count")?);
+    let inline: i64 = conn
+        .prepare_cached("SELECT coalesce(sum(bytes - blob_bytes), 0) FROM functions")?
+        .query_row([], |r| r.get(0))?;
+    let index = used
+        .saturating_mul(page_size)
+        .saturating_sub(UNCOUNTED_INDEX_BYTES)
+        .saturating_sub(inline.max(0) as u64);
+    let wal = conn
+        .path()
+        .and_then(|path| std::fs::metadata(wal_path(Path::new(path))).ok())
+        .map_or(0, |m| m.len());
+    Ok(index + wal.saturating_sub(pragma("PRAGMA journal_size_limit")?))
 }
 
 impl Index {
@@ -928,6 +1083,7 @@ fn connect(
     conn.busy_timeout(write_timeout)?;
     // NORMAL is durable at checkpoints; a commit lost to a power cut is a miss, not a wrong value.
     conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -8192;")?;
+    conn.execute_batch(&crate::space::size_pragmas(path))?;
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
 }

@@ -21,6 +21,11 @@ pub struct Stats {
     pub blob_bytes: u64,
     /// Bytes of the index files (database, WAL, shared memory).
     pub index_bytes: u64,
+    /// Of those, the WAL's: commits not yet copied back into the database file, up to a bound
+    /// (a sixteenth of the space free, 64 KiB to 4 MiB) past which it is cut back. Entries
+    /// removed free their pages in the database file, which a large prune or a clear gives
+    /// back to the file system.
+    pub wal_bytes: u64,
     /// What the cache takes on disk: index files plus blob files.
     pub disk_bytes: u64,
     /// Distinct function names.
@@ -169,14 +174,13 @@ impl Cache {
             Ok(stats)
         })?;
         let index = self.index()?.path();
-        stats.index_bytes = ["", "-wal", "-shm"]
-            .iter()
-            .filter_map(|suffix| {
-                let mut p = index.as_os_str().to_owned();
-                p.push(suffix);
-                std::fs::metadata(p).ok().map(|m| m.len())
-            })
-            .sum();
+        let size = |suffix: &str| {
+            let mut p = index.as_os_str().to_owned();
+            p.push(suffix);
+            std::fs::metadata(p).map_or(0, |m| m.len())
+        };
+        stats.wal_bytes = size("-wal");
+        stats.index_bytes = size("") + stats.wal_bytes + size("-shm");
         stats.disk_bytes = stats.index_bytes + stats.blob_bytes;
         #[cfg(feature = "redis")]
         if let Some(remote) = self.remote() {

@@ -9,6 +9,8 @@
 //! <dir>/locks/compute         compute leases: one lock byte and record per key slot
 //! <dir>/hints/ab/<key>        first-hit files: a copy of an entry's row, read by a process
 //!                             that has not opened the index yet (see `crate::hints`)
+//! <dir>/reserve               64 KiB of zeros, deleted first when a removal finds the disk
+//!                             full, and made again after (see `crate::space`)
 //! ```
 //!
 //! A blob's file name is derived from the entry's key and value hash, both fixed-size binary
@@ -32,6 +34,8 @@ pub const TMP_DIR: &str = "tmp";
 pub const LOCKS_DIR: &str = "locks";
 /// The folder holding first-hit files.
 pub const HINTS_DIR: &str = "hints";
+/// The file of space kept for removals on a full disk.
+pub(crate) const RESERVE_FILE: &str = "reserve";
 /// The environment variable that overrides the default cache directory.
 pub const DIR_ENV: &str = "MEMO_CACHE_DIR";
 
@@ -68,6 +72,8 @@ pub(crate) struct Layout {
     /// The index's write-ahead log: while it exists with content, the index file alone is
     /// not the whole index.
     pub wal: PathBuf,
+    /// Space kept for removals on a full disk.
+    pub reserve: PathBuf,
 }
 
 impl Layout {
@@ -79,6 +85,7 @@ impl Layout {
             locks: root.join(LOCKS_DIR),
             hints: root.join(HINTS_DIR),
             wal: wal_path(&root.join(INDEX_FILE)),
+            reserve: root.join(RESERVE_FILE),
             root,
         }
     }
@@ -96,6 +103,7 @@ impl Layout {
         }
         write_if_missing(&self.root.join("CACHEDIR.TAG"), CACHEDIR_TAG)?;
         write_if_missing(&self.root.join(".gitignore"), "*\n")?;
+        crate::space::ensure_reserve(self);
         Ok(())
     }
 

@@ -44,6 +44,7 @@ mod layout;
 mod lock;
 #[cfg(feature = "redis")]
 pub mod remote;
+mod space;
 mod verify;
 
 pub use memo_cache_macros::disk_cache;
