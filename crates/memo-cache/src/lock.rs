@@ -11,6 +11,8 @@
 //! directory entry. Two keys that share a slot (one in [`SLOTS`] for two keys computed at the
 //! same moment) are computed one after the other.
 //!
+//! A slot's record sits beside the lock bytes' range, at the start of the file; see [`RECORDS`].
+//!
 //! # Leases
 //!
 //! A holder that is alive but stopped (SIGSTOP, a debugger, a hung network mount) keeps its
@@ -42,7 +44,7 @@ use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
@@ -59,11 +61,17 @@ pub const MIN_LEASE: Duration = Duration::from_secs(2);
 const RENEW_EVERY: Duration = Duration::from_millis(400);
 
 /// The number of slots keys are spread over.
-const SLOTS: u64 = 16384;
+const SLOTS: u64 = 65536;
 
-/// Bytes of a slot's record: magic, pid, beat, the first 16 bytes of the key.
-const RECORD: usize = 32;
-const MAGIC: &[u8; 4] = b"MCL1";
+/// The number of records. Lock bytes take no disk space (they lie past the end of the file);
+/// records do, so slots share them: `RECORDS * RECORD` bytes, 16 KiB, at most four pages of a
+/// small disk. Holders of two slots that share a record both beat in it; a waiter then takes
+/// over a frozen holder only once the other, live one has finished.
+const RECORDS: u64 = 1024;
+
+/// Bytes of a slot's record: the holder's pid (0: no record), its beat, the first 8 bytes of the
+/// key it computes.
+const RECORD: usize = 16;
 
 /// Lock bytes live far past the records, so that a lock never covers a record's bytes.
 const LOCK_BASE: i64 = 1 << 40;
@@ -242,7 +250,7 @@ impl ComputeLocks {
     ) -> (Acquired, Option<io::Error>) {
         let started = Instant::now();
         let primary = LOCK_BASE + 2 * i64::from(lease.slot);
-        let record_at = u64::from(lease.slot) * RECORD as u64;
+        let record_at = (u64::from(lease.slot) % RECORDS) * RECORD as u64;
         let mut pause = Duration::from_millis(1);
         let mut seen = read_record(&file, record_at);
         let mut silent_since = Instant::now();
@@ -330,13 +338,12 @@ impl Lease {
     /// Holds `byte` of `file`, writes our record and starts renewing it.
     fn hold(&mut self, file: Arc<File>, byte: i64, record_at: u64, key: &Key) {
         let mut record = [0u8; RECORD];
-        record[..4].copy_from_slice(MAGIC);
-        record[4..8].copy_from_slice(&std::process::id().to_le_bytes());
-        record[8..16].copy_from_slice(&next_beat().to_le_bytes());
-        record[16..].copy_from_slice(&key.0[..16]);
+        record[..4].copy_from_slice(&std::process::id().to_le_bytes());
+        record[4..8].copy_from_slice(&next_beat().to_le_bytes());
+        record[8..].copy_from_slice(&key.0[..8]);
         // A record we cannot write (a full disk) only means waiters may take over early.
         let _ = write_at(&file, &record, record_at);
-        self.renewal = Some(renewer().add(Arc::clone(&file), record_at + 8));
+        self.renewal = Some(renewer().add(Arc::clone(&file), record_at + 4));
         self.byte = Some((file, byte));
     }
 }
@@ -364,10 +371,10 @@ struct Holder {
 
 impl Holder {
     fn of(record: &[u8; RECORD], key: &Key) -> Holder {
-        let valid = &record[..4] == MAGIC;
+        let pid = u32::from_le_bytes(record[..4].try_into().expect("4 bytes"));
         Holder {
-            pid: valid.then(|| u32::from_le_bytes(record[4..8].try_into().expect("4 bytes"))),
-            same_key: valid && record[16..] == key.0[..16],
+            pid: (pid != 0).then_some(pid),
+            same_key: record[8..] == key.0[..8],
         }
     }
 }
@@ -389,10 +396,11 @@ fn slot_of(key: &Key) -> u32 {
     (u64::from_le_bytes(key.0[..8].try_into().expect("8 bytes")) % SLOTS) as u32
 }
 
-/// A value that differs from every earlier beat of this process.
-fn next_beat() -> u64 {
-    static BEAT: AtomicU64 = AtomicU64::new(0);
-    (u64::from(std::process::id()) << 32) | (BEAT.fetch_add(1, Ordering::Relaxed) & 0xffff_ffff)
+/// A value that differs from this process's earlier beats (for four billion of them); the pid
+/// beside it in the record tells processes apart.
+fn next_beat() -> u32 {
+    static BEAT: AtomicU32 = AtomicU32::new(0);
+    BEAT.fetch_add(1, Ordering::Relaxed)
 }
 
 fn read_record(file: &File, at: u64) -> [u8; RECORD] {
@@ -441,9 +449,9 @@ fn open_lock_file(path: &Path) -> io::Result<File> {
             path.display()
         )));
     }
-    if meta.len() < SLOTS * RECORD as u64 {
-        // Sparse: only the records of slots ever used take disk space.
-        file.set_len(SLOTS * RECORD as u64)?;
+    if meta.len() < RECORDS * RECORD as u64 {
+        // Sparse: only the pages of records ever used take disk space.
+        file.set_len(RECORDS * RECORD as u64)?;
     }
     Ok(file)
 }
