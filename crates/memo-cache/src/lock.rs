@@ -3,13 +3,14 @@
 //! # Locking
 //!
 //! One file, `locks/compute`, serves every key. A key maps to one of [`SLOTS`] slots (the first
-//! bytes of its hash); the slot's lock is an exclusive `fcntl` lock on one byte of that file, an
+//! five bytes of its hash); the slot's lock is an exclusive `fcntl` lock on one byte of that
+//! file, past its end (locks there take no disk space), an
 //! open-file-description (OFD) lock on Linux, so that two handles of one process exclude each
 //! other as two processes do. The kernel releases it when its holder exits, however it exits, so
 //! a waiter whose holder was killed takes the lock over at once. Taking and dropping a lock
 //! costs two `fcntl` calls and one `pwrite`, and creates no file: a miss costs a store, not a
-//! directory entry. Two keys that share a slot (one in [`SLOTS`] for two keys computed at the
-//! same moment) are computed one after the other.
+//! directory entry. Two keys share a slot once in 2^40: never in practice, which matters, since a
+//! computation that waited for another key sharing its slot could wait for itself.
 //!
 //! A slot's record sits beside the lock bytes' range, at the start of the file; see [`RECORDS`].
 //!
@@ -61,7 +62,7 @@ pub const MIN_LEASE: Duration = Duration::from_secs(2);
 const RENEW_EVERY: Duration = Duration::from_millis(400);
 
 /// The number of slots keys are spread over.
-const SLOTS: u64 = 65536;
+const SLOTS: u64 = 1 << 40;
 
 /// The number of records. Lock bytes take no disk space (they lie past the end of the file);
 /// records do, so slots share them: `RECORDS * RECORD` bytes, 16 KiB, at most four pages of a
@@ -74,7 +75,7 @@ const RECORDS: u64 = 1024;
 const RECORD: usize = 16;
 
 /// Lock bytes live far past the records, so that a lock never covers a record's bytes.
-const LOCK_BASE: i64 = 1 << 40;
+const LOCK_BASE: i64 = 1 << 42;
 
 /// A waiter sleeps at most this long between two looks at the lock.
 const MAX_PAUSE: Duration = Duration::from_millis(25);
@@ -108,8 +109,31 @@ pub(crate) struct ComputeLocks {
     lease: Duration,
     /// The lock file, opened at first need; forgotten when the cache directory is made again.
     file: Mutex<Option<Arc<File>>>,
-    claims: Mutex<HashMap<u32, Owner>>,
+    /// Shared by every handle of this process on the same directory.
+    table: Arc<ClaimTable>,
+}
+
+/// The slots claimed within this process in one cache directory, by whom.
+#[derive(Debug, Default)]
+struct ClaimTable {
+    claims: Mutex<HashMap<u64, Owner>>,
     released: Condvar,
+}
+
+impl ClaimTable {
+    /// The table of the lock file at `path`, shared by every handle of this process on it: a
+    /// call that holds a key through one handle and asks for it through another is told so
+    /// instead of waiting for itself.
+    fn of(path: &Path) -> Arc<ClaimTable> {
+        static TABLES: Mutex<Vec<(PathBuf, Arc<ClaimTable>)>> = Mutex::new(Vec::new());
+        let mut tables = TABLES.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, table)) = tables.iter().find(|(at, _)| at == path) {
+            return Arc::clone(table);
+        }
+        let table = Arc::new(ClaimTable::default());
+        tables.push((path.to_path_buf(), Arc::clone(&table)));
+        table
+    }
 }
 
 /// What [`ComputeLocks::acquire`] found.
@@ -129,8 +153,8 @@ pub(crate) enum Acquired {
 /// A held lease; released on drop.
 #[derive(Debug)]
 pub(crate) struct Lease {
-    locks: Arc<ComputeLocks>,
-    slot: u32,
+    table: Arc<ClaimTable>,
+    slot: u64,
     /// The lock file and the byte we hold in it; `None` when the file could not be used.
     byte: Option<(Arc<File>, i64)>,
     renewal: Option<u64>,
@@ -142,8 +166,7 @@ impl ComputeLocks {
             path: locks_dir.join(COMPUTE_FILE),
             lease: lease.max(MIN_LEASE),
             file: Mutex::new(None),
-            claims: Mutex::new(HashMap::new()),
-            released: Condvar::new(),
+            table: ClaimTable::of(&locks_dir.join(COMPUTE_FILE)),
         }
     }
 
@@ -196,21 +219,22 @@ impl ComputeLocks {
     /// lease, then computes without the lock.
     fn claim(
         self: &Arc<Self>,
-        slot: u32,
+        slot: u64,
         owner: Owner,
         lease: Duration,
         done: &mut impl FnMut() -> bool,
     ) -> Option<(Option<Lease>, bool)> {
         let started = Instant::now();
         let mut last_look = Instant::now();
-        let mut claims = self.claims.lock().unwrap_or_else(|p| p.into_inner());
+        let table = &self.table;
+        let mut claims = table.claims.lock().unwrap_or_else(|p| p.into_inner());
         let nested = claims.values().any(|held| *held == owner);
         loop {
             match claims.get(&slot) {
                 None => {
                     claims.insert(slot, owner);
                     let lease = Lease {
-                        locks: Arc::clone(self),
+                        table: Arc::clone(table),
                         slot,
                         byte: None,
                         renewal: None,
@@ -227,10 +251,10 @@ impl ComputeLocks {
                     return None;
                 }
                 last_look = Instant::now();
-                claims = self.claims.lock().unwrap_or_else(|p| p.into_inner());
+                claims = table.claims.lock().unwrap_or_else(|p| p.into_inner());
                 continue;
             }
-            claims = self
+            claims = table
                 .released
                 .wait_timeout(claims, LOOK_EVERY)
                 .unwrap_or_else(|p| p.into_inner())
@@ -249,8 +273,8 @@ impl ComputeLocks {
         mut done: impl FnMut() -> bool,
     ) -> (Acquired, Option<io::Error>) {
         let started = Instant::now();
-        let primary = LOCK_BASE + 2 * i64::from(lease.slot);
-        let record_at = (u64::from(lease.slot) % RECORDS) * RECORD as u64;
+        let primary = LOCK_BASE + 2 * lease.slot as i64;
+        let record_at = (lease.slot % RECORDS) * RECORD as u64;
         let mut pause = Duration::from_millis(1);
         let mut seen = read_record(&file, record_at);
         let mut silent_since = Instant::now();
@@ -356,10 +380,10 @@ impl Drop for Lease {
         if let Some((file, byte)) = self.byte.take() {
             let _ = unlock(&file, byte);
         }
-        let mut claims = self.locks.claims.lock().unwrap_or_else(|p| p.into_inner());
+        let mut claims = self.table.claims.lock().unwrap_or_else(|p| p.into_inner());
         claims.remove(&self.slot);
         drop(claims);
-        self.locks.released.notify_all();
+        self.table.released.notify_all();
     }
 }
 
@@ -392,8 +416,8 @@ impl std::fmt::Display for Holder {
     }
 }
 
-fn slot_of(key: &Key) -> u32 {
-    (u64::from_le_bytes(key.0[..8].try_into().expect("8 bytes")) % SLOTS) as u32
+fn slot_of(key: &Key) -> u64 {
+    u64::from_le_bytes(key.0[..8].try_into().expect("8 bytes")) % SLOTS
 }
 
 /// A value that differs from this process's earlier beats (for four billion of them); the pid
@@ -705,15 +729,22 @@ mod tests {
     }
 
     #[test]
-    fn two_handles_of_one_process_exclude_each_other() {
+    fn two_handles_of_one_process_exclude_each_other_and_know_their_own_claims() {
         let dir = tempfile::tempdir().unwrap();
         let a = Arc::new(ComputeLocks::new(dir.path(), DEFAULT_LEASE));
         let b = Arc::new(ComputeLocks::new(dir.path(), DEFAULT_LEASE));
         let (held, _) = a.acquire_within(&key(2), Owner::thread(), DEFAULT_LEASE, || false);
         assert!(matches!(held, Acquired::Held(_)));
-        // b waits for a's byte; its `done` says the value is there after the first look.
-        let (got, _) = b.acquire_within(&key(2), Owner::thread(), DEFAULT_LEASE, || true);
-        assert!(matches!(got, Acquired::Done));
+        // The same call stack, through the other handle: never waits for itself.
+        let (again, _) = b.acquire_within(&key(2), Owner::thread(), DEFAULT_LEASE, || false);
+        assert!(matches!(again, Acquired::Reentrant));
+        // Another thread waits; its `done` says the value is there after the first look.
+        let other = Arc::clone(&b);
+        let waited = std::thread::spawn(move || {
+            let (got, _) = other.acquire_within(&key(2), Owner::thread(), DEFAULT_LEASE, || true);
+            matches!(got, Acquired::Done)
+        });
+        assert!(waited.join().unwrap());
         drop(held);
         let (got, _) = b.acquire_within(&key(2), Owner::thread(), DEFAULT_LEASE, || true);
         assert!(matches!(got, Acquired::Held(_)));
