@@ -139,7 +139,7 @@ fn hits_never_wait_for_a_frozen_writer_and_a_miss_gives_up_unstored() {
     let miss = run(command(dir.path(), &["small", "1", "2"]).env("MEMO_CACHE_WRITE_TIMEOUT", "1s"));
     assert_eq!(miss.results(), ["value 1"]);
     assert!(
-        miss.stderr.contains("has held its write lock"),
+        miss.stderr.contains("has held it locked"),
         "no warning about the write lock:\n{}",
         miss.stderr
     );
@@ -174,4 +174,31 @@ fn a_cache_directory_deleted_under_running_writers_is_made_again() {
     // A new process finds every value stored after the deletion.
     let cached = run(&mut command(&cache_dir, &["cached", "10", "20"]));
     assert_eq!(cached.lines("cached "), ["10"]);
+}
+
+#[test]
+fn a_frozen_writer_in_exclusive_locking_mode_costs_calls_bounded_waits_only() {
+    let dir = tempfile::tempdir().unwrap();
+    run(&mut command(dir.path(), &["small", "0", "1"]));
+    let index = dir.path().join(memo_cache::INDEX_FILE);
+    let (writer, mut writer_out) = spawn(&mut command(
+        dir.path(),
+        &["hold-write", index.to_str().unwrap(), "exclusive"],
+    ));
+    writer_out.wait_for("holding");
+    signal(&writer, libc::SIGSTOP);
+
+    // No read can be had: every call is a miss that gives up on storing after its write
+    // timeout, and returns the right value.
+    let calls =
+        run(command(dir.path(), &["small", "0", "3"]).env("MEMO_CACHE_WRITE_TIMEOUT", "1s"));
+    assert_eq!(calls.results(), ["value 0", "value 1", "value 2"]);
+    assert!(
+        calls.stderr.contains("has held it locked"),
+        "no warning about the lock:\n{}",
+        calls.stderr
+    );
+    drop(writer);
+    let cached = run(&mut command(dir.path(), &["cached", "0", "1"]));
+    assert_eq!(cached.lines("cached "), ["1"]);
 }

@@ -381,7 +381,7 @@ fn stalled_writer(args: &FaultsArgs, dir: &Path, logs: &Path) -> anyhow::Result<
         hitter
             .errors()
             .lines()
-            .filter(|l| l.contains("write lock"))
+            .filter(|l| l.contains("held it locked"))
             .count(),
     );
     f.require(finished, || "the hitting process never finished".into());

@@ -73,12 +73,13 @@ pub enum Error {
         supported: i64,
     },
 
-    /// Another process held the index's write lock past the write timeout (a stopped or
-    /// frozen process, or a hand-held `sqlite3` transaction). Nothing was written.
+    /// Another process kept the index locked past the write timeout (for a write) or a moment
+    /// (for a read): a stopped or frozen process, or a hand-held `sqlite3` transaction, perhaps
+    /// in exclusive locking mode. Nothing was changed.
     #[error(
-        "cache index {path}: another process has held its write lock for over {waited:?}, so \
-         nothing was written (a stopped process, or an open `sqlite3` transaction?). Find it \
-         with `fuser {path}`, or raise the write timeout"
+        "cache index {path}: another process has held it locked for over {waited:?}, so \
+         nothing was changed (a stopped process, or a `sqlite3` session inside a transaction?). \
+         Find it with `fuser {path}`; for writes, the write timeout can be raised"
     )]
     Busy {
         /// The index file.

@@ -84,6 +84,12 @@ pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long an open waits to migrate an index another process is writing: once per cache.
 const MIGRATE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a read waits while another connection keeps the database locked. In WAL mode a
+/// reader waits only for moments (a recovery, a checkpoint's reset), unless a process holds the
+/// database in exclusive locking mode: then no read can be had at all, and a hit gives up soon
+/// and is a miss.
+pub(crate) const READ_TIMEOUT: Duration = Duration::from_millis(100);
+
 /// How long hit bookkeeping waits for the write lock when a handle closes.
 pub(crate) const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_millis(100);
 
@@ -401,13 +407,7 @@ impl Index {
     }
 
     fn connect(&self) -> Result<Connection> {
-        connect(
-            &self.open_path,
-            self.access,
-            self.immutable,
-            self.write_timeout,
-        )
-        .map_err(|e| self.err(e))
+        connect(&self.open_path, self.access, self.immutable).map_err(|e| self.err(e))
     }
 
     fn give_back(&self, conn: Connection) {
@@ -458,9 +458,10 @@ impl Index {
     /// Runs `f` with a pooled connection (reads).
     pub fn read<T>(&self, mut f: impl FnMut(&Connection) -> rusqlite::Result<T>) -> Result<T> {
         let conn = self.take()?;
-        let out = retry_busy(self.write_timeout, || f(&conn));
+        let started = Instant::now();
+        let out = retry_busy(READ_TIMEOUT, || f(&conn));
         self.give_back(conn);
-        out.map_err(|e| self.err(e))
+        out.map_err(|e| self.busy_or(e, started.elapsed()))
     }
 
     /// Runs `f` inside a `BEGIN IMMEDIATE` transaction, committed when `f` returns `Ok`;
@@ -514,7 +515,11 @@ impl Index {
         behavior: TransactionBehavior,
         commit: bool,
     ) -> Result<T> {
-        self.transaction_within(self.write_timeout, f, behavior, commit)
+        let timeout = match behavior {
+            TransactionBehavior::Deferred => READ_TIMEOUT,
+            _ => self.write_timeout,
+        };
+        self.transaction_within(timeout, f, behavior, commit)
     }
 
     fn transaction_within<T>(
@@ -526,7 +531,8 @@ impl Index {
     ) -> Result<T> {
         self.end_snapshot();
         let conn = self.take()?;
-        let other_timeout = timeout != self.write_timeout;
+        // Connections wait READ_TIMEOUT by default; a write waits its own time.
+        let other_timeout = timeout != READ_TIMEOUT;
         if other_timeout {
             conn.busy_timeout(timeout).map_err(|e| self.err(e))?;
         }
@@ -541,7 +547,7 @@ impl Index {
             }
             Ok(value)
         });
-        if other_timeout && conn.busy_timeout(self.write_timeout).is_err() {
+        if other_timeout && conn.busy_timeout(READ_TIMEOUT).is_err() {
             return out.map_err(|e| self.busy_or(e, started.elapsed()));
         }
         self.give_back(conn);
@@ -644,7 +650,7 @@ impl Index {
         let conn = self.take().ok()?;
         let _ = conn.busy_timeout(Duration::from_secs(1).min(self.write_timeout));
         let out = f(&conn);
-        let _ = conn.busy_timeout(self.write_timeout);
+        let _ = conn.busy_timeout(READ_TIMEOUT);
         self.give_back(conn);
         out.map_err(|e| tracing::debug!("memo-cache: {}: {e}", self.path.display()))
             .ok()
@@ -1049,6 +1055,13 @@ pub(crate) fn index_error(path: &Path, source: rusqlite::Error) -> Error {
             path: path.to_path_buf(),
         };
     }
+    if is_busy(&source) {
+        // A connection's busy handler waits READ_TIMEOUT; writes say how long they waited.
+        return Error::Busy {
+            path: path.to_path_buf(),
+            waited: READ_TIMEOUT,
+        };
+    }
     match source.sqlite_error_code() {
         Some(ErrorCode::NotADatabase) => Error::NotAnIndex {
             path: path.to_path_buf(),
@@ -1064,12 +1077,7 @@ pub(crate) fn index_error(path: &Path, source: rusqlite::Error) -> Error {
     }
 }
 
-fn connect(
-    path: &Path,
-    access: Access,
-    immutable: bool,
-    write_timeout: Duration,
-) -> rusqlite::Result<Connection> {
+fn connect(path: &Path, access: Access, immutable: bool) -> rusqlite::Result<Connection> {
     let flags = match access {
         Access::ReadWrite => OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
         Access::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY,
@@ -1080,7 +1088,7 @@ fn connect(
     } else {
         Connection::open_with_flags(path, flags)
     }?;
-    conn.busy_timeout(write_timeout)?;
+    conn.busy_timeout(READ_TIMEOUT)?;
     // NORMAL is durable at checkpoints; a commit lost to a power cut is a miss, not a wrong value.
     conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -8192;")?;
     conn.execute_batch(&crate::space::size_pragmas(path))?;

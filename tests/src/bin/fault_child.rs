@@ -101,11 +101,20 @@ fn main() {
             }
             println!("stored second");
         }
-        // `hold-write <index>`: holds SQLite's write lock on the index (a `BEGIN IMMEDIATE`
+        // `hold-write <index> [exclusive]`: holds SQLite's write lock on the index (a `BEGIN IMMEDIATE`
         // that never ends), as a `sqlite3` shell left open in a transaction does.
+        // `hold-write <index> [exclusive]`: the same in exclusive locking mode, which keeps
+        // readers out too.
         "hold-write" => {
             let conn = rusqlite::Connection::open(arg(1)).unwrap();
-            conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+            if arg(2) == "exclusive" {
+                conn.execute_batch("PRAGMA locking_mode = EXCLUSIVE")
+                    .unwrap();
+                conn.execute_batch("BEGIN IMMEDIATE; UPDATE functions SET last_used = last_used")
+                    .unwrap();
+            } else {
+                conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+            }
             println!("holding");
             std::thread::sleep(Duration::from_secs(3600));
         }
