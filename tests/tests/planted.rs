@@ -269,3 +269,89 @@ fn a_fifo_garbage_or_too_long_a_path_gets_an_error_that_says_what_to_do() {
     }
     assert_computes(&long);
 }
+
+#[test]
+fn hard_links_to_other_files_are_never_written_through() {
+    let root = tempfile::tempdir().unwrap();
+    let other = root.path().join("accounts.db");
+    let before = other_database(&other);
+    let dir = root.path().join("cache");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::hard_link(&other, dir.join(memo_cache::INDEX_FILE)).unwrap();
+    let message = Cache::open(&dir).unwrap_err().to_string();
+    assert!(message.contains("hard links"), "{message}");
+    assert_computes(&dir);
+    assert_eq!(
+        std::fs::read(&other).unwrap(),
+        before,
+        "the other database changed"
+    );
+
+    let dir = closed_cache(&root.path().join("second"));
+    let config = root.path().join("config.txt");
+    std::fs::write(&config, b"precious").unwrap();
+    std::fs::create_dir_all(dir.join("locks")).unwrap();
+    let _ = std::fs::remove_file(dir.join("locks/compute"));
+    std::fs::hard_link(&config, dir.join("locks/compute")).unwrap();
+    let cache = Cache::open(&dir).unwrap();
+    assert_eq!(cache.get_or_compute(&F, &(5u64,), || 55u64), 55);
+    assert_eq!(std::fs::read(&config).unwrap(), b"precious");
+}
+
+#[test]
+fn a_cache_opened_by_a_relative_path_stays_where_it_was_opened() {
+    let root = tempfile::tempdir().unwrap();
+    let (home, elsewhere) = (root.path().join("home"), root.path().join("elsewhere"));
+    std::fs::create_dir_all(home.join("cache")).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let out = run_bounded(
+        Command::new(CHILD)
+            .args(["chdir", "cache", elsewhere.to_str().unwrap()])
+            .current_dir(&home)
+            .env_remove("MEMO_CACHE_REDIS_URL"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        files_under(&elsewhere).is_empty(),
+        "{:?}",
+        files_under(&elsewhere)
+    );
+    let cache = Cache::open(home.join("cache")).unwrap();
+    let f = Function::new("fault_child::chdir", "v1", "Vec<u8>");
+    assert_eq!(
+        cache.get::<_, Vec<u8>>(&f, &(1u8,)).unwrap(),
+        Some(vec![7u8; 100_000])
+    );
+}
+
+#[test]
+fn a_file_in_place_of_the_directory_or_a_directory_in_place_of_the_index_is_named() {
+    let root = tempfile::tempdir().unwrap();
+    let file = root.path().join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    let message = Cache::open(&file).unwrap_err().to_string();
+    assert!(message.contains("is not a directory"), "{message}");
+    let message = Cache::builder(&file)
+        .existing_only()
+        .open()
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("is not a directory"), "{message}");
+
+    let dir = root.path().join("cache");
+    std::fs::create_dir_all(dir.join(memo_cache::INDEX_FILE)).unwrap();
+    for opened in [
+        Cache::open(&dir),
+        Cache::builder(&dir).existing_only().open(),
+    ] {
+        let message = opened.unwrap_err().to_string();
+        assert!(
+            message.contains("is a directory, not an index file"),
+            "{message}"
+        );
+    }
+}

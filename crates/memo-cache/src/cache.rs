@@ -249,7 +249,12 @@ impl CacheBuilder {
 
     /// Opens the cache.
     pub fn open(self) -> Result<Cache> {
-        let layout = Layout::new(self.dir.clone());
+        // Absolute, so that a later change of the working directory cannot move the cache.
+        let root = std::path::absolute(&self.dir).unwrap_or_else(|_| self.dir.clone());
+        if std::fs::metadata(&root).is_ok_and(|m| !m.is_dir()) {
+            return Err(Error::NotADirectory { path: root });
+        }
+        let layout = Layout::new(root);
         // A program's existing index of this build's schema is opened at first need: a process
         // whose first lookups first-hit files answer does not pay for opening SQLite. (Tools
         // that only look open it at once, so that a damaged index is reported at open.)
@@ -366,6 +371,7 @@ fn is_permission_problem(e: &Error) -> bool {
             source.kind(),
             std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
         ),
+        Error::ReadOnly { .. } => true,
         Error::Index { source, .. } => matches!(
             source.sqlite_error_code(),
             Some(

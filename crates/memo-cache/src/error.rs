@@ -112,6 +112,31 @@ pub enum Error {
         found: &'static str,
     },
 
+    /// The index or the cache directory cannot be written by this process: another user's, or
+    /// a read-only file or mount.
+    #[error(
+        "cache index {path} cannot be written ({source}): the cache belongs to another user or \
+         is read-only. Fix its owner or permissions (`ls -l {path}`), or use a directory of \
+         your own (MEMO_CACHE_DIR)"
+    )]
+    ReadOnly {
+        /// The index file.
+        path: PathBuf,
+        /// What SQLite reported.
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    /// The cache directory's path names something that is not a directory.
+    #[error(
+        "{path} is not a directory, so it cannot hold a cache; point memo-cache at a directory \
+         (MEMO_CACHE_DIR, `dir = ..`, --dir) or move the file aside"
+    )]
+    NotADirectory {
+        /// The path.
+        path: PathBuf,
+    },
+
     /// The index path is longer than SQLite accepts.
     #[error(
         "the cache index path {path} is {len} bytes long, over the {max} bytes SQLite accepts; \
@@ -202,6 +227,19 @@ impl Error {
         path: impl Into<PathBuf>,
         source: std::io::Error,
     ) -> Self {
+        let action = if source.kind() == std::io::ErrorKind::PermissionDenied {
+            // Say what to do, not only what failed.
+            match action {
+                "creating cache directory" => {
+                    "no permission to create (the cache directory belongs to another user or is \
+                     read-only: fix its owner or permissions, or set MEMO_CACHE_DIR to a \
+                     directory of your own)"
+                }
+                _ => action,
+            }
+        } else {
+            action
+        };
         Error::Io {
             action,
             path: path.into(),

@@ -245,7 +245,7 @@ impl Index {
             held: OnceLock::new(),
         };
         let conn = match index.first_connection(schema) {
-            Err(Error::Index { source, .. })
+            Err(Error::Index { source, .. } | Error::ReadOnly { source, .. })
                 if access == Access::ReadOnly
                     && matches!(
                         source.sqlite_error_code(),
@@ -1066,6 +1066,10 @@ pub(crate) fn index_error(path: &Path, source: rusqlite::Error) -> Error {
         Some(ErrorCode::NotADatabase) => Error::NotAnIndex {
             path: path.to_path_buf(),
         },
+        Some(ErrorCode::ReadOnly) => Error::ReadOnly {
+            path: path.to_path_buf(),
+            source,
+        },
         Some(ErrorCode::DatabaseCorrupt) => Error::CorruptIndex {
             path: path.to_path_buf(),
             source,
@@ -1142,8 +1146,29 @@ fn checked_open_path(path: &Path) -> Result<PathBuf> {
                 path: file,
             });
         }
+        if hard_links(&meta) > 1 {
+            return Err(Error::NotAFile {
+                found: "a file with other hard links (another program's file, or a hard-link \
+                        backup's?)",
+                path: file,
+            });
+        }
     }
     Ok(open_path)
+}
+
+/// How many names the file has: memo-cache's own files have one, so writing one with more
+/// would write another program's file.
+pub(crate) fn hard_links(meta: &std::fs::Metadata) -> u64 {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::MetadataExt::nlink(meta)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        1
+    }
 }
 
 #[cfg(unix)]

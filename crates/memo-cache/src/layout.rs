@@ -107,10 +107,10 @@ impl Layout {
         Ok(())
     }
 
-    /// True when something stands at the index path that is not a directory: a file, or a
-    /// symlink or FIFO that opening the index will refuse with a clear error.
+    /// True when something stands at the index path: the index, or a symlink, FIFO or directory
+    /// that opening the index will refuse with a clear error.
     pub fn has_index(&self) -> bool {
-        fs::symlink_metadata(&self.index).is_ok_and(|m| !m.is_dir())
+        fs::symlink_metadata(&self.index).is_ok()
     }
 
     /// The file holding the value of `key` whose bytes hash to `hash`.

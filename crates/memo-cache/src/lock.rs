@@ -319,8 +319,8 @@ impl ComputeLocks {
                     Ok(false) => {
                         tracing::warn!(
                             key = %key,
-                            "memo-cache: {holder} and the waiter that took over from it have \
-                             both stopped renewing their lease on key {key}; computing it here"
+                            "memo-cache: {holder}, which took key {key} over from a stopped \
+                             holder, has stopped renewing its lease too; computing it here"
                         );
                         return (Acquired::TookOver(lease), None);
                     }
@@ -467,6 +467,13 @@ fn open_lock_file(path: &Path) -> io::Result<File> {
         )
     })?;
     let meta = file.metadata()?;
+    if crate::index::hard_links(&meta) > 1 {
+        return Err(io::Error::other(format!(
+            "{} has other hard links (another program's file?); move it aside and memo-cache \
+             makes its own",
+            path.display()
+        )));
+    }
     if !meta.is_file() {
         return Err(io::Error::other(format!(
             "{} is not a regular file; move it aside and memo-cache makes it again",

@@ -200,7 +200,8 @@ pub(crate) fn make_room(cache: &Cache) -> Result<u64> {
 pub(crate) fn ensure_reserve(layout: &Layout) {
     let path = &layout.reserve;
     let have = match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.is_file() => meta.len(),
+        // Another name for the file would be another program's file: not ours to write.
+        Ok(meta) if meta.is_file() && crate::index::hard_links(&meta) == 1 => meta.len(),
         Ok(_) => return, // Not ours to replace.
         Err(_) => 0,
     };

@@ -118,6 +118,16 @@ fn main() {
             println!("holding");
             std::thread::sleep(Duration::from_secs(3600));
         }
+        // `chdir <cache> <elsewhere>`: opens the cache by a relative path, changes the working
+        // directory, then stores a blob-sized value and a small one.
+        "chdir" => {
+            let cache = memo_cache::Cache::open(arg(1)).unwrap();
+            std::env::set_current_dir(arg(2)).unwrap();
+            let f = memo_cache::Function::new("fault_child::chdir", "v1", "Vec<u8>");
+            cache.put(&f, &(1u8,), &vec![7u8; 100_000]).unwrap();
+            cache.put(&f, &(2u8,), &vec![7u8; 10]).unwrap();
+            println!("stored");
+        }
         other => panic!("unknown scenario {other:?}"),
     }
 }
