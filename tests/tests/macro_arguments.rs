@@ -88,7 +88,7 @@ fn norm(Point { x, y: mut why }: Point, &scale: &i64, [first, .., last]: [u8; 4]
 }
 
 #[disk_cache]
-fn bound(ref mut text @ _: String, (ref a, b): (String, u8)) -> String {
+fn bound(ref mut text: String, (ref a, b): (String, u8)) -> String {
     ran("bound");
     text.push('!');
     format!("{text}{a}{b}")

@@ -351,7 +351,7 @@ impl Context<'_> {
                 } else {
                     quote!(#ident)
                 };
-                typed.pat = Box::new(syn::parse_quote!(#binding));
+                *typed.pat = syn::parse_quote!(#binding);
             }
         }
         sig
@@ -541,7 +541,7 @@ impl Context<'_> {
         quote! {
             #[doc = #doc]
             #(#kept)*
-            #[allow(non_snake_case, dead_code, unused_variables, unused_mut, clippy::too_many_arguments)]
+            #[allow(non_snake_case, dead_code, unused_variables, unused_mut, clippy::too_many_arguments, clippy::ptr_arg)]
             #vis #sig #body
         }
     }
