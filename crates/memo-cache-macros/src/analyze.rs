@@ -10,8 +10,14 @@ use crate::options::Options;
 
 /// One argument of the cached function.
 pub struct Arg {
-    /// The binding: the argument's name, or `self`.
+    /// The binding: the argument's name, `self`, or `__memo_arg_i` for a pattern.
     pub ident: Ident,
+    /// For an argument written as a pattern (`(a, b): (u32, u32)`, `Point { x, y }: Point`,
+    /// `_: T`), the pattern: the generated signature binds the whole argument to `ident`, and the
+    /// body destructures it with `let pattern = ident;`.
+    pub pattern: Option<Pat>,
+    /// The receiver is `&mut self`: it cannot be part of the key.
+    pub mut_receiver: bool,
     /// What it is; `None` for the receiver.
     pub ty: Option<Type>,
     /// How it enters the key; `None` when ignored.
@@ -76,11 +82,14 @@ pub fn analyze(item: &syn::ItemFn, options: &Options) -> syn::Result<Plan> {
     }
 
     let mut args = Vec::new();
-    for input in &sig.inputs {
-        args.push(argument(input)?);
+    for (i, input) in sig.inputs.iter().enumerate() {
+        args.push(argument(i, input)?);
     }
     for ignored in &options.ignore {
-        match args.iter_mut().find(|a| a.ident == *ignored) {
+        let named = args
+            .iter_mut()
+            .find(|a| a.pattern.is_none() && a.ident == *ignored);
+        match named {
             Some(arg) => arg.key = None,
             None => {
                 return Err(syn::Error::new_spanned(
@@ -121,15 +130,28 @@ pub fn analyze(item: &syn::ItemFn, options: &Options) -> syn::Result<Plan> {
     })
 }
 
-fn argument(input: &FnArg) -> syn::Result<Arg> {
+fn argument(index: usize, input: &FnArg) -> syn::Result<Arg> {
+    let attrs = match input {
+        FnArg::Receiver(receiver) => &receiver.attrs,
+        FnArg::Typed(typed) => &typed.attrs,
+    };
+    if let Some(cfg) = attrs
+        .iter()
+        .find(|a| a.path().is_ident("cfg") || a.path().is_ident("cfg_attr"))
+    {
+        return Err(syn::Error::new_spanned(
+            cfg,
+            "#[disk_cache] cannot cache a function with an argument that exists only under a `cfg`: \
+             the key and the companions' signatures would differ between configurations; \
+             put the `cfg` on two versions of the whole function instead",
+        ));
+    }
     match input {
         FnArg::Receiver(receiver) => {
-            if receiver.mutability.is_some() && receiver.reference.is_some() {
-                return Err(syn::Error::new_spanned(
-                    receiver,
-                    "#[disk_cache] cannot cache a method taking `&mut self`: a cache hit would skip its changes to `self`",
-                ));
-            }
+            let by_mut_ref = match &*receiver.ty {
+                Type::Reference(r) => r.mutability.is_some(),
+                _ => false,
+            };
             let key = if receiver.reference.is_some() || matches!(&*receiver.ty, Type::Reference(_))
             {
                 KeyPart::SelfRef
@@ -138,30 +160,37 @@ fn argument(input: &FnArg) -> syn::Result<Arg> {
             };
             Ok(Arg {
                 ident: Ident::new("self", receiver.self_token.span),
+                pattern: None,
+                mut_receiver: by_mut_ref,
                 ty: None,
                 key: Some(key),
                 span: receiver.span(),
             })
         }
         FnArg::Typed(typed) => {
-            let ident = match &*typed.pat {
-                Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => p.ident.clone(),
-                other => {
-                    return Err(syn::Error::new_spanned(
-                        other,
-                        "#[disk_cache] needs a plain name for each argument (`point: Point`, not a pattern): destructure inside the body",
-                    ));
+            let (ident, pattern) = match &*typed.pat {
+                // `x` and `mut x` keep their name: the generated code moves them as they are.
+                Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => {
+                    (p.ident.clone(), None)
                 }
+                other => (
+                    Ident::new(&format!("__memo_arg_{index}"), Span::call_site()),
+                    Some(other.clone()),
+                ),
             };
             let key = match set_kind(&typed.ty) {
-                Some(true) => KeyPart::SetRef,
-                Some(false) => KeyPart::Set,
-                None => KeyPart::Plain,
+                // `_` binds nothing, so the body cannot read it and the result cannot depend on it.
+                _ if matches!(&*typed.pat, Pat::Wild(_)) => None,
+                Some(true) => Some(KeyPart::SetRef),
+                Some(false) => Some(KeyPart::Set),
+                None => Some(KeyPart::Plain),
             };
             Ok(Arg {
                 ident,
+                pattern,
+                mut_receiver: false,
                 ty: Some((*typed.ty).clone()),
-                key: Some(key),
+                key,
                 span: typed.ty.span(),
             })
         }
@@ -170,6 +199,13 @@ fn argument(input: &FnArg) -> syn::Result<Arg> {
 
 /// Errors for argument types that can never be part of a key.
 fn check_key_argument(arg: &Arg) -> syn::Result<()> {
+    if arg.mut_receiver {
+        return Err(syn::Error::new(
+            arg.span,
+            "#[disk_cache] cannot cache a method taking `&mut self`: a cache hit would skip its changes to `self`; \
+             take `&self`, or leave `self` out of the key with `ignore(self)` if the result does not depend on it",
+        ));
+    }
     let Some(ty) = &arg.ty else { return Ok(()) };
     if let Type::Reference(r) = ty
         && let Some(mutability) = &r.mutability
@@ -178,9 +214,10 @@ fn check_key_argument(arg: &Arg) -> syn::Result<()> {
         return Err(syn::Error::new_spanned(
             r,
             format!(
-                "#[disk_cache] cannot cache a function taking `&mut` (`{}`): a cache hit would skip its changes; \
-                 take it by value or by `&`, or leave it out of the key with `ignore({})`",
-                arg.ident, arg.ident
+                "#[disk_cache] cannot cache a function taking `&mut` ({}): a cache hit would skip its changes; \
+                 take it by value or by `&`, or {}",
+                arg.label(),
+                arg.leave_out()
             ),
         ));
     }
@@ -188,17 +225,51 @@ fn check_key_argument(arg: &Arg) -> syn::Result<()> {
         return Err(syn::Error::new(
             span,
             format!(
-                "#[disk_cache] cannot key on an `impl Trait` argument (`{}`): use a named type that implements `Serialize`, \
-                 or leave it out of the key with `ignore({})`",
-                arg.ident, arg.ident
+                "#[disk_cache] cannot key on an `impl Trait` argument ({}): use a named type that implements `Serialize`, \
+                 or {}",
+                arg.label(),
+                arg.leave_out()
             ),
         ));
     }
     Ok(())
 }
 
+impl Arg {
+    /// The argument in a message: `` `name` ``, or "a pattern" (the error points at it).
+    fn label(&self) -> String {
+        match &self.pattern {
+            Some(_) => "a pattern".to_owned(),
+            None => format!("`{}`", self.ident),
+        }
+    }
+
+    /// How to leave this argument out of the key.
+    fn leave_out(&self) -> String {
+        match &self.pattern {
+            Some(_) => "give it a name (`arg: T`), leave it out of the key with `ignore(arg)`, \
+                        and destructure it in the body"
+                .to_owned(),
+            None => format!("leave it out of the key with `ignore({})`", self.ident),
+        }
+    }
+}
+
 fn no_such_argument(ignored: &Ident, args: &[Arg]) -> String {
-    let names: Vec<String> = args.iter().map(|a| format!("`{}`", a.ident)).collect();
+    if args
+        .iter()
+        .any(|a| a.pattern.as_ref().is_some_and(|p| binds(p, ignored)))
+    {
+        return format!(
+            "`{ignored}` is bound inside a pattern argument, which is keyed as a whole: to leave it out of the key, \
+             give the argument a name (`arg: T`), write `ignore(arg)`, and destructure it in the body"
+        );
+    }
+    let names: Vec<String> = args
+        .iter()
+        .filter(|a| a.pattern.is_none())
+        .map(|a| format!("`{}`", a.ident))
+        .collect();
     if names.is_empty() {
         format!("`ignore({ignored})` names no argument: the function takes none")
     } else {
@@ -207,6 +278,20 @@ fn no_such_argument(ignored: &Ident, args: &[Arg]) -> String {
             names.join(", ")
         )
     }
+}
+
+/// True when `pattern` binds `name` somewhere inside it.
+fn binds(pattern: &Pat, name: &Ident) -> bool {
+    struct Find<'a>(&'a Ident, bool);
+    impl<'ast> Visit<'ast> for Find<'_> {
+        fn visit_pat_ident(&mut self, p: &'ast syn::PatIdent) {
+            self.1 |= p.ident == *self.0;
+            syn::visit::visit_pat_ident(self, p);
+        }
+    }
+    let mut find = Find(name, false);
+    find.visit_pat(pattern);
+    find.1
 }
 
 /// `Some(false)` for a type written `HashSet<..>`, `Some(true)` for `&HashSet<..>`.

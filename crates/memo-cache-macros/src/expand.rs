@@ -23,12 +23,16 @@ pub fn expand(
         fingerprint,
         krate,
     };
-    let main = cx.cached();
     let clear = cx.clear();
     let is_cached = cx.is_cached();
-    let recompute = cx.recompute();
     let uncached = cx.uncached();
-    quote! { #main #clear #is_cached #recompute #uncached }
+    let (main, recompute) = (cx.cached(), cx.recompute());
+    let cached = if plan.is_async {
+        cx.if_tokio(quote!(#main #recompute))
+    } else {
+        quote!(#main #recompute)
+    };
+    quote! { #cached #clear #is_cached #uncached }
 }
 
 struct Context<'a> {
@@ -303,21 +307,60 @@ impl Context<'_> {
         }
     }
 
+    /// `let __memo_compute`: the body, as a closure or an `async` block that owns the arguments.
+    /// It may mutate what it captures (a `mut` argument, an ignored `&mut` one), so it is bound
+    /// `mut`; it is called once.
     fn compute(&self) -> TokenStream {
-        let block = &self.item.block;
+        let block = self.body();
         let ret = &self.plan.ret;
         if self.plan.is_async {
             quote!(let __memo_compute = async move #block;)
         } else {
-            quote!(let __memo_compute = move || -> #ret #block;)
+            quote! {
+                #[allow(unused_mut)]
+                let mut __memo_compute = move || -> #ret #block;
+            }
         }
+    }
+
+    /// The function's block, preceded by the destructuring of its pattern arguments.
+    fn body(&self) -> TokenStream {
+        let block = &self.item.block;
+        let lets = self.plan.args.iter().filter_map(|arg| {
+            let pattern = arg.pattern.as_ref()?;
+            let ident = &arg.ident;
+            Some(quote!(let #pattern = #ident;))
+        });
+        let lets: Vec<_> = lets.collect();
+        if lets.is_empty() {
+            quote!(#block)
+        } else {
+            quote!({ #(#lets)* #block })
+        }
+    }
+
+    /// The function's signature as generated: each pattern argument bound to its generated
+    /// name instead (`mut` when the pattern borrows part of it `ref mut`).
+    fn outer_sig(&self) -> syn::Signature {
+        let mut sig = self.item.sig.clone();
+        for (input, arg) in sig.inputs.iter_mut().zip(&self.plan.args) {
+            if let (syn::FnArg::Typed(typed), Some(pattern)) = (input, &arg.pattern) {
+                let ident = &arg.ident;
+                let binding = if borrows_mut(pattern) {
+                    quote!(mut #ident)
+                } else {
+                    quote!(#ident)
+                };
+                *typed.pat = syn::parse_quote!(#binding);
+            }
+        }
+        sig
     }
 
     /// The function itself: memory, disk, compute.
     fn cached(&self) -> TokenStream {
-        let ItemFn {
-            attrs, vis, sig, ..
-        } = self.item;
+        let ItemFn { attrs, vis, .. } = self.item;
+        let sig = &self.outer_sig();
         let (parts, ops, site, function, keys, compute) = (
             self.parts(true),
             self.ops(true),
@@ -327,20 +370,13 @@ impl Context<'_> {
             self.compute(),
         );
         let mem = quote!(__memo_mem);
-        let krate = self.krate;
         let run = if self.plan.is_async {
             let method = if self.plan.fallible {
                 quote!(get_or_try_compute_async)
             } else {
                 quote!(get_or_compute_async)
             };
-            let asyncness = sig
-                .asyncness
-                .as_ref()
-                .map_or_else(Span::call_site, |a| a.span);
-            let require = quote_spanned!(asyncness=> #krate::__memo_require_tokio!(););
             quote! {
-                #require
                 match __memo_key {
                     ::core::option::Option::Some((__memo_cache, __memo_key)) => {
                         __memo_site.#method(__memo_function, __memo_cache, __memo_key, __memo_ops, #mem, __memo_compute).await
@@ -373,6 +409,31 @@ impl Context<'_> {
                 #keys
                 #compute
                 #run
+            }
+        }
+    }
+
+    /// An `async fn`'s cached items, compiled only with memo-cache's `tokio` feature; without it,
+    /// one error on `async`, and the function and `__recompute` uncached so nothing else fails.
+    fn if_tokio(&self, cached: TokenStream) -> TokenStream {
+        let asyncness = self
+            .item
+            .sig
+            .asyncness
+            .as_ref()
+            .map_or_else(Span::call_site, |a| a.span);
+        let krate = respan(self.krate.clone(), asyncness);
+        let ItemFn { attrs, vis, .. } = self.item;
+        let sig = self.outer_sig();
+        let body = self.body();
+        let recompute = self.companion_item(
+            " Runs the function uncached (memo-cache's `tokio` feature is off).",
+            &self.plan_sig("recompute"),
+            self.body(),
+        );
+        quote_spanned! {asyncness=>
+            #krate::__memo_if_tokio! {
+                { #cached } else { #(#attrs)* #vis #sig #body #recompute }
             }
         }
     }
@@ -461,13 +522,12 @@ impl Context<'_> {
              (recursive calls inside the body still go through the cache). Generated by `#[disk_cache]`.",
             f = self.ident()
         );
-        let block = &self.item.block;
-        self.companion_item(&doc, &sig, quote!(#block))
+        self.companion_item(&doc, &sig, self.body())
     }
 
     /// The function's signature under a companion's name.
     fn plan_sig(&self, op: &str) -> syn::Signature {
-        let mut sig = self.item.sig.clone();
+        let mut sig = self.outer_sig();
         sig.ident = self.companion(op);
         sig
     }
@@ -481,7 +541,7 @@ impl Context<'_> {
         quote! {
             #[doc = #doc]
             #(#kept)*
-            #[allow(non_snake_case, dead_code, unused_variables, unused_mut, clippy::too_many_arguments)]
+            #[allow(non_snake_case, dead_code, unused_variables, unused_mut, clippy::too_many_arguments, clippy::ptr_arg)]
             #vis #sig #body
         }
     }
@@ -503,6 +563,20 @@ fn respan(tokens: TokenStream, span: Span) -> TokenStream {
             token
         })
         .collect()
+}
+
+/// True when `pattern` binds part of its value `ref mut`, which needs a `mut` place.
+fn borrows_mut(pattern: &syn::Pat) -> bool {
+    struct Find(bool);
+    impl<'ast> syn::visit::Visit<'ast> for Find {
+        fn visit_pat_ident(&mut self, p: &'ast syn::PatIdent) {
+            self.0 |= p.by_ref.is_some() && p.mutability.is_some();
+            syn::visit::visit_pat_ident(self, p);
+        }
+    }
+    let mut find = Find(false);
+    syn::visit::Visit::visit_pat(&mut find, pattern);
+    find.0
 }
 
 /// The set of a set argument written `&HashSet<..>`.

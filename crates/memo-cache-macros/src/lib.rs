@@ -41,6 +41,43 @@ use quote::quote;
 /// `BTreeSet`). A function returning `Result<T, E>` (however the `Result` is spelled, e.g.
 /// `io::Result<T>`) stores only `Ok` values unless `cache_err = true`.
 ///
+/// # Arguments
+///
+/// Every argument the function takes is in the key, by the value it is called with (before the
+/// body runs), except:
+///
+/// - an argument named in `ignore(..)`: left out, so it may be anything, `&mut T`,
+///   `impl FnMut(..)`, a handle that is not `Serialize`; a hit skips whatever the body would
+///   have done with it;
+/// - an argument written `_`: the body cannot read it, so the result cannot depend on it.
+///
+/// A `mut` binding (`mut v: Vec<f64>`) and a `_`-prefixed name (`_unit: &str`) are arguments
+/// like any other. An argument written as a pattern (`(x, y): (i64, i64)`,
+/// `Point { x, y }: Point`, `&n: &u32`, `[a, .., b]: [u8; 4]`, `ref mut s: String`) is keyed as
+/// a whole, parts it does not bind included: the generated function takes it under a name of
+/// its own and destructures it at the top of the body. To leave one out of the key, name it,
+/// `ignore` the name and destructure it in the body. A `#[cfg]` on an argument is an error:
+/// put it on two versions of the whole function.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// # unsafe { std::env::set_var("MEMO_CACHE_DIR", dir.path()) };
+/// use memo_cache::disk_cache;
+///
+/// #[disk_cache(ignore(progress))]
+/// fn median(mut values: Vec<f64>, (lo, hi): (f64, f64), progress: &mut Vec<String>) -> f64 {
+///     progress.push(format!("sorting {} values", values.len()));
+///     values.retain(|v| (lo..hi).contains(v));
+///     values.sort_by(f64::total_cmp);
+///     values[values.len() / 2]
+/// }
+///
+/// let mut log = Vec::new();
+/// assert_eq!(median(vec![9.0, 1.0, 5.0], (0.0, 10.0), &mut log), 5.0);
+/// assert_eq!(median(vec![9.0, 1.0, 5.0], (0.0, 10.0), &mut log), 5.0); // a hit: nothing logged
+/// assert_eq!(log.len(), 1);
+/// ```
+///
 /// # Options
 ///
 /// | option | meaning |
@@ -197,7 +234,8 @@ use quote::quote;
 /// # Limits
 ///
 /// Not for functions in trait impls (the companions are not trait items), `const fn`, `&mut`
-/// or `impl Trait` arguments that take part in the key, or const generic parameters. The body is
+/// or `impl Trait` arguments that take part in the key (`ignore` them), `&mut self` unless
+/// `ignore(self)`, or const generic parameters. The body is
 /// compiled into the function and into `f__recompute` and `f__uncached`, so a `static` declared
 /// inside the body is not shared between them.
 ///

@@ -1053,24 +1053,32 @@ impl<T> QuietValue<T> for Probe<T> {
 
 // ---- async ------------------------------------------------------------------------------------
 
-/// Expands to nothing when the `tokio` feature is on, and to a clear compile error otherwise.
+/// The cached items of an `async fn` (the function and its `__recompute`) when the `tokio`
+/// feature is on. Otherwise one clear compile error and the fallback (the function as written,
+/// uncached), so that callers type-check and no other error follows from the missing feature.
 #[cfg(feature = "tokio")]
 #[doc(hidden)]
 #[macro_export]
-macro_rules! __memo_require_tokio {
-    () => {};
+macro_rules! __memo_if_tokio {
+    ({ $($cached:tt)* } else { $($fallback:tt)* }) => { $($cached)* };
 }
 
-/// Expands to nothing when the `tokio` feature is on, and to a clear compile error otherwise.
+/// The cached items of an `async fn` (the function and its `__recompute`) when the `tokio`
+/// feature is on. Otherwise one clear compile error and the fallback (the function as written,
+/// uncached), so that callers type-check and no other error follows from the missing feature.
 #[cfg(not(feature = "tokio"))]
 #[doc(hidden)]
 #[macro_export]
-macro_rules! __memo_require_tokio {
-    () => {
+macro_rules! __memo_if_tokio {
+    ({ $($cached:tt)* } else { $($fallback:tt)* }) => {
         ::core::compile_error!(
-            "#[disk_cache] on an `async fn` needs memo-cache's `tokio` feature: \
-             memo-cache = { version = \"0.1\", features = [\"tokio\"] }"
+            "#[disk_cache] on an `async fn` needs memo-cache's `tokio` feature: add \"tokio\" to the \
+             `features` of the memo-cache dependency in Cargo.toml, wherever it comes from \
+             (`memo-cache = { version = \"0.1\", features = [\"tokio\"] }`, \
+             `memo-cache = { path = \"..\", features = [\"tokio\"] }`), \
+             or run `cargo add memo-cache --features tokio`"
         );
+        $($fallback)*
     };
 }
 
