@@ -281,10 +281,13 @@ fn prune_entries(cache: &Cache, prune: &Prune) -> Result<Removal> {
         removal.file_bytes += swept.stray.bytes;
     }
     if !prune.dry_run {
-        // The space comes back: the WAL the removal wrote, and the pages it freed.
-        let index = cache.index()?;
-        index.checkpoint_truncate();
-        index.shrink();
+        // The space comes back: the WAL the removal wrote, and the pages it freed. A prune that
+        // removed no row wrote nothing to give back (and a checkpoint syncs the disk).
+        if removal.entries > 0 {
+            let index = cache.index()?;
+            index.checkpoint_truncate();
+            index.shrink();
+        }
         space::ensure_reserve(cache.layout());
     }
     Ok(removal)
