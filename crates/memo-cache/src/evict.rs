@@ -445,7 +445,7 @@ fn over_limits(
 }
 
 /// Eviction after a store: stale, then expired, then least recently used entries go until the
-/// stored bytes are within `limit`, less what the entries add to the index and its WAL
+/// stored bytes are within `limit`, less what the entries add to the index
 /// ([`index::overhead`]). The entry just stored (`keep`) stays.
 pub(crate) fn to_size_limit(
     tx: &Transaction,

@@ -702,9 +702,7 @@ pub(crate) const UNCOUNTED_INDEX_BYTES: u64 = 64 * 1024;
 
 /// What entries add to the index beyond their stored bytes, counted against the size limit:
 /// the index file's pages in use (free pages are reused before it grows) past
-/// [`UNCOUNTED_INDEX_BYTES`], less the inline values' bytes (stored bytes already), plus the
-/// WAL past its bound (`journal_size_limit`: up to that size the WAL is reused, not grown, a
-/// fixed cost like the empty index).
+/// [`UNCOUNTED_INDEX_BYTES`], less the inline values' bytes (stored bytes already).
 pub(crate) fn overhead(conn: &Connection) -> rusqlite::Result<u64> {
     let pragma = |sql: &str| {
         conn.prepare_cached(sql)?
@@ -716,15 +714,12 @@ pub(crate) fn overhead(conn: &Connection) -> rusqlite::Result<u64> {
     let inline: i64 = conn
         .prepare_cached("SELECT coalesce(sum(bytes - blob_bytes), 0) FROM functions")?
         .query_row([], |r| r.get(0))?;
-    let index = used
+    // The WAL is not counted: it is bounded by itself (checkpointed and cut back), and grows only
+    // while readers hold checkpoints back; evicting for it would only write more of it.
+    Ok(used
         .saturating_mul(page_size)
         .saturating_sub(UNCOUNTED_INDEX_BYTES)
-        .saturating_sub(inline.max(0) as u64);
-    let wal = conn
-        .path()
-        .and_then(|path| std::fs::metadata(wal_path(Path::new(path))).ok())
-        .map_or(0, |m| m.len());
-    Ok(index + wal.saturating_sub(pragma("PRAGMA journal_size_limit")?))
+        .saturating_sub(inline.max(0) as u64))
 }
 
 impl Index {
