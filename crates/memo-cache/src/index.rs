@@ -85,10 +85,11 @@ pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 const MIGRATE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a read waits while another connection keeps the database locked. In WAL mode a
-/// reader waits only for moments (a recovery, a checkpoint's reset), unless a process holds the
-/// database in exclusive locking mode: then no read can be had at all, and a hit gives up soon
-/// and is a miss.
-pub(crate) const READ_TIMEOUT: Duration = Duration::from_millis(100);
+/// reader waits only while a connection recovers the WAL after a crash (reading all of it, which
+/// took over 100 ms beside four writers killed at random), unless a process holds the database
+/// in exclusive locking mode: then no read can be had at all, and a lookup gives up after this
+/// long and is a miss.
+pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How long hit bookkeeping waits for the write lock when a handle closes.
 pub(crate) const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_millis(100);
