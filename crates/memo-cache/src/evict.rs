@@ -248,8 +248,10 @@ fn prune_entries(cache: &Cache, prune: &Prune) -> Result<Removal> {
         }
     }
     let now = cache.now_ms();
+    let mut full = false;
     let gone = match remove_rows(cache, prune, now) {
         Err(e) if index::is_full(&e) && !prune.dry_run => {
+            full = true;
             space::remove_on_full_disk(cache, prune.file_grace, |dry_run| {
                 remove_rows(
                     cache,
@@ -283,10 +285,14 @@ fn prune_entries(cache: &Cache, prune: &Prune) -> Result<Removal> {
     if !prune.dry_run {
         // The space comes back: the WAL the removal wrote, and the pages it freed. A prune that
         // removed no row wrote nothing to give back (and a checkpoint syncs the disk).
-        if removal.entries > 0 {
-            let index = cache.index()?;
+        let index = cache.index()?;
+        if full {
+            // Step by step, the WAL emptied in between, waiting for readers: the disk has no
+            // room for more.
             index.checkpoint_truncate();
             index.shrink();
+        } else if removal.entries > 0 {
+            index.give_back_pages();
         }
         space::ensure_reserve(cache.layout());
     }
