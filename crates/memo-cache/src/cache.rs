@@ -250,7 +250,12 @@ impl CacheBuilder {
     /// Opens the cache.
     pub fn open(self) -> Result<Cache> {
         // Absolute, so that a later change of the working directory cannot move the cache.
-        let root = std::path::absolute(&self.dir).unwrap_or_else(|_| self.dir.clone());
+        let dir = if self.dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            &self.dir
+        };
+        let root = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
         if std::fs::metadata(&root).is_ok_and(|m| !m.is_dir()) {
             return Err(Error::NotADirectory { path: root });
         }

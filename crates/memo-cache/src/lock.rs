@@ -120,6 +120,18 @@ struct ClaimTable {
     released: Condvar,
 }
 
+/// `dir` with symlinks and `..` resolved, as far as it exists: two spellings of one cache
+/// directory must share one claim table.
+fn canonical(dir: &Path) -> PathBuf {
+    if let Ok(resolved) = fs::canonicalize(dir) {
+        return resolved;
+    }
+    match (dir.parent(), dir.file_name()) {
+        (Some(parent), Some(name)) => canonical(parent).join(name),
+        _ => dir.to_path_buf(),
+    }
+}
+
 impl ClaimTable {
     /// The table of the lock file at `path`, shared by every handle of this process on it: a
     /// call that holds a key through one handle and asks for it through another is told so
@@ -166,7 +178,7 @@ impl ComputeLocks {
             path: locks_dir.join(COMPUTE_FILE),
             lease: lease.max(MIN_LEASE),
             file: Mutex::new(None),
-            table: ClaimTable::of(&locks_dir.join(COMPUTE_FILE)),
+            table: ClaimTable::of(&canonical(locks_dir).join(COMPUTE_FILE)),
         }
     }
 
@@ -738,8 +750,10 @@ mod tests {
     #[test]
     fn two_handles_of_one_process_exclude_each_other_and_know_their_own_claims() {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("x")).unwrap();
         let a = Arc::new(ComputeLocks::new(dir.path(), DEFAULT_LEASE));
-        let b = Arc::new(ComputeLocks::new(dir.path(), DEFAULT_LEASE));
+        // The same directory, spelled another way.
+        let b = Arc::new(ComputeLocks::new(&dir.path().join("x/.."), DEFAULT_LEASE));
         let (held, _) = a.acquire_within(&key(2), Owner::thread(), DEFAULT_LEASE, || false);
         assert!(matches!(held, Acquired::Held(_)));
         // The same call stack, through the other handle: never waits for itself.
