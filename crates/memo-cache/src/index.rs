@@ -75,6 +75,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
 
+use crate::blobs;
 use crate::error::{Error, Result};
 use crate::layout::wal_path;
 
@@ -281,10 +282,25 @@ impl Index {
         Ok(())
     }
 
+    /// The first connection, its schema checked (and brought forward). While the index is still
+    /// being set up by another process (not yet in WAL mode, where a writer's commit locks
+    /// readers out), a busy answer is waited out up to [`MIGRATE_TIMEOUT`], as when several
+    /// processes create one cache at once; an index in use answers within [`READ_TIMEOUT`].
     fn first_connection(&self, schema: Schema) -> Result<Connection> {
-        let conn = self.connect()?;
-        self.check_schema(&conn, schema)?;
-        Ok(conn)
+        let started = Instant::now();
+        loop {
+            let attempt = self
+                .connect()
+                .and_then(|conn| self.check_schema(&conn, schema).map(|()| conn));
+            match attempt {
+                Err(Error::Busy { .. })
+                    if started.elapsed() < MIGRATE_TIMEOUT && !in_wal_mode(&self.open_path) =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                other => return other,
+            }
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -1179,6 +1195,14 @@ pub(crate) fn hard_links(meta: &std::fs::Metadata) -> u64 {
         let _ = meta;
         1
     }
+}
+
+/// True when the database header at `path` says WAL mode (file format versions 2 and 2).
+fn in_wal_mode(path: &Path) -> bool {
+    let mut header = [0u8; 20];
+    blobs::open_no_follow(path)
+        .and_then(|mut file| std::io::Read::read_exact(&mut file, &mut header))
+        .is_ok_and(|()| header[18] == 2 && header[19] == 2)
 }
 
 #[cfg(unix)]
