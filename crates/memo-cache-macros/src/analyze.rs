@@ -39,6 +39,8 @@ pub enum KeyPart {
     Set,
     /// A `&HashSet`: `Unordered(arg)`.
     SetRef,
+    /// Named in `ordered(..)`: `Ordered(&arg)`, its maps in their iteration order.
+    Ordered,
 }
 
 /// Everything expansion needs to know about the function.
@@ -46,10 +48,10 @@ pub struct Plan {
     pub args: Vec<Arg>,
     /// The written return type (`()` when none is written).
     pub ret: Type,
-    /// True when the return type is spelled `..Result<..>`: only `Ok` is stored.
-    pub fallible: bool,
-    /// The type parameters, which tell generic instantiations apart.
-    pub type_params: Vec<Ident>,
+    /// True when the return type is written `..Result<..>` (and `cache_err` is off). What is
+    /// stored is decided by what the type is, at compile time of the expansion; this only
+    /// says where errors about the stored type point.
+    pub written_result: bool,
     pub is_async: bool,
 }
 
@@ -67,11 +69,9 @@ pub fn analyze(item: &syn::ItemFn, options: &Options) -> syn::Result<Plan> {
             "#[disk_cache] cannot cache a variadic function",
         ));
     }
-    let mut type_params = Vec::new();
     for param in &sig.generics.params {
         match param {
-            GenericParam::Type(t) => type_params.push(t.ident.clone()),
-            GenericParam::Lifetime(_) => {}
+            GenericParam::Type(_) | GenericParam::Lifetime(_) => {}
             GenericParam::Const(c) => {
                 return Err(syn::Error::new_spanned(
                     c,
@@ -94,7 +94,45 @@ pub fn analyze(item: &syn::ItemFn, options: &Options) -> syn::Result<Plan> {
             None => {
                 return Err(syn::Error::new_spanned(
                     ignored,
-                    no_such_argument(ignored, &args),
+                    no_such_argument("ignore", ignored, &args),
+                ));
+            }
+        }
+    }
+    for ordered in &options.ordered {
+        let named = args
+            .iter_mut()
+            .find(|a| a.pattern.is_none() && a.ident == *ordered);
+        match named {
+            Some(arg) => match arg.key {
+                Some(KeyPart::Plain) => arg.key = Some(KeyPart::Ordered),
+                None => {
+                    return Err(syn::Error::new_spanned(
+                        ordered,
+                        format!(
+                            "`{ordered}` is left out of the key (`ignore` or `_`), so its order cannot count: remove it from `ordered(..)`"
+                        ),
+                    ));
+                }
+                Some(KeyPart::Set | KeyPart::SetRef) => {
+                    return Err(syn::Error::new_spanned(
+                        ordered,
+                        format!(
+                            "`{ordered}` is a `HashSet`, whose iteration order means nothing: remove it from `ordered(..)`, or pass an `IndexSet` or a `Vec`"
+                        ),
+                    ));
+                }
+                Some(_) => {
+                    return Err(syn::Error::new_spanned(
+                        ordered,
+                        "`ordered(self)` is not supported: wrap the map fields of `Self` in `memo_cache::Ordered` in its `Serialize` impl",
+                    ));
+                }
+            },
+            None => {
+                return Err(syn::Error::new_spanned(
+                    ordered,
+                    no_such_argument("ordered", ordered, &args),
                 ));
             }
         }
@@ -113,8 +151,12 @@ pub fn analyze(item: &syn::ItemFn, options: &Options) -> syn::Result<Plan> {
             "#[disk_cache] cannot cache an `impl Trait` return type: name the concrete type, which must implement `Serialize` and `DeserializeOwned`",
         ));
     }
-    let fallible = !options.cache_err && is_result(&ret);
-    let value = if fallible { ok_type(&ret) } else { Some(&ret) };
+    let written_result = !options.cache_err && is_result(&ret);
+    let value = if written_result {
+        ok_type(&ret)
+    } else {
+        Some(&ret)
+    };
     if let Some(Type::Reference(r)) = value.map(ungroup) {
         return Err(syn::Error::new_spanned(
             r,
@@ -124,8 +166,7 @@ pub fn analyze(item: &syn::ItemFn, options: &Options) -> syn::Result<Plan> {
     Ok(Plan {
         args,
         ret,
-        fallible,
-        type_params,
+        written_result,
         is_async: sig.asyncness.is_some(),
     })
 }
@@ -255,14 +296,20 @@ impl Arg {
     }
 }
 
-fn no_such_argument(ignored: &Ident, args: &[Arg]) -> String {
+/// Why `option(ignored)` (`ignore` or `ordered`) names no argument.
+fn no_such_argument(option: &str, ignored: &Ident, args: &[Arg]) -> String {
     if args
         .iter()
         .any(|a| a.pattern.as_ref().is_some_and(|p| binds(p, ignored)))
     {
+        let goal = if option == "ignore" {
+            "to leave it out of the key"
+        } else {
+            "to keep its maps' order"
+        };
         return format!(
-            "`{ignored}` is bound inside a pattern argument, which is keyed as a whole: to leave it out of the key, \
-             give the argument a name (`arg: T`), write `ignore(arg)`, and destructure it in the body"
+            "`{ignored}` is bound inside a pattern argument, which is keyed as a whole: {goal}, \
+             give the argument a name (`arg: T`), write `{option}(arg)`, and destructure it in the body"
         );
     }
     let names: Vec<String> = args
@@ -271,10 +318,10 @@ fn no_such_argument(ignored: &Ident, args: &[Arg]) -> String {
         .map(|a| format!("`{}`", a.ident))
         .collect();
     if names.is_empty() {
-        format!("`ignore({ignored})` names no argument: the function takes none")
+        format!("`{option}({ignored})` names no argument: the function takes none")
     } else {
         format!(
-            "`ignore({ignored})` names no argument of this function; its arguments are {}",
+            "`{option}({ignored})` names no argument of this function; its arguments are {}",
             names.join(", ")
         )
     }

@@ -23,10 +23,11 @@ pub fn expand(
         fingerprint,
         krate,
     };
-    let clear = cx.clear();
-    let is_cached = cx.is_cached();
-    let uncached = cx.uncached();
-    let (main, recompute) = (cx.cached(), cx.recompute());
+    let companions = options.companions();
+    let clear = companions.then(|| cx.clear());
+    let is_cached = companions.then(|| cx.is_cached());
+    let uncached = companions.then(|| cx.uncached());
+    let (main, recompute) = (cx.cached(), companions.then(|| cx.recompute()));
     let cached = if plan.is_async {
         cx.if_tokio(quote!(#main #recompute))
     } else {
@@ -77,8 +78,13 @@ impl Context<'_> {
         }
     }
 
-    /// `let __memo_function`: the identity (name, fingerprint, return type, ttl).
-    fn function(&self) -> TokenStream {
+    /// `let __memo_function`: the identity (name, fingerprint, return type, ttl), made once per
+    /// instantiation. The name is the function's path as the compiler prints the type of a
+    /// closure in the body of `generated` (the function or a companion): it names the `impl`
+    /// and the enclosing functions, and the type arguments of a generic instantiation, so
+    /// same-named functions in two `impl`s, two trait impls or two enclosing functions never
+    /// share one.
+    fn function(&self, generated: &Ident) -> TokenStream {
         let krate = self.krate;
         let ret = &self.plan.ret;
         let fingerprint = match &self.options.version {
@@ -88,19 +94,11 @@ impl Context<'_> {
                 quote!(#fp)
             }
         };
-        let base = match &self.options.name {
-            Some(name) => quote!(::std::string::String::from(#name)),
-            None if mentions_self(&self.item.sig) => {
-                let ident = self.ident().to_string();
-                quote!(::std::format!("{}::{}", ::core::any::type_name::<Self>(), #ident))
-            }
-            None => {
-                let ident = self.ident().to_string();
-                quote!(::std::string::String::from(
-                    ::core::concat!(::core::module_path!(), "::", #ident)
-                ))
-            }
+        let pinned = match &self.options.name {
+            Some(name) => quote!(::core::option::Option::Some(#name)),
+            None => quote!(::core::option::Option::None),
         };
+        let (generated, ident) = (generated.to_string(), self.ident().to_string());
         let return_type = if self.options.cache_err {
             quote!(::std::format!("{} (Err cached too)", ::core::any::type_name::<#ret>()))
         } else {
@@ -117,24 +115,14 @@ impl Context<'_> {
             duration(quote!(with_lease), &self.options.lease),
             duration(quote!(with_write_timeout), &self.options.write_timeout),
         ];
-        let params = &self.plan.type_params;
-        if params.is_empty() {
-            quote! {
-                let __memo_function: &'static #krate::Function = __memo_site.function(|| {
-                    #krate::Function::owned(#base, #fingerprint, #return_type) #(#ttl)*
-                });
-            }
-        } else {
-            quote! {
-                let __memo_function: &'static #krate::Function = __memo_site.generic_function(
-                    ::core::any::type_name::<(#(#params,)*)>(),
-                    || {
-                        let __memo_types: &[&str] = &[#(::core::any::type_name::<#params>()),*];
-                        let __memo_name = ::std::format!("{}::<{}>", #base, __memo_types.join(", "));
-                        #krate::Function::owned(__memo_name, #fingerprint, #return_type) #(#ttl)*
-                    },
-                );
-            }
+        quote! {
+            let __memo_function: &'static #krate::Function = __memo_site.function(
+                ::core::any::type_name_of_val(&|| ()),
+                |__memo_path| {
+                    let __memo_name = #krate::__private::function_name(__memo_path, #generated, #ident, #pinned);
+                    #krate::Function::owned(__memo_name, #fingerprint, #return_type) #(#ttl)*
+                },
+            );
         }
     }
 
@@ -152,7 +140,11 @@ impl Context<'_> {
                 (None, _) => syn::Type::Verbatim(quote_spanned!(arg.span=> Self)),
             };
             let set = matches!(arg.key, Some(KeyPart::Set | KeyPart::SetRef));
+            let ordered = arg.key == Some(KeyPart::Ordered);
             let check = match (loud, set, &arg.ty) {
+                (true, false, Some(_)) if ordered => {
+                    quote_spanned!(arg.span=> #krate::__private::assert_ordered_key_arg::<#ty>())
+                }
                 (true, false, Some(_)) => {
                     quote_spanned!(arg.span=> #krate::__private::assert_key_arg::<#ty>())
                 }
@@ -170,6 +162,8 @@ impl Context<'_> {
                 (false, set, _) => {
                     let method = if set {
                         quote!(key_set_part::<#ty>)
+                    } else if ordered {
+                        quote!(key_ordered_part)
                     } else {
                         quote!(key_part)
                     };
@@ -216,44 +210,60 @@ impl Context<'_> {
         quote!(#krate::__private::KeyArgs::new(#len, #write))
     }
 
-    /// The type of the stored value: the return type, or its `Ok` type.
+    /// The stored type as written, for the checks' messages: the `Ok` type of a return type
+    /// written `..Result<T, ..>`, else the return type. (What is stored is decided by the type
+    /// itself, through `__memo_outcome`; an alias of a `Result` is named as the alias.)
     /// The tokens the expansion adds are spanned on `span`.
-    fn value_type(&self, span: Span) -> TokenStream {
-        let (krate, ret) = (respan(self.krate.clone(), span), &self.plan.ret);
-        if self.plan.fallible {
-            quote_spanned!(span=> <#ret as #krate::__private::Fallible>::Ok)
-        } else {
-            quote!(#ret)
+    fn written_value(&self, span: Span) -> TokenStream {
+        let ret = &self.plan.ret;
+        match crate::analyze::ok_type(ret) {
+            Some(ok) if self.plan.written_result => {
+                let ok = respan(quote!(#ok), span);
+                quote!(#ok)
+            }
+            _ => quote!(#ret),
         }
     }
 
-    /// `let __memo_ops`: how the value is read and stored, returned by the return type's check:
-    /// loud in the cached function (spanned on the return type), quiet in the companions.
+    /// `let __memo_outcome` (what a result stores: its `Ok` value if it is a `Result`, unless
+    /// `cache_err = true`, else all of it) and `let __memo_ops` (how the stored value is read
+    /// and stored), returned by the stored type's check: loud in the cached function (spanned
+    /// on the return type), quiet in the companions.
     fn ops(&self, loud: bool) -> TokenStream {
         let krate = self.krate;
+        let ret = &self.plan.ret;
+        let outcome = if self.options.cache_err {
+            quote!(#krate::__private::Outcome::<#ret, #ret>::whole())
+        } else {
+            quote!({
+                #[allow(unused_imports)]
+                use #krate::__private::StoredWhole as _;
+                (&#krate::__private::Probe::<#ret>::new()).outcome()
+            })
+        };
         let check = if loud {
             // The expansion's tokens spanned on the return type too, so the error points at it.
-            let span = if self.plan.fallible {
+            let span = if self.plan.written_result {
                 ok_span(&self.plan.ret).unwrap_or_else(|| ret_span(self.item))
             } else {
                 ret_span(self.item)
             };
-            let value = self.value_type(span);
+            let value = self.written_value(span);
             let krate = respan(krate.clone(), span);
             quote_spanned!(span=> {
                 #[allow(unused_imports)]
                 use #krate::__private::{LacksBoth as _, LacksDeserialize as _, LacksSerialize as _};
-                (&#krate::__private::Probe::<#value>::new()).store_ops::<#value>()
+                (&__memo_outcome.probe()).store_ops::<#value>()
             })
         } else {
-            let value = self.value_type(Span::call_site());
+            let value = self.written_value(Span::call_site());
             quote!({
                 #[allow(unused_imports)]
                 use #krate::__private::QuietValue as _;
-                (&#krate::__private::Probe::<#value>::new()).store_ops::<#value>()
+                (&__memo_outcome.probe()).store_ops::<#value>()
             })
         };
-        quote!(let __memo_ops = #check;)
+        quote!(let __memo_outcome = #outcome; let __memo_ops = #check;)
     }
 
     /// `let (__memo_mem, __memo_key)`: the in-memory LRU's part of the call (with `memory = N`,
@@ -265,11 +275,7 @@ impl Context<'_> {
             quote!(let __memo_mem = ::core::option::Option::None;)
         } else if recall {
             let ops = self.memory_ops(true);
-            let hit = if self.plan.fallible {
-                quote!(::core::result::Result::Ok(__memo_value))
-            } else {
-                quote!(__memo_value)
-            };
+            let hit = quote!(__memo_outcome.wrap(__memo_value));
             quote! {
                 let __memo_mem = match __memo_site.recall(__memo_function, &__memo_args, #ops) {
                     ::core::result::Result::Ok(__memo_value) => return #hit,
@@ -296,14 +302,11 @@ impl Context<'_> {
         match (self.options.memory_span, loud) {
             (None, _) => quote!(::core::option::Option::None),
             (Some(span), true) => quote_spanned!(span=> #krate::__private::cloning()),
-            (Some(_), false) => {
-                let value = self.value_type(Span::call_site());
-                quote!({
-                    #[allow(unused_imports)]
+            (Some(_), false) => quote!({
+                #[allow(unused_imports)]
                 use #krate::__private::QuietValue as _;
-                    (&#krate::__private::Probe::<#value>::new()).memory_ops()
-                })
-            }
+                (&__memo_outcome.probe()).memory_ops()
+            }),
         }
     }
 
@@ -365,35 +368,25 @@ impl Context<'_> {
             self.parts(true),
             self.ops(true),
             self.site(),
-            self.function(),
+            self.function(self.ident()),
             self.keys(true),
             self.compute(),
         );
         let mem = quote!(__memo_mem);
         let run = if self.plan.is_async {
-            let method = if self.plan.fallible {
-                quote!(get_or_try_compute_async)
-            } else {
-                quote!(get_or_compute_async)
-            };
             quote! {
                 match __memo_key {
                     ::core::option::Option::Some((__memo_cache, __memo_key)) => {
-                        __memo_site.#method(__memo_function, __memo_cache, __memo_key, __memo_ops, #mem, __memo_compute).await
+                        __memo_site.get_or_compute_async(__memo_function, __memo_cache, __memo_key, __memo_ops, __memo_outcome, #mem, __memo_compute).await
                     }
                     ::core::option::Option::None => __memo_compute.await,
                 }
             }
         } else {
-            let method = if self.plan.fallible {
-                quote!(get_or_try_compute)
-            } else {
-                quote!(get_or_compute)
-            };
             quote! {
                 match __memo_key {
                     ::core::option::Option::Some((__memo_cache, __memo_key)) => {
-                        __memo_site.#method(__memo_function, __memo_cache, &__memo_key, __memo_ops, #mem, __memo_compute)
+                        __memo_site.get_or_compute(__memo_function, __memo_cache, &__memo_key, __memo_ops, __memo_outcome, #mem, __memo_compute)
                     }
                     ::core::option::Option::None => __memo_compute(),
                 }
@@ -426,11 +419,13 @@ impl Context<'_> {
         let ItemFn { attrs, vis, .. } = self.item;
         let sig = self.outer_sig();
         let body = self.body();
-        let recompute = self.companion_item(
-            " Runs the function uncached (memo-cache's `tokio` feature is off).",
-            &self.plan_sig("recompute"),
-            self.body(),
-        );
+        let recompute = self.options.companions().then(|| {
+            self.companion_item(
+                " Runs the function uncached (memo-cache's `tokio` feature is off).",
+                &self.plan_sig("recompute"),
+                self.body(),
+            )
+        });
         quote_spanned! {asyncness=>
             #krate::__memo_if_tokio! {
                 { #cached } else { #(#attrs)* #vis #sig #body #recompute }
@@ -450,7 +445,7 @@ impl Context<'_> {
              directory, and empties its in-memory LRU. Generated by `#[disk_cache]`.",
             f = self.ident()
         );
-        let (site, function) = (self.site(), self.function());
+        let (site, function) = (self.site(), self.function(&sig.ident));
         self.companion_item(
             &doc,
             &sig,
@@ -467,8 +462,12 @@ impl Context<'_> {
              without running it. Generated by `#[disk_cache]`.",
             f = self.ident()
         );
-        let (site, function, parts, args) =
-            (self.site(), self.function(), self.parts(false), self.args());
+        let (site, function, parts, args) = (
+            self.site(),
+            self.function(&sig.ident),
+            self.parts(false),
+            self.args(),
+        );
         self.companion_item(
             &doc,
             &sig,
@@ -492,21 +491,19 @@ impl Context<'_> {
         );
         let (site, function, parts, ops, keys, compute) = (
             self.site(),
-            self.function(),
+            self.function(&sig.ident),
             self.parts(false),
             self.ops(false),
             self.keys(false),
             self.compute(),
         );
-        let method = match (self.plan.is_async, self.plan.fallible) {
-            (false, true) => quote!(recompute),
-            (false, false) => quote!(recompute_value),
-            (true, true) => quote!(recompute_async),
-            (true, false) => quote!(recompute_value_async),
+        let (method, wait) = if self.plan.is_async {
+            (quote!(recompute_async), Some(quote!(.await)))
+        } else {
+            (quote!(recompute), None)
         };
-        let wait = self.plan.is_async.then(|| quote!(.await));
         let run = quote!(
-            __memo_site.#method(__memo_function, __memo_key, __memo_ops, __memo_mem, __memo_compute)#wait
+            __memo_site.#method(__memo_function, __memo_key, __memo_ops, __memo_outcome, __memo_mem, __memo_compute)#wait
         );
         self.companion_item(
             &doc,
@@ -599,17 +596,4 @@ fn ret_span(item: &ItemFn) -> Span {
         syn::ReturnType::Type(_, ty) => syn::spanned::Spanned::span(&**ty),
         syn::ReturnType::Default => item.sig.ident.span(),
     }
-}
-
-/// True for a method, or a function whose signature names `Self`: it lives in an `impl`, and
-/// its stable name is taken from the type (`crate::Point::norm`).
-fn mentions_self(sig: &syn::Signature) -> bool {
-    fn walk(tokens: TokenStream) -> bool {
-        tokens.into_iter().any(|t| match t {
-            TokenTree::Ident(i) => i == "Self" || i == "self",
-            TokenTree::Group(g) => walk(g.stream()),
-            _ => false,
-        })
-    }
-    walk(quote!(#sig))
 }

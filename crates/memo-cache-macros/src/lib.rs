@@ -38,8 +38,17 @@ use quote::quote;
 /// type must be `Serialize + DeserializeOwned`. A `HashMap` argument gives the same key whatever
 /// its order; so does an argument whose type is written `HashSet<..>` or `&HashSet<..>` (a set
 /// nested inside another type cannot be recognised: wrap it in [`Unordered`] yourself or use a
-/// `BTreeSet`). A function returning `Result<T, E>` (however the `Result` is spelled, e.g.
-/// `io::Result<T>`) stores only `Ok` values unless `cache_err = true`.
+/// `BTreeSet`). Maps are keyed sorted, whatever their type: for an argument whose maps' order
+/// matters (an `IndexMap`, a `serde_json::Value` built with `preserve_order`), name it in
+/// `ordered(..)`, or wrap a nested one in [`Ordered`].
+///
+/// A function returning a `Result` stores only `Ok` values unless `cache_err = true`. That is
+/// decided by what the return type is, not how it is written: `Result<T, E>`, `io::Result<T>`,
+/// `anyhow::Result<T>`, `std::result::Result<T, E>` and your own `type Answer = Result<u32,
+/// String>` all store only `Ok`; a type of your own that is merely named `Result` is stored
+/// whole. (A return type the compiler cannot see through at the function, such as a generic
+/// `T` or an associated type `<S as Source>::Output`, is stored whole, even when it is a
+/// `Result` in some instantiation.)
 ///
 /// # Arguments
 ///
@@ -86,8 +95,10 @@ use quote::quote;
 /// | `ttl = "90s"` | entries expire this long after they are stored ([humantime] syntax: `"15min"`, `"1h 30m"`, `"7days"`) |
 /// | `ignore(a, b)` | arguments left out of the key: a logger, a progress flag, a client handle (`ignore(self)` for a method whose result does not depend on `self`) |
 /// | `version = "2"` | pins the fingerprint by hand instead of the automatic one |
-/// | `name = "stable_name"` | the function's identity, instead of `module_path!()::fn_name`; survives moving or renaming it |
+/// | `name = "stable_name"` | the function's identity, instead of its path; survives moving or renaming it (a generic instantiation adds its type arguments: `stable_name::<f64>`) |
 /// | `cache_err = true` | store `Err` results too (`E` must then be `Serialize + DeserializeOwned`) |
+/// | `ordered(a, b)` | arguments whose maps, at any depth, are keyed in their iteration order instead of sorted: an `IndexMap`, a `serde_json::Value` with `preserve_order`, a `Vec` of them (see [`Ordered`]) |
+/// | `companions = false` | generate no `f__clear`, `f__is_cached`, `f__recompute`, `f__uncached`: needed on a method in a trait impl, which may hold only the trait's items |
 /// | `memory = 1000` | an in-process LRU of that many entries in front of the disk; the return type must be `Clone` |
 /// | `lease = "10s"` | a caller waiting for another thread or process computing the same key takes over when the holder has not renewed its compute lease for this long (a stopped or frozen process; a live one renews several times a second however long it computes); default 30 s or `MEMO_CACHE_LOCK_LEASE`; at least 2 s |
 /// | `write_timeout = "2s"` | a store waits at most this long for another process's write lock on the index, then the value is returned unstored, with one warning; default 5 s or `MEMO_CACHE_WRITE_TIMEOUT` |
@@ -112,16 +123,25 @@ use quote::quote;
 ///
 /// # Identity and staleness
 ///
-/// A function is identified by its stable name (`module_path!()` and its name, the type's path
-/// and its name for a method or a function whose signature names `Self`, or `name = ..`), a
-/// fingerprint, and the name of its return type. The fingerprint is blake3 of the function's
-/// tokens at compile time: reformatting it or editing comments keeps its cache, a real edit
-/// starts a new one (as does `version = ..` changed by hand). Results of an older fingerprint
-/// are never served; `memo-cache ls` shows them as stale and eviction removes them first.
+/// A function is identified by its stable name, a fingerprint, and the name of its return type.
 ///
-/// An associated function in an `impl` with no `self` and no `Self` in its signature cannot be
-/// told from a free function at expansion time and is named after its module: if two such
-/// functions share a module and a name, give them distinct `name = ..`.
+/// The stable name is the function's full path as the compiler names it at run time (the
+/// `type_name` of a closure in its body): `app::stats::mean`, `app::Grid::area`,
+/// `<app::Grid as app::Shape>::area`, `app::outer::helper` for a function declared inside
+/// `outer`, and `app::Grid<f64>::area` or `app::mean<f32>` for each instantiation of a generic
+/// `impl` or function. So two distinct functions never share one, however alike their names and
+/// tokens: same-named functions in two `impl`s, two trait impls, two enclosing functions or two
+/// modules stamped by one `macro_rules!`. Moving or renaming the function, its module or its
+/// `impl` type starts a new cache (the old entries are never served and are pruned like stale
+/// ones); `name = ".."` pins the name so they survive that. A compiler release that printed
+/// paths differently would do the same, never serve a wrong value. One case is not told apart:
+/// two same-named functions declared inside two closures of the same function, which the
+/// compiler names alike; give them distinct `name = ..`.
+///
+/// The fingerprint is blake3 of the function's tokens at compile time: reformatting it or
+/// editing comments keeps its cache, a real edit starts a new one (as does `version = ..`
+/// changed by hand). Results of an older fingerprint are never served; `memo-cache ls` shows
+/// them as stale and eviction removes them first.
 ///
 /// # Companions
 ///
@@ -185,6 +205,30 @@ use quote::quote;
 /// assert!(grid.total__is_cached(10));
 /// ```
 ///
+/// In a trait impl, which may hold only the trait's items, write `companions = false`:
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// # unsafe { std::env::set_var("MEMO_CACHE_DIR", dir.path()) };
+/// use memo_cache::disk_cache;
+///
+/// trait Area {
+///     fn area(&self) -> f64;
+/// }
+///
+/// #[derive(serde::Serialize)]
+/// struct Square(f64);
+///
+/// impl Area for Square {
+///     #[disk_cache(companions = false)]
+///     fn area(&self) -> f64 {
+///         self.0 * self.0
+///     }
+/// }
+///
+/// assert_eq!(Square(3.0).area(), 9.0);
+/// ```
+///
 /// # Recursion
 ///
 /// Recursive calls go through the cache too, so the classic memoized Fibonacci computes each
@@ -233,7 +277,7 @@ use quote::quote;
 ///
 /// # Limits
 ///
-/// Not for functions in trait impls (the companions are not trait items), `const fn`, `&mut`
+/// Not for `const fn`, `&mut`
 /// or `impl Trait` arguments that take part in the key (`ignore` them), `&mut self` unless
 /// `ignore(self)`, or const generic parameters. The body is
 /// compiled into the function and into `f__recompute` and `f__uncached`, so a `static` declared
@@ -241,6 +285,7 @@ use quote::quote;
 ///
 /// [humantime]: https://docs.rs/humantime
 /// [`Unordered`]: https://docs.rs/memo-cache/latest/memo_cache/struct.Unordered.html
+/// [`Ordered`]: https://docs.rs/memo-cache/latest/memo_cache/struct.Ordered.html
 /// [`Removal`]: https://docs.rs/memo-cache/latest/memo_cache/struct.Removal.html
 #[proc_macro_attribute]
 pub fn disk_cache(attr: TokenStream, item: TokenStream) -> TokenStream {

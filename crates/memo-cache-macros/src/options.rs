@@ -18,6 +18,8 @@ const KNOWN: &[&str] = &[
     "remote",
     "lease",
     "write_timeout",
+    "companions",
+    "ordered",
 ];
 
 /// The options as written.
@@ -33,11 +35,21 @@ pub struct Options {
     pub remote: Option<LitStr>,
     pub lease: Option<(LitStr, Duration)>,
     pub write_timeout: Option<(LitStr, Duration)>,
+    /// `companions = false`: no `f__clear` and kin (a method in a trait impl, whose items must
+    /// all be the trait's).
+    pub no_companions: Option<LitBool>,
+    /// Arguments whose maps are keyed in their iteration order: `ordered(a, b)`.
+    pub ordered: Vec<Ident>,
     /// Where `memory = N` was written, for errors about the return type's `Clone`.
     pub memory_span: Option<Span>,
 }
 
 impl Options {
+    /// False with `companions = false`.
+    pub fn companions(&self) -> bool {
+        self.no_companions.as_ref().is_none_or(LitBool::value)
+    }
+
     /// Parses one option; called by `syn::meta::parser` for each comma-separated item.
     pub fn parse(&mut self, meta: ParseNestedMeta) -> syn::Result<()> {
         let Some(option) = meta.path.get_ident().map(|i| i.to_string()) else {
@@ -68,6 +80,30 @@ impl Options {
                 let lit: LitStr = meta.value()?.parse()?;
                 let timeout = parse_duration(&lit, "write_timeout", "would never store a value")?;
                 self.write_timeout.replace((lit, timeout)).is_some()
+            }
+            "companions" => {
+                let lit: LitBool = meta.value()?.parse()?;
+                let seen = self.no_companions.is_some();
+                self.no_companions = Some(lit);
+                seen
+            }
+            "ordered" => {
+                let before = self.ordered.len();
+                meta.parse_nested_meta(|arg| {
+                    match arg.path.get_ident() {
+                        Some(ident) if arg.input.is_empty() || arg.input.peek(syn::Token![,]) => {
+                            self.ordered.push(ident.clone())
+                        }
+                        _ => return Err(arg.error("write the names of arguments whose maps keep their order: `ordered(columns, config)`")),
+                    }
+                    Ok(())
+                })?;
+                if self.ordered.len() == before {
+                    return Err(meta.error(
+                        "`ordered()` names no argument: write `ordered(name, ..)` or remove it",
+                    ));
+                }
+                before > 0
             }
             "ignore" => {
                 let before = self.ignore.len();

@@ -146,6 +146,82 @@ pub fn lock_or_wait<T: DeserializeOwned + Any>(
 
 // ---- Per-function state for #[disk_cache] ------------------------------------------------------
 
+/// The stable name of a cached function, from `path`, the `type_name` of a closure in the body
+/// of `generated` (the function itself, or one of its companions such as `f__clear`):
+/// `app::Grid<f64>::area::{{closure}}` becomes `app::Grid<f64>::area`. With a `pinned` name
+/// (`name = ".."`), that name, followed by the instantiation's type arguments if there are any,
+/// so that two instantiations never share entries: `grid_area::<f64>`.
+pub fn function_name(path: &str, generated: &str, ident: &str, pinned: Option<&str>) -> String {
+    let mut path = path;
+    while let Some(rest) = path.strip_suffix("::{{closure}}") {
+        path = rest;
+    }
+    let split = last_separator(path).map_or(0, |at| at + 2);
+    let (head, last) = path.split_at(split);
+    let full = match last.strip_prefix(generated) {
+        Some(arguments) => format!("{head}{ident}{arguments}"),
+        None => path.to_owned(),
+    };
+    match pinned {
+        None => full,
+        Some(name) => {
+            let arguments = type_arguments(&full);
+            if arguments.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{name}::<{}>", arguments.join("; "))
+            }
+        }
+    }
+}
+
+/// Where the last `::` outside angle brackets is (`<a::B as c::D>::f` gives the one before `f`).
+fn last_separator(path: &str) -> Option<usize> {
+    let bytes = path.as_bytes();
+    let (mut depth, mut found) = (0usize, None);
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'<' => depth += 1,
+            // `->` in a function pointer type closes nothing.
+            b'>' if i > 0 && bytes[i - 1] == b'-' => {}
+            b'>' => depth = depth.saturating_sub(1),
+            b':' if depth == 0 && bytes.get(i + 1) == Some(&b':') => found = Some(i),
+            _ => {}
+        }
+    }
+    found
+}
+
+/// The type argument lists in a path, outermost first: `<app::W<u8> as app::T>::f<String>` has
+/// `u8` and `String`. Lists of lifetimes only (`P<'_>`) are left out.
+fn type_arguments(path: &str) -> Vec<&str> {
+    let bytes = path.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let after_name = i > 0 && (bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_');
+        if bytes[i] == b'<' && after_name {
+            let (start, mut depth) = (i + 1, 1usize);
+            i += 1;
+            while i < bytes.len() && depth > 0 {
+                match bytes[i] {
+                    b'<' => depth += 1,
+                    b'>' if bytes[i - 1] != b'-' => depth -= 1,
+                    _ => {}
+                }
+                i += 1;
+            }
+            let list = &path[start..i.saturating_sub(1).max(start)];
+            if !list.split(", ").all(|a| a.starts_with('\'')) {
+                out.push(list);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
 static SITES: Mutex<Vec<(&'static str, &'static Site)>> = Mutex::new(Vec::new());
 
 /// A function's way to its [`Site`]. The cached function and each of its companions keep one in
@@ -204,8 +280,10 @@ impl SiteRef {
 pub struct Site {
     dir: Option<&'static str>,
     remote: Option<&'static str>,
-    function: OnceLock<Function>,
-    generic: RwLock<Vec<(&'static str, &'static Function)>>,
+    /// The identity of the first instantiation seen, by its path.
+    function: OnceLock<(&'static str, Function)>,
+    /// Those of any other instantiations (a generic function, or one in a generic `impl`).
+    others: RwLock<Vec<(&'static str, &'static Function)>>,
     cache: OnceLock<Cache>,
     memory: Option<Memory>,
 }
@@ -218,7 +296,7 @@ impl Site {
             dir,
             remote,
             function: OnceLock::new(),
-            generic: RwLock::new(Vec::new()),
+            others: RwLock::new(Vec::new()),
             cache: OnceLock::new(),
             memory: if memory > 0 {
                 Some(Memory::new(memory))
@@ -228,32 +306,52 @@ impl Site {
         }
     }
 
-    /// The identity of a non-generic function, made on first use.
-    pub fn function(&'static self, make: impl FnOnce() -> Function) -> &'static Function {
-        self.function.get_or_init(make)
-    }
-
-    /// The identity of one instantiation of a generic function, told apart by `types` (the
-    /// `type_name` of its type parameters). Made once per instantiation and kept for the process.
-    pub fn generic_function(
+    /// The identity of the function at `path`: the `type_name` of a closure in its body, which
+    /// names the function's full path with the type arguments of this instantiation
+    /// (`app::Grid<f64>::area::{{closure}}`). Made once per instantiation with `make`, which is
+    /// given the path, and kept for the process; after that, one comparison.
+    #[inline]
+    pub fn function(
         &'static self,
-        types: &'static str,
-        make: impl FnOnce() -> Function,
+        path: &'static str,
+        make: impl FnOnce(&str) -> Function,
     ) -> &'static Function {
-        let found = |list: &Vec<(&'static str, &'static Function)>| {
-            list.iter()
-                .find(|(t, _)| std::ptr::eq(*t, types) || *t == types)
-                .map(|(_, f)| *f)
-        };
-        if let Some(func) = found(&self.generic.read().unwrap_or_else(|p| p.into_inner())) {
+        if let Some((first, func)) = self.function.get()
+            && (std::ptr::eq(*first, path) || *first == path)
+        {
             return func;
         }
-        let mut list = self.generic.write().unwrap_or_else(|p| p.into_inner());
+        self.other_function(path, make)
+    }
+
+    #[cold]
+    fn other_function(
+        &'static self,
+        path: &'static str,
+        make: impl FnOnce(&str) -> Function,
+    ) -> &'static Function {
+        let mut make = Some(make);
+        let (first, func) = self
+            .function
+            .get_or_init(|| (path, (make.take().expect("not yet called"))(path)));
+        if *first == path {
+            return func;
+        }
+        let found = |list: &Vec<(&'static str, &'static Function)>| {
+            list.iter()
+                .find(|(p, _)| std::ptr::eq(*p, path) || *p == path)
+                .map(|(_, f)| *f)
+        };
+        if let Some(func) = found(&self.others.read().unwrap_or_else(|p| p.into_inner())) {
+            return func;
+        }
+        let mut list = self.others.write().unwrap_or_else(|p| p.into_inner());
         if let Some(func) = found(&list) {
             return func;
         }
-        let func: &'static Function = Box::leak(Box::new(make()));
-        list.push((types, func));
+        let make = make.expect("made only for a path not seen before");
+        let func: &'static Function = Box::leak(Box::new(make(path)));
+        list.push((path, func));
         func
     }
 
@@ -327,97 +425,70 @@ impl Site {
         }
     }
 
-    /// Computes, stores the result (replacing any stored one) and returns it.
-    pub fn recompute<T, E, F>(
+    /// Computes, stores what `outcome` says to store (replacing any stored value) and returns
+    /// the result.
+    pub fn recompute<R, V, F>(
         &'static self,
         func: &Function,
         key: Option<(&'static Cache, Key)>,
-        ops: &StoreOps<T>,
-        mem: Option<Mem<T>>,
+        ops: &StoreOps<V>,
+        outcome: Outcome<R, V>,
+        mem: Option<Mem<V>>,
         compute: F,
-    ) -> Result<T, E>
+    ) -> R
     where
-        F: FnOnce() -> Result<T, E>,
+        F: FnOnce() -> R,
     {
         let result = compute();
-        if let (Ok(value), Some((cache, key))) = (&result, key) {
-            self.remember(func, cache, &key, mem.as_ref(), value);
-            (ops.store)(cache, func, &key, value);
-        }
-        result
-    }
-
-    /// [`Site::recompute`] for a value that is stored whatever it is.
-    pub fn recompute_value<T, F>(
-        &'static self,
-        func: &Function,
-        key: Option<(&'static Cache, Key)>,
-        ops: &StoreOps<T>,
-        mem: Option<Mem<T>>,
-        compute: F,
-    ) -> T
-    where
-        F: FnOnce() -> T,
-    {
-        match self.recompute(func, key, ops, mem, || {
-            Ok::<T, std::convert::Infallible>(compute())
-        }) {
-            Ok(value) => value,
-            Err(never) => match never {},
+        let Some((cache, key)) = key else {
+            return result;
+        };
+        match (outcome.split)(result) {
+            Ok(value) => {
+                self.remember(func, cache, &key, mem.as_ref(), &value);
+                (ops.store)(cache, func, &key, &value);
+                (outcome.wrap)(value)
+            }
+            Err(unstored) => unstored,
         }
     }
 
-    /// The whole protocol: memory, disk, lock or wait, compute, store. Only `Ok` is stored.
-    pub fn get_or_try_compute<T, E, F>(
+    /// The whole protocol: memory, disk, lock or wait, compute, store. What is stored, and how a
+    /// stored value becomes the function's result, is `outcome`'s: the `Ok` value of a
+    /// `Result`, the whole value of anything else.
+    #[allow(clippy::too_many_arguments)]
+    pub fn get_or_compute<R, V, F>(
         &'static self,
         func: &Function,
         cache: &Cache,
         key: &Key,
-        ops: &StoreOps<T>,
-        mem: Option<Mem<T>>,
+        ops: &StoreOps<V>,
+        outcome: Outcome<R, V>,
+        mem: Option<Mem<V>>,
         compute: F,
-    ) -> Result<T, E>
+    ) -> R
     where
-        F: FnOnce() -> Result<T, E>,
+        F: FnOnce() -> R,
     {
         if let Some(value) = (ops.lookup)(cache, func, key) {
             self.remember(func, cache, key, mem.as_ref(), &value);
-            return Ok(value);
+            return (outcome.wrap)(value);
         }
         let (guard, value) = (ops.lock_or_wait)(cache, func, key, Owner::thread());
         if let Some(value) = value {
             self.remember(func, cache, key, mem.as_ref(), &value);
-            return Ok(value);
+            return (outcome.wrap)(value);
         }
-        let result = compute();
-        if let Ok(value) = &result {
-            (ops.store)(cache, func, key, value);
-            self.remember(func, cache, key, mem.as_ref(), value);
-        }
+        let result = match (outcome.split)(compute()) {
+            Ok(value) => {
+                (ops.store)(cache, func, key, &value);
+                self.remember(func, cache, key, mem.as_ref(), &value);
+                (outcome.wrap)(value)
+            }
+            Err(unstored) => unstored,
+        };
         drop(guard);
         result
-    }
-
-    /// Like [`Site::get_or_try_compute`] for a value that is stored whatever it is.
-    #[inline]
-    pub fn get_or_compute<T, F>(
-        &'static self,
-        func: &Function,
-        cache: &Cache,
-        key: &Key,
-        ops: &StoreOps<T>,
-        mem: Option<Mem<T>>,
-        compute: F,
-    ) -> T
-    where
-        F: FnOnce() -> T,
-    {
-        match self.get_or_try_compute(func, cache, key, ops, mem, || {
-            Ok::<T, std::convert::Infallible>(compute())
-        }) {
-            Ok(value) => value,
-            Err(never) => match never {},
-        }
     }
 
     /// Asks the in-memory LRU first: `Ok(value)` on a hit; on a miss, what the rest of the call
@@ -836,17 +907,82 @@ pub fn assert_self_key<T: SelfKey + ?Sized>() -> fn(&T, &mut KeySink<'_>) -> Res
     write_part::<T>
 }
 
-/// The `Ok` and `Err` types of a `Result` return type, however it is spelled (`io::Result<T>`).
-pub trait Fallible {
-    /// The `Ok` type.
-    type Ok;
-    /// The `Err` type.
-    type Err;
+/// What a call's result `R` stores (`V`), and how a stored value becomes a result again: a
+/// `Result` stores its `Ok` value and an `Err` is returned unstored; any other type is stored
+/// whole. Chosen by what the return type is, not how it is written, so `type Answer =
+/// Result<u32, String>` and `anyhow::Result<T>` store only `Ok`, and a type of the user's that
+/// is merely named `Result` is stored whole: `(&Probe::<R>::new()).outcome()` picks the inherent
+/// method of `Probe<Result<T, E>>` when `R` is one, and [`StoredWhole`] otherwise.
+pub struct Outcome<R, V> {
+    split: fn(R) -> Result<V, R>,
+    wrap: fn(V) -> R,
 }
 
-impl<T, E> Fallible for Result<T, E> {
-    type Ok = T;
-    type Err = E;
+impl<R, V> Clone for Outcome<R, V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<R, V> Copy for Outcome<R, V> {}
+
+impl<R, V> std::fmt::Debug for Outcome<R, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Outcome")
+    }
+}
+
+impl<R> Outcome<R, R> {
+    /// Every result is stored as it is (`cache_err = true`, or a return type that is not a
+    /// `Result`).
+    #[inline(always)]
+    pub const fn whole() -> Self {
+        Outcome {
+            split: Ok,
+            wrap: std::convert::identity,
+        }
+    }
+}
+
+impl<R, V> Outcome<R, V> {
+    /// The probe of the stored type, for its checks.
+    #[inline(always)]
+    pub fn probe(&self) -> Probe<V> {
+        Probe::new()
+    }
+
+    /// The result of a call answered with a stored `value`.
+    #[inline(always)]
+    pub fn wrap(&self, value: V) -> R {
+        (self.wrap)(value)
+    }
+}
+
+impl<T, E> Probe<Result<T, E>> {
+    /// A `Result` stores its `Ok` value only.
+    #[inline(always)]
+    pub fn outcome(&self) -> Outcome<Result<T, E>, T> {
+        Outcome {
+            split: |result| match result {
+                Ok(value) => Ok(value),
+                Err(e) => Err(Err(e)),
+            },
+            wrap: Ok,
+        }
+    }
+}
+
+/// The fallback of [`Probe::outcome`]: a return type that is not a `Result` is stored whole.
+pub trait StoredWhole<R> {
+    /// Every result is stored as it is.
+    fn outcome(&self) -> Outcome<R, R>;
+}
+
+impl<R> StoredWhole<R> for &Probe<R> {
+    #[inline(always)]
+    fn outcome(&self) -> Outcome<R, R> {
+        Outcome::whole()
+    }
 }
 
 /// A type to check: `(&Probe::<T>::new()).store_ops::<T>()` and its kin pick, by method resolution,
@@ -1101,19 +1237,21 @@ mod asynchronous {
 
     impl Site {
         /// The async protocol: every disk read, wait, encode and write runs on the blocking
-        /// pool, so a large value never stalls the executor. Only `Ok` is stored.
-        pub async fn get_or_try_compute_async<T, E, Fut>(
+        /// pool, so a large value never stalls the executor. What is stored is `outcome`'s.
+        #[allow(clippy::too_many_arguments)]
+        pub async fn get_or_compute_async<R, V, Fut>(
             &'static self,
             func: &'static Function,
             cache: &'static Cache,
             key: Key,
-            ops: &'static StoreOps<T>,
-            mem: Option<Mem<T>>,
+            ops: &'static StoreOps<V>,
+            outcome: Outcome<R, V>,
+            mem: Option<Mem<V>>,
             compute: Fut,
-        ) -> Result<T, E>
+        ) -> R
         where
-            T: Send + 'static,
-            Fut: Future<Output = Result<T, E>>,
+            V: Send + 'static,
+            Fut: Future<Output = R>,
         {
             // The task, not the blocking-pool thread: a call that awaits itself with the same key
             // is told so, instead of waiting for itself.
@@ -1131,82 +1269,44 @@ mod asynchronous {
             let guard = match found {
                 Some((_, Some(value))) => {
                     self.remember(func, cache, &key, mem.as_ref(), &value);
-                    return Ok(value);
+                    return (outcome.wrap)(value);
                 }
                 Some((guard, None)) => guard,
                 None => ComputeGuard(Default::default()),
             };
-            let result = compute.await;
-            let result = match result {
-                Ok(value) => Ok(self.store_async(func, cache, key, ops, mem, value).await),
-                Err(e) => Err(e),
+            let result = match (outcome.split)(compute.await) {
+                Ok(value) => {
+                    (outcome.wrap)(self.store_async(func, cache, key, ops, mem, value).await)
+                }
+                Err(unstored) => unstored,
             };
             drop(guard);
             result
         }
 
-        /// Like [`Site::get_or_try_compute_async`] for a value that is stored whatever it is.
-        pub async fn get_or_compute_async<T, Fut>(
-            &'static self,
-            func: &'static Function,
-            cache: &'static Cache,
-            key: Key,
-            ops: &'static StoreOps<T>,
-            mem: Option<Mem<T>>,
-            compute: Fut,
-        ) -> T
-        where
-            T: Send + 'static,
-            Fut: Future<Output = T>,
-        {
-            let compute = async move { Ok::<T, std::convert::Infallible>(compute.await) };
-            match self
-                .get_or_try_compute_async(func, cache, key, ops, mem, compute)
-                .await
-            {
-                Ok(value) => value,
-                Err(never) => match never {},
-            }
-        }
-
-        /// Computes, stores the result off the executor and returns it.
-        pub async fn recompute_async<T, E, Fut>(
+        /// Computes, stores what `outcome` says off the executor, and returns the result.
+        pub async fn recompute_async<R, V, Fut>(
             &'static self,
             func: &'static Function,
             key: Option<(&'static Cache, Key)>,
-            ops: &'static StoreOps<T>,
-            mem: Option<Mem<T>>,
+            ops: &'static StoreOps<V>,
+            outcome: Outcome<R, V>,
+            mem: Option<Mem<V>>,
             compute: Fut,
-        ) -> Result<T, E>
+        ) -> R
         where
-            T: Send + 'static,
-            Fut: Future<Output = Result<T, E>>,
+            V: Send + 'static,
+            Fut: Future<Output = R>,
         {
-            match (compute.await, key) {
-                (Ok(value), Some((cache, key))) => {
-                    Ok(self.store_async(func, cache, key, ops, mem, value).await)
+            let result = compute.await;
+            let Some((cache, key)) = key else {
+                return result;
+            };
+            match (outcome.split)(result) {
+                Ok(value) => {
+                    (outcome.wrap)(self.store_async(func, cache, key, ops, mem, value).await)
                 }
-                (result, _) => result,
-            }
-        }
-
-        /// [`Site::recompute_async`] for a value that is stored whatever it is.
-        pub async fn recompute_value_async<T, Fut>(
-            &'static self,
-            func: &'static Function,
-            key: Option<(&'static Cache, Key)>,
-            ops: &'static StoreOps<T>,
-            mem: Option<Mem<T>>,
-            compute: Fut,
-        ) -> T
-        where
-            T: Send + 'static,
-            Fut: Future<Output = T>,
-        {
-            let compute = async move { Ok::<T, std::convert::Infallible>(compute.await) };
-            match self.recompute_async(func, key, ops, mem, compute).await {
-                Ok(value) => value,
-                Err(never) => match never {},
+                Err(unstored) => unstored,
             }
         }
 
