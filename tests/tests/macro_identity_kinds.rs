@@ -138,6 +138,14 @@ impl<U: Unit> Length<U> {
     }
 }
 
+// ---- Two instantiations of a const generic function ------------------------------------------
+
+#[disk_cache]
+fn repeat<const N: usize>(s: &str) -> String {
+    ran(format!("repeat {N}"));
+    s.repeat(N)
+}
+
 // ---- Results however they are spelled -------------------------------------------------------
 
 type Answer = Result<u32, String>;
@@ -222,6 +230,8 @@ fn distinct_functions_never_share_a_result_and_results_are_classified_by_type() 
         assert_eq!(high::shifted(4), 1004);
         assert_eq!(Length::<Metres>::show(5), "5m");
         assert_eq!(Length::<Feet>::show(5), "5ft");
+        assert_eq!(repeat::<2>("ab"), "abab");
+        assert_eq!(repeat::<3>("ab"), "ababab");
     }
     for what in [
         "A::make",
@@ -234,6 +244,8 @@ fn distinct_functions_never_share_a_result_and_results_are_classified_by_type() 
         "shifted by 1000",
         "show m",
         "show ft",
+        "repeat 2",
+        "repeat 3",
     ] {
         assert_eq!(runs(what), 1, "{what} runs once, then hits its own entry");
     }
@@ -256,6 +268,8 @@ fn distinct_functions_never_share_a_result_and_results_are_classified_by_type() 
         "macro_identity_kinds::high::shifted",
         "macro_identity_kinds::Length<macro_identity_kinds::Metres>::show",
         "macro_identity_kinds::Length<macro_identity_kinds::Feet>::show",
+        "macro_identity_kinds::repeat<2>",
+        "macro_identity_kinds::repeat<3>",
     ] {
         assert!(
             names.iter().any(|n| n == expected),

@@ -4,7 +4,7 @@
 use proc_macro2::{Ident, Span};
 use syn::spanned::Spanned;
 use syn::visit::Visit;
-use syn::{FnArg, GenericParam, Pat, ReturnType, Type};
+use syn::{FnArg, Pat, ReturnType, Type};
 
 use crate::options::Options;
 
@@ -69,18 +69,6 @@ pub fn analyze(item: &syn::ItemFn, options: &Options) -> syn::Result<Plan> {
             "#[disk_cache] cannot cache a variadic function",
         ));
     }
-    for param in &sig.generics.params {
-        match param {
-            GenericParam::Type(_) | GenericParam::Lifetime(_) => {}
-            GenericParam::Const(c) => {
-                return Err(syn::Error::new_spanned(
-                    c,
-                    "#[disk_cache] does not support const generic parameters yet: pass the value as an argument",
-                ));
-            }
-        }
-    }
-
     let mut args = Vec::new();
     for (i, input) in sig.inputs.iter().enumerate() {
         args.push(argument(i, input)?);

@@ -279,7 +279,7 @@ use quote::quote;
 ///
 /// Not for `const fn`, `&mut`
 /// or `impl Trait` arguments that take part in the key (`ignore` them), `&mut self` unless
-/// `ignore(self)`, or const generic parameters. The body is
+/// `ignore(self)`. The body is
 /// compiled into the function and into `f__recompute` and `f__uncached`, so a `static` declared
 /// inside the body is not shared between them.
 ///
