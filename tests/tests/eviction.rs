@@ -567,5 +567,8 @@ fn a_later_build_brings_old_rows_to_its_ttl_at_its_first_store() {
     drop(later);
     let plain_again = open(dir.path(), &clock, None);
     assert_eq!(plain_again.get::<_, u64>(&plain, &(2u64,)).unwrap(), None);
-    assert_eq!(plain_again.get::<_, u64>(&plain, &(9u64,)).unwrap(), Some(90));
+    assert_eq!(
+        plain_again.get::<_, u64>(&plain, &(9u64,)).unwrap(),
+        Some(90)
+    );
 }

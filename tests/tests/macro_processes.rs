@@ -161,7 +161,11 @@ fn a_ttl_added_in_a_later_build_applies_to_values_stored_before_it() {
     assert_eq!(entries.len(), 2);
     for e in &entries {
         let lifetime = e.expires.expect("an expiry").duration_since(e.created);
-        assert_eq!(lifetime.unwrap(), std::time::Duration::from_secs(1), "{e:?}");
+        assert_eq!(
+            lifetime.unwrap(),
+            std::time::Duration::from_secs(1),
+            "{e:?}"
+        );
     }
     assert!(entries[0].is_expired_at(std::time::SystemTime::now()));
     assert_eq!(child(&dir, &["stamp_ttl", "2"]).count("stamp"), 1);

@@ -324,10 +324,16 @@ fn expired_counts_follow_a_ttl_added_later_once_a_call_has_used_it() {
     drop(later);
     // The CLI now counts both expired, as a call finds them.
     let s = json(dir.path(), &["stats"]);
-    assert_eq!((s["entries"].as_u64(), s["expired"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(
+        (s["entries"].as_u64(), s["expired"].as_u64()),
+        (Some(2), Some(2))
+    );
     let rows = json(dir.path(), &["ls", "--entries", "--func", "demo::stamp"]);
     assert!(
-        rows.as_array().unwrap().iter().all(|r| r["expired"] == true),
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["expired"] == true),
         "{rows}"
     );
     let cache = Cache::open(dir.path()).unwrap();

@@ -20,9 +20,9 @@ use crate::index::{self, Access, Index, NewEntry, Removed, Schema};
 use crate::key::{Digest, Function, Key};
 use crate::layout::{self, Layout};
 use crate::lock::{Acquired, ComputeLocks, Lease, Owner};
-use crate::ttl::{self, RowSync, Target};
 #[cfg(feature = "redis")]
 use crate::remote::{Attempt, Remote, RemoteConfig, RemoteLock, Waited};
+use crate::ttl::{self, RowSync, Target};
 
 /// Values up to this many stored bytes live inline in the index row; larger ones in blob files.
 ///
@@ -1148,10 +1148,12 @@ impl Cache {
         if look {
             // Whoever held the lock, or finished just before we looked, may have stored it; it
             // wrote here. (Another node's value is looked for once we hold the fleet lock.)
-            let local = self.get_key_as(func.name(), Some(func), key).unwrap_or_else(|e| {
-                self.warn_once("read", &e);
-                None
-            });
+            let local = self
+                .get_key_as(func.name(), Some(func), key)
+                .unwrap_or_else(|e| {
+                    self.warn_once("read", &e);
+                    None
+                });
             if let Some(value) = local {
                 return (locks, Some(value));
             }

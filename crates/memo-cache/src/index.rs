@@ -1409,7 +1409,8 @@ pub(crate) fn raw_row_at(conn: &Connection, rowid: i64) -> rusqlite::Result<Opti
 
 /// The row of a key: at its home row id ([`home_rowid`]) when it is there (one b-tree descent),
 /// else through the key's index. One statement, so a miss costs one read transaction.
-const LOOKUP: &str = "SELECT size, hash, value, expires, created FROM entries WHERE rowid = ?1 AND key = ?2
+const LOOKUP: &str =
+    "SELECT size, hash, value, expires, created FROM entries WHERE rowid = ?1 AND key = ?2
      UNION ALL SELECT size, hash, value, expires, created FROM entries WHERE key = ?2
      LIMIT 1";
 

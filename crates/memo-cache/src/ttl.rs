@@ -94,7 +94,11 @@ pub(crate) fn agrees(created: i64, expires: Option<i64>, ttl: Option<Duration>) 
 /// The expiry to store for a value created at `now`: `ttl`'s when given, bounded by the ttl of
 /// the function that stores it.
 pub(crate) fn store_expiry(now: i64, ttl: Option<Duration>, func: &Function) -> Option<i64> {
-    deadline(Some(now), ttl.map(|t| now.saturating_add(duration_ms(t))), func.ttl())
+    deadline(
+        Some(now),
+        ttl.map(|t| now.saturating_add(duration_ms(t))),
+        func.ttl(),
+    )
 }
 
 /// One function and the ttl its rows are to be brought to.
@@ -211,7 +215,10 @@ mod tests {
         assert_eq!(store_expiry(10, None, &plain), None);
         assert_eq!(store_expiry(10, S, &plain), Some(1010));
         assert_eq!(store_expiry(10, None, &short), Some(1010));
-        assert_eq!(store_expiry(10, Some(Duration::from_secs(60)), &short), Some(1010));
+        assert_eq!(
+            store_expiry(10, Some(Duration::from_secs(60)), &short),
+            Some(1010)
+        );
         assert_eq!(store_expiry(10, Some(Duration::ZERO), &short), Some(10));
     }
 

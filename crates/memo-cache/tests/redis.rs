@@ -645,14 +645,20 @@ fn the_ttl_in_force_applies_to_redis_values_stored_before_it() {
     // Without the ttl it is served, and its local copy keeps its creation time: still too old
     // for the ttl.
     let plain_machine = machine(c.path());
-    assert_eq!(plain_machine.get::<_, u64>(&plain, &(1u64,)).unwrap(), Some(10));
+    assert_eq!(
+        plain_machine.get::<_, u64>(&plain, &(1u64,)).unwrap(),
+        Some(10)
+    );
     assert_eq!(plain_machine.get::<_, u64>(&short, &(1u64,)).unwrap(), None);
     let created = plain_machine
         .entry(&plain.key(&(1u64,)).unwrap())
         .unwrap()
         .unwrap()
         .created;
-    assert_eq!(created, std::time::UNIX_EPOCH + Duration::from_millis(1_700_000_000_000));
+    assert_eq!(
+        created,
+        std::time::UNIX_EPOCH + Duration::from_millis(1_700_000_000_000)
+    );
 }
 
 #[test]
@@ -681,11 +687,12 @@ fn values_of_the_older_redis_layout_are_read_and_a_ttl_recomputes_them() {
             .query::<()>(&mut conn)
             .unwrap();
     }
-    let reader = |dir: &std::path::Path| {
-        Cache::builder(dir).remote(config.clone()).open().unwrap()
-    };
+    let reader = |dir: &std::path::Path| Cache::builder(dir).remote(config.clone()).open().unwrap();
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    assert_eq!(reader(a.path()).get::<_, u64>(&plain, &(1u64,)).unwrap(), Some(10));
+    assert_eq!(
+        reader(a.path()).get::<_, u64>(&plain, &(1u64,)).unwrap(),
+        Some(10)
+    );
     // Its age is unknown: under a ttl it is computed again.
     let with_ttl = reader(b.path());
     let mut computed = false;
