@@ -13,7 +13,7 @@
 //! ```
 //!
 //! The creation time lets a reader apply the ttl its code has now, not only the expiry the
-//! writer fixed ([`crate::ttl`]). Values of the older layout (`"MC1"`, without it) are still
+//! writer fixed (`ttl.rs` in this crate). Values of the older layout (`"MC1"`, without it) are still
 //! read: a reader without a ttl takes them, one with a ttl cannot tell their age and computes
 //! again (storing the new layout). Older memo-cache builds ignore `"MC2"` values with a
 //! warning and compute.
