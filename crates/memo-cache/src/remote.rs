@@ -13,10 +13,10 @@
 //! ```
 //!
 //! The creation time lets a reader apply the ttl its code has now, not only the expiry the
-//! writer fixed (`ttl.rs` in this crate). Values of the older layout (`"MC1"`, without it) are still
-//! read: a reader without a ttl takes them, one with a ttl cannot tell their age and computes
-//! again (storing the new layout). Older memo-cache builds ignore `"MC2"` values with a
-//! warning and compute.
+//! writer fixed (`ttl.rs` in this crate). Values of the older layout (`"MC1"`, without it) are
+//! still read: a reader without a ttl takes them, one with a ttl cannot tell their age and
+//! computes again (storing the new layout). Older memo-cache builds ignore `"MC2"` values with
+//! a warning and compute.
 //!
 //! The prefix (default `memo-cache:`) is a namespace, so several projects share one Redis; the
 //! CLI's `remote stats` and `remote clear` touch only keys under it, found with SCAN.
