@@ -33,8 +33,9 @@
 //! - **Everything is checked.** The file carries a checksum over its fields and the key it is
 //!   for; the value is checked against its blake3 hash like every hit; an expired entry is a
 //!   miss (the file keeps the creation time, so the reader's ttl applies, see [`crate::ttl`];
-//!   a change of a row's expiry moves the epoch like a removal). Any doubt (a torn file, a missing blob, a moved epoch) sends the lookup to SQLite,
-//!   which answers as if no first-hit file existed.
+//!   a change of a row's expiry moves the epoch like a removal). Any doubt (a torn file, a
+//!   missing blob, a moved epoch) sends the lookup to SQLite, which answers as if no first-hit
+//!   file existed.
 //!
 //! A lookup that reads the header and then the file races only with removals that begin after
 //! the lookup did: those may or may not be seen, as with any read that overlaps a write.
