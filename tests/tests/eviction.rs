@@ -456,3 +456,119 @@ fn a_dry_run_of_combined_criteria_reports_what_the_real_run_removes() {
     let left = prune_both_ways(Prune::new().expired().max_size(7000), 4);
     assert_eq!(left, set(&["a0", "a1", "a2", "a3", "b0", "b1", "b2"]));
 }
+
+// ---- The ttl in force when a value is read ------------------------------------------------------
+
+/// One function in two builds: the same name, fingerprint and return type (so the same keys),
+/// first without a ttl, then with one of a second.
+fn stamp_builds() -> (Function, Function) {
+    let plain = Function::new("evict::stamp", "v1", "u64");
+    let short = Function::new("evict::stamp", "v1", "u64").with_ttl(SECOND);
+    (plain, short)
+}
+
+#[test]
+fn a_ttl_added_later_applies_to_values_stored_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS);
+    let cache = open(dir.path(), &clock, None);
+    let (plain, short) = stamp_builds();
+    for x in 1..=3u64 {
+        cache.put(&plain, &(x,), &(x * 10)).unwrap();
+    }
+    clock.advance(SECOND / 2);
+    assert_eq!(cache.get::<_, u64>(&short, &(1u64,)).unwrap(), Some(10));
+    clock.advance(3 * SECOND);
+    assert_eq!(cache.get::<_, u64>(&plain, &(1u64,)).unwrap(), Some(10));
+    assert_eq!(
+        cache.get::<_, u64>(&short, &(1u64,)).unwrap(),
+        None,
+        "a value stored 3.5 s ago was served under a ttl of 1 s"
+    );
+    assert!(!cache.contains(&short, &(2u64,)).unwrap());
+    // What the CLI counts agrees once the rows are brought to the ttl: at the next write.
+    cache.flush().unwrap();
+    assert_eq!(cache.stats().unwrap().expired, 3);
+    for e in cache.entries(Some("evict::stamp")).unwrap() {
+        let lifetime = e.expires.unwrap().duration_since(e.created).unwrap();
+        assert_eq!(lifetime, SECOND, "{e:?}");
+    }
+    // Computed again, a value lives for the ttl.
+    let runs = std::cell::Cell::new(0);
+    let call = |x: u64| {
+        cache.get_or_compute(&short, &(x,), || {
+            runs.set(runs.get() + 1);
+            x * 10
+        })
+    };
+    assert_eq!(call(1), 10);
+    clock.advance(SECOND / 2);
+    assert_eq!(call(1), 10);
+    assert_eq!(runs.get(), 1);
+    assert_eq!(cache.stats().unwrap().expired, 2);
+}
+
+#[test]
+fn a_shortened_ttl_applies_and_a_lengthened_one_does_not_revive() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS);
+    let cache = open(dir.path(), &clock, None);
+    let (plain, short) = stamp_builds();
+    let shorter = plain.clone().with_ttl(SECOND / 4);
+    let longer = plain.clone().with_ttl(3600 * SECOND);
+    cache.put(&short, &(1u64,), &10u64).unwrap();
+    clock.advance(SECOND / 2);
+    assert_eq!(cache.get::<_, u64>(&short, &(1u64,)).unwrap(), Some(10));
+    assert_eq!(cache.get::<_, u64>(&shorter, &(1u64,)).unwrap(), None);
+    clock.advance(SECOND);
+    // The expiry fixed when it was stored still holds, for a longer ttl and for none.
+    assert_eq!(cache.get::<_, u64>(&longer, &(1u64,)).unwrap(), None);
+    assert_eq!(cache.get::<_, u64>(&plain, &(1u64,)).unwrap(), None);
+    // As does an explicit one, and a function's ttl bounds it.
+    cache
+        .put_with_ttl(&plain, &(2u64,), &20u64, Some(60 * SECOND))
+        .unwrap();
+    cache
+        .put_with_ttl(&short, &(3u64,), &30u64, Some(60 * SECOND))
+        .unwrap();
+    clock.advance(2 * SECOND);
+    assert_eq!(cache.get::<_, u64>(&plain, &(2u64,)).unwrap(), Some(20));
+    assert_eq!(cache.get::<_, u64>(&short, &(2u64,)).unwrap(), None);
+    assert_eq!(cache.get::<_, u64>(&plain, &(3u64,)).unwrap(), None);
+    clock.advance(60 * SECOND);
+    assert_eq!(cache.get::<_, u64>(&plain, &(2u64,)).unwrap(), None);
+}
+
+#[test]
+fn a_later_build_brings_old_rows_to_its_ttl_at_its_first_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS);
+    let (plain, short) = stamp_builds();
+    let cache = open(dir.path(), &clock, None);
+    for x in 1..=3u64 {
+        cache.put(&plain, &(x,), &(x * 10)).unwrap();
+    }
+    // Closing writes first-hit files, which the next handle reads before opening the index.
+    drop(cache);
+    assert!(dir.path().join(memo_cache::HINTS_DIR).is_dir());
+    clock.advance(3 * SECOND);
+    let later = open(dir.path(), &clock, None);
+    assert_eq!(later.get::<_, u64>(&plain, &(1u64,)).unwrap(), Some(10));
+    drop(later);
+    let later = open(dir.path(), &clock, None);
+    assert_eq!(later.get::<_, u64>(&short, &(1u64,)).unwrap(), None);
+    drop(later);
+    // A build that only stores new keys brings the old rows to its ttl too.
+    let later = open(dir.path(), &clock, None);
+    later.put(&short, &(9u64,), &90u64).unwrap();
+    assert_eq!(later.stats().unwrap().expired, 3);
+    assert_eq!(later.get::<_, u64>(&short, &(9u64,)).unwrap(), Some(90));
+    // And a handle without the ttl is then told the same: the rows say so.
+    drop(later);
+    let plain_again = open(dir.path(), &clock, None);
+    assert_eq!(plain_again.get::<_, u64>(&plain, &(2u64,)).unwrap(), None);
+    assert_eq!(
+        plain_again.get::<_, u64>(&plain, &(9u64,)).unwrap(),
+        Some(90)
+    );
+}

@@ -134,6 +134,60 @@ fn entries_expire_after_their_ttl() {
     assert_eq!(child(&dir, &["quote", "ACME"]).count("quote"), 0);
 }
 
+/// The entries of `child::stamp` as the CLI reads them, oldest first.
+fn stamp_entries(dir: &tempfile::TempDir) -> Vec<memo_cache::EntryInfo> {
+    let cache = memo_cache::Cache::builder(dir.path())
+        .read_only()
+        .open()
+        .unwrap();
+    let mut entries = cache.entries(Some("child::stamp")).unwrap();
+    entries.sort_by_key(|e| e.created);
+    entries
+}
+
+#[test]
+fn a_ttl_added_in_a_later_build_applies_to_values_stored_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // The first build, without a ttl, and a run of it answered by first-hit files.
+    assert_eq!(child(&dir, &["stamp", "1", "2"]).count("stamp"), 2);
+    assert_eq!(child(&dir, &["stamp", "1", "2"]).count("stamp"), 0);
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    // A later build gives the function `ttl = "1s"`: what was stored 1.2 s ago is a miss.
+    let later = child(&dir, &["stamp_ttl", "1"]);
+    assert_eq!(later.computed(), ["computed stamp 1"]);
+    assert_eq!(later.results(), ["10"]);
+    // The rows now say what the ttl says, so the CLI counts (2,) expired, as a call finds it.
+    let entries = stamp_entries(&dir);
+    assert_eq!(entries.len(), 2);
+    for e in &entries {
+        let lifetime = e.expires.expect("an expiry").duration_since(e.created);
+        assert_eq!(
+            lifetime.unwrap(),
+            std::time::Duration::from_secs(1),
+            "{e:?}"
+        );
+    }
+    assert!(entries[0].is_expired_at(std::time::SystemTime::now()));
+    assert_eq!(child(&dir, &["stamp_ttl", "2"]).count("stamp"), 1);
+}
+
+#[test]
+fn the_memory_tier_drops_a_value_when_the_ttl_in_force_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(child(&dir, &["stamp", "5"]).count("stamp"), 1);
+    // Read from disk (likely within the second), then kept in memory: the second call, 1.1 s
+    // later, comes more than a second after the value was stored and must not be served.
+    let run = child(&dir, &["stamp_memory", "5", "1100"]);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(run.results(), ["50", "50"]);
+    assert_eq!(
+        lines[lines.len() - 2..],
+        ["computed stamp 5", "result 50"],
+        "the memory tier served a value older than the ttl:\n{}",
+        run.stdout
+    );
+}
+
 #[test]
 fn four_processes_compute_a_slow_function_once_per_key() {
     let dir = tempfile::tempdir().unwrap();

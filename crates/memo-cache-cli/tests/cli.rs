@@ -296,6 +296,53 @@ fn show_refuses_ambiguous_and_unknown_keys() {
     assert!(err.contains("no cache entry matches"), "{err}");
 }
 
+// ---- the ttl in force -------------------------------------------------------------------------
+
+#[test]
+fn expired_counts_follow_a_ttl_added_later_once_a_call_has_used_it() {
+    use std::time::{Duration, SystemTime};
+    let dir = tempdir();
+    let plain = Function::new("demo::stamp", "v1", "u64");
+    let short = Function::new("demo::stamp", "v1", "u64").with_ttl(Duration::from_secs(1));
+    // Stored ten seconds ago by a build without a ttl.
+    let ten_ago = memo_cache::ManualClock::new(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+            - 10_000,
+    );
+    let old = Cache::builder(dir.path()).clock(ten_ago).open().unwrap();
+    for x in 1..=2u64 {
+        old.put(&plain, &(x,), &(x * 10)).unwrap();
+    }
+    drop(old);
+    assert_eq!(json(dir.path(), &["stats"])["expired"], 0);
+    // A build with `ttl = "1s"` reads one of them: a miss. Its handle closes.
+    let later = Cache::open(dir.path()).unwrap();
+    assert_eq!(later.get::<_, u64>(&short, &(1u64,)).unwrap(), None);
+    drop(later);
+    // The CLI now counts both expired, as a call finds them.
+    let s = json(dir.path(), &["stats"]);
+    assert_eq!(
+        (s["entries"].as_u64(), s["expired"].as_u64()),
+        (Some(2), Some(2))
+    );
+    let rows = json(dir.path(), &["ls", "--entries", "--func", "demo::stamp"]);
+    assert!(
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["expired"] == true),
+        "{rows}"
+    );
+    let cache = Cache::open(dir.path()).unwrap();
+    assert!(!cache.contains(&short, &(2u64,)).unwrap());
+    drop(cache);
+    let out = ok(dir.path(), &["prune", "--expired"]);
+    assert!(out.starts_with("Removed 2 entries ("), "{out}");
+}
+
 // ---- prune ------------------------------------------------------------------------------------
 
 #[test]

@@ -92,7 +92,7 @@ use quote::quote;
 /// | option | meaning |
 /// |---|---|
 /// | `dir = "path"` | the cache directory; else `MEMO_CACHE_DIR`; else the platform default (resolved at the function's first call) |
-/// | `ttl = "90s"` | entries expire this long after they are stored ([humantime] syntax: `"15min"`, `"1h 30m"`, `"7days"`) |
+/// | `ttl = "90s"` | a stored value is served only while it is younger than this ([humantime] syntax: `"15min"`, `"1h 30m"`, `"7days"`). The ttl of the code that reads applies, in every tier: a ttl added or shortened in a later build makes older values misses at once. A ttl lengthened or removed later applies to values stored from then on; values already stored keep the expiry they were stored with |
 /// | `ignore(a, b)` | arguments left out of the key: a logger, a progress flag, a client handle (`ignore(self)` for a method whose result does not depend on `self`) |
 /// | `version = "2"` | pins the fingerprint by hand instead of the automatic one |
 /// | `name = "stable_name"` | the function's identity, instead of its path; survives moving or renaming it (a generic instantiation adds its type arguments: `stable_name::<f64>`) |

@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::blobs::{self, ReadFailure};
-use crate::clock::{Clock, SystemClock, duration_ms};
+use crate::clock::{Clock, SystemClock};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::hints::{self, Hint, IndexHeader};
@@ -22,6 +22,7 @@ use crate::layout::{self, Layout};
 use crate::lock::{Acquired, ComputeLocks, Lease, Owner};
 #[cfg(feature = "redis")]
 use crate::remote::{Attempt, Remote, RemoteConfig, RemoteLock, Waited};
+use crate::ttl::{self, RowSync, Target};
 
 /// Values up to this many stored bytes live inline in the index row; larger ones in blob files.
 ///
@@ -90,6 +91,8 @@ struct Inner {
     /// Per-key compute leases (see [`crate::lock`]).
     compute_locks: Arc<ComputeLocks>,
     write_timeout: Duration,
+    /// Functions whose rows are to be brought to the ttl in force (see [`crate::ttl`]).
+    row_sync: RowSync,
     #[cfg(feature = "redis")]
     remote: Option<Arc<Remote>>,
 }
@@ -320,6 +323,7 @@ impl CacheBuilder {
                 warned: Mutex::new(HashSet::new()),
                 compute_locks,
                 write_timeout: self.write_timeout,
+                row_sync: RowSync::default(),
                 #[cfg(feature = "redis")]
                 remote,
             }),
@@ -493,14 +497,15 @@ impl Cache {
         self.lookup(func, &key)
     }
 
-    /// The local value of `key`, else the Redis tier's (written back to the local directory).
+    /// The local value of `key`, else the Redis tier's (written back to the local directory),
+    /// unexpired under `func`'s ttl.
     fn lookup<T: DeserializeOwned + Any>(&self, func: &Function, key: &Key) -> Result<Option<T>> {
-        if let Some(value) = self.get_key(func.name(), key)? {
+        if let Some(value) = self.get_key_as(func.name(), Some(func), key)? {
             return Ok(Some(value));
         }
         #[cfg(feature = "redis")]
         if let Some(remote) = &self.inner.remote
-            && let Some(fetched) = remote.get(key, self.now_ms())
+            && let Some(fetched) = remote.get(key, self.now_ms(), func.ttl())
         {
             return Ok(self.accept_remote(func, key, fetched));
         }
@@ -515,8 +520,12 @@ impl Cache {
         key: &Key,
         fetched: crate::remote::Fetched,
     ) -> Option<T> {
+        // Its creation time travels with it, and its expiry is bounded by this reader's ttl, so
+        // the local row agrees with what this call decided.
+        let created = fetched.created.unwrap_or_else(|| self.now_ms());
+        let expires = ttl::deadline(Some(created), fetched.expires, func.ttl());
         if !self.is_read_only()
-            && let Err(e) = self.put_bytes(func, key, &fetched.bytes, fetched.expires, false)
+            && let Err(e) = self.put_bytes(func, key, &fetched.bytes, created, expires, false)
         {
             self.warn_once("write", &e);
         }
@@ -532,9 +541,20 @@ impl Cache {
         }
     }
 
-    /// Like [`Cache::get`], by key, in the local directory only.
+    /// Like [`Cache::get`], by key, in the local directory only. Without the [`Function`], only
+    /// the expiry fixed when the value was stored applies, not a ttl.
     pub fn get_key<T: DeserializeOwned + Any>(&self, name: &str, key: &Key) -> Result<Option<T>> {
-        let Some(bytes) = self.read_checked(name, key)? else {
+        self.get_key_as(name, None, key)
+    }
+
+    /// Like [`Cache::get_key`], under `func`'s ttl when given.
+    fn get_key_as<T: DeserializeOwned + Any>(
+        &self,
+        name: &str,
+        func: Option<&Function>,
+        key: &Key,
+    ) -> Result<Option<T>> {
+        let Some(bytes) = self.read_checked(name, func, key)? else {
             return Ok(None);
         };
         match codec::decode::<T>(bytes.bytes) {
@@ -554,15 +574,24 @@ impl Cache {
         }
     }
 
-    /// True when a sound, unexpired value is stored for `func` and `args`. Reads and checks the
-    /// bytes but does not decode them, and does not count as a hit.
+    /// True when a sound value, unexpired under `func`'s ttl, is stored for `func` and `args`.
+    /// Reads and checks the bytes but does not decode them, and does not count as a hit.
     pub fn contains<A: Serialize + ?Sized>(&self, func: &Function, args: &A) -> Result<bool> {
-        self.contains_key(&func.key(args)?)
+        let key = func.key(args)?;
+        if self.read_checked(func.name(), Some(func), &key)?.is_some() {
+            return Ok(true);
+        }
+        #[cfg(feature = "redis")]
+        if let Some(remote) = &self.inner.remote {
+            return Ok(remote.get(&key, self.now_ms(), func.ttl()).is_some());
+        }
+        Ok(false)
     }
 
-    /// True when a sound, unexpired value is stored for `key`, locally or in the Redis tier.
+    /// True when a sound value is stored for `key`, locally or in the Redis tier, and the expiry
+    /// fixed when it was stored has not passed (without the [`Function`], no ttl applies).
     pub fn contains_key(&self, key: &Key) -> Result<bool> {
-        if self.read_checked("?", key)?.is_some() {
+        if self.read_checked("?", None, key)?.is_some() {
             return Ok(true);
         }
         #[cfg(feature = "redis")]
@@ -574,19 +603,30 @@ impl Cache {
 
     /// The stored bytes of an entry (format byte last; see [`crate::codec`]), hash-checked.
     pub fn stored_bytes(&self, key: &Key) -> Result<Option<Vec<u8>>> {
-        Ok(self.read_checked("?", key)?.map(|b| b.bytes))
+        Ok(self.read_checked("?", None, key)?.map(|b| b.bytes))
     }
 
-    fn read_checked(&self, name: &str, key: &Key) -> Result<Option<Checked>> {
+    /// The checked bytes of `key`, unless expired: under `func`'s ttl when given (see
+    /// [`crate::ttl`]), else by the expiry fixed at store time only.
+    fn read_checked(
+        &self,
+        name: &str,
+        func: Option<&Function>,
+        key: &Key,
+    ) -> Result<Option<Checked>> {
+        let ttl = func.and_then(Function::ttl);
         if self.inner.index.get().is_none()
-            && let Some(found) = self.first_hit(key)
+            && let Some(found) = self.first_hit(key, func)
         {
             return Ok(Some(found));
         }
         let Some(row) = self.index()?.lookup(key)? else {
             return Ok(None);
         };
-        if row.expires.is_some_and(|at| at <= self.now_ms()) {
+        if let (Some(func), Some(created)) = (func, row.created) {
+            self.note_disagreement(func, created, row.expires);
+        }
+        if ttl::is_expired(row.created, row.expires, ttl, self.now_ms()) {
             return Ok(None);
         }
         let (bytes, digest) = match row.value {
@@ -622,12 +662,28 @@ impl Cache {
         }))
     }
 
+    /// Notes `func` for its rows to be brought to its ttl when a row of it, created at
+    /// `created`, has an expiry that says otherwise (see [`crate::ttl`]).
+    fn note_disagreement(&self, func: &Function, created: i64, expires: Option<i64>) {
+        if !ttl::agrees(created, expires, func.ttl())
+            && let Some(target) = Target::of(func)
+        {
+            self.inner.row_sync.note(target);
+        }
+    }
+
     /// The value of `key` from its first-hit file, when that file can be believed (see
-    /// [`crate::hints`]); `None` sends the lookup to the index, whatever the reason.
-    fn first_hit(&self, key: &Key) -> Option<Checked> {
+    /// [`crate::hints`]) and is unexpired under `func`'s ttl; `None` sends the lookup to the
+    /// index, whatever the reason.
+    fn first_hit(&self, key: &Key, func: Option<&Function>) -> Option<Checked> {
         let epoch = self.inner.header.as_ref()?.epoch(&self.inner.layout.wal)?;
         let hint = hints::read(&self.inner.layout, key)?;
-        if hint.epoch != epoch || hint.expires.is_some_and(|at| at <= self.now_ms()) {
+        if hint.epoch != epoch {
+            return None;
+        }
+        let ttl = func.and_then(Function::ttl);
+        if ttl::is_expired(Some(hint.created), hint.expires, ttl, self.now_ms()) {
+            // The index answers, and notes a row that disagrees with the ttl.
             return None;
         }
         let (bytes, digest) = match hint.value {
@@ -646,11 +702,16 @@ impl Cache {
         })
     }
 
-    /// When the stored entry of `key` expires: `None` when there is no entry, `Some(None)` for
-    /// one that does not expire. One indexed column, for the memory tier's copy of a hit.
-    pub(crate) fn expiry(&self, key: &Key) -> Result<Option<Option<SystemTime>>> {
-        let expires = self.index()?.read(|c| index::expires(c, key))?;
-        Ok(expires.map(|at| at.map(ms_to_time)))
+    /// When the stored entry of `key` becomes a miss for a reader with `ttl` (see
+    /// [`crate::ttl`]): `None` when there is no entry, `Some(None)` for one that never does.
+    /// One indexed row, for the memory tier's copy of a hit.
+    pub(crate) fn expiry(
+        &self,
+        key: &Key,
+        ttl: Option<Duration>,
+    ) -> Result<Option<Option<SystemTime>>> {
+        let times = self.index()?.read(|c| index::times(c, key))?;
+        Ok(times.map(|(created, expires)| ttl::deadline(created, expires, ttl).map(ms_to_time)))
     }
 
     /// Read in autocommit, not from the held snapshot: the answer must be current.
@@ -744,7 +805,7 @@ impl Cache {
 
     // ---- Writing ------------------------------------------------------------------------------
 
-    /// Stores `value` as the result of `func` for `args`, with the function's TTL.
+    /// Stores `value` as the result of `func` for `args`, with the function's ttl.
     pub fn put<A, T>(&self, func: &Function, args: &A, value: &T) -> Result<()>
     where
         A: Serialize + ?Sized,
@@ -753,7 +814,10 @@ impl Cache {
         self.put_with_ttl(func, args, value, func.ttl())
     }
 
-    /// Stores `value` as the result of `func` for `args`, expiring after `ttl` if given.
+    /// Stores `value` as the result of `func` for `args`, expiring after `ttl` if given, or
+    /// sooner when `func` has a shorter ttl. A read applies the ttl of the [`Function`] it is
+    /// given as well: a value is served only while both allow it (see
+    /// [`disk_cache`](crate::disk_cache)'s `ttl`).
     ///
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();
@@ -795,20 +859,23 @@ impl Cache {
             function: func.name().to_owned(),
             message,
         })?;
-        let expires = ttl.map(|ttl| self.now_ms().saturating_add(duration_ms(ttl)));
-        self.put_bytes(func, key, &bytes, expires, true)
+        let now = self.now_ms();
+        let expires = ttl::store_expiry(now, ttl, func);
+        self.put_bytes(func, key, &bytes, now, expires, true)
     }
 
-    /// Stores encoded bytes locally and, when `share` and a Redis tier is configured, there too.
+    /// Stores encoded bytes, computed at `created`, locally and, when `share` and a Redis tier
+    /// is configured, there too.
     fn put_bytes(
         &self,
         func: &Function,
         key: &Key,
         bytes: &[u8],
+        created: i64,
         expires: Option<i64>,
         share: bool,
     ) -> Result<()> {
-        let local = self.put_local(func, key, bytes, expires);
+        let local = self.put_local(func, key, bytes, created, expires);
         #[cfg(feature = "redis")]
         if share && let Some(remote) = &self.inner.remote {
             remote.put(key, bytes, &Digest::of(bytes), expires, self.now_ms());
@@ -826,9 +893,10 @@ impl Cache {
         func: &Function,
         key: &Key,
         bytes: &[u8],
+        created: i64,
         expires: Option<i64>,
     ) -> Result<()> {
-        let mut stored = self.put_local_once(func, key, bytes, expires);
+        let mut stored = self.put_local_once(func, key, bytes, created, expires);
         for _ in 0..MAKE_ROOM_ROUNDS {
             match stored {
                 Err(e) if self.inner.size_limit.is_some() && index::is_full(&e) => {
@@ -838,7 +906,7 @@ impl Cache {
                 }
                 other => return other,
             }
-            stored = self.put_local_once(func, key, bytes, expires);
+            stored = self.put_local_once(func, key, bytes, created, expires);
         }
         stored
     }
@@ -848,6 +916,7 @@ impl Cache {
         func: &Function,
         key: &Key,
         bytes: &[u8],
+        created: i64,
         expires: Option<i64>,
     ) -> Result<()> {
         if let Some(limit) = self.inner.size_limit
@@ -873,11 +942,17 @@ impl Cache {
             size: bytes.len() as u64,
             hash: &hash,
             inline: (!in_blob).then_some(bytes),
+            created,
             now,
             expires,
         };
+        // Rows of functions whose ttl changed are brought to it under this write lock too.
+        let target = Target::of(func);
+        let probe = target.filter(|t| self.inner.row_sync.first_store(*t));
+        let due = self.inner.row_sync.take_due();
         let mut attempts = 0;
-        let written = loop {
+        let mut synced = false;
+        let mut store = || loop {
             self.reopen_if_gone()?;
             if in_blob {
                 blobs::write(&self.inner.layout, &blob_path, bytes)?;
@@ -891,6 +966,7 @@ impl Cache {
                     return Ok(None);
                 }
                 let function_id = index::ensure_function(tx, func)?;
+                bring_to_ttl(tx, &due, function_id, probe)?;
                 let replaced = index::insert_entry(
                     tx,
                     &NewEntry {
@@ -907,6 +983,7 @@ impl Cache {
             // A cache deleted between our check and the commit took the row with it: store again
             // in the one made anew.
             let lost = written.is_ok() && self.index()?.is_gone();
+            synced |= matches!(written, Ok(Some(_)));
             match written {
                 _ if lost && attempts < 3 => attempts += 1,
                 Ok(None) if attempts < 3 => attempts += 1,
@@ -915,6 +992,10 @@ impl Cache {
                 Err(e) => break Err(e),
             }
         };
+        let written = store();
+        if !synced {
+            self.inner.row_sync.put_back(due, probe);
+        }
         match written {
             Ok((replaced, evicted)) => {
                 // The same value stored again lands at the same path: keep that file.
@@ -1067,10 +1148,12 @@ impl Cache {
         if look {
             // Whoever held the lock, or finished just before we looked, may have stored it; it
             // wrote here. (Another node's value is looked for once we hold the fleet lock.)
-            let local = self.get_key(func.name(), key).unwrap_or_else(|e| {
-                self.warn_once("read", &e);
-                None
-            });
+            let local = self
+                .get_key_as(func.name(), Some(func), key)
+                .unwrap_or_else(|e| {
+                    self.warn_once("read", &e);
+                    None
+                });
             if let Some(value) = local {
                 return (locks, Some(value));
             }
@@ -1081,12 +1164,12 @@ impl Cache {
                 Attempt::Acquired(lock) => {
                     locks.remote = Some(lock);
                     // Another node may have stored it and released just before we locked.
-                    if let Some(fetched) = remote.get(key, self.now_ms()) {
+                    if let Some(fetched) = remote.get(key, self.now_ms(), func.ttl()) {
                         let value = self.accept_remote(func, key, fetched);
                         return (locks, value);
                     }
                 }
-                Attempt::Held => match remote.wait(key, || self.now_ms()) {
+                Attempt::Held => match remote.wait(key, func.ttl(), || self.now_ms()) {
                     Waited::Value(fetched) => {
                         let value = self.accept_remote(func, key, fetched);
                         return (locks, value);
@@ -1108,7 +1191,12 @@ impl Cache {
             return (None, false);
         }
         let lease = func.lease().unwrap_or(self.inner.compute_locks.lease());
-        let done = || self.read_checked(func.name(), key).ok().flatten().is_some();
+        let done = || {
+            self.read_checked(func.name(), Some(func), key)
+                .ok()
+                .flatten()
+                .is_some()
+        };
         let (acquired, error) = self
             .inner
             .compute_locks
@@ -1228,8 +1316,9 @@ impl Inner {
         Ok(self.index.get_or_init(|| opened))
     }
 
-    /// Writes the batched hit statistics, waiting at most `timeout` for the write lock; when
-    /// that is not enough they stay batched for a later flush.
+    /// Writes the batched hit statistics, and brings the rows of functions noted to their ttl
+    /// ([`crate::ttl`]), waiting at most `timeout` for the write lock; when that is not enough
+    /// they stay batched for a later flush.
     fn flush_within(&self, timeout: Duration) -> Result<()> {
         let mut from_index = Vec::new();
         let updates: Vec<(Key, u64, i64)> = {
@@ -1247,15 +1336,27 @@ impl Inner {
                 .collect()
         };
         from_index.iter().for_each(|key| self.want_hint(key));
-        if updates.is_empty() {
+        if updates.is_empty() && !self.row_sync.any_due() {
             return Ok(());
         }
         let index = self.index()?;
         if index.access() == Access::ReadOnly {
             self.pending.lock().expect("pending lock").hits.clear();
+            self.row_sync.take_due();
             return Ok(());
         }
-        index.write_within(timeout, |tx| index::touch(tx, &updates))?;
+        let due = self.row_sync.take_due();
+        let written = index.write_within(timeout, |tx| {
+            index::touch(tx, &updates)?;
+            for target in &due {
+                index::bring_to_ttl(tx, &target.identity, target.ttl_ms)?;
+            }
+            Ok(())
+        });
+        if written.is_err() {
+            self.row_sync.put_back(due, None);
+        }
+        written?;
         // Take away what was written; hits counted meanwhile stay for the next flush.
         let mut pending = self.pending.lock().expect("pending lock");
         for (key, hits, _) in &updates {
@@ -1314,6 +1415,7 @@ impl Inner {
         }
         let now = self.clock.now_ms();
         for (key, row) in rows {
+            let Some(created) = row.created else { continue };
             if row.expires.is_some_and(|at| at <= now) {
                 continue;
             }
@@ -1321,6 +1423,7 @@ impl Inner {
                 epoch,
                 hash: row.hash,
                 size: row.size,
+                created,
                 expires: row.expires,
                 value: row.value,
             };
@@ -1384,4 +1487,24 @@ fn duration_from_env(name: &str) -> Option<Duration> {
 /// A Unix-millisecond time as a `SystemTime`.
 pub(crate) fn ms_to_time(ms: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
+/// Brings the rows of the `due` functions to their ttl, and those of `function_id` when `probe`
+/// finds some of its least recently used rows disagreeing with it (see [`crate::ttl`]).
+fn bring_to_ttl(
+    tx: &rusqlite::Transaction,
+    due: &[Target],
+    function_id: i64,
+    probe: Option<Target>,
+) -> rusqlite::Result<()> {
+    for target in due {
+        index::bring_to_ttl(tx, &target.identity, target.ttl_ms)?;
+    }
+    if let Some(target) = probe
+        && !due.contains(&target)
+        && index::disagrees_with_ttl(tx, function_id, target.ttl_ms, ttl::FIRST_STORE_PROBE)?
+    {
+        index::bring_to_ttl(tx, &target.identity, target.ttl_ms)?;
+    }
+    Ok(())
 }

@@ -32,8 +32,10 @@
 //!   memo-cache, which removes rows without moving the epoch, refuses to open such an index.
 //! - **Everything is checked.** The file carries a checksum over its fields and the key it is
 //!   for; the value is checked against its blake3 hash like every hit; an expired entry is a
-//!   miss. Any doubt (a torn file, a missing blob, a moved epoch) sends the lookup to SQLite,
-//!   which answers as if no first-hit file existed.
+//!   miss (the file keeps the creation time, so the reader's ttl applies, see [`crate::ttl`];
+//!   a change of a row's expiry moves the epoch like a removal). Any doubt (a torn file, a
+//!   missing blob, a moved epoch) sends the lookup to SQLite, which answers as if no first-hit
+//!   file existed.
 //!
 //! A lookup that reads the header and then the file races only with removals that begin after
 //! the lookup did: those may or may not be seen, as with any read that overlaps a write.
@@ -55,14 +57,17 @@ pub(crate) struct Hint {
     pub epoch: i32,
     pub hash: Digest,
     pub size: u64,
+    /// When the value was stored, so that a reader applies its own ttl ([`crate::ttl`]).
+    pub created: i64,
     pub expires: Option<i64>,
     /// The value when the row holds it inline; `None` for a value in a blob file.
     pub value: Option<Vec<u8>>,
 }
 
-const MAGIC: &[u8; 4] = b"MCH1";
-/// Magic, epoch, key, hash, size, expiry, inline flag.
-const FIELDS: usize = 4 + 4 + 32 + 32 + 8 + 8 + 1;
+/// Version 2 added the creation time; files of version 1 are read as no file.
+const MAGIC: &[u8; 4] = b"MCH2";
+/// Magic, epoch, key, hash, size, creation time, expiry, inline flag.
+const FIELDS: usize = 4 + 4 + 32 + 32 + 8 + 8 + 8 + 1;
 /// The fields and their checksum (the first 16 bytes of their blake3 hash).
 const HEADER: usize = FIELDS + 16;
 /// Rows with a larger inline value get no first-hit file (they cannot exist with the default
@@ -78,6 +83,7 @@ impl Hint {
         out.extend_from_slice(&key.0);
         out.extend_from_slice(&self.hash.0);
         out.extend_from_slice(&self.size.to_le_bytes());
+        out.extend_from_slice(&self.created.to_le_bytes());
         out.extend_from_slice(&self.expires.unwrap_or(i64::MIN).to_le_bytes());
         out.push(u8::from(inline.is_some()));
         let sum = blake3::hash(&out);
@@ -100,8 +106,9 @@ impl Hint {
         }
         let word = |at: usize| -> [u8; 8] { fields[at..at + 8].try_into().expect("8 bytes") };
         let size = u64::from_le_bytes(word(72));
-        let expires = i64::from_le_bytes(word(80));
-        let inline = fields[88] == 1;
+        let created = i64::from_le_bytes(word(80));
+        let expires = i64::from_le_bytes(word(88));
+        let inline = fields[96] == 1;
         let whole = if inline {
             value.len() as u64 == size
         } else {
@@ -114,6 +121,7 @@ impl Hint {
             epoch: i32::from_le_bytes(fields[4..8].try_into().expect("4 bytes")),
             hash: Digest(fields[40..72].try_into().expect("32 bytes")),
             size,
+            created,
             expires: (expires != i64::MIN).then_some(expires),
             value: inline.then(|| value.to_vec()),
         })
@@ -254,6 +262,7 @@ mod tests {
             epoch: 7,
             hash: Digest::of(b"value"),
             size: 5,
+            created: 1_699_999_000_000,
             expires: Some(1_700_000_000_000),
             value: Some(b"value".to_vec()),
         };
@@ -263,7 +272,7 @@ mod tests {
         for cut in [0, 10, FIELDS, HEADER, bytes.len() - 1] {
             assert_eq!(Hint::decode(&bytes[..cut], &key(1)), None, "cut at {cut}");
         }
-        for at in [4, 45, 75, 85, 88, FIELDS + 3] {
+        for at in [4, 45, 75, 85, 93, 96, FIELDS + 3] {
             let mut bad = bytes.clone();
             bad[at] ^= 1;
             assert_eq!(Hint::decode(&bad, &key(1)), None, "byte {at} flipped");

@@ -1298,6 +1298,8 @@ pub(crate) struct Row {
     pub size: u64,
     pub hash: Digest,
     pub value: Option<Vec<u8>>,
+    /// When the value was stored (Unix ms); `None` when the column holds no number.
+    pub created: Option<i64>,
     pub expires: Option<i64>,
 }
 
@@ -1407,8 +1409,9 @@ pub(crate) fn raw_row_at(conn: &Connection, rowid: i64) -> rusqlite::Result<Opti
 
 /// The row of a key: at its home row id ([`home_rowid`]) when it is there (one b-tree descent),
 /// else through the key's index. One statement, so a miss costs one read transaction.
-const LOOKUP: &str = "SELECT size, hash, value, expires FROM entries WHERE rowid = ?1 AND key = ?2
-     UNION ALL SELECT size, hash, value, expires FROM entries WHERE key = ?2
+const LOOKUP: &str =
+    "SELECT size, hash, value, expires, created FROM entries WHERE rowid = ?1 AND key = ?2
+     UNION ALL SELECT size, hash, value, expires, created FROM entries WHERE key = ?2
      LIMIT 1";
 
 pub(crate) fn lookup(conn: &Connection, key: &Key) -> rusqlite::Result<Option<Row>> {
@@ -1430,6 +1433,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
         })?,
         value: r.get(2)?,
         expires: r.get(3)?,
+        created: r.get(4).ok(),
     })
 }
 
@@ -1468,6 +1472,8 @@ pub(crate) struct NewEntry<'a> {
     pub size: u64,
     pub hash: &'a Digest,
     pub inline: Option<&'a [u8]>,
+    /// When the value was computed: now, or earlier for a value fetched from the Redis tier.
+    pub created: i64,
     pub now: i64,
     pub expires: Option<i64>,
 }
@@ -1479,7 +1485,7 @@ pub(crate) fn insert_entry(
     let old = delete_entry(tx, e.key)?;
     const INSERT: &str = "INSERT INTO entries
          (key, function_id, size, hash, value, created, last_used, expires, rowid)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8)";
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
     let insert = |rowid: Option<i64>| {
         tx.prepare_cached(INSERT)?.execute(params![
             &e.key.0[..],
@@ -1487,6 +1493,7 @@ pub(crate) fn insert_entry(
             e.size as i64,
             &e.hash.0[..],
             e.inline,
+            e.created,
             e.now,
             e.expires,
             rowid
@@ -1555,11 +1562,54 @@ fn bump_epoch(tx: &Transaction) -> rusqlite::Result<()> {
     tx.pragma_update(None, "application_id", next)
 }
 
-/// When `key`'s row expires (Unix ms): `None` without a row, `Some(None)` if it never does.
-pub(crate) fn expires(conn: &Connection, key: &Key) -> rusqlite::Result<Option<Option<i64>>> {
-    conn.prepare_cached("SELECT expires FROM entries WHERE key = ?1")?
-        .query_row([&key.0[..]], |r| r.get(0))
+/// When `key`'s row was created and when it expires (Unix ms): `None` without a row.
+pub(crate) fn times(
+    conn: &Connection,
+    key: &Key,
+) -> rusqlite::Result<Option<(Option<i64>, Option<i64>)>> {
+    conn.prepare_cached("SELECT created, expires FROM entries WHERE key = ?1")?
+        .query_row([&key.0[..]], |r| Ok((r.get(0).ok(), r.get(1)?)))
         .optional()
+}
+
+/// True when one of the `probe` least recently used rows of the function `function_id` is not
+/// bound by a ttl of `ttl_ms` (see [`crate::ttl`]): one short walk of the function's index.
+pub(crate) fn disagrees_with_ttl(
+    conn: &Connection,
+    function_id: i64,
+    ttl_ms: i64,
+    probe: i64,
+) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM (SELECT created, expires FROM entries
+             WHERE function_id = ?1 ORDER BY last_used LIMIT ?3)
+         WHERE expires IS NULL OR expires > created + ?2)",
+    )?
+    .query_row(params![function_id, ttl_ms, probe], |r| r.get(0))
+}
+
+/// Brings the rows of the function with `identity` to a ttl of `ttl_ms`: `expires` becomes
+/// `created + ttl_ms` where it was later or unset (see [`crate::ttl`]). Moves the removal epoch
+/// when a row changed, so that first-hit files with the old expiry are no longer believed.
+/// Returns how many rows changed.
+pub(crate) fn bring_to_ttl(
+    tx: &Transaction,
+    identity: &Digest,
+    ttl_ms: i64,
+) -> rusqlite::Result<usize> {
+    // `created <= ?3` keeps the sum an integer (a hostile row could hold anything).
+    let changed = tx
+        .prepare_cached(
+            "UPDATE entries SET expires = created + ?2
+             WHERE function_id = (SELECT id FROM functions WHERE identity = ?1)
+               AND typeof(created) = 'integer' AND created <= ?3
+               AND (expires IS NULL OR expires > created + ?2)",
+        )?
+        .execute(params![&identity.0[..], ttl_ms, i64::MAX - ttl_ms.max(0)])?;
+    if changed > 0 {
+        bump_epoch(tx)?;
+    }
+    Ok(changed)
 }
 
 /// The row id of `key`'s row, and what removing it would remove.

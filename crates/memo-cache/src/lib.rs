@@ -45,6 +45,7 @@ mod lock;
 #[cfg(feature = "redis")]
 pub mod remote;
 mod space;
+mod ttl;
 mod verify;
 
 pub use memo_cache_macros::disk_cache;

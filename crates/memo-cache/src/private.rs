@@ -534,10 +534,12 @@ impl Site {
         let (Some(memory), Some(mem)) = (self.memory.as_ref(), mem) else {
             return;
         };
-        // An entry with a TTL must leave memory when it expires on disk, not later.
+        // An entry with a ttl must leave memory when it is a miss on disk, not later: when it is
+        // `ttl` old, or at the expiry it was stored with if sooner (see `crate::ttl`). Without a
+        // ttl the index is not asked (a first hit need not open it), and the copy stays.
         let expires = match func.ttl() {
             None => None,
-            Some(ttl) => match cache.expiry(key) {
+            Some(ttl) => match cache.expiry(key, Some(ttl)) {
                 Ok(Some(expires)) => expires,
                 _ => Some(SystemTime::now() + ttl),
             },

@@ -7,9 +7,16 @@
 //! # Layout in Redis
 //!
 //! ```text
-//! <prefix>v:<key hex>     "MC1" ‖ blake3 of the value (32) ‖ expiry ms, LE i64 (8; 0 = none) ‖ value
+//! <prefix>v:<key hex>     "MC2" ‖ blake3 of the value (32) ‖ creation ms, LE i64 (8)
+//!                         ‖ expiry ms, LE i64 (8; 0 = none) ‖ value
 //! <prefix>l:<key hex>     the fleet-wide compute lock: a random token, with an expiry
 //! ```
+//!
+//! The creation time lets a reader apply the ttl its code has now, not only the expiry the
+//! writer fixed (`ttl.rs` in this crate). Values of the older layout (`"MC1"`, without it) are
+//! still read: a reader without a ttl takes them, one with a ttl cannot tell their age and
+//! computes again (storing the new layout). Older memo-cache builds ignore `"MC2"` values with
+//! a warning and compute.
 //!
 //! The prefix (default `memo-cache:`) is a namespace, so several projects share one Redis; the
 //! CLI's `remote stats` and `remote clear` touch only keys under it, found with SCAN.
@@ -45,8 +52,11 @@ pub const REDIS_URL_ENV: &str = "MEMO_CACHE_REDIS_URL";
 /// The environment variable that overrides the key prefix.
 pub const REDIS_PREFIX_ENV: &str = "MEMO_CACHE_REDIS_PREFIX";
 
-const MAGIC: &[u8; 3] = b"MC1";
-const HEADER: usize = 3 + 32 + 8;
+const MAGIC: &[u8; 3] = b"MC2";
+const HEADER: usize = 3 + 32 + 8 + 8;
+/// The layout before the creation time: magic, hash, expiry.
+const MAGIC_V1: &[u8; 3] = b"MC1";
+const HEADER_V1: usize = 3 + 32 + 8;
 
 /// Settings of the Redis tier.
 ///
@@ -263,6 +273,8 @@ fn install_crypto_provider() {
 #[derive(Debug)]
 pub(crate) struct Fetched {
     pub bytes: Vec<u8>,
+    /// `None` for a value stored by an older memo-cache, which did not record it.
+    pub created: Option<i64>,
     pub expires: Option<i64>,
 }
 
@@ -396,12 +408,12 @@ impl Remote {
         *health = Health::default();
     }
 
-    /// The value of `key`, if Redis has a sound, unexpired one.
-    pub fn get(&self, key: &Key, now: i64) -> Option<Fetched> {
+    /// The value of `key`, if Redis has a sound one that is unexpired for a reader with `ttl`.
+    pub fn get(&self, key: &Key, now: i64, ttl: Option<Duration>) -> Option<Fetched> {
         let name = self.config.value_key(key);
         let raw: Option<Vec<u8>> = self.run(|c| redis::cmd("GET").arg(&name).query(c))?;
         let raw = raw?;
-        match decode(raw, now) {
+        match decode(raw, now, ttl) {
             Ok(fetched) => fetched,
             Err(reason) => {
                 tracing::warn!(
@@ -412,12 +424,13 @@ impl Remote {
         }
     }
 
-    /// True when Redis holds a value for `key`.
+    /// True when Redis holds a value for `key` that its stored expiry allows.
     pub fn contains(&self, key: &Key, now: i64) -> bool {
-        self.get(key, now).is_some()
+        self.get(key, now, None).is_some()
     }
 
-    /// Stores `bytes` (hashing to `hash`) unless larger than the configured maximum or expired.
+    /// Stores `bytes` (hashing to `hash`), created at `now`, unless larger than the configured
+    /// maximum or expired.
     pub fn put(&self, key: &Key, bytes: &[u8], hash: &Digest, expires: Option<i64>, now: i64) {
         if bytes.len() > self.config.max_value_bytes {
             tracing::debug!(
@@ -434,6 +447,7 @@ impl Remote {
         let mut value = Vec::with_capacity(HEADER + bytes.len());
         value.extend_from_slice(MAGIC);
         value.extend_from_slice(&hash.0);
+        value.extend_from_slice(&now.to_le_bytes());
         value.extend_from_slice(&expires.unwrap_or(0).to_le_bytes());
         value.extend_from_slice(bytes);
         let name = self.config.value_key(key);
@@ -479,20 +493,25 @@ impl Remote {
         }
     }
 
-    /// Waits for whoever holds the lock of `key` to store its value.
-    pub fn wait(self: &Arc<Self>, key: &Key, now: impl Fn() -> i64) -> Waited {
+    /// Waits for whoever holds the lock of `key` to store its value (one unexpired for `ttl`).
+    pub fn wait(
+        self: &Arc<Self>,
+        key: &Key,
+        ttl: Option<Duration>,
+        now: impl Fn() -> i64,
+    ) -> Waited {
         let deadline = Instant::now() + self.config.wait_timeout;
         let mut pause = Duration::from_millis(20);
         loop {
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(250));
-            if let Some(fetched) = self.get(key, now()) {
+            if let Some(fetched) = self.get(key, now(), ttl) {
                 return Waited::Value(fetched);
             }
             match self.try_lock(key) {
                 Attempt::Acquired(lock) => {
                     // The holder may have stored the value and released just now.
-                    if let Some(fetched) = self.get(key, now()) {
+                    if let Some(fetched) = self.get(key, now(), ttl) {
                         return Waited::Value(fetched);
                     }
                     return Waited::Acquired(lock);
@@ -511,22 +530,31 @@ impl Remote {
     }
 }
 
-fn decode(mut raw: Vec<u8>, now: i64) -> std::result::Result<Option<Fetched>, &'static str> {
-    if raw.len() < HEADER || &raw[..3] != MAGIC {
+fn decode(
+    mut raw: Vec<u8>,
+    now: i64,
+    ttl: Option<Duration>,
+) -> std::result::Result<Option<Fetched>, &'static str> {
+    let word = |raw: &[u8], at: usize| i64::from_le_bytes(raw[at..at + 8].try_into().expect("8"));
+    let (created, expires, header) = if raw.len() >= HEADER && &raw[..3] == MAGIC {
+        (Some(word(&raw, 35)), word(&raw, 43), HEADER)
+    } else if raw.len() >= HEADER_V1 && &raw[..3] == MAGIC_V1 {
+        (None, word(&raw, 35), HEADER_V1)
+    } else {
         return Err("not a memo-cache value");
-    }
+    };
     let hash = Digest::from_slice(&raw[3..35]).expect("32 bytes");
-    let expires = i64::from_le_bytes(raw[35..43].try_into().expect("8 bytes"));
     let expires = (expires != 0).then_some(expires);
-    if expires.is_some_and(|at| at <= now) {
+    if crate::ttl::is_expired(created, expires, ttl, now) {
         return Ok(None);
     }
-    raw.drain(..HEADER);
+    raw.drain(..header);
     if Digest::of(&raw) != hash {
         return Err("bytes do not match their hash");
     }
     Ok(Some(Fetched {
         bytes: raw,
+        created,
         expires,
     }))
 }

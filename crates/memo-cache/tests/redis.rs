@@ -607,3 +607,99 @@ fn a_waiter_takes_over_an_expired_fleet_lock_and_gives_up_on_a_held_one() {
         gave_up.stderr
     );
 }
+
+/// One function in two builds (same name, fingerprint and return type): without a ttl, then with
+/// one of a second.
+fn stamp_builds() -> (Function, Function) {
+    let plain = Function::new("redis_test::stamp", "v1", "u64");
+    (plain.clone(), plain.with_ttl(Duration::from_secs(1)))
+}
+
+#[test]
+fn the_ttl_in_force_applies_to_redis_values_stored_before_it() {
+    let redis = Single::start();
+    let config = RemoteConfig::new(&redis.node.url()).unwrap().prefix("t20:");
+    let clock = memo_cache::ManualClock::new(1_700_000_000_000);
+    let machine = |dir: &std::path::Path| {
+        Cache::builder(dir)
+            .clock(clock.clone())
+            .remote(config.clone())
+            .open()
+            .unwrap()
+    };
+    let (plain, short) = stamp_builds();
+    let (a, b, c) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let first = machine(a.path());
+    for x in 1..=2u64 {
+        first.put(&plain, &(x,), &(x * 10)).unwrap();
+    }
+    clock.advance(Duration::from_secs(3));
+    // Another machine with the ttl: Redis's copy is 3 s old, a miss.
+    let later = machine(b.path());
+    assert_eq!(later.get::<_, u64>(&short, &(1u64,)).unwrap(), None);
+    assert!(!later.contains(&short, &(2u64,)).unwrap());
+    // Without the ttl it is served, and its local copy keeps its creation time: still too old
+    // for the ttl.
+    let plain_machine = machine(c.path());
+    assert_eq!(
+        plain_machine.get::<_, u64>(&plain, &(1u64,)).unwrap(),
+        Some(10)
+    );
+    assert_eq!(plain_machine.get::<_, u64>(&short, &(1u64,)).unwrap(), None);
+    let created = plain_machine
+        .entry(&plain.key(&(1u64,)).unwrap())
+        .unwrap()
+        .unwrap()
+        .created;
+    assert_eq!(
+        created,
+        std::time::UNIX_EPOCH + Duration::from_millis(1_700_000_000_000)
+    );
+}
+
+#[test]
+fn values_of_the_older_redis_layout_are_read_and_a_ttl_recomputes_them() {
+    let redis = Single::start();
+    let config = RemoteConfig::new(&redis.node.url()).unwrap().prefix("t21:");
+    let (plain, short) = stamp_builds();
+    let dir = tempfile::tempdir().unwrap();
+    let local = Cache::builder(dir.path()).no_remote().open().unwrap();
+    let mut conn = redis::Client::open(redis.node.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    for x in 1..=2u64 {
+        // What an older memo-cache stored: "MC1" ‖ hash ‖ expiry (0: none) ‖ value.
+        let key = plain.key(&(x,)).unwrap();
+        local.put(&plain, &(x,), &(x * 10)).unwrap();
+        let bytes = local.stored_bytes(&key).unwrap().unwrap();
+        let mut old = b"MC1".to_vec();
+        old.extend_from_slice(&memo_cache::Digest::of(&bytes).0);
+        old.extend_from_slice(&0i64.to_le_bytes());
+        old.extend_from_slice(&bytes);
+        redis::cmd("SET")
+            .arg(config.value_key(&key))
+            .arg(old)
+            .query::<()>(&mut conn)
+            .unwrap();
+    }
+    let reader = |dir: &std::path::Path| Cache::builder(dir).remote(config.clone()).open().unwrap();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    assert_eq!(
+        reader(a.path()).get::<_, u64>(&plain, &(1u64,)).unwrap(),
+        Some(10)
+    );
+    // Its age is unknown: under a ttl it is computed again.
+    let with_ttl = reader(b.path());
+    let mut computed = false;
+    let value = with_ttl.get_or_compute(&short, &(2u64,), || {
+        computed = true;
+        20u64
+    });
+    assert!(computed, "a value of unknown age was served under a ttl");
+    assert_eq!(value, 20);
+}

@@ -56,6 +56,27 @@ fn quote(symbol: &str) -> f64 {
     symbol.len() as f64 * 1.5
 }
 
+/// One function in three builds (the same pinned name and version, so the same entries): first
+/// cached without a ttl, then given `ttl = "1s"`, then with a memory tier as well. The ttl in
+/// force when a value is read decides whether it is served.
+#[disk_cache(name = "child::stamp", version = "1")]
+fn stamp(x: u64) -> u64 {
+    println!("computed stamp {x}");
+    x * 10
+}
+
+#[disk_cache(name = "child::stamp", version = "1", ttl = "1s")]
+fn stamp_ttl(x: u64) -> u64 {
+    println!("computed stamp {x}");
+    x * 10
+}
+
+#[disk_cache(name = "child::stamp", version = "1", ttl = "1s", memory = 16)]
+fn stamp_memory(x: u64) -> u64 {
+    println!("computed stamp {x}");
+    x * 10
+}
+
 #[disk_cache]
 fn slow_square(x: u64) -> u64 {
     println!("computed slow_square {x}");
@@ -145,6 +166,15 @@ fn main() {
         "shout" => println!("result {}", shout(arg(1), arg(2) == "true")),
         "quote" => println!("result {}", quote(&arg(1))),
         "slow" => println!("result {}", slow_square(num(1))),
+        // `stamp <x>..`, `stamp_ttl <x>..`: one call per argument.
+        "stamp" => (1..args.len()).for_each(|i| println!("result {}", stamp(num(i)))),
+        "stamp_ttl" => (1..args.len()).for_each(|i| println!("result {}", stamp_ttl(num(i)))),
+        // `stamp_memory <x> <pause ms>`: a call, a pause, a call.
+        "stamp_memory" => {
+            println!("result {}", stamp_memory(num(1)));
+            std::thread::sleep(Duration::from_millis(num(2)));
+            println!("result {}", stamp_memory(num(1)));
+        }
         "remembered" => {
             for _ in 0..3 {
                 println!("result {}", remembered(num(1)));
