@@ -179,7 +179,9 @@ impl Function {
         }
     }
 
-    /// The same function whose entries expire `ttl` after they are stored.
+    /// The same function whose entries expire `ttl` after they are stored. The ttl is applied
+    /// when a value is read: adding or shortening it makes values already stored older than
+    /// `ttl` misses; lengthening it applies to values stored from then on.
     pub const fn with_ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self
