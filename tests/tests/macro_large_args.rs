@@ -25,7 +25,9 @@ fn large_slices_hit_on_equal_data_and_miss_on_one_changed_element() {
     unsafe { std::env::set_var("MEMO_CACHE_DIR", dir.path()) };
 
     // 8 MiB each: past the size from which the hasher uses every core.
-    let bytes: Vec<u8> = (0..8 << 20).map(|i: u32| (i.wrapping_mul(31) >> 3) as u8).collect();
+    let bytes: Vec<u8> = (0..8 << 20)
+        .map(|i: u32| (i.wrapping_mul(31) >> 3) as u8)
+        .collect();
     let samples: Vec<f64> = (0..1 << 20).map(|i| f64::from(i) * 0.5 - 1.0).collect();
 
     let first = summary(&bytes, &samples);
