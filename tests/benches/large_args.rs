@@ -6,6 +6,7 @@
 //! cargo bench -p memo-cache-e2e --bench large_args              # 3 rounds of 3 (about a minute)
 //! cargo bench -p memo-cache-e2e --bench large_args -- --quick   # 1 round of 3
 //! cargo bench -p memo-cache-e2e --bench large_args -- --no-python
+//! cargo bench -p memo-cache-e2e --bench large_args -- --rayon-threshold   # update vs update_rayon
 //! ```
 //!
 //! joblib and numpy come from PyPI into a virtual environment that `scripts/python-peers.sh`
@@ -143,11 +144,56 @@ fn row(what: &str, samples: Vec<f64>) -> f64 {
     secs
 }
 
+/// One core against every core on writes of the sizes around the key sink's `PARALLEL`
+/// threshold (64 KiB; blake3 suggests 128 KiB): per-write microseconds, medians of 15 batches of 64 MiB.
+fn rayon_threshold(bytes: &[u8]) {
+    println!("\nblake3 update against update_rayon, per write");
+    for size in [
+        32usize << 10,
+        64 << 10,
+        128 << 10,
+        256 << 10,
+        1 << 20,
+        8 << 20,
+    ] {
+        let writes = (64 << 20) / size;
+        let time = |parallel: bool| {
+            let mut samples = Vec::new();
+            for _ in 0..15 {
+                samples.push(
+                    seconds(|| {
+                        for chunk in bytes[..writes * size].chunks(size) {
+                            let mut hasher = blake3::Hasher::new();
+                            if parallel {
+                                hasher.update_rayon(black_box(chunk));
+                            } else {
+                                hasher.update(black_box(chunk));
+                            }
+                            black_box(hasher.finalize());
+                        }
+                    }) / writes as f64,
+                );
+            }
+            median(samples) * 1e6
+        };
+        let (one, every) = (time(false), time(true));
+        println!(
+            "{:>6} KiB   update {one:>8.1} us   update_rayon {every:>8.1} us   ({:.2}x)",
+            size >> 10,
+            one / every
+        );
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick =
         args.iter().any(|a| a == "--quick") || std::env::var_os("MEMO_BENCH_QUICK").is_some();
     let with_python = !args.iter().any(|a| a == "--no-python");
+    if args.iter().any(|a| a == "--rayon-threshold") {
+        rayon_threshold(&random_bytes(64 << 20));
+        return;
+    }
     let rounds = if quick { 1 } else { 3 };
 
     let dir = tempfile::tempdir().unwrap();

@@ -114,8 +114,8 @@ pub(crate) fn write_tuple_header<W: Write>(out: &mut W, len: usize) -> R {
 /// is a plain `fn` pointer, made where the argument's `Serialize` bound is known to hold.
 ///
 /// Feeding a hasher, small writes (a marker, a short string) are gathered in an inline buffer
-/// and reach blake3 a chunk at a time; a write of [`GATHER`] bytes or more (a long string, a
-/// run of numbers) goes to blake3 whole, on every core from [`PARALLEL`] bytes. The buffer is
+/// and reach blake3 a chunk at a time; a write of `GATHER` (1 KiB) or more (a long string, a
+/// run of numbers) goes to blake3 whole, on every core from `PARALLEL` (64 KiB). The buffer is
 /// flushed when the sink is dropped, which must come before the hasher is finalized.
 pub struct KeySink<'a>(Sink<'a>);
 
@@ -127,10 +127,11 @@ enum Sink<'a> {
 /// Writes shorter than this are gathered; one blake3 chunk is 1 KiB.
 const GATHER: usize = 1024;
 
-/// Writes from this size are hashed with `update_rayon`. Below it the threads cost more than
-/// they save (blake3's own rule of thumb is 128 KiB on x86_64; measured on a 2-core VM,
-/// see BENCHMARKS.md "Large arguments").
-const PARALLEL: usize = 128 * 1024;
+/// Writes from this size are hashed with `update_rayon` (rayon's global pool, started on the
+/// first such write). On the 2-core VM of BENCHMARKS.md ("Large arguments") every core beat one
+/// from about 48 KiB: 1.23x at 64 KiB, 1.54x at 128 KiB (blake3's own rule of thumb), 1.9x from
+/// 1 MiB; 32 KiB was 0.94x.
+const PARALLEL: usize = 64 * 1024;
 
 struct Gather<'a> {
     hasher: &'a mut blake3::Hasher,
