@@ -189,3 +189,214 @@ fn memory<T: Plain>(part: &[T]) -> &[u8] {
     // slice's own size in bytes, inside its one allocation, borrowed for as long as `part`.
     unsafe { std::slice::from_raw_parts(part.as_ptr().cast::<u8>(), size_of_val(part)) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Canonical, KeySink, Maps, to_vec, write};
+    use super::*;
+    use serde::{Serialize, ser};
+    use std::collections::HashMap;
+
+    /// Header of a run of `len` payload bytes with ext `code`, as rmp writes it.
+    fn ext_header(len: u32, code: i8) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode::write_ext_meta(&mut out, len, code).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_run_is_one_header_then_its_little_endian_bytes() {
+        let f64_code = ext_code::<f64>().unwrap();
+        let mut expected = vec![0xd8, f64_code as u8]; // fixext16: two f64s
+        expected.extend(1.0f64.to_le_bytes());
+        expected.extend((-0.5f64).to_le_bytes());
+        assert_eq!(to_vec(&vec![1.0f64, -0.5]).unwrap(), expected);
+
+        let u16_code = ext_code::<u16>().unwrap();
+        assert_eq!(
+            to_vec(&[1u16, 258][..]).unwrap(),
+            vec![0xd6, u16_code as u8, 1, 0, 2, 1] // fixext4
+        );
+        // u8 is bin, as serialize_bytes writes it.
+        assert_eq!(
+            to_vec(&vec![0u8, 1, 255]).unwrap(),
+            vec![0xc4, 3, 0, 1, 255]
+        );
+        let mut bytes = Vec::new();
+        ser::Serializer::serialize_bytes(
+            &mut Canonical {
+                out: &mut bytes,
+                maps: Maps::Sorted,
+            },
+            &[0, 1, 255],
+        )
+        .unwrap();
+        assert_eq!(bytes, to_vec(&vec![0u8, 1, 255]).unwrap());
+        // Three bytes of payload: ext 8 with its length.
+        let i8_code = ext_code::<i8>().unwrap();
+        assert_eq!(
+            to_vec(&vec![-1i8, 0, 1]).unwrap(),
+            vec![0xc7, 3, i8_code as u8, 0xff, 0, 1]
+        );
+        let big: Vec<u32> = (0..100_000).collect();
+        let mut expected = ext_header(400_000, ext_code::<u32>().unwrap());
+        expected.extend(big.iter().flat_map(|x| x.to_le_bytes()));
+        assert_eq!(to_vec(&big).unwrap(), expected);
+    }
+
+    #[test]
+    fn the_same_numbers_encode_alike_whatever_holds_them() {
+        let data: Vec<f64> = (0..1000).map(|i| f64::from(i) * 0.25 - 3.0).collect();
+        let bytes = to_vec(&data).unwrap();
+        assert_eq!(to_vec(&data[..]).unwrap(), bytes);
+        assert_eq!(to_vec(&&data[..]).unwrap(), bytes);
+        assert_eq!(to_vec(&data.clone().into_boxed_slice()).unwrap(), bytes);
+        assert_eq!(
+            to_vec(&std::borrow::Cow::Borrowed(&data[..])).unwrap(),
+            bytes
+        );
+        // A VecDeque that wraps around its buffer: two slices, one run.
+        let mut deque = std::collections::VecDeque::<f64>::with_capacity(1000);
+        deque.extend(&data[500..]);
+        deque.extend(&data[..500]);
+        deque.rotate_left(500);
+        assert!(
+            !deque.as_slices().1.is_empty(),
+            "the test needs a wrapped deque"
+        );
+        assert_eq!(to_vec(&deque).unwrap(), bytes);
+        // usize and isize are u64 and i64.
+        assert_eq!(
+            to_vec(&vec![1usize, 1 << 40]).unwrap(),
+            to_vec(&vec![1u64, 1 << 40]).unwrap()
+        );
+        assert_eq!(
+            to_vec(&vec![-1isize]).unwrap(),
+            to_vec(&vec![-1i64]).unwrap()
+        );
+    }
+
+    #[test]
+    fn runs_keep_apart_what_differs() {
+        let distinct = |a: Vec<u8>, b: Vec<u8>| assert_ne!(a, b);
+        distinct(
+            to_vec(&vec![0.0f64]).unwrap(),
+            to_vec(&vec![-0.0f64]).unwrap(),
+        );
+        let quiet = f64::NAN;
+        let other = f64::from_bits(quiet.to_bits() | 1);
+        assert!(other.is_nan());
+        distinct(to_vec(&vec![quiet]).unwrap(), to_vec(&vec![other]).unwrap());
+        distinct(
+            to_vec(&vec![0.0f32]).unwrap(),
+            to_vec(&vec![-0.0f32]).unwrap(),
+        );
+        distinct(
+            to_vec(&vec![1u8, 2]).unwrap(),
+            to_vec(&vec![1i8, 2]).unwrap(),
+        );
+        distinct(to_vec(&vec![1u32]).unwrap(), to_vec(&vec![1i32]).unwrap());
+        distinct(
+            to_vec(&vec![1.0f32]).unwrap(),
+            to_vec(&vec![1.0f64]).unwrap(),
+        );
+        // Empty runs: each type its own, none the same as an empty array or an empty Vec<u8>.
+        let empties = [
+            to_vec(&Vec::<u8>::new()).unwrap(),
+            to_vec(&Vec::<i8>::new()).unwrap(),
+            to_vec(&Vec::<f64>::new()).unwrap(),
+            to_vec(&Vec::<f32>::new()).unwrap(),
+            to_vec(&Vec::<String>::new()).unwrap(),
+        ];
+        assert_eq!(empties[0], vec![0xc4, 0]);
+        assert_eq!(empties[2], ext_header(0, ext_code::<f64>().unwrap()));
+        assert_eq!(empties[4], vec![0x90]);
+        let all: std::collections::HashSet<_> = empties.iter().collect();
+        assert_eq!(all.len(), empties.len());
+        // One changed element in the middle of a long run.
+        let a: Vec<f64> = (0..10_000).map(f64::from).collect();
+        let mut b = a.clone();
+        b[5_000] = 5_000.5;
+        distinct(to_vec(&a).unwrap(), to_vec(&b).unwrap());
+    }
+
+    #[test]
+    fn runs_at_depth_take_the_bulk_path() {
+        #[derive(Serialize)]
+        struct Sample {
+            name: String,
+            values: Vec<f64>,
+            rows: Vec<Vec<i32>>,
+            raw: Option<Vec<u8>>,
+        }
+        let sample = Sample {
+            name: "s".into(),
+            values: vec![0.5, 2.0],
+            rows: vec![vec![-1], vec![]],
+            raw: Some(vec![7]),
+        };
+        let i32_code = ext_code::<i32>().unwrap() as u8;
+        let mut expected = vec![0x84, 0xa4, b'n', b'a', b'm', b'e', 0xa1, b's'];
+        expected.extend([0xa6, b'v', b'a', b'l', b'u', b'e', b's']);
+        expected.extend([0xd8, ext_code::<f64>().unwrap() as u8]);
+        expected.extend(0.5f64.to_le_bytes());
+        expected.extend(2.0f64.to_le_bytes());
+        expected.extend([0xa4, b'r', b'o', b'w', b's', 0x92]); // Vec<Vec<i32>>: an array of runs
+        expected.extend([0xd6, i32_code, 0xff, 0xff, 0xff, 0xff]);
+        expected.extend([0xc7, 0, i32_code]);
+        expected.extend([0xa3, b'r', b'a', b'w', 0x91, 0xc4, 1, 7]); // Some(v): [v]
+        assert_eq!(to_vec(&sample).unwrap(), expected);
+
+        // Inside maps (whose entries are buffered) and sequences of unknown length alike.
+        let map: HashMap<&str, Vec<f64>> = [("b", vec![1.0]), ("a", vec![])].into();
+        let mut expected = vec![0x82, 0xa1, b'a'];
+        expected.extend(ext_header(0, ext_code::<f64>().unwrap()));
+        expected.extend([0xa1, b'b', 0xd7, ext_code::<f64>().unwrap() as u8]);
+        expected.extend(1.0f64.to_le_bytes());
+        assert_eq!(to_vec(&map).unwrap(), expected);
+    }
+
+    #[test]
+    fn other_sequences_stay_arrays() {
+        assert_eq!(to_vec(&vec!["a"]).unwrap(), vec![0x91, 0xa1, b'a']);
+        assert_eq!(to_vec(&vec![Some(1u8)]).unwrap(), vec![0x91, 0x91, 1]);
+        assert_eq!(
+            to_vec(&[1.5f32; 1]).unwrap(),
+            vec![0x91, 0xca, 0x3f, 0xc0, 0, 0]
+        );
+        let set: std::collections::BTreeSet<u8> = [2, 1].into();
+        assert_eq!(to_vec(&set).unwrap(), vec![0x92, 1, 2]);
+    }
+
+    #[test]
+    fn a_hashing_sink_sees_the_bytes_a_vec_sink_does() {
+        #[derive(Serialize)]
+        struct Mixed {
+            small: Vec<u16>,
+            text: String,
+            big: Vec<f64>,
+            tail: u8,
+        }
+        for len in [0usize, 1, 100, 127, 128, 1000, 20_000, 200_000] {
+            let value = (
+                "head",
+                Mixed {
+                    small: (0..len as u16 % 700).collect(),
+                    text: "x".repeat(len % 3000),
+                    big: (0..len).map(|i| i as f64).collect(),
+                    tail: 9,
+                },
+                vec![1u8; len],
+            );
+            let mut hasher = blake3::Hasher::new();
+            let mut sink = KeySink::hasher(&mut hasher);
+            write(&mut sink, &value).unwrap();
+            drop(sink);
+            assert_eq!(
+                hasher.finalize(),
+                blake3::hash(&to_vec(&value).unwrap()),
+                "length {len}"
+            );
+        }
+    }
+}
