@@ -264,7 +264,7 @@ impl<'a, 'w, W: Write> ser::Serializer for &'a mut Canonical<'w, W> {
         self.str(variant)?;
         value.serialize(self)
     }
-    /// Slices, `Vec`s and `VecDeque`s of plain numbers as one run (see [`bulk`]); any other
+    /// Slices, `Vec`s and `VecDeque`s of plain numbers as one run (see `canonical/bulk.rs`); any other
     /// sequence element by element, as serde's default does.
     fn collect_seq<I>(self, iter: I) -> R
     where

@@ -12,7 +12,7 @@
 //! - `u8`: MessagePack bin, the bytes as they are. That is what `serialize_bytes` writes, so a
 //!   `Vec<u8>`, a `&[u8]` and a `serde_bytes::ByteBuf` of the same bytes give one key.
 //! - every other type: MessagePack ext in its smallest form for the payload's length (fixext for
-//!   1, 2, 4, 8 or 16 bytes, else ext 8/16/32), with the element type's code from [`ext_code`]
+//!   1, 2, 4, 8 or 16 bytes, else ext 8/16/32), with the element type's code from `ext_code`
 //!   (16-26) and as payload each element's little-endian bytes at its full width: floats by
 //!   their bits, so `-0.0` and `0.0`, and NaNs of different payloads, stay apart. `usize` and
 //!   `isize` are written as `u64` and `i64` (code and width), so 32- and 64-bit hosts agree.
