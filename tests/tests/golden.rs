@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use memo_cache::{Function, KEY_FORMAT_VERSION, codec};
+use memo_cache::{Function, KEY_FORMAT_VERSION, Ordered, codec};
 use serde::Serialize;
 
 static GOLDEN: Function = Function::new("golden::f", "v1", "u64");
@@ -55,6 +55,10 @@ fn nested_map() -> HashMap<String, BTreeMap<u32, Vec<i64>>> {
     m
 }
 
+fn small_map() -> BTreeMap<String, u8> {
+    BTreeMap::from([("b".to_owned(), 2u8), ("a".to_owned(), 1u8)])
+}
+
 /// (description, key digest hex) for each pinned argument list.
 fn key_cases() -> Vec<(&'static str, String)> {
     let k = |args: &dyn erased::Args| args.key_hex();
@@ -97,6 +101,10 @@ fn key_cases() -> Vec<(&'static str, String)> {
             "(1u32, \"two\", [3u16, 4], (5i8, None::<()>))",
             k(&(1u32, "two", [3u16, 4], (5i8, None::<()>))),
         ),
+        ("(Vec<f64> [1.0, -0.5],)", k(&(vec![1.0f64, -0.5],))),
+        ("(&[i32] [-1, 2],)", k(&(&[-1i32, 2][..],))),
+        ("(Vec<usize> [3],)", k(&(vec![3usize],))),
+        ("(Ordered(BTreeMap b, a),)", k(&(Ordered(&small_map()),))),
     ]
 }
 
@@ -158,91 +166,107 @@ fn value_cases() -> Vec<(&'static str, String)> {
 const EXPECTED_KEYS: &[(&str, &str)] = &[
     (
         "unit ()",
-        "cf947d66bf8b8350d3303e323ab49ebe8d3051f7499dbdb1546ab5f29f534562",
+        "1496c0316ac8860957d88ce15e5245cedf9a909d8b72b7dcba05f38d67a616ab",
     ),
     (
         "(0u64,)",
-        "9fea9c0472a0d03d9ae3fab1447e2fe5fad08f2d88594363194a3f63d42ffbf3",
+        "643d67120ab9634e9d261090fd37ee79c09e5eb5ec43b5a743d837ef4ff5b183",
     ),
     (
         "(1u8,) same as (1u64,)",
-        "b702b2495480dd6fd0265b8d3d069b2ae24227e8bc3dd407cb37b273ce972ff1",
+        "b15ea6a7045b2c4597683b6c3b57b8f80e631db9a01751a9a9b3a5de4132fa46",
     ),
     (
         "(-1i64,)",
-        "7f97f36601c2c920e4a6434c9e7f7c3446c8d003f498400cd32135b97db39cc8",
+        "6067ae3e774f94489ae47c89042f9b64a5ac29839331de90952fb7a0231a9468",
     ),
     (
         "(u64::MAX,)",
-        "3511f7e8d181581d6505fc78ab00d176b3346677c73f9d9afcd5c6800a74957c",
+        "656991f6f3608a2c619f546cd2e6b4c0160afca5a6bc3443e4b438d2e1e3483f",
     ),
     (
         "(i128 beyond 64 bits,)",
-        "023021705fbef3b257a4005d28fd9d98ca040ca53cdb7172636ede4750ddd885",
+        "d2826bbe83ed3a137a517a75db8ce89d4d351d439b56e43db31726eeabe1e1ea",
     ),
     (
         "(1.5f64,)",
-        "d5ed839f4402199225279b326e6012f177c5581eefa89866ba3f55315ddc24f6",
+        "d73c7de82a07b8e466667a178ae1f7f98eec9e124e807a55c96488a21cbae7d9",
     ),
     (
         "(\"hello\",)",
-        "dafa03b6e5c599546d69346cb0bc30f6529b2e5958940d8843cdf35ddffaee2d",
+        "9666da3b94983a3d477436260167e69582cf6e980e228d4ba0c3c5100a02d55f",
     ),
     (
         "(String::new(),)",
-        "002a6e44bc52af9c001e58d022bf339a2933909644a124c85ab8dd4016eae7e9",
+        "2042c5cb7620ba3e883a1480b4ae0b9a4054949bdf4dd40f7ca32324f5e175f1",
     ),
     (
         "(true, 'x')",
-        "c6776e4e1a6ce9f39a866a691586d3f688823ed14a5148eec7a648db5271e32b",
+        "cabd57fbad65fec0398185e01fd2c3082207a829f7c9a9696b620996230b3ff2",
     ),
     (
         "(bytes [0,1,255],)",
-        "26728de2e5ce5271f4bb0292582d1a77489d3a73656f4f698f0406a85c17a2b5",
+        "4d4e3183cfca30c75b9bd4c482fe63563c971acae56ac8e8ead1cc5db8894688",
     ),
     (
         "(Vec<u8> [0,1,255],)",
-        "dbf9a3f30d1adca84e2d898206378a3c1c3a5f6de7150d1a45c18d90f3ed6945",
+        "4d4e3183cfca30c75b9bd4c482fe63563c971acae56ac8e8ead1cc5db8894688",
     ),
     (
         "(None::<u8>,)",
-        "fe552dff5b7676a035c00bf3b7ddb766017e61748d3838b978b6d68d25b34e67",
+        "9b2b1c2c79f98c20a1a282e30d160b74aedd968f4b37aa2cb507504e63458c58",
     ),
     (
         "(Some(7u8),)",
-        "bdd4bb0c03f2ca141d7579d03e2e18be58f1f09673e970f6dd84be5d64ed4b03",
+        "8dffcf56853b0f2f604a3e5aa4d23aa1bf39f2acbfb782870cec0aa3cfb8886a",
     ),
     (
         "(Some(None::<u8>),)",
-        "30fe9ab587d8695205fd99f1247d846ec0295c1e0e8d230646113201b9382af9",
+        "572f7bd455ae453a9da5759c0fe7dbb24150e563c7748de876c7bdf1d7a237d8",
     ),
     (
         "(nested HashMap,)",
-        "dd81f3e7c85fc2576ab2700ac2e238f5b302a5cd16e60c79a48438709135e125",
+        "1ed5276ed5d3523f5e036c982dbdc70ae1ce799725eef1a339bae90e28adae9c",
     ),
     (
         "(Point,)",
-        "36f2a9be6a85c5733ed1710c1e71400848a978c7b4eb8bc2efdbcbd8ce95bb33",
+        "a4ad89148c84b226bbaaf815822b10dd2bb9ae74b7676ccc11c47a2cb212de9b",
     ),
     (
         "(Shape::Empty,)",
-        "915012b50ea0e93ab648673b53f9dbc815f0582f5550a2d47d85b5ce257d2181",
+        "c4598a310e49cbe39d7725785309aa2b78dd4af49254ffe1ec67e1bc4ae4e01f",
     ),
     (
         "(Shape::Circle(2.0),)",
-        "46b288f71c79aac9f2d9f694cc502252824ecbc114dd2cdc9f5424b98ab437ed",
+        "c6ed932a317297b674e8de919b132a610723223d79f3f44747dbc5257994a98d",
     ),
     (
         "(Shape::Rect(3, 4),)",
-        "4cc0e467f12e4d264f7f51b9bd8ba60020849a331681b988c4feac56ee828bd9",
+        "92af87ab3fadeae68af00133c1b521865856a927390fc42815afe6e849ff5186",
     ),
     (
         "(Shape::Named,)",
-        "6000bef3abcb61b723a1cfbcfc3650ed479488883e1971798beb7a01212b255f",
+        "51bbd592cce32986afde92057b58f8ca89111ae6dc0190baad4d584759a1da02",
     ),
     (
         "(1u32, \"two\", [3u16, 4], (5i8, None::<()>))",
-        "872b6b3b1e471eabe26933e4586b97b4e946a69bd81163131ef6307317634135",
+        "0db091b0ba7565a24104f0241900f1749dc26ab31824f40db6a0fe4115544a7f",
+    ),
+    (
+        "(Vec<f64> [1.0, -0.5],)",
+        "1a7c06ceb318e5fde3905cd8abcff954dd0457e95969865a799ba273ceff3a15",
+    ),
+    (
+        "(&[i32] [-1, 2],)",
+        "4b40f9b28f7852202735086bddeb4ff408a8d478a9dfde1d8f6d1fbb96f6e396",
+    ),
+    (
+        "(Vec<usize> [3],)",
+        "f0d4f34a233c437d2ec7e1f70393477978c39ef05139ac865b9ed454fe23c66c",
+    ),
+    (
+        "(Ordered(BTreeMap b, a),)",
+        "329b07abc5168b5718f4226b1b36780ea966a7793fc8c02efd44870b49bed3c9",
     ),
 ];
 
@@ -270,7 +294,7 @@ const EXPECTED_VALUES: &[(&str, &str)] = &[
 #[test]
 fn key_digests_are_frozen() {
     assert_eq!(
-        KEY_FORMAT_VERSION, 1,
+        KEY_FORMAT_VERSION, 2,
         "a new key format: regenerate EXPECTED_KEYS deliberately"
     );
     let actual = key_cases();
@@ -290,14 +314,15 @@ fn the_pinned_keys_say_what_they_should() {
     // Integer width does not matter, signedness of a value that fits does not either...
     assert_eq!(GOLDEN.key(&(1u8,)).unwrap(), GOLDEN.key(&(1u64,)).unwrap());
     assert_eq!(GOLDEN.key(&(1i32,)).unwrap(), GOLDEN.key(&(1u64,)).unwrap());
-    // ...but byte strings and integer arrays, None and Some(None), do.
-    assert_ne!(key("(bytes [0,1,255],)"), key("(Vec<u8> [0,1,255],)"));
+    // ...but None and Some(None) do. A byte string and a Vec<u8> of the same bytes are one
+    // value, both MessagePack bin (since key format 2).
+    assert_eq!(key("(bytes [0,1,255],)"), key("(Vec<u8> [0,1,255],)"));
     assert_ne!(key("(None::<u8>,)"), key("(Some(None::<u8>),)"));
     let all: std::collections::HashSet<&str> = EXPECTED_KEYS.iter().map(|(_, k)| *k).collect();
     assert_eq!(
         all.len(),
-        EXPECTED_KEYS.len(),
-        "distinct arguments, distinct keys"
+        EXPECTED_KEYS.len() - 1,
+        "distinct arguments, distinct keys (bytes and Vec<u8> are one argument)"
     );
 }
 
@@ -305,7 +330,7 @@ fn the_pinned_keys_say_what_they_should() {
 fn a_key_is_a_keyed_blake3_of_the_canonical_arguments() {
     // identity = blake3(tag || len-prefixed name, fingerprint, return type); key = keyed hash.
     let mut h = blake3::Hasher::new();
-    h.update(b"memo-cache/key/v1\0");
+    h.update(b"memo-cache/key/v2\0");
     for part in ["golden::f", "v1", "u64"] {
         h.update(&(part.len() as u64).to_le_bytes());
         h.update(part.as_bytes());
@@ -314,7 +339,7 @@ fn a_key_is_a_keyed_blake3_of_the_canonical_arguments() {
     assert_eq!(GOLDEN.identity().0, identity);
     assert_eq!(
         hex(&identity),
-        "db025598d846602ef5d7638c3f4faaa20b51b128a908befd3b4775410ab7e3f5"
+        "46e3d57b319a51b424f0561a1defc8eab0ba8ecd38c4267814daa8523644286e"
     );
 
     let args = (1u32, "two", [3u16, 4], (5i8, None::<()>));
@@ -323,11 +348,26 @@ fn a_key_is_a_keyed_blake3_of_the_canonical_arguments() {
     let key = blake3::keyed_hash(&identity, &canonical);
     assert_eq!(GOLDEN.key(&args).unwrap().0, *key.as_bytes());
 
+    // Slices and Vecs of plain numbers are one run: bin for u8, else an ext whose type names the
+    // element type (f64 26, i32 20) and whose payload is the little-endian elements. Inside
+    // Ordered, a map keeps its iteration order behind the marker ext 2 of length 0.
+    let canonical = memo_cache::canonical_bytes(&(
+        vec![1.0f64, -0.5],
+        &[-1i32, 2][..],
+        vec![7u8],
+        Ordered(&small_map()),
+    ))
+    .unwrap();
+    assert_eq!(
+        hex(&canonical),
+        "94d81a000000000000f03f000000000000e0bfd714ffffffff02000000c40107c7000282a16101a16202"
+    );
+
     // Map entries are sorted by their encoded bytes, whatever the insertion order.
     let canonical = memo_cache::canonical_bytes(&(nested_map(),)).unwrap();
     assert_eq!(
         hex(&canonical),
-        "9183a36d696482009200000192ffcd03e8a47a65746183009200000192ffcd03e80292fecd07d0a5616c7068618100920000"
+        "9183a36d69648200d8160000000000000000000000000000000001d816ffffffffffffffffe803000000000000a47a6574618300d8160000000000000000000000000000000001d816ffffffffffffffffe80300000000000002d816feffffffffffffffd007000000000000a5616c7068618100d81600000000000000000000000000000000"
     );
 }
 

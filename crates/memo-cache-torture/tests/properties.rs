@@ -30,6 +30,10 @@ enum Value {
     Tuple(u8, String),
     Struct { a: i32, b: Option<String> },
     Map(BTreeMap<String, Value>),
+    // Sequences of plain numbers, which keys encode as one run each (key format 2).
+    Bytes(Vec<u8>),
+    Floats(Vec<f64>),
+    Ints(Vec<i32>),
 }
 
 /// Equality that tells floats apart by their bits: 0.0 and -0.0 are different arguments (1/x
@@ -52,6 +56,11 @@ impl PartialEq for Value {
             (Tuple(a, b), Tuple(c, d)) => a == c && b == d,
             (Struct { a, b }, Struct { a: c, b: d }) => a == c && b == d,
             (Map(a), Map(b)) => a == b,
+            (Bytes(a), Bytes(b)) => a == b,
+            (Floats(a), Floats(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+            }
+            (Ints(a), Ints(b)) => a == b,
             _ => false,
         }
     }
@@ -72,6 +81,10 @@ fn value() -> impl Strategy<Value = Value> {
         (any::<u8>(), "[a-c]{0,3}").prop_map(|(a, b)| Value::Tuple(a, b)),
         (any::<i32>(), proptest::option::of("[a-z]{0,4}"))
             .prop_map(|(a, b)| Value::Struct { a, b }),
+        proptest::collection::vec(any::<u8>(), 0..20).prop_map(Value::Bytes),
+        proptest::collection::vec(prop_oneof![any::<f64>(), Just(0.0), Just(-0.0)], 0..6)
+            .prop_map(Value::Floats),
+        proptest::collection::vec(-3i32..3, 0..6).prop_map(Value::Ints),
     ];
     leaf.prop_recursive(4, 48, 6, |inner| {
         prop_oneof![

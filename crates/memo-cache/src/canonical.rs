@@ -1,16 +1,29 @@
-//! Canonical MessagePack: the argument encoding that keys are hashed from.
+//! Canonical MessagePack: the argument encoding that keys are hashed from (key format 2).
 //!
 //! It is MessagePack with the choices fixed so that equal values give equal bytes and unequal
 //! values of one type give unequal bytes:
 //!
 //! - integers in their smallest form; `i128`/`u128` beyond 64 bits as ext type 1, 16 bytes BE;
+//! - floats as float 32/64, by their bits;
 //! - `None` as nil, `Some(v)` as a one-element array, so `Some(None)` differs from `None`;
 //! - structs as maps from field name to value, in declaration order, so reordering or renaming
 //!   fields never lets an old entry answer a new question;
 //! - enum variants by name: unit variants as the name, others as `{name: payload}`;
-//! - byte strings (`serialize_bytes`) as bin;
+//! - strings as str and byte strings (`serialize_bytes`) as bin, each one write of its bytes;
+//! - a slice, `Vec` or `VecDeque` of one primitive number type, at any depth, as one run: bin
+//!   for `u8` (the same bytes as `serialize_bytes`), else an ext whose type (16-26) names the
+//!   element type and whose payload is the elements' little-endian bytes (see [`bulk`]);
+//! - any other sequence, and tuples and fixed-size arrays, as an array of the elements;
 //! - map entries sorted by their encoded key bytes (then value bytes), so a `HashMap` gives the
-//!   same bytes whatever order it iterates in. This is the one place that allocates.
+//!   same bytes whatever order it iterates in. This is the one place that allocates;
+//! - inside [`Ordered`](crate::Ordered), every map in its iteration order, preceded by the
+//!   marker ext type 2 of length 0 (`c7 00 02`), so it never equals the sorted encoding.
+//!
+//! Ext types 1, 2 and 16-26 are the only ones written, each with one meaning, so the encoding
+//! stays a prefix code: no value's bytes begin another value's of the same type.
+//!
+//! A key's bytes reach blake3 through [`KeySink`], which gathers small writes and hands a large
+//! one (a run, a long string) to the hasher whole, on every core when it is large enough.
 //!
 //! This is separate from the value codec on purpose: keys must stay stable for as long as caches
 //! live, values only have to round-trip.
@@ -20,6 +33,11 @@ use std::io::Write;
 
 use rmp::encode;
 use serde::ser::{self, Serialize};
+
+mod bulk;
+mod sink;
+
+pub use sink::KeySink;
 
 /// An encoding failure.
 #[derive(Debug)]
@@ -49,14 +67,38 @@ pub(crate) type R<T = ()> = std::result::Result<T, EncodeError>;
 
 /// Writes the canonical encoding of `value` to `out`.
 pub fn write<W: Write, T: Serialize + ?Sized>(out: &mut W, value: &T) -> R {
-    value.serialize(&mut Canonical { out })
+    write_in(out, value, Maps::Sorted)
 }
 
 /// The canonical encoding of `value` as bytes.
 pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> R<Vec<u8>> {
+    to_vec_in(value, Maps::Sorted)
+}
+
+fn write_in<W: Write, T: Serialize + ?Sized>(out: &mut W, value: &T, maps: Maps) -> R {
+    value.serialize(&mut Canonical { out, maps })
+}
+
+fn to_vec_in<T: Serialize + ?Sized>(value: &T, maps: Maps) -> R<Vec<u8>> {
     let mut out = Vec::new();
-    write(&mut out, value)?;
+    write_in(&mut out, value, maps)?;
     Ok(out)
+}
+
+/// The `serialize_newtype_struct` name by which [`Ordered`](crate::Ordered) asks for its value's
+/// maps in iteration order. No Rust type is named with a NUL, so no derive produces it.
+pub(crate) const ORDERED_NAME: &str = "\0memo_cache::Ordered";
+
+/// The ext type of the marker written before a map kept in iteration order.
+const ORDERED_MAP_EXT: i8 = 2;
+
+/// How maps are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Maps {
+    /// Entries sorted by their bytes: the default, right for `HashMap`.
+    Sorted,
+    /// Inside an [`Ordered`](crate::Ordered): the marker, then the entries in iteration order.
+    InOrder,
 }
 
 /// Writes the header of a tuple of `len` elements as serde hands it over: `()` as nil, any other
@@ -70,59 +112,9 @@ pub(crate) fn write_tuple_header<W: Write>(out: &mut W, len: usize) -> R {
     }
 }
 
-/// Where the parts of a key are written, one argument at a time: the keyed hasher of a disk key,
-/// or the buffer of an in-memory key. One concrete type, so the function that writes one argument
-/// is a plain `fn` pointer, made where the argument's `Serialize` bound is known to hold.
-pub struct KeySink<'a>(Sink<'a>);
-
-enum Sink<'a> {
-    Hash(&'a mut blake3::Hasher),
-    Bytes(&'a mut Vec<u8>),
-}
-
-impl<'a> KeySink<'a> {
-    /// A sink feeding `hasher`.
-    pub(crate) fn hasher(hasher: &'a mut blake3::Hasher) -> Self {
-        KeySink(Sink::Hash(hasher))
-    }
-
-    /// A sink appending to `bytes`.
-    pub(crate) fn bytes(bytes: &'a mut Vec<u8>) -> Self {
-        KeySink(Sink::Bytes(bytes))
-    }
-}
-
-impl fmt::Debug for KeySink<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("KeySink")
-    }
-}
-
-impl Write for KeySink<'_> {
-    #[inline]
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.write_all(buf)?;
-        Ok(buf.len())
-    }
-
-    #[inline]
-    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        match &mut self.0 {
-            Sink::Hash(hasher) => {
-                hasher.update(buf);
-            }
-            Sink::Bytes(bytes) => bytes.extend_from_slice(buf),
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 struct Canonical<'w, W: Write> {
     out: &'w mut W,
+    maps: Maps,
 }
 
 fn io(e: std::io::Error) -> EncodeError {
@@ -144,8 +136,20 @@ impl<W: Write> Canonical<'_, W> {
         Ok(())
     }
 
+    /// rmp's `write_str` and `write_bin` cut a length past `u32::MAX` silently; these refuse it.
     fn str(&mut self, s: &str) -> R {
-        encode::write_str(self.out, s)?;
+        encode::write_str_len(self.out, len32(s.len())?)?;
+        self.out.write_all(s.as_bytes()).map_err(io)
+    }
+
+    fn bin(&mut self, bytes: &[u8]) -> R {
+        encode::write_bin_len(self.out, len32(bytes.len())?)?;
+        self.out.write_all(bytes).map_err(io)
+    }
+
+    /// The marker that says the map after it keeps its iteration order.
+    fn ordered_marker(&mut self) -> R {
+        encode::write_ext_meta(self.out, 0, ORDERED_MAP_EXT)?;
         Ok(())
     }
 
@@ -222,8 +226,7 @@ impl<'a, 'w, W: Write> ser::Serializer for &'a mut Canonical<'w, W> {
         self.str(v)
     }
     fn serialize_bytes(self, v: &[u8]) -> R {
-        encode::write_bin(self.out, v)?;
-        Ok(())
+        self.bin(v)
     }
     fn serialize_none(self) -> R {
         encode::write_nil(self.out).map_err(io)
@@ -241,7 +244,13 @@ impl<'a, 'w, W: Write> ser::Serializer for &'a mut Canonical<'w, W> {
     fn serialize_unit_variant(self, _name: &'static str, _index: u32, variant: &'static str) -> R {
         self.str(variant)
     }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _name: &'static str, value: &T) -> R {
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, name: &'static str, value: &T) -> R {
+        if name == ORDERED_NAME {
+            let outer = std::mem::replace(&mut self.maps, Maps::InOrder);
+            let result = value.serialize(&mut *self);
+            self.maps = outer;
+            return result;
+        }
         value.serialize(self)
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
@@ -254,6 +263,27 @@ impl<'a, 'w, W: Write> ser::Serializer for &'a mut Canonical<'w, W> {
         self.map_len(1)?;
         self.str(variant)?;
         value.serialize(self)
+    }
+    /// Slices, `Vec`s and `VecDeque`s of plain numbers as one run (see `canonical/bulk.rs`); any other
+    /// sequence element by element, as serde's default does.
+    fn collect_seq<I>(self, iter: I) -> R
+    where
+        I: IntoIterator,
+        I::Item: Serialize,
+    {
+        if bulk::write_if_plain(self.out, &iter)? {
+            return Ok(());
+        }
+        let iter = iter.into_iter();
+        let len = match iter.size_hint() {
+            (low, Some(high)) if low == high => Some(low),
+            _ => None,
+        };
+        let mut seq = Seq::start(self, len)?;
+        for item in iter {
+            seq.element(&item)?;
+        }
+        seq.finish()
     }
     fn serialize_seq(self, len: Option<usize>) -> R<Self::SerializeSeq> {
         Seq::start(self, len)
@@ -343,7 +373,7 @@ impl<'a, 'w, W: Write> Seq<'a, 'w, W> {
     fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> R {
         self.written += 1;
         match &mut self.buffer {
-            Some(buffer) => write(buffer, value),
+            Some(buffer) => write_in(buffer, value, self.parent.maps),
             None => value.serialize(&mut *self.parent),
         }
     }
@@ -407,7 +437,8 @@ macro_rules! fields {
 
 fields!(SerializeStruct, SerializeStructVariant);
 
-/// A map: entries are encoded separately and written sorted by their bytes.
+/// A map: entries are encoded separately, then written sorted by their bytes, or in iteration
+/// order after the marker inside an [`Ordered`](crate::Ordered).
 pub struct Map<'a, 'w, W: Write> {
     parent: &'a mut Canonical<'w, W>,
     entries: Vec<(Vec<u8>, Vec<u8>)>,
@@ -418,7 +449,7 @@ impl<W: Write> ser::SerializeMap for Map<'_, '_, W> {
     type Ok = ();
     type Error = EncodeError;
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> R {
-        self.key = Some(to_vec(key)?);
+        self.key = Some(to_vec_in(key, self.parent.maps)?);
         Ok(())
     }
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> R {
@@ -426,11 +457,15 @@ impl<W: Write> ser::SerializeMap for Map<'_, '_, W> {
             .key
             .take()
             .ok_or_else(|| EncodeError("map value without a key".into()))?;
-        self.entries.push((key, to_vec(value)?));
+        self.entries
+            .push((key, to_vec_in(value, self.parent.maps)?));
         Ok(())
     }
     fn end(mut self) -> R {
-        self.entries.sort_unstable();
+        match self.parent.maps {
+            Maps::Sorted => self.entries.sort_unstable(),
+            Maps::InOrder => self.parent.ordered_marker()?,
+        }
         self.parent.map_len(self.entries.len())?;
         for (k, v) in &self.entries {
             self.parent.out.write_all(k).map_err(io)?;
@@ -516,6 +551,7 @@ mod tests {
             let mut sink = KeySink::bytes(&mut out);
             write_tuple_header(&mut sink, len).unwrap();
             write(&mut sink).unwrap();
+            drop(sink);
             out
         }
         assert_eq!(parts(0, |_| Ok(())), to_vec(&()).unwrap());
@@ -540,6 +576,83 @@ mod tests {
             to_vec(&(u64::MAX as u128 + 1)).unwrap().len(),
             2 + 16,
             "fixext16: marker, type, payload"
+        );
+    }
+
+    // ---- Ordered maps -----------------------------------------------------------------------------
+
+    /// A map that serializes in the order it was built, like an `IndexMap`.
+    #[derive(Clone)]
+    struct InOrder(Vec<(String, u32)>);
+
+    impl Serialize for InOrder {
+        fn serialize<S: ser::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+        }
+    }
+
+    fn in_order(keys: &[&str]) -> InOrder {
+        InOrder(
+            keys.iter()
+                .map(|k| (k.to_string(), k.len() as u32))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn ordered_maps_keep_their_order_and_differ_from_sorted_ones() {
+        let ab = in_order(&["a", "bb"]);
+        let ba = in_order(&["bb", "a"]);
+        assert_eq!(to_vec(&ab).unwrap(), to_vec(&ba).unwrap());
+        let ordered_ab = to_vec(&crate::Ordered(&ab)).unwrap();
+        assert_ne!(ordered_ab, to_vec(&crate::Ordered(&ba)).unwrap());
+        // The same order as the sorted one, still apart from it: the marker.
+        assert_ne!(ordered_ab, to_vec(&ab).unwrap());
+        let mut expected = Vec::new();
+        encode::write_ext_meta(&mut expected, 0, ORDERED_MAP_EXT).unwrap();
+        expected.extend(to_vec(&ab).unwrap());
+        assert_eq!(ordered_ab, expected);
+    }
+
+    #[test]
+    fn ordered_reaches_maps_at_any_depth_and_ends_with_its_value() {
+        let ab = in_order(&["a", "bb"]);
+        let ba = in_order(&["bb", "a"]);
+        let nested = |m: &InOrder| {
+            let mut outer = HashMap::new();
+            outer.insert("k", vec![m.clone()]);
+            outer
+        };
+        assert_eq!(to_vec(&nested(&ab)).unwrap(), to_vec(&nested(&ba)).unwrap());
+        assert_ne!(
+            to_vec(&crate::Ordered(&nested(&ab))).unwrap(),
+            to_vec(&crate::Ordered(&nested(&ba))).unwrap()
+        );
+        // In a sequence of unknown length, which is buffered.
+        struct Unknown<'a>(&'a [InOrder]);
+        impl Serialize for Unknown<'_> {
+            fn serialize<S: ser::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                use ser::SerializeSeq;
+                let mut seq = s.serialize_seq(None)?;
+                for m in self.0 {
+                    seq.serialize_element(m)?;
+                }
+                seq.end()
+            }
+        }
+        assert_ne!(
+            to_vec(&crate::Ordered(&Unknown(std::slice::from_ref(&ab)))).unwrap(),
+            to_vec(&crate::Ordered(&Unknown(std::slice::from_ref(&ba)))).unwrap()
+        );
+        // After the Ordered value, maps are sorted again.
+        assert_eq!(
+            to_vec(&(crate::Ordered(&1u8), &ab)).unwrap(),
+            to_vec(&(crate::Ordered(&1u8), &ba)).unwrap()
+        );
+        // A value without maps is unchanged by Ordered.
+        assert_eq!(
+            to_vec(&crate::Ordered(&vec![1.0f64])).unwrap(),
+            to_vec(&vec![1.0f64]).unwrap()
         );
     }
 }

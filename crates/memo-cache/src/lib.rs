@@ -56,7 +56,7 @@ pub use error::{Error, Result};
 pub use evict::{DEFAULT_FILE_GRACE, Prune, Removal, human_bytes};
 pub use index::{DEFAULT_WRITE_TIMEOUT, SCHEMA_VERSION};
 pub use info::{EntryInfo, FunctionStats, Stats};
-pub use key::{Digest, Function, KEY_FORMAT_VERSION, Key, Unordered, parse_key};
+pub use key::{Digest, Function, KEY_FORMAT_VERSION, Key, Ordered, Unordered, parse_key};
 pub use layout::{BLOBS_DIR, DIR_ENV, HINTS_DIR, INDEX_FILE, LOCKS_DIR, TMP_DIR, default_dir};
 pub use lock::{DEFAULT_LEASE, MIN_LEASE};
 #[cfg(feature = "redis")]

@@ -1,0 +1,114 @@
+//! [`KeySink`]: where a key's encoded arguments go, gathered for the hasher.
+
+use std::fmt;
+use std::io::Write;
+
+/// Where the parts of a key are written, one argument at a time: the keyed hasher of a disk key,
+/// or the buffer of an in-memory key. One concrete type, so the function that writes one argument
+/// is a plain `fn` pointer, made where the argument's `Serialize` bound is known to hold.
+///
+/// Feeding a hasher, small writes (a marker, a short string) are gathered in an inline buffer
+/// and reach blake3 a chunk at a time; a write of `GATHER` (1 KiB) or more (a long string, a
+/// run of numbers) goes to blake3 whole, on every core from `PARALLEL` (64 KiB). The buffer is
+/// flushed when the sink is dropped, which must come before the hasher is finalized.
+pub struct KeySink<'a>(Sink<'a>);
+
+// The gathering buffer is inline on purpose: a sink lives on the stack for one key, and boxing
+// it would allocate for every key (tests/key_allocations.rs forbids that).
+#[allow(clippy::large_enum_variant)]
+enum Sink<'a> {
+    Hash(Gather<'a>),
+    Bytes(&'a mut Vec<u8>),
+}
+
+/// Writes shorter than this are gathered; one blake3 chunk is 1 KiB.
+const GATHER: usize = 1024;
+
+/// Writes from this size are hashed with `update_rayon` (rayon's global pool, started on the
+/// first such write). On the 2-core VM of BENCHMARKS.md ("Large arguments") every core beat one
+/// from about 48 KiB: 1.23x at 64 KiB, 1.54x at 128 KiB (blake3's own rule of thumb), 1.9x from
+/// 1 MiB; 32 KiB was 0.94x.
+const PARALLEL: usize = 64 * 1024;
+
+struct Gather<'a> {
+    hasher: &'a mut blake3::Hasher,
+    buffer: [u8; GATHER],
+    len: usize,
+}
+
+impl Gather<'_> {
+    #[inline]
+    fn write(&mut self, buf: &[u8]) {
+        if buf.len() <= GATHER - self.len {
+            self.buffer[self.len..self.len + buf.len()].copy_from_slice(buf);
+            self.len += buf.len();
+            return;
+        }
+        self.flush();
+        if buf.len() < GATHER {
+            self.buffer[..buf.len()].copy_from_slice(buf);
+            self.len = buf.len();
+        } else if buf.len() < PARALLEL {
+            self.hasher.update(buf);
+        } else {
+            self.hasher.update_rayon(buf);
+        }
+    }
+
+    fn flush(&mut self) {
+        self.hasher.update(&self.buffer[..self.len]);
+        self.len = 0;
+    }
+}
+
+impl Drop for Gather<'_> {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+impl<'a> KeySink<'a> {
+    /// A sink feeding `hasher`; drop it before finalizing the hasher.
+    pub(crate) fn hasher(hasher: &'a mut blake3::Hasher) -> Self {
+        KeySink(Sink::Hash(Gather {
+            hasher,
+            buffer: [0; GATHER],
+            len: 0,
+        }))
+    }
+
+    /// A sink appending to `bytes`.
+    pub(crate) fn bytes(bytes: &'a mut Vec<u8>) -> Self {
+        KeySink(Sink::Bytes(bytes))
+    }
+}
+
+impl fmt::Debug for KeySink<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeySink")
+    }
+}
+
+impl Write for KeySink<'_> {
+    #[inline]
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    #[inline]
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        match &mut self.0 {
+            Sink::Hash(gather) => gather.write(buf),
+            Sink::Bytes(bytes) => bytes.extend_from_slice(buf),
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if let Sink::Hash(gather) = &mut self.0 {
+            gather.flush();
+        }
+        Ok(())
+    }
+}
