@@ -14,6 +14,15 @@ fn summary(bytes: &[u8], samples: &[f64]) -> (u64, f64) {
     (sum, samples.iter().sum())
 }
 
+static MEMORY_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// With an in-memory LRU: a large argument is kept in the LRU's key by its digest, not copied.
+#[disk_cache(memory = 4)]
+fn checksum(bytes: &[u8]) -> u64 {
+    MEMORY_RUNS.fetch_add(1, Ordering::SeqCst);
+    bytes.iter().map(|&b| u64::from(b)).sum()
+}
+
 fn runs() -> usize {
     RUNS.load(Ordering::SeqCst)
 }
@@ -58,4 +67,21 @@ fn large_slices_hit_on_equal_data_and_miss_on_one_changed_element() {
             .contains_key(&f.key(&(&&bytes[..], &&samples[..])).unwrap())
             .unwrap()
     );
+
+    // Through the LRU: a hit on equal data, a miss on one changed byte, and a small argument
+    // (kept whole in the LRU's key) beside them.
+    let total = checksum(&bytes);
+    assert_eq!(checksum(&bytes.clone()), total);
+    assert_eq!(MEMORY_RUNS.load(Ordering::SeqCst), 1);
+    let mut changed = bytes.clone();
+    changed[(8 << 20) - 1] ^= 1;
+    assert_ne!(checksum(&changed), total);
+    assert_eq!(MEMORY_RUNS.load(Ordering::SeqCst), 2);
+    assert_eq!(checksum(&changed[..3]), checksum(&bytes[..3]));
+    assert_eq!(MEMORY_RUNS.load(Ordering::SeqCst), 3);
+    // The LRU is not the only copy: emptied by a `__clear` of the function's disk entries
+    // too, the next call computes again.
+    assert!(checksum__clear().unwrap().entries >= 3);
+    checksum(&bytes);
+    assert_eq!(MEMORY_RUNS.load(Ordering::SeqCst), 4);
 }

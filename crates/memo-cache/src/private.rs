@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 
 use crate::cache::Cache;
 use crate::canonical;
-use crate::key::{Function, Key, Unordered};
+use crate::key::{Function, Key, Ordered, Unordered};
 use crate::lock::Owner;
 
 pub use crate::canonical::{EncodeError, KeySink};
@@ -718,6 +718,15 @@ fn with_memory_key<F: WriteArgs, R>(
     })
 }
 
+/// The longest argument encoding an LRU key keeps as it is; longer ones are keyed by their
+/// blake3 digest (the disk key), so a large argument is neither copied into the key nor kept
+/// alive in the LRU, and the reused buffer never grows past this.
+const MEMORY_KEY_LIMIT: usize = 4096;
+
+/// Marks a key by digest: the raw encoding of a tuple begins with an array or nil marker, never
+/// with this byte, which MessagePack leaves unused.
+const DIGEST_KEY: u8 = 0xc1;
+
 fn memory_key<F: WriteArgs>(
     buffer: &mut Vec<u8>,
     func: &'static Function,
@@ -725,10 +734,25 @@ fn memory_key<F: WriteArgs>(
 ) -> bool {
     buffer.clear();
     buffer.extend_from_slice(&(func as *const Function as usize).to_le_bytes());
-    let mut sink = KeySink::bytes(buffer);
-    canonical::write_tuple_header(&mut sink, args.len)
+    let prefix = buffer.len();
+    let mut sink = KeySink::capped(buffer, MEMORY_KEY_LIMIT);
+    let written = canonical::write_tuple_header(&mut sink, args.len)
         .and_then(|()| (args.write)(&mut sink))
-        .is_ok()
+        .is_ok();
+    let overflowed = sink.overflowed();
+    drop(sink);
+    if !written {
+        return false;
+    }
+    if overflowed {
+        let Ok(key) = func.key_from_parts(args.len, &args.write) else {
+            return false;
+        };
+        buffer.truncate(prefix);
+        buffer.push(DIGEST_KEY);
+        buffer.extend_from_slice(&key.0);
+    }
+    true
 }
 
 /// A quick multiplicative hash for short byte strings (FxHash's mixing): the LRU's keys are
@@ -893,6 +917,22 @@ pub fn assert_key_arg<T: KeyArg + ?Sized>() -> fn(&T, &mut KeySink<'_>) -> Resul
     write_part::<T>
 }
 
+/// Writes one key argument named in `ordered(..)`: its maps in their iteration order.
+fn write_ordered_part<T: Serialize + ?Sized>(
+    value: &T,
+    sink: &mut KeySink<'_>,
+) -> Result<(), EncodeError> {
+    canonical::write(sink, &Ordered(value))
+}
+
+/// Checks, at compile time, that an argument named in `ordered(..)` can be part of the key;
+/// returns how to write it.
+#[inline(always)]
+pub fn assert_ordered_key_arg<T: KeyArg + ?Sized>()
+-> fn(&T, &mut KeySink<'_>) -> Result<(), EncodeError> {
+    write_ordered_part::<T>
+}
+
 /// The `self` of a cached method.
 #[diagnostic::on_unimplemented(
     message = "a cached method taking `self` requires `{Self}: Serialize`, or `ignore(self)`",
@@ -1032,6 +1072,12 @@ impl<T: Serialize + ?Sized> Probe<T> {
     pub fn key_part(&self) -> fn(&T, &mut KeySink<'_>) -> Result<(), EncodeError> {
         write_part::<T>
     }
+
+    /// How an argument of type `T` named in `ordered(..)` is written into the key.
+    #[inline(always)]
+    pub fn key_ordered_part(&self) -> fn(&T, &mut KeySink<'_>) -> Result<(), EncodeError> {
+        write_ordered_part::<T>
+    }
 }
 
 impl<C: KeySet + ?Sized> Probe<C> {
@@ -1160,6 +1206,8 @@ pub trait QuietKey<T: ?Sized> {
     fn key_part(&self) -> fn(&T, &mut KeySink<'_>) -> Result<(), EncodeError>;
     /// A set argument that fails to encode, so the call runs uncached.
     fn key_set_part<U: ?Sized>(&self) -> fn(&T, &mut KeySink<'_>) -> Result<(), EncodeError>;
+    /// An `ordered(..)` argument that fails to encode, so the call runs uncached.
+    fn key_ordered_part(&self) -> fn(&T, &mut KeySink<'_>) -> Result<(), EncodeError>;
 }
 
 impl<T: ?Sized> QuietKey<T> for Probe<T> {
@@ -1167,6 +1215,9 @@ impl<T: ?Sized> QuietKey<T> for Probe<T> {
         |_, _| Err(serde::ser::Error::custom("not a key argument"))
     }
     fn key_set_part<U: ?Sized>(&self) -> fn(&T, &mut KeySink<'_>) -> Result<(), EncodeError> {
+        |_, _| Err(serde::ser::Error::custom("not a key argument"))
+    }
+    fn key_ordered_part(&self) -> fn(&T, &mut KeySink<'_>) -> Result<(), EncodeError> {
         |_, _| Err(serde::ser::Error::custom("not a key argument"))
     }
 }

@@ -130,3 +130,46 @@ fn the_example_cache_keys_still_derive_the_same() {
     }
     assert!(cache.contains(&primes, &(100_000u64,)).unwrap());
 }
+
+/// The example cache as key format 1 wrote it (the committed example until the format 2 bump).
+fn copy_of_key_v1_cache() -> tempfile::TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    copy_tree(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cache_key_v1"),
+        copy.path(),
+    );
+    copy
+}
+
+#[test]
+fn a_cache_of_an_older_key_format_opens_and_its_entries_go_stale_never_wrong() {
+    let dir = copy_of_key_v1_cache();
+    let cache = Cache::open(dir.path()).expect("a key format 1 cache opens with the current code");
+    let report = cache.verify(&Verify::new()).unwrap();
+    assert!(report.is_sound(), "{:?}", report.problems);
+    assert_eq!(report.entries_checked, 3);
+
+    // The same identities and arguments derive new keys: the old values are not found, so the
+    // call computes (here a sentinel, so a wrong hit would show).
+    let stats = memo_cache::Function::new("expensive::prime_stats", "v1", "PrimeStats");
+    assert!(!cache.contains(&stats, &(1_000_000u64,)).unwrap());
+    let fresh: u64 = cache.get_or_compute(
+        &memo_cache::Function::new("expensive::prime_stats", "v1", "u64"),
+        &(1_000_000u64,),
+        || 7,
+    );
+    assert_eq!(fresh, 7);
+
+    // Once the current format has stored a value for a function, its old entries are stale:
+    // listed as such and removed first, like those of an edited function.
+    let stale: Vec<String> = cache
+        .entries(None)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.stale)
+        .map(|e| e.function)
+        .collect();
+    assert_eq!(stale, ["expensive::prime_stats", "expensive::prime_stats"]);
+    let removed = cache.prune(&memo_cache::Prune::new().stale()).unwrap();
+    assert_eq!(removed.entries, 2);
+}

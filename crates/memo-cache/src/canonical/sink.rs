@@ -18,7 +18,13 @@ pub struct KeySink<'a>(Sink<'a>);
 #[allow(clippy::large_enum_variant)]
 enum Sink<'a> {
     Hash(Gather<'a>),
-    Bytes(&'a mut Vec<u8>),
+    /// Appends while the bytes stay within `limit`; past it, writes nothing more and remembers
+    /// that it overflowed.
+    Capped {
+        bytes: &'a mut Vec<u8>,
+        limit: usize,
+        overflowed: bool,
+    },
 }
 
 /// Writes shorter than this are gathered; one blake3 chunk is 1 KiB.
@@ -77,9 +83,31 @@ impl<'a> KeySink<'a> {
         }))
     }
 
-    /// A sink appending to `bytes`.
+    /// A sink appending to `bytes`, without a limit.
+    #[cfg(test)]
     pub(crate) fn bytes(bytes: &'a mut Vec<u8>) -> Self {
-        KeySink(Sink::Bytes(bytes))
+        KeySink::capped(bytes, usize::MAX)
+    }
+
+    /// A sink appending to `bytes` while they stay within `limit` bytes in all; past that it
+    /// drops what it is given and [`KeySink::overflowed`] says so.
+    pub(crate) fn capped(bytes: &'a mut Vec<u8>, limit: usize) -> Self {
+        KeySink(Sink::Capped {
+            bytes,
+            limit,
+            overflowed: false,
+        })
+    }
+
+    /// True when a capped sink was given more than its limit.
+    pub(crate) fn overflowed(&self) -> bool {
+        matches!(
+            self.0,
+            Sink::Capped {
+                overflowed: true,
+                ..
+            }
+        )
     }
 }
 
@@ -100,7 +128,17 @@ impl Write for KeySink<'_> {
     fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
         match &mut self.0 {
             Sink::Hash(gather) => gather.write(buf),
-            Sink::Bytes(bytes) => bytes.extend_from_slice(buf),
+            Sink::Capped {
+                bytes,
+                limit,
+                overflowed,
+            } => {
+                if *overflowed || buf.len() > limit.saturating_sub(bytes.len()) {
+                    *overflowed = true;
+                } else {
+                    bytes.extend_from_slice(buf);
+                }
+            }
         }
         Ok(())
     }
