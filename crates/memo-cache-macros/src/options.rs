@@ -82,7 +82,13 @@ impl Options {
                 self.write_timeout.replace((lit, timeout)).is_some()
             }
             "companions" => {
-                let lit: LitBool = meta.value()?.parse()?;
+                let value = meta.value()?;
+                let lit: LitBool = value.parse().map_err(|e| {
+                    syn::Error::new(
+                        e.span(),
+                        "`companions` takes `true` or `false`: write `companions = false` on a method in a trait impl",
+                    )
+                })?;
                 let seen = self.no_companions.is_some();
                 self.no_companions = Some(lit);
                 seen
