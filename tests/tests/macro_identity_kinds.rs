@@ -146,6 +146,59 @@ fn repeat<const N: usize>(s: &str) -> String {
     s.repeat(N)
 }
 
+// ---- A pinned name on a blanket impl and on a const generic impl ---------------------------
+
+trait Describe {
+    fn describe(&self) -> String;
+}
+
+impl<T: Serialize> Describe for T {
+    #[disk_cache(name = "kinds::describe", companions = false)]
+    fn describe(&self) -> String {
+        ran(format!("describe {}", std::any::type_name::<T>()));
+        std::any::type_name::<T>().to_owned()
+    }
+}
+
+trait Width {
+    fn width(&self) -> usize;
+}
+
+impl<const N: usize> Width for [u8; N] {
+    #[disk_cache(name = "kinds::width", companions = false, ignore(self))]
+    fn width(&self) -> usize {
+        ran(format!("width {N}"));
+        N
+    }
+}
+
+// ---- One macro_rules! invocation stamping two functions with different options -------------
+
+macro_rules! two_directories {
+    ($($module:ident => $dir:literal),*) => {$(
+        mod $module {
+            #[memo_cache::disk_cache(dir = $dir)]
+            pub fn where_am_i(x: u32) -> u32 {
+                x
+            }
+        }
+    )*};
+}
+
+two_directories!(
+    in_a => "/tmp/memo-cache-e2e-kinds-a",
+    in_b => "/tmp/memo-cache-e2e-kinds-b"
+);
+
+// ---- The in-memory LRU and a companion --------------------------------------------------
+
+static SOURCE: Mutex<u32> = Mutex::new(901);
+
+#[disk_cache(memory = 4)]
+fn remembered(id: u32) -> u32 {
+    *SOURCE.lock().unwrap() + id - id
+}
+
 // ---- Results however they are spelled -------------------------------------------------------
 
 type Answer = Result<u32, String>;
@@ -233,6 +286,47 @@ fn distinct_functions_never_share_a_result_and_results_are_classified_by_type() 
         assert_eq!(repeat::<2>("ab"), "abab");
         assert_eq!(repeat::<3>("ab"), "ababab");
     }
+    for _ in 0..2 {
+        assert_eq!(5u32.describe(), "u32");
+        assert_eq!(
+            5u64.describe(),
+            "u64",
+            "a pinned name keeps instantiations apart"
+        );
+        assert_eq!([0u8; 3].width(), 3);
+        assert_eq!([0u8; 4].width(), 4);
+    }
+    for what in ["describe u32", "describe u64", "width 3", "width 4"] {
+        assert_eq!(runs(what), 1, "{what} runs once");
+    }
+
+    // Each stamped function keeps its own directory.
+    for dir in ["/tmp/memo-cache-e2e-kinds-a", "/tmp/memo-cache-e2e-kinds-b"] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    assert_eq!(in_a::where_am_i(1), 1);
+    assert_eq!(in_b::where_am_i(2), 2);
+    let stored = |dir| {
+        let cache = memo_cache::Cache::open(dir).unwrap();
+        cache.entries(None).unwrap().len()
+    };
+    assert_eq!(stored("/tmp/memo-cache-e2e-kinds-a"), 1);
+    assert_eq!(stored("/tmp/memo-cache-e2e-kinds-b"), 1);
+    for dir in ["/tmp/memo-cache-e2e-kinds-a", "/tmp/memo-cache-e2e-kinds-b"] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    // `f__recompute` refreshes what `f` finds in memory, not a copy `f` never reads.
+    assert_eq!(remembered(9), 901);
+    *SOURCE.lock().unwrap() = 902;
+    assert_eq!(remembered(9), 901, "a hit, from memory");
+    assert_eq!(remembered__recompute(9), 902);
+    assert_eq!(
+        remembered(9),
+        902,
+        "the recomputed value, in memory and on disk"
+    );
+
     for what in [
         "A::make",
         "B::make",
@@ -270,6 +364,10 @@ fn distinct_functions_never_share_a_result_and_results_are_classified_by_type() 
         "macro_identity_kinds::Length<macro_identity_kinds::Feet>::show",
         "macro_identity_kinds::repeat<2>",
         "macro_identity_kinds::repeat<3>",
+        "kinds::describe::<u32>",
+        "kinds::describe::<u64>",
+        "kinds::width::<[u8; 3]>",
+        "kinds::width::<[u8; 4]>",
     ] {
         assert!(
             names.iter().any(|n| n == expected),

@@ -172,6 +172,27 @@ fn a_ttl_added_in_a_later_build_applies_to_values_stored_before_it() {
 }
 
 #[test]
+fn a_hit_from_a_first_hit_file_brings_the_rows_to_the_ttl_in_force() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(child(&dir, &["stamp", "3"]).count("stamp"), 1);
+    assert_eq!(child(&dir, &["stamp", "3"]).count("stamp"), 0);
+    // A build with `ttl = "1s"` hits at once, from the first-hit file (the value is fresh),
+    // and never reads the row: the row must still be brought to its ttl, for the CLI.
+    assert_eq!(child(&dir, &["stamp_ttl", "3"]).count("stamp"), 0);
+    let entries = stamp_entries(&dir);
+    assert_eq!(entries.len(), 1);
+    let lifetime = entries[0]
+        .expires
+        .map(|at| at.duration_since(entries[0].created));
+    assert_eq!(
+        lifetime.map(Result::unwrap),
+        Some(std::time::Duration::from_secs(1)),
+        "{:?}",
+        entries[0]
+    );
+}
+
+#[test]
 fn the_memory_tier_drops_a_value_when_the_ttl_in_force_says_so() {
     let dir = tempfile::tempdir().unwrap();
     assert_eq!(child(&dir, &["stamp", "5"]).count("stamp"), 1);

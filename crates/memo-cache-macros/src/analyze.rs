@@ -197,6 +197,14 @@ fn argument(index: usize, input: &FnArg) -> syn::Result<Arg> {
             })
         }
         FnArg::Typed(typed) => {
+            if let Pat::Ident(p) = &*typed.pat
+                && p.ident.to_string().starts_with("__memo_")
+            {
+                return Err(syn::Error::new_spanned(
+                    &p.ident,
+                    "names starting with `__memo_` are the attribute's own: rename this argument",
+                ));
+            }
             let (ident, pattern) = match &*typed.pat {
                 // `x` and `mut x` keep their name: the generated code moves them as they are.
                 Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => {

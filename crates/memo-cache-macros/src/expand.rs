@@ -66,10 +66,19 @@ impl Context<'_> {
             None => quote!(::core::option::Option::None),
         };
         let memory = self.options.memory.as_ref().map_or(0, |(_, n)| *n);
-        let tag = format!(":{}:{}", self.ident(), self.fingerprint);
+        // The position alone is not unique: one `macro_rules!` invocation can stamp several
+        // functions, in several modules, with different options.
+        let tag = format!(
+            ":{}:{}:{:?}:{:?}:{}",
+            self.ident(),
+            self.fingerprint,
+            self.options.dir.as_ref().map(syn::LitStr::value),
+            self.options.remote.as_ref().map(syn::LitStr::value),
+            memory
+        );
         quote! {
             static __MEMO_SITE: #krate::__private::SiteRef = #krate::__private::SiteRef::new(
-                ::core::concat!(::core::file!(), ":", ::core::line!(), ":", ::core::column!(), #tag),
+                ::core::concat!(::core::file!(), ":", ::core::line!(), ":", ::core::column!(), ":", ::core::module_path!(), #tag),
                 #dir,
                 #remote,
                 #memory,

@@ -47,8 +47,8 @@ use quote::quote;
 /// `anyhow::Result<T>`, `std::result::Result<T, E>` and your own `type Answer = Result<u32,
 /// String>` all store only `Ok`; a type of your own that is merely named `Result` is stored
 /// whole. (A return type the compiler cannot see through at the function, such as a generic
-/// `T` or an associated type `<S as Source>::Output`, is stored whole, even when it is a
-/// `Result` in some instantiation.)
+/// `T`, or an associated type of one, `S::Output`, is stored whole, even when it is a `Result`
+/// in some instantiation; an associated type of a concrete type is seen through.)
 ///
 /// # Arguments
 ///
@@ -134,9 +134,17 @@ use quote::quote;
 /// modules stamped by one `macro_rules!`. Moving or renaming the function, its module or its
 /// `impl` type starts a new cache (the old entries are never served and are pruned like stale
 /// ones); `name = ".."` pins the name so they survive that. A compiler release that printed
-/// paths differently would do the same, never serve a wrong value. One case is not told apart:
-/// two same-named functions declared inside two closures of the same function, which the
-/// compiler names alike; give them distinct `name = ..`.
+/// paths differently would do the same, never serve a wrong value.
+///
+/// The compiler's names leave out blocks, closures and `const _: () = { .. }` items, so these are
+/// not told apart: two same-named functions with the same tokens declared in two blocks or two
+/// closures of one function, or in two `const _` blocks of one module; and two instantiations
+/// of a generic function whose type arguments are two local types of the same name in such
+/// blocks, or two closure types of one function. Give such functions distinct `name = ..`.
+///
+/// A pinned `name = ".."` adds the type arguments of the instantiation, the implementing type
+/// of a trait impl included (`describe::<u32>` for `impl<T> Describe for T`), so a pinned name
+/// in a blanket or generic impl still keeps each instantiation apart.
 ///
 /// The fingerprint is blake3 of the function's tokens at compile time: reformatting it or
 /// editing comments keeps its cache, a real edit starts a new one (as does `version = ..`

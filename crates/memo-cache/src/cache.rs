@@ -695,7 +695,12 @@ impl Cache {
                 blobs::read_hashed(&self.inner.layout.blob_path(key, &hint.hash), hint.size).ok()?
             }
         };
-        (bytes.len() as u64 == hint.size && digest == hint.hash).then_some(Checked {
+        let sound = bytes.len() as u64 == hint.size && digest == hint.hash;
+        if sound && let Some(func) = func {
+            // A hit from a copy of the row: its expiry is the row's, so it is noted like one.
+            self.note_disagreement(func, hint.created, hint.expires);
+        }
+        sound.then_some(Checked {
             bytes,
             hash: hint.hash,
             first_hit: true,

@@ -316,14 +316,23 @@ where
         &self,
         serializer: S,
     ) -> std::result::Result<S::Ok, S::Error> {
-        let mut items: Vec<(Vec<u8>, <&'a C as IntoIterator>::Item)> = Vec::new();
+        type Item<'a, C> = <&'a C as IntoIterator>::Item;
+        let mut items: Vec<(Vec<u8>, Vec<u8>, Item<'a, C>)> = Vec::new();
         for item in self.0 {
             let mut bytes = Vec::new();
             canonical::write(&mut bytes, &item).map_err(serde::ser::Error::custom)?;
-            items.push((bytes, item));
+            items.push((bytes, Vec::new(), item));
         }
         items.sort_by(|a, b| a.0.cmp(&b.0));
-        serializer.collect_seq(items.iter().map(|(_, item)| item))
+        // Items equal in that encoding are alike but for the order of their maps, which an
+        // enclosing `Ordered` writes: order those by that too, so equal sets agree there as well.
+        if items.windows(2).any(|w| w[0].0 == w[1].0) {
+            for (_, ordered, item) in &mut items {
+                canonical::write(ordered, &Ordered(&*item)).map_err(serde::ser::Error::custom)?;
+            }
+            items.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+        }
+        serializer.collect_seq(items.iter().map(|(_, _, item)| item))
     }
 }
 
@@ -403,6 +412,30 @@ mod tests {
                 .unwrap(),
             F.key(&(Ordered(&nested(Pairs(vec![("b", 2), ("a", 1)]))),))
                 .unwrap()
+        );
+    }
+
+    #[test]
+    fn equal_sets_agree_inside_ordered_whatever_their_order() {
+        // Two ordered maps with the same entries are equal to the sorting encoding: inside
+        // `Ordered`, a set of them must still give one key whatever order the set iterates in.
+        let ab = || Pairs(vec![("a", 1), ("b", 2)]);
+        let ba = || Pairs(vec![("b", 2), ("a", 1)]);
+        let one = vec![ab(), ba()];
+        let other = vec![ba(), ab()];
+        assert_eq!(
+            F.key(&(Ordered(&Unordered(&one)),)).unwrap(),
+            F.key(&(Ordered(&Unordered(&other)),)).unwrap()
+        );
+        assert_eq!(
+            F.key(&(Unordered(&one),)).unwrap(),
+            F.key(&(Unordered(&other),)).unwrap()
+        );
+        // And a set of different ordered maps is another key.
+        let twice = vec![ab(), ab()];
+        assert_ne!(
+            F.key(&(Ordered(&Unordered(&one)),)).unwrap(),
+            F.key(&(Ordered(&Unordered(&twice)),)).unwrap()
         );
     }
 

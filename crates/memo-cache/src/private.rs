@@ -193,14 +193,35 @@ fn last_separator(path: &str) -> Option<usize> {
 }
 
 /// The type argument lists in a path, outermost first: `<app::W<u8> as app::T>::f<String>` has
-/// `u8` and `String`. Lists of lifetimes only (`P<'_>`) are left out.
+/// `app::W<u8>` (the implementing type of a trait impl, which a blanket `impl<T> Tr for T`
+/// varies), `u8` and `String`. Lists of lifetimes only (`P<'_>`) are left out.
 fn type_arguments(path: &str) -> Vec<&str> {
     let bytes = path.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
         let after_name = i > 0 && (bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_');
-        if bytes[i] == b'<' && after_name {
+        if bytes[i] == b'<' && !after_name {
+            // `<Type as Trait>`: the implementing type, up to ` as ` at this depth.
+            let (start, mut depth) = (i + 1, 0usize);
+            let mut end = start;
+            while end < bytes.len() {
+                match bytes[end] {
+                    b'<' | b'(' | b'[' => depth += 1,
+                    b'>' if bytes[end - 1] == b'-' => {}
+                    b'>' | b')' | b']' if depth > 0 => depth -= 1,
+                    b' ' if depth == 0 && path[end..].starts_with(" as ") => break,
+                    _ => {}
+                }
+                end += 1;
+            }
+            if end < bytes.len() {
+                out.push(&path[start..end]);
+                i = end;
+            } else {
+                i += 1;
+            }
+        } else if bytes[i] == b'<' && after_name {
             let (start, mut depth) = (i + 1, 1usize);
             i += 1;
             while i < bytes.len() && depth > 0 {
@@ -349,8 +370,15 @@ impl Site {
         if let Some(func) = found(&list) {
             return func;
         }
-        let make = make.expect("made only for a path not seen before");
-        let func: &'static Function = Box::leak(Box::new(make(path)));
+        let made = (make.expect("made only for a path not seen before"))(path);
+        // A companion (`f__recompute`) names the same function as `f` from another body: it
+        // shares `f`'s identity object, whose address keys the in-memory LRU.
+        let same = |f: &Function| f.identity() == made.identity();
+        let func: &'static Function = match list.iter().map(|(_, f)| *f).find(|f| same(f)) {
+            Some(existing) => existing,
+            None if same(func) => func,
+            None => Box::leak(Box::new(made)),
+        };
         list.push((path, func));
         func
     }
@@ -1390,5 +1418,56 @@ mod asynchronous {
             let value = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
             value.expect("the stored value is handed back")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::function_name;
+
+    #[test]
+    fn names_come_from_the_path_of_the_function_or_its_companion() {
+        let name = |path, generated| function_name(path, generated, "f", None);
+        assert_eq!(name("app::f::{{closure}}", "f"), "app::f");
+        assert_eq!(name("app::f__clear::{{closure}}", "f__clear"), "app::f");
+        assert_eq!(name("app::f::{{closure}}::{{closure}}", "f"), "app::f");
+        assert_eq!(name("app::f<u8>::{{closure}}", "f"), "app::f<u8>");
+        assert_eq!(
+            name(
+                "app::f__recompute<u8, fn(u8) -> u8>::{{closure}}",
+                "f__recompute"
+            ),
+            "app::f<u8, fn(u8) -> u8>"
+        );
+        assert_eq!(
+            name("<app::W<u8> as app::T>::f::{{closure}}", "f"),
+            "<app::W<u8> as app::T>::f"
+        );
+        assert_eq!(name("app::outer::f::{{closure}}", "f"), "app::outer::f");
+    }
+
+    #[test]
+    fn a_pinned_name_keeps_the_instantiation() {
+        let pinned = |path| function_name(path, "f", "f", Some("pin"));
+        assert_eq!(pinned("app::f::{{closure}}"), "pin");
+        assert_eq!(pinned("app::P<'_>::f::{{closure}}"), "pin");
+        assert_eq!(pinned("app::f<u8>::{{closure}}"), "pin::<u8>");
+        assert_eq!(pinned("app::W<u8>::f<i8>::{{closure}}"), "pin::<u8; i8>");
+        assert_eq!(
+            pinned("<u32 as app::Describe>::f::{{closure}}"),
+            "pin::<u32>"
+        );
+        assert_eq!(
+            pinned("<u64 as app::Describe>::f::{{closure}}"),
+            "pin::<u64>"
+        );
+        assert_eq!(
+            pinned("<[u8; 3] as app::Width>::f::{{closure}}"),
+            "pin::<[u8; 3]>"
+        );
+        assert_eq!(
+            pinned("<app::W<u8> as app::From<i8>>::f::{{closure}}"),
+            "pin::<app::W<u8>; i8>"
+        );
     }
 }
