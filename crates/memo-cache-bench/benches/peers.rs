@@ -876,27 +876,19 @@ fn run_child(args: &[String]) {
 /// One run of the "own writes, then hits" case: prints the median per-hit time of all the
 /// hits, and of those begun within [`OWN_EARLY`] of the last store, in nanoseconds.
 fn own_child(mode: &str, dir: &Path) {
-    let store = (mode != "memo-macro" && mode != "memo-pair").then(|| Store::open_small(Kind::from_arg(mode), dir).unwrap());
     // SAFETY: no other thread runs yet.
     unsafe { std::env::set_var("MEMO_CACHE_DIR", dir) };
-    let pair = mode == "memo-pair";
-    let store = if pair { Some(Store::open_small(Kind::Memo, dir).unwrap()) } else { store };
-    let turn = std::cell::Cell::new(0u64);
-    let hit = |i: u64| {
-        let use_macro = store.is_none() || (pair && (turn.get() / OWN_BATCH) % 2 == 1);
-        turn.set(turn.get() + 1);
-        if use_macro {
-            black_box(own_small(black_box(i)))
-        } else {
-            black_box(store.as_ref().unwrap().get_small(i)).unwrap()
-        }
+    let store = (mode != "memo-macro").then(|| Store::open_small(Kind::from_arg(mode), dir).unwrap());
+    let hit = |i: u64| match &store {
+        Some(store) => black_box(store.get_small(i)).unwrap(),
+        None => black_box(own_small(black_box(i))),
     };
-    for i in 0..if std::env::var_os("OWN_SKIP").is_some() { 0 } else { OWN_KEYS } {
-        if let Some(store) = &store {
-            store.put_small(i, &small(i));
-        }
-        if store.is_none() || pair {
-            black_box(own_small(i));
+    for i in 0..OWN_KEYS {
+        match &store {
+            Some(store) => store.put_small(i, &small(i)),
+            None => {
+                black_box(own_small(i));
+            }
         }
     }
     let last_write = Instant::now();

@@ -587,7 +587,7 @@ impl Index {
         }
         let started = Instant::now();
         let out = retry_busy(timeout, || {
-            EPOCH_MOVES.with_borrow_mut(Vec::clear);
+            forget_epoch_moves();
             let tx = Transaction::new_unchecked(&conn, behavior)?;
             let value = f(&tx)?;
             if commit {
@@ -596,7 +596,7 @@ impl Index {
                 self.note_own_commit(&conn);
             } else {
                 // A dry run writes nothing, the removal log included.
-                EPOCH_MOVES.with_borrow_mut(Vec::clear);
+                forget_epoch_moves();
                 tx.rollback()?
             }
             Ok(value)
@@ -1622,7 +1622,9 @@ fn bump_epoch(tx: &Transaction, touched: &Buckets) -> rusqlite::Result<()> {
     }
     if let Some(index) = tx.path().filter(|p| !p.is_empty()) {
         let hints = Path::new(index).with_file_name(HINTS_DIR);
-        EPOCH_MOVES.with_borrow_mut(|moves| moves.push((hints, from, to, *touched)));
+        // At a process's exit (a `static` handle closing) this thread's storage may be gone:
+        // then the move goes unrecorded, which voids older first-hit files, as is safe.
+        let _ = EPOCH_MOVES.try_with(|moves| moves.borrow_mut().push((hints, from, to, *touched)));
     }
     tx.pragma_update(None, "application_id", to)
 }
@@ -1639,9 +1641,15 @@ thread_local! {
 /// Writes the removal log's records of this thread's transaction, which is about to commit
 /// (still under the write lock).
 fn log_epoch_moves() {
-    for (hints, from, to, touched) in EPOCH_MOVES.take() {
+    let moves = EPOCH_MOVES.try_with(|moves| moves.take()).unwrap_or_default();
+    for (hints, from, to, touched) in moves {
         hints::log_move(&hints, from, to, &touched);
     }
+}
+
+/// Drops the records of a transaction that will not commit (or of one before it that failed).
+fn forget_epoch_moves() {
+    let _ = EPOCH_MOVES.try_with(|moves| moves.borrow_mut().clear());
 }
 
 /// When `key`'s row was created and when it expires (Unix ms): `None` without a row.
