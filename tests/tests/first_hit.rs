@@ -291,10 +291,17 @@ fn first_hit_files_are_swept_with_their_entries() {
         "the removed entry's file went with it"
     );
     let removal = cache.prune(&memo_cache::Prune::new().expired()).unwrap();
-    assert_eq!((removal.files, removal.first_hit_files), (0, 0), "{removal:?}");
+    assert_eq!(
+        (removal.files, removal.first_hit_files),
+        (0, 0),
+        "{removal:?}"
+    );
     assert_eq!(hint_files(dir).len(), 1, "the other file is still good");
     drop(cache);
-    assert_eq!(get(dir, &["get", &other.to_string()]), ("two".into(), false));
+    assert_eq!(
+        get(dir, &["get", &other.to_string()]),
+        ("two".into(), false)
+    );
     // A file its row no longer backs is outdated: swept and counted apart, never as stray.
     let cache = Cache::open(dir).unwrap();
     let [file] = hint_files(dir).try_into().unwrap();
@@ -303,7 +310,11 @@ fn first_hit_files_are_swept_with_their_entries() {
     std::fs::create_dir_all(file.parent().unwrap()).unwrap();
     std::fs::write(&file, bytes).unwrap();
     let removal = cache.clear().unwrap();
-    assert_eq!((removal.files, removal.first_hit_files), (0, 1), "{removal:?}");
+    assert_eq!(
+        (removal.files, removal.first_hit_files),
+        (0, 1),
+        "{removal:?}"
+    );
     assert_eq!(hint_files(dir), Vec::<std::path::PathBuf>::new());
     drop(cache);
     assert_eq!(get(dir, &["get", &other.to_string()]).0, "none");

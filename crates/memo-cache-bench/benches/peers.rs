@@ -557,7 +557,9 @@ impl Bench {
             for (m, (_, arg)) in modes.iter().enumerate() {
                 let dir = self.root.path().join(format!("own-{arg}-{run}"));
                 std::fs::create_dir_all(&dir).unwrap();
-                let out = child(&["own", arg, dir.to_str().unwrap()]).output().unwrap();
+                let out = child(&["own", arg, dir.to_str().unwrap()])
+                    .output()
+                    .unwrap();
                 assert!(
                     out.status.success(),
                     "{}",
@@ -580,18 +582,31 @@ impl Bench {
         let macro_cols: Vec<usize> = std::iter::once(1).chain(peers.iter().copied()).collect();
         let case = format!("{OWN_KEYS} stores, then {OWN_HITS} hits, one process");
         self.push(&format!("{case}: Cache::get"), cells(&all, &get_cols), None);
-        self.push(&format!("{case}: #[disk_cache]"), cells(&all, &macro_cols), None);
         self.push(
-            &format!("same, hits begun < {} ms after the last store: Cache::get", OWN_EARLY.as_millis()),
+            &format!("{case}: #[disk_cache]"),
+            cells(&all, &macro_cols),
+            None,
+        );
+        self.push(
+            &format!(
+                "same, hits begun < {} ms after the last store: Cache::get",
+                OWN_EARLY.as_millis()
+            ),
             cells(&early, &get_cols),
             None,
         );
         self.push(
-            &format!("same, hits begun < {} ms after the last store: #[disk_cache]", OWN_EARLY.as_millis()),
+            &format!(
+                "same, hits begun < {} ms after the last store: #[disk_cache]",
+                OWN_EARLY.as_millis()
+            ),
             cells(&early, &macro_cols),
             None,
         );
-        println!("{:<50}   per-run medians, {runs} runs (each a new process):", "");
+        println!(
+            "{:<50}   per-run medians, {runs} runs (each a new process):",
+            ""
+        );
         for (m, (label, _)) in modes.iter().enumerate() {
             let runs: Vec<String> = all[m].iter().map(|d| fmt_time(*d)).collect();
             println!("{:<50}   {label:<22} {}", "", runs.join("  "));
@@ -878,7 +893,8 @@ fn run_child(args: &[String]) {
 fn own_child(mode: &str, dir: &Path) {
     // SAFETY: no other thread runs yet.
     unsafe { std::env::set_var("MEMO_CACHE_DIR", dir) };
-    let store = (mode != "memo-macro").then(|| Store::open_small(Kind::from_arg(mode), dir).unwrap());
+    let store =
+        (mode != "memo-macro").then(|| Store::open_small(Kind::from_arg(mode), dir).unwrap());
     let hit = |i: u64| match &store {
         Some(store) => black_box(store.get_small(i)).unwrap(),
         None => black_box(own_small(black_box(i))),
@@ -905,7 +921,11 @@ fn own_child(mode: &str, dir: &Path) {
         }
         all.push(per_hit);
     }
-    let early = if early.is_empty() { Duration::ZERO } else { median(early) };
+    let early = if early.is_empty() {
+        Duration::ZERO
+    } else {
+        median(early)
+    };
     println!("{} {}", median(all).as_nanos(), early.as_nanos());
 }
 

@@ -565,17 +565,26 @@ fn first_hit_files_are_never_stray_files() {
     assert_eq!(dry.lines().count(), 1, "{dry}");
     assert!(!dry.contains("stray"), "{dry}");
     let removal = json(dir.path(), &["clear", "--func", "demo::report", "--yes"]);
-    assert_eq!((&removal["entries"], &removal["files"]), (&3.into(), &0.into()));
+    assert_eq!(
+        (&removal["entries"], &removal["files"]),
+        (&3.into(), &0.into())
+    );
     let out = ok(dir.path(), &["prune", "--max-entries", "10"]);
     assert!(out.starts_with("Removed 1 entry ("), "{out}");
     assert!(!out.contains("stray"), "{out}");
     // Each removal took its entries' files; the others stay (a few may share a bucket of the
     // removal log with a removed key, and go as outdated, never counted as stray).
     let left = hint_files(dir.path()).len();
-    assert!((7..=10).contains(&left), "{left} of {before} first-hit files left");
+    assert!(
+        (7..=10).contains(&left),
+        "{left} of {before} first-hit files left"
+    );
     assert!(ok(dir.path(), &["verify"]).contains("sound"));
     let out = ok(dir.path(), &["clear", "--yes"]);
-    assert!(out.starts_with("Removed 10 entries (") && !out.contains("stray"), "{out}");
+    assert!(
+        out.starts_with("Removed 10 entries (") && !out.contains("stray"),
+        "{out}"
+    );
     assert!(hint_files(dir.path()).is_empty());
 }
 

@@ -250,7 +250,14 @@ impl Move {
 /// effort: a move with no record voids older first-hit files, which is always safe; so is a log
 /// that does not exist (no `hints/` yet: no first-hit file older than this move).
 pub(crate) fn log_move(hints: &Path, from: i32, to: i32, touched: &Buckets) {
-    if let Err(e) = append_move(hints, &Move { from, to, touched: *touched }) {
+    if let Err(e) = append_move(
+        hints,
+        &Move {
+            from,
+            to,
+            touched: *touched,
+        },
+    ) {
         tracing::debug!("memo-cache: removal log in {}: {e}", hints.display());
     }
 }
@@ -300,7 +307,10 @@ impl RemovalLog {
             return RemovalLog::default();
         }
         RemovalLog {
-            moves: bytes.chunks_exact(RECORD).filter_map(Move::decode).collect(),
+            moves: bytes
+                .chunks_exact(RECORD)
+                .filter_map(Move::decode)
+                .collect(),
         }
     }
 
@@ -456,11 +466,17 @@ mod tests {
         let log = RemovalLog::read(hints);
         assert!(log.spares(&b, 10, 40), "no move touched b's bucket");
         assert!(!log.spares(&a, 10, 40), "a was removed at 10 -> 20");
-        assert!(log.spares(&a, 20, 40), "a's file was written after its removal");
+        assert!(
+            log.spares(&a, 20, 40),
+            "a's file was written after its removal"
+        );
         assert!(!log.spares(&b, 10, 50), "a move with no record voids");
         assert!(!log.spares(&b, 5, 40), "so does one from before the log");
         log_move(hints, 40, 41, &Buckets::ALL);
-        assert!(!RemovalLog::read(hints).spares(&b, 10, 41), "a move of every bucket");
+        assert!(
+            !RemovalLog::read(hints).spares(&b, 10, 41),
+            "a move of every bucket"
+        );
 
         // A damaged record is no record: the chain through it is broken.
         let path = hints.join(REMOVALS_FILE);

@@ -1641,7 +1641,9 @@ thread_local! {
 /// Writes the removal log's records of this thread's transaction, which is about to commit
 /// (still under the write lock).
 fn log_epoch_moves() {
-    let moves = EPOCH_MOVES.try_with(|moves| moves.take()).unwrap_or_default();
+    let moves = EPOCH_MOVES
+        .try_with(|moves| moves.take())
+        .unwrap_or_default();
     for (hints, from, to, touched) in moves {
         hints::log_move(&hints, from, to, &touched);
     }
@@ -1819,4 +1821,63 @@ pub(crate) fn forget_empty_versions(tx: &Transaction) -> rusqlite::Result<usize>
         "DELETE FROM functions WHERE current = 0 AND entries <= 0",
         [],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Cache, Function};
+
+    static F: Function = Function::new("index::tests::f", "v1", "u64");
+
+    /// The handle's snapshot is open now.
+    fn holds(cache: &Cache) -> bool {
+        let index = cache.index().unwrap();
+        index
+            .held
+            .get()
+            .and_then(Option::as_ref)
+            .is_some_and(|held| held.state.lock().unwrap().since.is_some())
+    }
+
+    fn get(cache: &Cache, n: u64) -> Option<u64> {
+        cache.get(&F, &(n,)).unwrap()
+    }
+
+    /// Its own store, then a hit: held at that hit (before, the hits after a handle's own
+    /// store read in autocommit for a quiet spell and then waited for a checkpoint). Another
+    /// handle's store is someone else's commit: that hit reads in autocommit. The snapshot
+    /// thread may end a snapshot at any moment, so each is tried a few times.
+    #[test]
+    fn a_handle_holds_its_snapshot_at_once_after_its_own_commit_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let other = Cache::open(dir.path()).unwrap();
+        for n in 0..4 {
+            cache.put(&F, &(n,), &n).unwrap();
+        }
+        for _ in 0..2 * SNAPSHOT_AFTER {
+            assert_eq!(get(&cache, 0), Some(0));
+        }
+        let own = (0..5).any(|round| {
+            cache.put(&F, &(100 + round,), &round).unwrap();
+            get(&cache, 1) == Some(1) && holds(&cache)
+        });
+        assert!(
+            own,
+            "no snapshot at the first hit after the handle's own store"
+        );
+        for round in 0..5 {
+            other.put(&F, &(200 + round,), &round).unwrap();
+            assert_eq!(
+                get(&cache, 200 + round),
+                Some(round),
+                "another handle's store"
+            );
+            assert!(
+                !holds(&cache),
+                "a snapshot at once after another handle's store"
+            );
+        }
+    }
 }
