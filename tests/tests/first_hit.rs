@@ -6,8 +6,8 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use memo_cache::Cache;
-use memo_cache_e2e::functions::SMALL;
+use memo_cache::{Cache, Function};
+use memo_cache_e2e::functions::{LARGE, SMALL};
 use memo_cache_e2e::{Lines, files_under, flip_byte, run_bounded, run_ok, wait_bounded};
 
 const CHILD: &str = env!("CARGO_BIN_EXE_hint_child");
@@ -35,8 +35,14 @@ fn get(dir: &Path, words: &[&str]) -> (String, bool) {
     (field("value="), field("index=") == "opened")
 }
 
+/// The first-hit files in `dir` (in the shards of `hints/`; the removal log beside them is not
+/// one).
 fn hint_files(dir: &Path) -> Vec<std::path::PathBuf> {
-    files_under(&dir.join(memo_cache::HINTS_DIR))
+    let hints = dir.join(memo_cache::HINTS_DIR);
+    files_under(&hints)
+        .into_iter()
+        .filter(|p| p.parent() != Some(hints.as_path()))
+        .collect()
 }
 
 /// The first-hit files in `dir`, to put back after a removal deleted them: as a handle that read
@@ -117,6 +123,41 @@ fn a_removal_or_replacement_anywhere_ends_first_hits() {
         // Key 2 was not touched by a removal of 1 alone; it is still right either way.
         let untouched = if change.len() == 1 { "none" } else { "two" };
         assert_eq!(get(dir, &["get", "2"]).0, untouched, "after {change:?}");
+    }
+}
+
+/// The first `n` from `from` on whose key under `func` is in another bucket of the removal log
+/// (another first byte) than `other`'s: a removal of `other` does not touch its first-hit file.
+fn apart_from(other: memo_cache::Key, func: &Function, from: u64) -> u64 {
+    (from..)
+        .find(|n| func.key(&(*n,)).unwrap().0[0] != other.0[0])
+        .unwrap()
+}
+
+/// A removal voids the first-hit files of the keys it touched, not every file: after one
+/// function's entry is removed (alone, or with a clear of that function), another function's
+/// entry is still a first hit in a fresh process, and a file put back as a handle that read its
+/// row before the removal would have written it is still refused.
+#[test]
+fn a_removal_of_one_function_leaves_another_functions_first_hits() {
+    for change in [&["remove", "1"][..], &["clear-function"]] {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        let big = apart_from(SMALL.key(&(1u64,)).unwrap(), &LARGE, 2).to_string();
+        step(dir, &["put", "1", "one"]);
+        step(dir, &["put-big", &big, "two"]);
+        assert_eq!(get(dir, &["get", "1"]), ("one".into(), false));
+        let saved = saved_hints(dir);
+        step(dir, change);
+        put_back(&saved);
+        assert_eq!(
+            get(dir, &["get-big", &big]),
+            ("two".into(), false),
+            "another function's first hit after {change:?}"
+        );
+        assert_eq!(get(dir, &["get", "1"]).0, "none", "after {change:?}");
+        // The lookup of 1 opened the index and closed it again: still a first hit.
+        assert_eq!(get(dir, &["get-big", &big]), ("two".into(), false));
     }
 }
 
@@ -231,13 +272,15 @@ fn a_cached_function_is_a_first_hit_in_the_next_run() {
     }
 }
 
-/// First-hit files are not problems for `verify`, and go when their entries do.
+/// First-hit files are not problems for `verify`, and go when their entries do; the others stay
+/// first hits, and a prune neither removes them nor counts anything.
 #[test]
 fn first_hit_files_are_swept_with_their_entries() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
+    let other = apart_from(SMALL.key(&(1u64,)).unwrap(), &SMALL, 2);
     step(dir, &["put", "1", "one"]);
-    step(dir, &["put", "2", "two"]);
+    step(dir, &["put", &other.to_string(), "two"]);
     assert_eq!(hint_files(dir).len(), 2);
     let cache = Cache::open(dir).unwrap();
     assert!(cache.verify(&memo_cache::Verify::new()).unwrap().is_sound());
@@ -247,10 +290,32 @@ fn first_hit_files_are_swept_with_their_entries() {
         1,
         "the removed entry's file went with it"
     );
-    // The removal moved the epoch: the other file is useless now, and a prune sweeps it.
-    cache.prune(&memo_cache::Prune::new().expired()).unwrap();
-    assert_eq!(hint_files(dir), Vec::<std::path::PathBuf>::new());
-    cache.clear().unwrap();
+    let removal = cache.prune(&memo_cache::Prune::new().expired()).unwrap();
+    assert_eq!(
+        (removal.files, removal.first_hit_files),
+        (0, 0),
+        "{removal:?}"
+    );
+    assert_eq!(hint_files(dir).len(), 1, "the other file is still good");
     drop(cache);
-    assert_eq!(get(dir, &["get", "2"]).0, "none");
+    assert_eq!(
+        get(dir, &["get", &other.to_string()]),
+        ("two".into(), false)
+    );
+    // A file its row no longer backs is outdated: swept and counted apart, never as stray.
+    let cache = Cache::open(dir).unwrap();
+    let [file] = hint_files(dir).try_into().unwrap();
+    let bytes = std::fs::read(&file).unwrap();
+    assert!(cache.remove(&SMALL, &(other,)).unwrap());
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, bytes).unwrap();
+    let removal = cache.clear().unwrap();
+    assert_eq!(
+        (removal.files, removal.first_hit_files),
+        (0, 1),
+        "{removal:?}"
+    );
+    assert_eq!(hint_files(dir), Vec::<std::path::PathBuf>::new());
+    drop(cache);
+    assert_eq!(get(dir, &["get", &other.to_string()]).0, "none");
 }

@@ -6,7 +6,7 @@
 //! cargo bench -p memo-cache-bench --bench peers -- --only small,fresh
 //! ```
 //!
-//! Sections for `--only`: small, bytes, floats, structs, fresh, shared.
+//! Sections for `--only`: small, own, bytes, floats, structs, fresh, shared.
 //!
 //! Peers: the `cached` crate's disk store (`RedbCache`) with its default durability (an fsync
 //! per write) and with `durable(false)`, and `cacache` (sync API). Floors, measured by this same
@@ -64,6 +64,22 @@ static POINTS: Function = Function::new("bench::points", "v1", "Vec<Point>");
 
 /// Entries stored before the small-hit loops, which cycle over them.
 const PRELOADED: u64 = 1000;
+
+/// The "own writes, then hits" case: a process stores this many small values, then hits them
+/// [`OWN_HITS`] times, as a batch job that reuses its own results does.
+const OWN_KEYS: u64 = 64;
+const OWN_HITS: u64 = 200_000;
+/// Hits timed together in that case (one `Instant` pair per batch, not per hit).
+const OWN_BATCH: u64 = 64;
+/// The hits of that case timed as "early": those begun this soon after the last store.
+const OWN_EARLY: Duration = Duration::from_millis(5);
+
+/// The small function through `#[disk_cache]`, as users call it (the directory comes from
+/// `MEMO_CACHE_DIR`, set by the child before its first call).
+#[memo_cache::disk_cache(name = "bench::own_small")]
+fn own_small(i: u64) -> Small {
+    small(i)
+}
 
 // ---- The stores, behind one face ---------------------------------------------------------------
 
@@ -278,6 +294,7 @@ struct Plan {
     huge_reps: usize,
     processes: usize,
     shared_ops: u64,
+    own_runs: usize,
 }
 
 const FULL: Plan = Plan {
@@ -286,6 +303,7 @@ const FULL: Plan = Plan {
     huge_reps: 5,
     processes: 21,
     shared_ops: 2000,
+    own_runs: 12,
 };
 const QUICK: Plan = Plan {
     small_ops: 500,
@@ -293,6 +311,7 @@ const QUICK: Plan = Plan {
     huge_reps: 2,
     processes: 5,
     shared_ops: 300,
+    own_runs: 4,
 };
 
 /// The median time of `f`, run `reps` times (after one warm-up run).
@@ -347,6 +366,8 @@ struct Bench {
     plan: Plan,
     root: tempfile::TempDir,
     rows: Vec<Row>,
+    /// The slowest per-run median of memo-cache in the "own writes, then hits" case.
+    own_slowest: Option<Duration>,
 }
 
 impl Bench {
@@ -517,6 +538,85 @@ impl Bench {
         }
         self.push("10^5 structs store", stores, None);
         self.push("10^5 structs hit", hits, None);
+    }
+
+    /// A process that stores [`OWN_KEYS`] values and then hits them [`OWN_HITS`] times, each
+    /// run a new process (whether a held snapshot engages after a process's own writes varied
+    /// from process to process); the runs of each store alternate, so drift hits all alike.
+    fn own_writes(&mut self) {
+        // memo-cache through `Cache::get`, through `#[disk_cache]`, then the peers.
+        let modes: Vec<(&str, &str)> = std::iter::once(("memo-cache Cache::get", "memo"))
+            .chain(std::iter::once(("memo-cache #[disk_cache]", "memo-macro")))
+            // cacache is left out: at tens of µs a hit, its runs would take minutes.
+            .chain(KINDS[1..3].iter().map(|k| (k.label(), k.arg())))
+            .collect();
+        let runs = self.plan.own_runs;
+        let mut all = vec![Vec::new(); modes.len()];
+        let mut early = vec![Vec::new(); modes.len()];
+        for run in 0..runs {
+            for (m, (_, arg)) in modes.iter().enumerate() {
+                let dir = self.root.path().join(format!("own-{arg}-{run}"));
+                std::fs::create_dir_all(&dir).unwrap();
+                let out = child(&["own", arg, dir.to_str().unwrap()])
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                let text = String::from_utf8_lossy(&out.stdout);
+                let mut ns = text.split_whitespace().map(|w| w.parse::<u64>().unwrap());
+                all[m].push(Duration::from_nanos(ns.next().unwrap()));
+                early[m].push(Duration::from_nanos(ns.next().unwrap()));
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+        }
+        let cells = |of: &[Vec<Duration>], pick: &[usize]| -> Vec<Cell> {
+            pick.iter()
+                .map(|&m| Cell::Time(median(of[m].clone())))
+                .collect()
+        };
+        let peers: Vec<usize> = (2..modes.len()).collect();
+        let get_cols: Vec<usize> = std::iter::once(0).chain(peers.iter().copied()).collect();
+        let macro_cols: Vec<usize> = std::iter::once(1).chain(peers.iter().copied()).collect();
+        let case = format!("{OWN_KEYS} stores, then {OWN_HITS} hits, one process");
+        self.push(&format!("{case}: Cache::get"), cells(&all, &get_cols), None);
+        self.push(
+            &format!("{case}: #[disk_cache]"),
+            cells(&all, &macro_cols),
+            None,
+        );
+        self.push(
+            &format!(
+                "same, hits begun < {} ms after the last store: Cache::get",
+                OWN_EARLY.as_millis()
+            ),
+            cells(&early, &get_cols),
+            None,
+        );
+        self.push(
+            &format!(
+                "same, hits begun < {} ms after the last store: #[disk_cache]",
+                OWN_EARLY.as_millis()
+            ),
+            cells(&early, &macro_cols),
+            None,
+        );
+        println!(
+            "{:<50}   per-run medians, {runs} runs (each a new process):",
+            ""
+        );
+        for (m, (label, _)) in modes.iter().enumerate() {
+            let runs: Vec<String> = all[m].iter().map(|d| fmt_time(*d)).collect();
+            println!("{:<50}   {label:<22} {}", "", runs.join("  "));
+        }
+        self.own_slowest = modes
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, arg))| arg.starts_with("memo"))
+            .filter_map(|(m, _)| all[m].iter().max().copied())
+            .max();
     }
 
     fn fresh_process(&mut self) {
@@ -720,6 +820,7 @@ fn run_child(args: &[String]) {
             black_box(v);
             println!("{}", took.as_nanos());
         }
+        "own" => own_child(&args[1], Path::new(&args[2])),
         "shared" => {
             let kind = Kind::from_arg(&args[1]);
             let worker: u64 = args[3].parse().unwrap();
@@ -787,6 +888,47 @@ fn run_child(args: &[String]) {
     }
 }
 
+/// One run of the "own writes, then hits" case: prints the median per-hit time of all the
+/// hits, and of those begun within [`OWN_EARLY`] of the last store, in nanoseconds.
+fn own_child(mode: &str, dir: &Path) {
+    // SAFETY: no other thread runs yet.
+    unsafe { std::env::set_var("MEMO_CACHE_DIR", dir) };
+    let store =
+        (mode != "memo-macro").then(|| Store::open_small(Kind::from_arg(mode), dir).unwrap());
+    let hit = |i: u64| match &store {
+        Some(store) => black_box(store.get_small(i)).unwrap(),
+        None => black_box(own_small(black_box(i))),
+    };
+    for i in 0..OWN_KEYS {
+        match &store {
+            Some(store) => store.put_small(i, &small(i)),
+            None => {
+                black_box(own_small(i));
+            }
+        }
+    }
+    let last_write = Instant::now();
+    let mut all = Vec::new();
+    let mut early = Vec::new();
+    for b in 0..OWN_HITS / OWN_BATCH {
+        let start = Instant::now();
+        for i in 0..OWN_BATCH {
+            hit((b * OWN_BATCH + i) % OWN_KEYS);
+        }
+        let per_hit = start.elapsed() / OWN_BATCH as u32;
+        if start.duration_since(last_write) < OWN_EARLY {
+            early.push(per_hit);
+        }
+        all.push(per_hit);
+    }
+    let early = if early.is_empty() {
+        Duration::ZERO
+    } else {
+        median(early)
+    };
+    println!("{} {}", median(all).as_nanos(), early.as_nanos());
+}
+
 // ---- Output ----------------------------------------------------------------------------------
 
 fn print_header() {
@@ -830,7 +972,7 @@ fn print_row(row: &Row) {
     }
 }
 
-fn check_targets(rows: &[Row]) {
+fn check_targets(rows: &[Row], own_slowest: Option<Duration>) {
     let find = |case: &str| rows.iter().find(|r| r.case.starts_with(case));
     let cell = |case: &str, i: usize| find(case).and_then(|r| r.cells.get(i)).and_then(Cell::time);
     let floor = |case: &str| find(case).and_then(|r| r.floor.as_ref()).map(|f| f.1);
@@ -872,6 +1014,12 @@ fn check_targets(rows: &[Row]) {
         r,
         r <= 2.0,
     );
+    let r = ratio(own_slowest, cell(&format!("{OWN_KEYS} stores, then"), 1));
+    report(
+        "own writes then hits, slowest memo-cache run / cached redb median (<= 1.0)",
+        r,
+        r <= 1.0,
+    );
     let t = cell("fresh process: open", 0).map_or(f64::NAN, |d| d.as_secs_f64() * 1e3);
     report(
         "fresh process open + first hit, ms inside (< 0.2)",
@@ -905,6 +1053,7 @@ fn main() {
         plan,
         root,
         rows: Vec::new(),
+        own_slowest: None,
     };
     // `--only small,fresh` runs those sections alone (for profiling one change at a time).
     let only: Option<Vec<String>> = args
@@ -915,6 +1064,9 @@ fn main() {
     let wanted = |section: &str| only.as_ref().is_none_or(|o| o.iter().any(|s| s == section));
     if wanted("small") {
         bench.small();
+    }
+    if wanted("own") {
+        bench.own_writes();
     }
     if wanted("bytes") {
         bench.large_bytes(10, plan.large_reps);
@@ -932,5 +1084,5 @@ fn main() {
     if wanted("shared") {
         bench.shared();
     }
-    check_targets(&bench.rows);
+    check_targets(&bench.rows, bench.own_slowest);
 }

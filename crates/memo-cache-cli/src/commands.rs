@@ -567,6 +567,7 @@ fn report_removal(removal: &Removal, out: Output) -> anyhow::Result<ExitCode> {
             "bytes": removal.bytes,
             "files": removal.files,
             "file_bytes": removal.file_bytes,
+            "first_hit_files": removal.first_hit_files,
             "dry_run": removal.dry_run,
         }))?;
     } else {

@@ -546,6 +546,48 @@ fn clear_func_removes_one_function_only() {
     assert_eq!(entries(dir.path()), 11);
 }
 
+/// The first-hit files in `dir` (in the shards of `hints/`).
+fn hint_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    files(dir)
+        .into_iter()
+        .filter(|p| p.starts_with(memo_cache::HINTS_DIR) && p.components().count() == 3)
+        .collect()
+}
+
+/// First-hit files are the cache's own bookkeeping: a prune or clear of a healthy cache that
+/// has them reports no stray files, and removing a few entries leaves the others' files.
+#[test]
+fn first_hit_files_are_never_stray_files() {
+    let dir = demo();
+    let before = hint_files(dir.path()).len();
+    assert_eq!(before, 14, "one first-hit file per entry of the demo cache");
+    let dry = ok(dir.path(), &["prune", "--max-entries", "0", "--dry-run"]);
+    assert_eq!(dry.lines().count(), 1, "{dry}");
+    assert!(!dry.contains("stray"), "{dry}");
+    let removal = json(dir.path(), &["clear", "--func", "demo::report", "--yes"]);
+    assert_eq!(
+        (&removal["entries"], &removal["files"]),
+        (&3.into(), &0.into())
+    );
+    let out = ok(dir.path(), &["prune", "--max-entries", "10"]);
+    assert!(out.starts_with("Removed 1 entry ("), "{out}");
+    assert!(!out.contains("stray"), "{out}");
+    // Each removal took its entries' files; the others stay (a few may share a bucket of the
+    // removal log with a removed key, and go as outdated, never counted as stray).
+    let left = hint_files(dir.path()).len();
+    assert!(
+        (7..=10).contains(&left),
+        "{left} of {before} first-hit files left"
+    );
+    assert!(ok(dir.path(), &["verify"]).contains("sound"));
+    let out = ok(dir.path(), &["clear", "--yes"]);
+    assert!(
+        out.starts_with("Removed 10 entries (") && !out.contains("stray"),
+        "{out}"
+    );
+    assert!(hint_files(dir.path()).is_empty());
+}
+
 // ---- verify -----------------------------------------------------------------------------------
 
 #[test]

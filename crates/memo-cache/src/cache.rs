@@ -676,9 +676,10 @@ impl Cache {
     /// [`crate::hints`]) and is unexpired under `func`'s ttl; `None` sends the lookup to the
     /// index, whatever the reason.
     fn first_hit(&self, key: &Key, func: Option<&Function>) -> Option<Checked> {
-        let epoch = self.inner.header.as_ref()?.epoch(&self.inner.layout.wal)?;
+        let header = self.inner.header.as_ref()?;
+        let epoch = header.epoch(&self.inner.layout.wal)?;
         let hint = hints::read(&self.inner.layout, key)?;
-        if hint.epoch != epoch {
+        if !header.believes(key, hint.epoch, epoch) {
             return None;
         }
         let ttl = func.and_then(Function::ttl);
@@ -1034,8 +1035,8 @@ impl Cache {
     /// file is in place before inserting its row (`put_local`): deciding outside it could unlink
     /// the writer's file after its check, leaving a row without its bytes.
     ///
-    /// Their first-hit files go too: the removal made them useless (it moved the epoch), and
-    /// they should not hold on to disk space.
+    /// Their first-hit files go too: the removal made them useless (it moved the epoch, with
+    /// their keys' buckets in the removal log), and they should not hold on to disk space.
     pub(crate) fn remove_blobs(&self, removed: &[Removed]) {
         if !removed.is_empty() && self.inner.layout.hints.is_dir() {
             for r in removed {

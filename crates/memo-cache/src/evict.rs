@@ -173,6 +173,10 @@ pub struct Removal {
     pub files: u64,
     /// Bytes of those files.
     pub file_bytes: u64,
+    /// Outdated first-hit files removed: copies of rows that a removal voided, or that were
+    /// removed. The cache's own bookkeeping, not stray files: not counted in `files`, and not
+    /// shown by `Display`.
+    pub first_hit_files: u64,
     /// Nothing was removed: this is what would have been.
     pub dry_run: bool,
 }
@@ -278,6 +282,10 @@ fn prune_entries(cache: &Cache, prune: &Prune) -> Result<Removal> {
     for swept in confirm_strays(cache, strays, !prune.dry_run)? {
         if let Some(Err(e)) = swept.removed {
             return Err(e);
+        }
+        if swept.stray.kind == StrayKind::Hint {
+            removal.first_hit_files += 1;
+            continue;
         }
         removal.files += 1;
         removal.file_bytes += swept.stray.bytes;
@@ -541,8 +549,9 @@ pub(crate) enum StrayKind {
     Temp,
     /// A lock file whose holder is gone.
     Lock,
-    /// A first-hit file that can no longer be believed: its row is gone or the removal epoch
-    /// has moved since it was written. Useless, but not a problem: `verify` does not report it.
+    /// A first-hit file that can no longer be believed: its row is gone, or a removal since it
+    /// was written voided it (see [`crate::hints`]). Useless, but not a problem and not stray:
+    /// `verify` does not report it, and a prune counts it apart.
     Hint,
 }
 
@@ -699,15 +708,21 @@ pub(crate) fn stray_files(cache: &Cache, grace: Duration) -> Result<Vec<StrayFil
     Ok(out)
 }
 
-/// First-hit files that no longer copy a current row (and anything else in `hints/`). No grace
-/// period: a file written now for a row that exists records the current epoch.
+/// First-hit files that no longer copy a current row (and anything else in `hints/` but the
+/// removal log). No grace period: a file written now for a row that exists records the current
+/// epoch.
 fn dead_hints(cache: &Cache) -> Result<Vec<StrayFile>> {
-    let shards = list(&cache.layout().hints)?;
+    let removals = cache.layout().hints.join(hints::REMOVALS_FILE);
+    let shards: Vec<PathBuf> = list(&cache.layout().hints)?
+        .into_iter()
+        .filter(|path| *path != removals)
+        .collect();
     if shards.is_empty() {
         return Ok(Vec::new());
     }
     let index = cache.index()?;
     let epoch = index.read(index::epoch)?;
+    let log = hints::RemovalLog::read(&cache.layout().hints);
     let mut out = Vec::new();
     let mut dead = |path: PathBuf| {
         let bytes = fs::symlink_metadata(&path).map_or(0, |m| m.len());
@@ -731,7 +746,7 @@ fn dead_hints(cache: &Cache) -> Result<Vec<StrayFile>> {
                 .filter(|key| cache.layout().hint_path(key) == path);
             let alive = match key {
                 Some(key) => hints::read(cache.layout(), &key).is_some_and(|hint| {
-                    hint.epoch == epoch
+                    log.spares(&key, hint.epoch, epoch)
                         && index
                             .read(|c| index::lookup(c, &key))
                             .is_ok_and(|row| row.is_some_and(|row| row.hash == hint.hash))

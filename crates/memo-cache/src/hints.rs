@@ -12,11 +12,22 @@
 //!
 //! - **Every removal moves the epoch.** A transaction that removes or replaces a row also moves
 //!   the removal epoch on ([`crate::index::epoch`], SQLite's `application_id` in the database
-//!   header), in the same commit.
+//!   header), in the same commit, to a new random value.
 //! - **A file records the epoch of its row.** The closing handle reads the epoch and the rows
 //!   in one read transaction, so the row it copies was current at that epoch. A file is
-//!   believed only while the epoch is the one it records: any removal since, anywhere, makes
-//!   every older file a miss.
+//!   believed while the epoch is the one it records, or while every move since is in the
+//!   removal log and touched other keys (next rule).
+//! - **A removal says which keys it touched.** Before it commits, under the write lock, a
+//!   removal appends a record to the removal log (`hints/removals`, [`RemovalLog`]): the epoch
+//!   it moves from, the one it moves to, and the buckets (a key's first byte) of the keys it
+//!   removes or changes. A file of a key in a bucket no move since its epoch touched is still a
+//!   copy of a current row, so removing one entry voids about 1/256 of the first-hit files, not
+//!   all of them. Anything missing or in doubt voids: a move with no record (made by an older
+//!   memo-cache, or a record lost to a crash or a power cut before its commit reached the disk),
+//!   a torn or damaged record, a log cut back when it grew past [`LOG_LIMIT`]. Records are written
+//!   only by transactions about to commit (a dry run writes none); one whose commit then
+//!   failed leads from the epoch it read to a random one that never becomes the header's, so
+//!   it vouches for nothing.
 //! - **The header is read only when it is the whole truth.** The epoch is read from the index
 //!   file's header without SQLite. In WAL mode a commit reaches the index file only at a
 //!   checkpoint; the last connection to close checkpoints everything and deletes the `-wal`
@@ -164,6 +175,170 @@ pub(crate) fn remove(layout: &Layout, key: &Key) {
     }
 }
 
+/// The removal log's file name, in `hints/`.
+pub(crate) const REMOVALS_FILE: &str = "removals";
+/// A record: magic, from, to, the buckets touched (one bit per first byte of a key), and a
+/// checksum (the first 4 bytes of the blake3 hash of the rest).
+const RECORD: usize = 4 + 4 + 4 + 32 + 4;
+const RECORD_MAGIC: &[u8; 4] = b"MCR1";
+/// The removal log is cut back to nothing when a removal finds it this long (about 1,300
+/// moves): first-hit files older than that are voided, as every removal voided them before.
+pub(crate) const LOG_LIMIT: u64 = 64 * 1024;
+
+/// The keys a removal touched, by bucket: one bit per first byte of a key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Buckets([u8; 32]);
+
+impl Buckets {
+    /// Every bucket: for a removal whose keys are not known (a malformed row).
+    pub const ALL: Buckets = Buckets([0xff; 32]);
+
+    pub fn add(&mut self, key: &Key) {
+        let b = key.0[0];
+        self.0[usize::from(b / 8)] |= 1 << (b % 8);
+    }
+
+    fn has(&self, key: &Key) -> bool {
+        let b = key.0[0];
+        self.0[usize::from(b / 8)] & (1 << (b % 8)) != 0
+    }
+}
+
+impl<'a> FromIterator<&'a Key> for Buckets {
+    fn from_iter<I: IntoIterator<Item = &'a Key>>(keys: I) -> Buckets {
+        let mut buckets = Buckets::default();
+        keys.into_iter().for_each(|k| buckets.add(k));
+        buckets
+    }
+}
+
+/// One move of the removal epoch, as the removal log records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Move {
+    from: i32,
+    to: i32,
+    touched: Buckets,
+}
+
+impl Move {
+    fn encode(&self) -> [u8; RECORD] {
+        let mut out = [0u8; RECORD];
+        out[..4].copy_from_slice(RECORD_MAGIC);
+        out[4..8].copy_from_slice(&self.from.to_le_bytes());
+        out[8..12].copy_from_slice(&self.to.to_le_bytes());
+        out[12..44].copy_from_slice(&self.touched.0);
+        let sum = blake3::hash(&out[..44]);
+        out[44..].copy_from_slice(&sum.as_bytes()[..4]);
+        out
+    }
+
+    fn decode(record: &[u8]) -> Option<Move> {
+        let word = |at: usize| i32::from_le_bytes(record[at..at + 4].try_into().expect("4 bytes"));
+        (record.len() == RECORD
+            && &record[..4] == RECORD_MAGIC
+            && blake3::hash(&record[..44]).as_bytes()[..4] == record[44..])
+            .then(|| Move {
+                from: word(4),
+                to: word(8),
+                touched: Buckets(record[12..44].try_into().expect("32 bytes")),
+            })
+    }
+}
+
+/// Appends to the removal log in `hints` the move of the epoch `from` -> `to`, which touched the
+/// keys in `touched`. Called under the index's write lock, before the move commits. Best
+/// effort: a move with no record voids older first-hit files, which is always safe; so is a log
+/// that does not exist (no `hints/` yet: no first-hit file older than this move).
+pub(crate) fn log_move(hints: &Path, from: i32, to: i32, touched: &Buckets) {
+    if let Err(e) = append_move(
+        hints,
+        &Move {
+            from,
+            to,
+            touched: *touched,
+        },
+    ) {
+        tracing::debug!("memo-cache: removal log in {}: {e}", hints.display());
+    }
+}
+
+fn append_move(hints: &Path, record: &Move) -> std::io::Result<()> {
+    use std::io::Write;
+    match fs::symlink_metadata(hints) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    let mut options = fs::OpenOptions::new();
+    options.append(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW).mode(0o600);
+    }
+    let mut file = options.open(hints.join(REMOVALS_FILE))?;
+    let len = file.metadata()?.len();
+    // A torn record (a full disk) would shift every later one: start over, as when too long.
+    if len >= LOG_LIMIT || len % RECORD as u64 != 0 {
+        file.set_len(0)?;
+    }
+    file.write_all(&record.encode())
+}
+
+/// The removal log as read at one time: which first-hit files outlived the moves of the epoch.
+#[derive(Debug, Default)]
+pub(crate) struct RemovalLog {
+    moves: Vec<Move>,
+}
+
+impl RemovalLog {
+    /// The log in `hints`; a missing or unreadable one has no moves.
+    pub fn read(hints: &Path) -> RemovalLog {
+        let path = hints.join(REMOVALS_FILE);
+        let mut bytes = Vec::new();
+        let read = blobs::open_file(&path).and_then(|mut f| {
+            if f.metadata()?.len() > 2 * LOG_LIMIT {
+                return Err(ErrorKind::InvalidData.into());
+            }
+            f.read_to_end(&mut bytes)
+        });
+        if read.is_err() {
+            return RemovalLog::default();
+        }
+        RemovalLog {
+            moves: bytes
+                .chunks_exact(RECORD)
+                .filter_map(Move::decode)
+                .collect(),
+        }
+    }
+
+    /// True when a first-hit file of `key` that recorded the epoch `then` copies a row still
+    /// current at the epoch `now`: the same epoch, or a chain of recorded moves from `then` to
+    /// `now` none of which touched `key`'s bucket.
+    pub fn spares(&self, key: &Key, then: i32, now: i32) -> bool {
+        if then == now {
+            return true;
+        }
+        let mut seen = vec![then];
+        let mut todo = vec![then];
+        while let Some(at) = todo.pop() {
+            for m in &self.moves {
+                if m.from != at || m.touched.has(key) || seen.contains(&m.to) {
+                    continue;
+                }
+                if m.to == now {
+                    return true;
+                }
+                seen.push(m.to);
+                todo.push(m.to);
+            }
+        }
+        false
+    }
+}
+
 /// Reads the removal epoch from the header of an index file.
 ///
 /// The file is read through a descriptor that is never closed: on POSIX systems, closing any
@@ -174,6 +349,10 @@ pub(crate) fn remove(layout: &Layout, key: &Key) {
 #[derive(Debug)]
 pub(crate) struct IndexHeader {
     path: PathBuf,
+    /// The `hints/` directory beside the index file.
+    hints: PathBuf,
+    /// The removal log, read at first need and again when the epoch has moved since.
+    log: Mutex<Option<(i32, std::sync::Arc<RemovalLog>)>>,
 }
 
 /// Where the header keeps what is read here (<https://sqlite.org/fileformat.html>).
@@ -187,6 +366,8 @@ impl IndexHeader {
     pub fn open(path: &Path) -> Option<IndexHeader> {
         let header = IndexHeader {
             path: path.to_path_buf(),
+            hints: path.with_file_name(crate::layout::HINTS_DIR),
+            log: Mutex::new(None),
         };
         header.read().map(|_| header)
     }
@@ -201,6 +382,26 @@ impl IndexHeader {
             Err(_) => return None,
         }
         self.read()
+    }
+
+    /// True when a first-hit file of `key` that recorded the epoch `then` may be believed while
+    /// the header shows `now` (see [`RemovalLog::spares`]).
+    pub fn believes(&self, key: &Key, then: i32, now: i32) -> bool {
+        if then == now {
+            return true;
+        }
+        let log = {
+            let mut cached = self.log.lock().unwrap_or_else(|p| p.into_inner());
+            match &*cached {
+                Some((at, log)) if *at == now => std::sync::Arc::clone(log),
+                _ => {
+                    let log = std::sync::Arc::new(RemovalLog::read(&self.hints));
+                    *cached = Some((now, std::sync::Arc::clone(&log)));
+                    log
+                }
+            }
+        };
+        log.spares(key, then, now)
     }
 
     #[cfg(unix)]
@@ -251,6 +452,47 @@ fn descriptor(path: &Path, id: (u64, u64)) -> Option<&'static fs::File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_outlives_only_recorded_moves_that_spare_its_bucket() {
+        let dir = tempfile::tempdir().unwrap();
+        let hints = dir.path();
+        let (a, b) = (key(1), key(2));
+        log_move(hints, 10, 20, &[&a].into_iter().collect());
+        log_move(hints, 20, 30, &[&key(3)].into_iter().collect());
+        // A record of a transaction that rolled back: it leads nowhere.
+        log_move(hints, 30, 99, &Buckets::default());
+        log_move(hints, 30, 40, &Buckets::default());
+        let log = RemovalLog::read(hints);
+        assert!(log.spares(&b, 10, 40), "no move touched b's bucket");
+        assert!(!log.spares(&a, 10, 40), "a was removed at 10 -> 20");
+        assert!(
+            log.spares(&a, 20, 40),
+            "a's file was written after its removal"
+        );
+        assert!(!log.spares(&b, 10, 50), "a move with no record voids");
+        assert!(!log.spares(&b, 5, 40), "so does one from before the log");
+        log_move(hints, 40, 41, &Buckets::ALL);
+        assert!(
+            !RemovalLog::read(hints).spares(&b, 10, 41),
+            "a move of every bucket"
+        );
+
+        // A damaged record is no record: the chain through it is broken.
+        let path = hints.join(REMOVALS_FILE);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[RECORD + 20] ^= 1;
+        fs::write(&path, &bytes).unwrap();
+        assert!(!RemovalLog::read(hints).spares(&b, 10, 40));
+        // A torn tail makes the next removal start the log again.
+        fs::write(&path, &bytes[..RECORD + 7]).unwrap();
+        log_move(hints, 40, 41, &Buckets::default());
+        assert_eq!(fs::metadata(&path).unwrap().len(), RECORD as u64);
+        assert!(RemovalLog::read(hints).spares(&b, 40, 41));
+        // No `hints/`, no log, and nothing made.
+        log_move(&hints.join("missing"), 1, 2, &Buckets::ALL);
+        assert!(!hints.join("missing").exists());
+    }
 
     fn key(b: u8) -> Key {
         Digest([b; 32])
