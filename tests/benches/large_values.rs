@@ -11,7 +11,9 @@
 //!
 //! Both sides cache a function of one small integer that hands back a value made beforehand, so
 //! a miss costs the store alone and a hit the lookup, the read, the hash check (ours) and the
-//! decode. Every store is of a new argument (a new entry); every hit is of the first one. The
+//! decode. Beside them: the floors (`std::fs::read` of the file; a read into a new `Vec<f64>`)
+//! and blake3 over the same bytes on one core and on all (`update_rayon`): a hash-checked hit
+//! cannot beat the larger of the read and the hash on every core. Every store is of a new argument (a new entry); every hit is of the first one. The
 //! returned value is dropped outside the timed region on both sides.
 //!
 //! joblib and numpy come from PyPI into a virtual environment that `scripts/python-peers.sh`
@@ -162,6 +164,8 @@ struct Samples {
     joblib_hit: Vec<f64>,
     read: Vec<f64>,
     read_f64: Vec<f64>,
+    hash_one: Vec<f64>,
+    hash_all: Vec<f64>,
 }
 
 /// `std::fs::read` of the file: a fresh allocation, filled.
@@ -193,12 +197,12 @@ fn run_case(case: &Case, rounds: usize, python: Option<&Path>, dir: &Path) -> Sa
         (random_bytes(case.bytes), Vec::new())
     };
     let file = dir.join(format!("{}.bin", case.name));
-    if floats_case {
-        let le: Vec<u8> = floats.iter().flat_map(|x| x.to_le_bytes()).collect();
-        std::fs::write(&file, le).unwrap();
+    let file_bytes: Vec<u8> = if floats_case {
+        floats.iter().flat_map(|x| x.to_le_bytes()).collect()
     } else {
-        std::fs::write(&file, &bytes).unwrap();
-    }
+        bytes.clone()
+    };
+    std::fs::write(&file, &file_bytes).unwrap();
     let dtype = if floats_case { "<f8" } else { "u1" };
     let mut s = Samples::default();
     let mut seed = 1_000u64;
@@ -230,6 +234,10 @@ fn run_case(case: &Case, rounds: usize, python: Option<&Path>, dir: &Path) -> Sa
             });
             s.read.push(timed(|| plain_read(&file)));
             s.read_f64.push(timed(|| read_into_f64(&file, case.bytes)));
+            s.hash_one.push(timed(|| blake3::hash(&file_bytes)));
+            s.hash_all.push(timed(|| {
+                blake3::Hasher::new().update_rayon(&file_bytes).finalize()
+            }));
         }
         if let Some(python) = python {
             let location = dir.join("joblib");
@@ -289,6 +297,8 @@ fn print_case(case: &Case, s: Samples) {
     let joblib_hit = line("joblib.Memory hit", &s.joblib_hit);
     let read = line("floor: std::fs::read", &s.read);
     let read_f64 = line("floor: read into a new Vec<f64>", &s.read_f64);
+    line("blake3 of the bytes, one core", &s.hash_one);
+    let hash_all = line("blake3 of the bytes, update_rayon", &s.hash_all);
     let store = line("#[disk_cache] store (a miss)", &s.store);
     let joblib_store = line("joblib.Memory store (a miss)", &s.joblib_store);
     let ratio = |name: &str, a: Option<f64>, b: Option<f64>| {
@@ -299,6 +309,15 @@ fn print_case(case: &Case, s: Samples) {
     ratio("hit: joblib / ours (above 1: faster)", joblib_hit, hit);
     ratio("hit: ours / fs::read floor", hit, read);
     ratio("hit: ours / Vec<f64> read floor", hit, read_f64);
+    let checked_floor = match (read, hash_all) {
+        (Some(r), Some(h)) => Some(r.max(h)),
+        _ => None,
+    };
+    ratio(
+        "hit: ours / max(read, blake3 all cores)",
+        hit,
+        checked_floor,
+    );
     ratio("store: joblib / ours", joblib_store, store);
 }
 
