@@ -136,7 +136,7 @@ pub(crate) fn decode_aligned<T: DeserializeOwned + Any, N: Plain>(
         && stored.bytes().last() == Some(&raw)
     {
         let payload = stored.len() - 1;
-        if payload % size_of::<N>() != 0 {
+        if !payload.is_multiple_of(size_of::<N>()) {
             return Err("truncated numeric array".into());
         }
         return Ok(cast(stored.into_vec(payload / size_of::<N>())));
