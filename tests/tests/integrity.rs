@@ -294,3 +294,38 @@ fn bytes_that_no_longer_decode_are_a_miss_and_the_entry_is_dropped() {
         );
     }
 }
+
+/// A blob big enough to be read in pieces by two threads, straight into the `Vec<f64>` the
+/// caller gets: a flipped byte in any piece (or the format byte), or a cut, is a miss, never a
+/// value with wrong numbers.
+#[test]
+fn a_damaged_float_blob_read_in_pieces_is_a_miss() {
+    static FLOATS: Function = Function::new("integrity::floats", "v1", "Vec<f64>");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::builder(dir.path()).no_remote().open().unwrap();
+    // 10 MB: three 4 MiB pieces, the last one short.
+    let value: Vec<f64> = (0..1_250_000).map(|i| f64::from(i) * 0.25 - 1.0).collect();
+    let stored_len = value.len() * 8 + 1;
+    for (i, offset) in [0, 4 << 20, (8 << 20) + 3, stored_len - 2, stored_len - 1]
+        .into_iter()
+        .enumerate()
+    {
+        cache.put(&FLOATS, &(i,), &value).unwrap();
+        let key = FLOATS.key(&(i,)).unwrap();
+        assert_eq!(
+            cache.get::<_, Vec<f64>>(&FLOATS, &(i,)).unwrap(),
+            Some(value.clone())
+        );
+        flip_byte(&blob_of(dir.path(), &key), offset);
+        assert_eq!(
+            cache.get::<_, Vec<f64>>(&FLOATS, &(i,)).unwrap(),
+            None,
+            "a flipped byte at {offset}"
+        );
+    }
+    cache.put(&FLOATS, &(99,), &value).unwrap();
+    let blob = blob_of(dir.path(), &FLOATS.key(&(99,)).unwrap());
+    let bytes = fs::read(&blob).unwrap();
+    fs::write(&blob, &bytes[..bytes.len() - 9]).unwrap();
+    assert_eq!(cache.get::<_, Vec<f64>>(&FLOATS, &(99,)).unwrap(), None);
+}

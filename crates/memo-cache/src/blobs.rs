@@ -103,91 +103,335 @@ impl std::fmt::Display for ReadFailure {
     }
 }
 
-/// Values from this size on are hashed on a second thread while they are read.
+/// Values from this size on are hashed on every core when stored; a blob larger than one
+/// [`PIECE`] is read and hashed by two threads, each taking the next piece of the file in turn.
 ///
-/// A hit on a 100 MB blob read the file (41 ms here) and then hashed it (17 ms); hashing each
-/// chunk as soon as it is read overlaps the two, so the hit costs about the read alone. Below
-/// this size the thread costs more than it saves.
-const HASH_BEHIND_FROM: usize = 4 << 20;
-/// What the reader hands the hasher at a time.
-const HASH_CHUNK: usize = 1 << 20;
+/// On the 2-core VM of BENCHMARKS.md ("Large values") blake3 on one core (~1.5 GB/s) is slower
+/// than the read itself, so a reader with a hasher one chunk behind it (the previous design)
+/// cost about the hash alone; two threads that each read a piece and hash it while it is still
+/// in cache share both the reading and the hashing. Below this size the thread costs more than
+/// it saves.
+const PARALLEL_FROM: usize = 4 << 20;
+/// What one thread reads and hashes at a time: a whole BLAKE3 subtree (a power of two of
+/// 1 KiB chunks, at an offset that is a multiple of it), so the pieces' chaining values merge
+/// into the hash of the whole file.
+const PIECE: usize = 4 << 20;
+/// Within a piece, how much is read before it is hashed: small enough to still be in the
+/// core's cache when the hasher reaches it.
+const STEP: usize = 256 << 10;
 
-/// Like [`read`], and the blake3 digest of the bytes read, computed on the way.
+/// Plain numbers a blob can be read into directly: every bit pattern is a valid value.
 ///
-/// The buffer is allocated at its exact size and filled by `read(2)` without zeroing it first;
-/// large files are hashed on a second thread, one chunk behind the reader.
+/// # Safety
+///
+/// Implementors must be plain integers or floats (no padding, no invalid bit patterns).
+pub(crate) unsafe trait Plain: Copy + Send + Sync + 'static {}
+// SAFETY: plain integers and floats.
+unsafe impl Plain for u8 {}
+// SAFETY: as above.
+unsafe impl Plain for f64 {}
+// SAFETY: as above.
+unsafe impl Plain for f32 {}
+// SAFETY: as above.
+unsafe impl Plain for i64 {}
+// SAFETY: as above.
+unsafe impl Plain for u64 {}
+// SAFETY: as above.
+unsafe impl Plain for i32 {}
+// SAFETY: as above.
+unsafe impl Plain for u32 {}
+
+/// Stored bytes in an allocation made for `N`s, so that a value of `Vec<N>` can be handed out as
+/// the very buffer the file was read into: `len` bytes are initialised at its start, and its
+/// capacity is at least `len` bytes.
+pub(crate) struct Aligned<N: Plain> {
+    buf: Vec<N>,
+    len: usize,
+}
+
+impl<N: Plain> Aligned<N> {
+    /// An uninitialised allocation with room for `len` bytes; large ones are advised onto huge
+    /// pages, so filling them takes a page fault per 2 MiB instead of per 4 KiB.
+    fn with_room(len: usize) -> Aligned<N> {
+        let buf: Vec<N> = Vec::with_capacity(len.div_ceil(size_of::<N>()));
+        advise_huge_pages(buf.as_ptr().cast(), buf.capacity() * size_of::<N>());
+        Aligned { buf, len: 0 }
+    }
+
+    /// A copy of `bytes` (the bytes themselves when `N` is `u8`).
+    pub fn from_bytes(bytes: Vec<u8>) -> Aligned<N> {
+        let any: Box<dyn std::any::Any> = Box::new(bytes);
+        match any.downcast::<Vec<u8>>() {
+            Ok(bytes) if size_of::<N>() == 1 => {
+                let len = bytes.len();
+                let any: Box<dyn std::any::Any> = bytes;
+                let buf = *any.downcast::<Vec<N>>().expect("N is u8");
+                Aligned { buf, len }
+            }
+            Ok(bytes) => {
+                let mut out = Aligned::<N>::with_room(bytes.len());
+                // SAFETY: the allocation has room for `bytes.len()` bytes and is distinct.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        bytes.as_ptr(),
+                        out.buf.as_mut_ptr().cast::<u8>(),
+                        bytes.len(),
+                    );
+                }
+                out.len = bytes.len();
+                out
+            }
+            Err(_) => unreachable!("a Vec<u8> was boxed"),
+        }
+    }
+
+    /// The stored bytes.
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: the first `len` bytes of the allocation are initialised.
+        unsafe { std::slice::from_raw_parts(self.buf.as_ptr().cast::<u8>(), self.len) }
+    }
+
+    /// The stored bytes' length.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The first `n` elements as a vector, in place (the allocation may have room for more).
+    pub fn into_vec(mut self, n: usize) -> Vec<N> {
+        assert!(n * size_of::<N>() <= self.len, "only initialised elements");
+        // SAFETY: the first `n` elements are initialised bytes, and any bytes are a valid `N`.
+        unsafe { self.buf.set_len(n) };
+        self.buf
+    }
+
+    /// All of the allocation's bytes, initialised or not.
+    fn spare(&mut self) -> &mut [MaybeUninit<u8>] {
+        let bytes = self.buf.capacity() * size_of::<N>();
+        // SAFETY: the allocation holds `bytes` bytes; `MaybeUninit` asks nothing of them.
+        unsafe {
+            std::slice::from_raw_parts_mut(self.buf.as_mut_ptr().cast::<MaybeUninit<u8>>(), bytes)
+        }
+    }
+}
+
+impl Aligned<u8> {
+    /// The stored bytes as a vector, in place.
+    pub fn into_bytes(self) -> Vec<u8> {
+        let len = self.len;
+        self.into_vec(len)
+    }
+}
+
+/// An empty byte vector with room for `len` bytes, advised onto huge pages when large (see
+/// [`advise_huge_pages`]).
+pub(crate) fn byte_buffer(len: usize) -> Vec<u8> {
+    Aligned::<u8>::with_room(len).into_bytes()
+}
+
+/// Asks Linux to back `len` bytes at `ptr` with transparent huge pages (ignored when they are
+/// off; the same advice numpy gives its large arrays). A 100 MB read into a fresh allocation
+/// otherwise takes ~25,000 page faults, each zeroing a 4 KiB page before `read` overwrites it.
+#[cfg(target_os = "linux")]
+fn advise_huge_pages(ptr: *const u8, len: usize) {
+    const HUGE: usize = 2 << 20;
+    if len < 2 * HUGE {
+        return;
+    }
+    let start = (ptr as usize).next_multiple_of(HUGE);
+    let end = (ptr as usize + len) / HUGE * HUGE;
+    if end > start {
+        // SAFETY: advice only, on whole pages inside an allocation we own; it never changes
+        // what the memory holds.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn advise_huge_pages(_ptr: *const u8, _len: usize) {}
+
+/// The digest of `bytes` to be stored, on every core when they are large.
+pub(crate) fn digest(bytes: &[u8]) -> Digest {
+    if bytes.len() < PARALLEL_FROM {
+        return Digest::of(bytes);
+    }
+    Digest(
+        *blake3::Hasher::new()
+            .update_rayon(bytes)
+            .finalize()
+            .as_bytes(),
+    )
+}
+
+/// Like [`read_hashed_as`], into a byte vector.
 pub(crate) fn read_hashed(
     path: &Path,
     size: u64,
 ) -> std::result::Result<(Vec<u8>, Digest), ReadFailure> {
-    let mut file = open_checked(path, size)?;
+    read_hashed_as::<u8>(path, size).map(|(bytes, digest)| (bytes.into_bytes(), digest))
+}
+
+/// The file at `path`, which the index says holds `size` bytes, read into an allocation made
+/// for `N`s, and the blake3 digest of its bytes, computed on the way.
+///
+/// The buffer is allocated at its exact size and filled by `read(2)` without zeroing it first;
+/// past one [`PIECE`], two threads read and hash pieces of it.
+pub(crate) fn read_hashed_as<N: Plain>(
+    path: &Path,
+    size: u64,
+) -> std::result::Result<(Aligned<N>, Digest), ReadFailure> {
+    let file = open_checked(path, size)?;
     let len = usize::try_from(size).map_err(|_| ReadFailure::WrongSize { found: size })?;
-    let mut bytes: Vec<u8> = Vec::with_capacity(len);
-    let spare = &mut bytes.spare_capacity_mut()[..len];
-    let (filled, digest) = if len >= HASH_BEHIND_FROM {
-        read_hashing_behind(&mut file, spare).map_err(ReadFailure::Io)?
+    let mut out = Aligned::<N>::with_room(len);
+    let spare = &mut out.spare()[..len];
+    let (filled, digest) = if len > PIECE {
+        read_in_pieces(&file, spare, PIECE).map_err(ReadFailure::Io)?
     } else {
-        (read_into(&mut file, spare).map_err(ReadFailure::Io)?, None)
+        let filled = read_into(&mut &file, spare).map_err(ReadFailure::Io)?;
+        (filled, None)
     };
-    // SAFETY: `read_into` initialised the first `filled` bytes.
-    unsafe { bytes.set_len(filled) };
+    out.len = filled;
     if filled != len {
         return Err(ReadFailure::WrongSize {
             found: filled as u64,
         });
     }
-    let digest = digest.unwrap_or_else(|| Digest::of(&bytes));
-    Ok((bytes, digest))
+    let digest = digest.unwrap_or_else(|| Digest::of(out.bytes()));
+    Ok((out, digest))
 }
 
-/// Fills `buf` from `file` while a scoped thread hashes what has been read so far.
-/// Returns how many bytes were read (fewer than `buf.len()` only at an early end of file).
-fn read_hashing_behind(
-    file: &mut File,
+/// Fills `buf` from `file` on two threads, each taking the next `piece` bytes, reading them in
+/// steps and hashing each step just read; the pieces' chaining values are then merged into the
+/// file's hash (`buf` must be longer than one piece). Returns the bytes read and the digest, or
+/// `None` for the digest when the file ended early (the caller then reports the wrong size).
+fn read_in_pieces(
+    file: &File,
     buf: &mut [MaybeUninit<u8>],
+    piece: usize,
 ) -> io::Result<(usize, Option<Digest>)> {
-    std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<&[u8]>(buf.len() / HASH_CHUNK + 1);
-        let hasher = scope.spawn(move || {
-            let mut hasher = blake3::Hasher::new();
-            for chunk in rx {
-                hasher.update(chunk);
-            }
-            Digest(*hasher.finalize().as_bytes())
-        });
-        let mut filled = 0;
-        let mut rest = buf;
-        while !rest.is_empty() {
-            let (chunk, tail) = rest.split_at_mut(HASH_CHUNK.min(rest.len()));
-            let n = match read_into(file, chunk) {
-                Ok(n) => n,
-                Err(e) => {
-                    drop(tx);
-                    let _ = hasher.join();
-                    return Err(e);
-                }
+    debug_assert!(piece.is_power_of_two() && piece >= blake3::CHUNK_LEN);
+    let total = buf.len();
+    let count = total.div_ceil(piece);
+    assert!(count >= 2, "one piece is hashed as the root, not merged");
+    let work = std::sync::Mutex::new(buf.chunks_mut(piece).enumerate());
+    type Done = (usize, usize, Option<blake3::hazmat::ChainingValue>);
+    let worker = || -> io::Result<Vec<Done>> {
+        use blake3::hazmat::HasherExt;
+        let mut done = Vec::new();
+        loop {
+            let next = work.lock().expect("no worker panics holding it").next();
+            let Some((index, dest)) = next else {
+                return Ok(done);
             };
-            // SAFETY: `read_into` initialised the first `n` bytes of `chunk`, which the reader
-            // never touches again (`rest` moves past it), so the hasher may read them.
-            let done: &[u8] = unsafe { std::slice::from_raw_parts(chunk.as_ptr().cast::<u8>(), n) };
-            filled += n;
-            let _ = tx.send(done);
-            if n < chunk.len() {
-                break;
+            let offset = index * piece;
+            let mut hasher = blake3::Hasher::new();
+            hasher.set_input_offset(offset as u64);
+            let mut filled = 0;
+            for step in dest.chunks_mut(STEP) {
+                let n = read_at_into(file, step, (offset + filled) as u64)?;
+                // SAFETY: `read_at_into` initialised the first `n` bytes of `step`.
+                let read = unsafe { std::slice::from_raw_parts(step.as_ptr().cast::<u8>(), n) };
+                hasher.update(read);
+                filled += n;
+                if n < step.len() {
+                    break;
+                }
             }
-            rest = tail;
+            // A short piece means the file ended early: no digest is wanted then, and an empty
+            // subtree has no chaining value.
+            let cv = (filled == dest.len()).then(|| hasher.finalize_non_root());
+            done.push((index, filled, cv));
         }
-        drop(tx);
-        Ok((
-            filled,
-            Some(hasher.join().expect("the hashing thread does not panic")),
-        ))
-    })
+    };
+    let (mine, theirs) = std::thread::scope(|scope| {
+        let helper = scope.spawn(worker);
+        let mine = worker();
+        (
+            mine,
+            helper.join().expect("the reading thread does not panic"),
+        )
+    });
+    let mut pieces = mine?;
+    pieces.extend(theirs?);
+    pieces.sort_unstable_by_key(|(index, _, _)| *index);
+    debug_assert_eq!(pieces.len(), count);
+    // Bytes are counted up to the first short piece: past it the file ended.
+    let mut filled = 0;
+    let mut cvs = Vec::with_capacity(count);
+    for (_, n, cv) in pieces {
+        filled += n;
+        match cv {
+            Some(cv) => cvs.push(cv),
+            None => return Ok((filled, None)),
+        }
+    }
+    Ok((filled, Some(merge_root(&cvs))))
+}
+
+/// The hash of a file from the chaining values of its equal pieces (the last may be shorter),
+/// at least two: BLAKE3's tree puts the largest power of two of pieces short of all of them on
+/// the left.
+fn merge_root(cvs: &[blake3::hazmat::ChainingValue]) -> Digest {
+    use blake3::hazmat::{Mode, merge_subtrees_root};
+    let left = left_count(cvs.len());
+    let hash = merge_subtrees_root(&merge(&cvs[..left]), &merge(&cvs[left..]), Mode::Hash);
+    Digest(*hash.as_bytes())
+}
+
+fn merge(cvs: &[blake3::hazmat::ChainingValue]) -> blake3::hazmat::ChainingValue {
+    use blake3::hazmat::{Mode, merge_subtrees_non_root};
+    if cvs.len() == 1 {
+        return cvs[0];
+    }
+    let left = left_count(cvs.len());
+    merge_subtrees_non_root(&merge(&cvs[..left]), &merge(&cvs[left..]), Mode::Hash)
+}
+
+/// The largest power of two below `n` (at least 2).
+fn left_count(n: usize) -> usize {
+    1 << (usize::BITS - 1 - (n - 1).leading_zeros())
+}
+
+/// Reads at `offset` until `buf` is full or the file ends; returns the number of bytes read.
+fn read_at_into(file: &File, buf: &mut [MaybeUninit<u8>], offset: u64) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match read_some_at(file, &mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+#[cfg(unix)]
+fn read_some_at(file: &File, buf: &mut [MaybeUninit<u8>], offset: u64) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let want = buf.len().min(1 << 30);
+    let offset = libc::off_t::try_from(offset).map_err(io::Error::other)?;
+    // SAFETY: the kernel writes at most `want` bytes into memory we own mutably.
+    let n = unsafe { libc::pread(file.as_raw_fd(), buf.as_mut_ptr().cast(), want, offset) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+#[cfg(not(unix))]
+fn read_some_at(file: &File, buf: &mut [MaybeUninit<u8>], offset: u64) -> io::Result<usize> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = file;
+    file.seek(SeekFrom::Start(offset))?;
+    read_some(&mut file, buf)
 }
 
 /// Reads until `buf` is full or the file ends; returns the number of bytes read, all of which
 /// are initialised.
-fn read_into(file: &mut File, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
+fn read_into(file: &mut &File, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match read_some(file, &mut buf[filled..]) {
@@ -201,7 +445,7 @@ fn read_into(file: &mut File, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> 
 }
 
 #[cfg(unix)]
-fn read_some(file: &mut File, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
+fn read_some(file: &mut &File, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
     use std::os::fd::AsRawFd;
     // At most 1 GiB per call, like std does, so the count always fits an isize.
     let want = buf.len().min(1 << 30);
@@ -215,7 +459,7 @@ fn read_some(file: &mut File, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> 
 }
 
 #[cfg(not(unix))]
-fn read_some(file: &mut File, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
+fn read_some(file: &mut &File, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
     for b in buf.iter_mut() {
         b.write(0);
     }
@@ -346,14 +590,7 @@ mod tests {
     #[test]
     fn read_hashed_matches_a_plain_read_and_hash_on_both_paths() {
         let dir = tempfile::tempdir().unwrap();
-        for len in [
-            0,
-            1,
-            20_000,
-            HASH_BEHIND_FROM - 1,
-            HASH_BEHIND_FROM,
-            3 * HASH_CHUNK + HASH_BEHIND_FROM + 7,
-        ] {
+        for len in [0, 1, 20_000, PIECE, PIECE + 1, 3 * PIECE + 7] {
             let bytes: Vec<u8> = (0..len).map(|i| (i * 7 + i / 4096) as u8).collect();
             let path = dir.path().join(format!("blob-{len}"));
             fs::write(&path, &bytes).unwrap();
@@ -364,12 +601,72 @@ mod tests {
     }
 
     #[test]
+    fn pieces_merge_into_the_hash_of_the_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let chunk = blake3::CHUNK_LEN;
+        // Pieces of 2 chunks: every shape of tree from 2 to 9 pieces, with a last piece that is
+        // whole, one byte, a chunk and a byte, or one byte short.
+        let piece = 2 * chunk;
+        let mut lens = vec![piece + 1, 2 * piece];
+        for pieces in 2..=9 {
+            for tail in [1, chunk, chunk + 1, piece - 1, piece] {
+                lens.push((pieces - 1) * piece + tail);
+            }
+        }
+        for len in lens {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 31 + i / 1000) as u8).collect();
+            let path = dir.path().join("blob");
+            fs::write(&path, &bytes).unwrap();
+            let file = File::open(&path).unwrap();
+            let mut buf = vec![MaybeUninit::<u8>::uninit(); len];
+            let (filled, digest) = read_in_pieces(&file, &mut buf, piece).unwrap();
+            assert_eq!(filled, len);
+            assert_eq!(digest, Some(Digest::of(&bytes)), "length {len}");
+            // SAFETY: all `len` bytes were read.
+            let read = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), len) };
+            assert!(read == bytes, "length {len}");
+        }
+    }
+
+    #[test]
+    fn a_file_shorter_than_its_pieces_has_no_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob");
+        fs::write(&path, vec![3u8; 5000]).unwrap();
+        let file = File::open(&path).unwrap();
+        let mut buf = vec![MaybeUninit::<u8>::uninit(); 9000];
+        assert_eq!(read_in_pieces(&file, &mut buf, 2048).unwrap(), (5000, None));
+    }
+
+    #[test]
+    fn a_blob_read_as_numbers_keeps_its_bytes_and_alignment() {
+        let dir = tempfile::tempdir().unwrap();
+        for len in [1usize, 9, 8 * 1000 + 1, PIECE, 2 * PIECE + 8 * 3 + 1] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 13) as u8).collect();
+            let path = dir.path().join(format!("blob-{len}"));
+            fs::write(&path, &bytes).unwrap();
+            let (read, digest) = read_hashed_as::<f64>(&path, len as u64).unwrap();
+            assert_eq!(digest, Digest::of(&bytes));
+            assert!(read.bytes() == bytes);
+            let n = (len - 1) / 8;
+            let floats = read.into_vec(n);
+            assert_eq!(floats.as_ptr() as usize % align_of::<f64>(), 0);
+            let expected: Vec<u64> = bytes[..n * 8]
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+                .collect();
+            let got: Vec<u64> = floats.iter().map(|x| x.to_bits()).collect();
+            assert_eq!(got, expected);
+        }
+    }
+
+    #[test]
     fn read_hashed_refuses_a_file_of_the_wrong_size() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("blob");
-        fs::write(&path, vec![1u8; HASH_BEHIND_FROM + 10]).unwrap();
+        fs::write(&path, vec![1u8; PARALLEL_FROM + 10]).unwrap();
         assert!(matches!(
-            read_hashed(&path, HASH_BEHIND_FROM as u64 + 11),
+            read_hashed(&path, PARALLEL_FROM as u64 + 11),
             Err(ReadFailure::WrongSize { .. })
         ));
         assert!(matches!(

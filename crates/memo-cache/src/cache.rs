@@ -1,6 +1,6 @@
 //! The cache handle.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::blobs::{self, ReadFailure};
+use crate::blobs::{self, Aligned, Plain, ReadFailure};
 use crate::clock::{Clock, SystemClock};
 use crate::codec;
 use crate::error::{Error, Result};
@@ -564,10 +564,29 @@ impl Cache {
         func: Option<&Function>,
         key: &Key,
     ) -> Result<Option<T>> {
-        let Some(bytes) = self.read_checked(name, func, key)? else {
+        // A `Vec` of plain numbers is read straight into an allocation made for it.
+        macro_rules! numbers {
+            ($($n:ty),*) => {$(
+                if TypeId::of::<T>() == TypeId::of::<Vec<$n>>() {
+                    return self.get_key_into::<T, $n>(name, func, key);
+                }
+            )*};
+        }
+        numbers!(f64, f32, i64, u64, i32, u32);
+        self.get_key_into::<T, u8>(name, func, key)
+    }
+
+    /// Like [`Cache::get_key_as`], the stored bytes read into an allocation made for `N`s.
+    fn get_key_into<T: DeserializeOwned + Any, N: Plain>(
+        &self,
+        name: &str,
+        func: Option<&Function>,
+        key: &Key,
+    ) -> Result<Option<T>> {
+        let Some(bytes) = self.read_checked_as::<N>(name, func, key)? else {
             return Ok(None);
         };
-        match codec::decode::<T>(bytes.bytes) {
+        match codec::decode_aligned::<T, N>(bytes.bytes) {
             Ok(value) => {
                 self.record_hit(key, !bytes.first_hit);
                 Ok(Some(value))
@@ -624,6 +643,22 @@ impl Cache {
         func: Option<&Function>,
         key: &Key,
     ) -> Result<Option<Checked>> {
+        Ok(self
+            .read_checked_as::<u8>(name, func, key)?
+            .map(|checked| Checked {
+                bytes: checked.bytes.into_bytes(),
+                hash: checked.hash,
+                first_hit: checked.first_hit,
+            }))
+    }
+
+    /// Like [`Cache::read_checked`], into an allocation made for `N`s.
+    fn read_checked_as<N: Plain>(
+        &self,
+        name: &str,
+        func: Option<&Function>,
+        key: &Key,
+    ) -> Result<Option<Checked<Aligned<N>>>> {
         let ttl = func.and_then(Function::ttl);
         if self.inner.index.get().is_none()
             && self.inner.first_hits.load(Ordering::Relaxed) < FIRST_HITS
@@ -644,11 +679,11 @@ impl Cache {
         let (bytes, digest) = match row.value {
             Some(bytes) => {
                 let digest = Digest::of(&bytes);
-                (bytes, digest)
+                (Aligned::from_bytes(bytes), digest)
             }
             None => {
                 let path = self.inner.layout.blob_path(key, &row.hash);
-                match blobs::read_hashed(&path, row.size) {
+                match blobs::read_hashed_as::<N>(&path, row.size) {
                     Ok(read) => read,
                     Err(failure) => {
                         if matches!(failure, ReadFailure::Missing)
@@ -687,7 +722,11 @@ impl Cache {
     /// The value of `key` from its first-hit file, when that file can be believed (see
     /// [`crate::hints`]) and is unexpired under `func`'s ttl; `None` sends the lookup to the
     /// index, whatever the reason.
-    fn first_hit(&self, key: &Key, func: Option<&Function>) -> Option<Checked> {
+    fn first_hit<N: Plain>(
+        &self,
+        key: &Key,
+        func: Option<&Function>,
+    ) -> Option<Checked<Aligned<N>>> {
         let header = self.inner.header.as_ref()?;
         let epoch = header.epoch(&self.inner.layout.wal)?;
         let hint = hints::read(&self.inner.layout, key)?;
@@ -702,10 +741,11 @@ impl Cache {
         let (bytes, digest) = match hint.value {
             Some(bytes) => {
                 let digest = Digest::of(&bytes);
-                (bytes, digest)
+                (Aligned::from_bytes(bytes), digest)
             }
             None => {
-                blobs::read_hashed(&self.inner.layout.blob_path(key, &hint.hash), hint.size).ok()?
+                blobs::read_hashed_as::<N>(&self.inner.layout.blob_path(key, &hint.hash), hint.size)
+                    .ok()?
             }
         };
         let sound = bytes.len() as u64 == hint.size && digest == hint.hash;
@@ -947,7 +987,7 @@ impl Cache {
             );
             return Ok(());
         }
-        let hash = Digest::of(bytes);
+        let hash = blobs::digest(bytes);
         let now = self.now_ms();
         let in_blob = bytes.len() > self.inner.inline_threshold;
         let blob_path = self.inner.layout.blob_path(key, &hash);
@@ -1299,8 +1339,8 @@ impl Cache {
     }
 }
 
-struct Checked {
-    bytes: Vec<u8>,
+struct Checked<B = Vec<u8>> {
+    bytes: B,
     hash: Digest,
     /// Read from a first-hit file, not from the index.
     first_hit: bool,

@@ -16,12 +16,17 @@
 //! serde hands a `Vec<f64>` over one element at a time, and MessagePack spends a marker byte and a
 //! call on each; a million of them took milliseconds to decode. Plain vectors of numbers and bytes
 //! are therefore recognised by type and copied as raw little-endian arrays. The format byte comes
-//! last so that a `Vec<u8>` read from disk becomes the result by dropping one byte, without a copy.
+//! last so that a stored `Vec<u8>` becomes the result by dropping one byte, without a copy; and a
+//! blob read into an allocation made for the wanted `Vec<f64>` (or other number) is that vector
+//! once its format byte is checked (`decode_aligned`): the file's bytes are copied once, by
+//! `read(2)`, into the buffer the caller gets.
 
 use std::any::{Any, TypeId};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+use crate::blobs::{Aligned, Plain};
 
 /// Payload is MessagePack.
 pub const FORMAT_MSGPACK: u8 = 0x01;
@@ -44,7 +49,7 @@ pub const FORMAT_U32: u8 = 0x15;
 pub fn encode<T: Serialize + Any>(value: &T) -> Result<Vec<u8>, String> {
     let any = value as &dyn Any;
     if let Some(bytes) = any.downcast_ref::<Vec<u8>>() {
-        let mut out = Vec::with_capacity(bytes.len() + 1);
+        let mut out = crate::blobs::byte_buffer(bytes.len() + 1);
         out.extend_from_slice(bytes);
         out.push(FORMAT_BYTES);
         return Ok(out);
@@ -52,9 +57,17 @@ pub fn encode<T: Serialize + Any>(value: &T) -> Result<Vec<u8>, String> {
     macro_rules! numeric {
         ($($t:ty => $format:expr),*) => {$(
             if let Some(items) = any.downcast_ref::<Vec<$t>>() {
-                let mut out = Vec::with_capacity(items.len() * size_of::<$t>() + 1);
-                for item in items {
-                    out.extend_from_slice(&item.to_le_bytes());
+                let len = items.len() * size_of::<$t>();
+                let mut out = crate::blobs::byte_buffer(len + 1);
+                if cfg!(target_endian = "little") {
+                    // SAFETY: plain numbers, no padding: their memory is `len` initialised bytes.
+                    out.extend_from_slice(unsafe {
+                        std::slice::from_raw_parts(items.as_ptr().cast::<u8>(), len)
+                    });
+                } else {
+                    for item in items {
+                        out.extend_from_slice(&item.to_le_bytes());
+                    }
                 }
                 out.push($format);
                 return Ok(out);
@@ -105,6 +118,46 @@ pub fn decode<T: DeserializeOwned + Any>(mut stored: Vec<u8>) -> Result<T, Strin
     let mut deserializer = rmp_serde::Deserializer::from_read_ref(&stored);
     deserializer.set_max_depth(MAX_DEPTH);
     T::deserialize(&mut deserializer).map_err(|e| e.to_string())
+}
+
+/// Decodes stored bytes held in an allocation made for `N`s: when `T` is `Vec<N>` and the bytes
+/// are its raw format, the allocation itself is the result; anything else decodes as [`decode`]
+/// would (bytes held for `u8` without a copy, others copied first).
+pub(crate) fn decode_aligned<T: DeserializeOwned + Any, N: Plain>(
+    stored: Aligned<N>,
+) -> Result<T, String> {
+    if TypeId::of::<N>() == TypeId::of::<u8>() {
+        let stored: Aligned<u8> = cast(stored);
+        return decode(stored.into_bytes());
+    }
+    let raw = raw_format::<N>();
+    if cfg!(target_endian = "little")
+        && TypeId::of::<T>() == TypeId::of::<Vec<N>>()
+        && stored.bytes().last() == Some(&raw)
+    {
+        let payload = stored.len() - 1;
+        if !payload.is_multiple_of(size_of::<N>()) {
+            return Err("truncated numeric array".into());
+        }
+        return Ok(cast(stored.into_vec(payload / size_of::<N>())));
+    }
+    decode(stored.bytes().to_vec())
+}
+
+/// The raw array format of `N` (`FORMAT_BYTES` for `u8`).
+fn raw_format<N: Plain>() -> u8 {
+    let id = TypeId::of::<N>();
+    [
+        (TypeId::of::<f64>(), FORMAT_F64),
+        (TypeId::of::<f32>(), FORMAT_F32),
+        (TypeId::of::<i64>(), FORMAT_I64),
+        (TypeId::of::<u64>(), FORMAT_U64),
+        (TypeId::of::<i32>(), FORMAT_I32),
+        (TypeId::of::<u32>(), FORMAT_U32),
+    ]
+    .into_iter()
+    .find_map(|(t, format)| (t == id).then_some(format))
+    .unwrap_or(FORMAT_BYTES)
 }
 
 /// How deeply a stored value may nest. Decoding recurses once per level (several frames in a
@@ -210,6 +263,96 @@ mod tests {
         let stored = encode(&(vec![7u8; 300],)).unwrap();
         // fixarray(1), bin16 marker, length 300, then the bytes.
         assert_eq!(&stored[..4], &[0x91, 0xc5, 0x01, 0x2c]);
+    }
+
+    /// Edge values through the raw formats, decoded both ways: from plain bytes (inline values,
+    /// Redis) and in place from a buffer aligned for the numbers (blobs).
+    fn both_ways<T>(value: &T) -> (T, T)
+    where
+        T: Serialize + DeserializeOwned + Any,
+    {
+        let stored = encode(value).unwrap();
+        let plain = decode::<T>(stored.clone()).unwrap();
+        let aligned = match TypeId::of::<T>() {
+            t if t == TypeId::of::<Vec<f64>>() => {
+                decode_aligned::<T, f64>(Aligned::from_bytes(stored))
+            }
+            t if t == TypeId::of::<Vec<u32>>() => {
+                decode_aligned::<T, u32>(Aligned::from_bytes(stored))
+            }
+            _ => decode_aligned::<T, u8>(Aligned::from_bytes(stored)),
+        };
+        (plain, aligned.unwrap())
+    }
+
+    #[test]
+    fn edge_values_round_trip_bit_for_bit() {
+        let nan_payload = f64::from_bits(0x7ff8_dead_beef_0001);
+        let floats = vec![
+            -0.0,
+            0.0,
+            nan_payload,
+            f64::NEG_INFINITY,
+            f64::MIN_POSITIVE / 2.0,
+        ];
+        for value in [Vec::new(), vec![-0.0], floats] {
+            let bits: Vec<u64> = value.iter().map(|x| x.to_bits()).collect();
+            let (plain, aligned) = both_ways(&value);
+            assert_eq!(plain.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), bits);
+            assert_eq!(
+                aligned.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                bits
+            );
+        }
+        for len in [0usize, 1, 7, 9, 4095, 65_537] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            assert_eq!(both_ways(&bytes), (bytes.clone(), bytes));
+        }
+        let ints = vec![u32::MAX, 0, 1];
+        assert_eq!(both_ways(&ints), (ints.clone(), ints));
+    }
+
+    #[test]
+    fn nested_structs_with_float_vectors_round_trip() {
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct Inner {
+            samples: Vec<f64>,
+            raw: Vec<u8>,
+        }
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct Outer {
+            name: String,
+            inner: Vec<Inner>,
+            weights: Vec<f64>,
+        }
+        let value = Outer {
+            name: "run".into(),
+            inner: vec![
+                Inner {
+                    samples: vec![-0.0, 1.5, f64::INFINITY],
+                    raw: vec![1, 2, 3],
+                },
+                Inner {
+                    samples: Vec::new(),
+                    raw: Vec::new(),
+                },
+            ],
+            weights: (0..10_000).map(|i| i as f64 / 3.0).collect(),
+        };
+        let (plain, aligned) = both_ways(&value);
+        assert_eq!(plain, value);
+        assert_eq!(aligned, value);
+    }
+
+    #[test]
+    fn an_aligned_buffer_of_another_format_decodes_as_its_format_says() {
+        // A `Vec<f64>` wanted, a `Vec<u64>` stored: an error, never the bits reinterpreted.
+        let stored = encode(&vec![1u64, 2]).unwrap();
+        assert!(decode_aligned::<Vec<f64>, f64>(Aligned::from_bytes(stored)).is_err());
+        // A truncated array is an error too.
+        let mut stored = encode(&vec![1.0f64, 2.0]).unwrap();
+        stored.remove(0);
+        assert!(decode_aligned::<Vec<f64>, f64>(Aligned::from_bytes(stored)).is_err());
     }
 
     #[test]
