@@ -355,3 +355,59 @@ fn a_file_in_place_of_the_directory_or_a_directory_in_place_of_the_index_is_name
         );
     }
 }
+
+#[test]
+fn a_fifo_or_hard_link_at_the_removal_log_never_hangs_nor_is_written_through() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("cache");
+    let hinted = |dir: &Path| {
+        let cache = Cache::open(dir).unwrap();
+        for i in 0..3u64 {
+            cache.put(&F, &(i,), &(i * 11)).unwrap();
+            let _: Option<u64> = cache.get(&F, &(i,)).unwrap();
+        }
+    };
+    hinted(&dir);
+    let log = dir.join(memo_cache::HINTS_DIR).join("removals");
+    let _ = std::fs::remove_file(&log);
+    let c = std::ffi::CString::new(log.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    // A removal takes the write lock, then writes the log: with the FIFO there it must neither
+    // wait for a reader nor keep other writers out.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let remover = dir.clone();
+    std::thread::spawn(move || {
+        let removed = Cache::open(&remover).unwrap().remove(&F, &(1u64,)).unwrap();
+        let _ = tx.send(removed);
+    });
+    let removed = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("a removal with a FIFO at hints/removals hung");
+    assert!(removed);
+    Cache::open(&dir)
+        .unwrap()
+        .put(&F, &(9u64,), &99u64)
+        .unwrap();
+    assert_eq!(
+        Cache::open(&dir)
+            .unwrap()
+            .get::<_, u64>(&F, &(2u64,))
+            .unwrap(),
+        Some(22)
+    );
+
+    // A hard link there to a file elsewhere: the file is left as it was.
+    let dir = root.path().join("second");
+    hinted(&dir);
+    let log = dir.join(memo_cache::HINTS_DIR).join("removals");
+    let _ = std::fs::remove_file(&log);
+    let precious = root.path().join("precious.txt");
+    std::fs::write(&precious, b"36 bytes that must stay as they are.").unwrap();
+    std::fs::hard_link(&precious, &log).unwrap();
+    assert!(Cache::open(&dir).unwrap().remove(&F, &(1u64,)).unwrap());
+    assert_eq!(
+        std::fs::read(&precious).unwrap(),
+        b"36 bytes that must stay as they are."
+    );
+}

@@ -256,12 +256,9 @@ pub(crate) fn digest(bytes: &[u8]) -> Digest {
     if bytes.len() < PARALLEL_FROM {
         return Digest::of(bytes);
     }
-    Digest(
-        *blake3::Hasher::new()
-            .update_rayon(bytes)
-            .finalize()
-            .as_bytes(),
-    )
+    let mut hasher = blake3::Hasher::new();
+    crate::canonical::update_parallel(&mut hasher, bytes);
+    Digest(*hasher.finalize().as_bytes())
 }
 
 /// Like [`read_hashed_as`], into a byte vector.
@@ -345,12 +342,20 @@ fn read_in_pieces(
         }
     };
     let (mine, theirs) = std::thread::scope(|scope| {
-        let helper = scope.spawn(worker);
+        // Without a second thread (a process's thread or memory limit), this one reads every
+        // piece: slower, never a failed hit.
+        let helper = std::thread::Builder::new()
+            .name("memo-cache-read".into())
+            .spawn_scoped(scope, worker)
+            .ok();
         let mine = worker();
-        (
-            mine,
-            helper.join().expect("the reading thread does not panic"),
-        )
+        let theirs = match helper {
+            Some(helper) => helper
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the reading thread panicked"))),
+            None => Ok(Vec::new()),
+        };
+        (mine, theirs)
     });
     let mut pieces = mine?;
     pieces.extend(theirs?);

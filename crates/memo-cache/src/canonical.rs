@@ -38,6 +38,7 @@ mod bulk;
 mod sink;
 
 pub use sink::KeySink;
+pub(crate) use sink::update_parallel;
 
 /// An encoding failure.
 #[derive(Debug)]

@@ -270,20 +270,62 @@ fn append_move(hints: &Path, record: &Move) -> std::io::Result<()> {
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     }
+    let path = hints.join(REMOVALS_FILE);
     let mut options = fs::OpenOptions::new();
     options.append(true).create(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NOFOLLOW).mode(0o600);
+        // Never wait: a FIFO planted here would block the open, under the write lock, until a
+        // reader came. Non-blocking, the open fails at once (no reader) or returns the FIFO,
+        // which the check below refuses.
+        options
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .mode(0o600);
     }
-    let mut file = options.open(hints.join(REMOVALS_FILE))?;
-    let len = file.metadata()?.len();
+    let mut file = match options.open(&path) {
+        Ok(file) => file,
+        Err(e) => {
+            // Whatever is in the way (a FIFO without a reader) goes; this move is unrecorded.
+            remove_planted(&path);
+            return Err(e);
+        }
+    };
+    let meta = file.metadata()?;
+    if !is_own_file(&meta) {
+        // A FIFO, a device, or a hard link to a file elsewhere: never written through.
+        remove_planted(&path);
+        return Err(std::io::Error::other(
+            "not a plain file of its own; removed, this move is unrecorded",
+        ));
+    }
+    let len = meta.len();
     // A torn record (a full disk) would shift every later one: start over, as when too long.
     if len >= LOG_LIMIT || len % RECORD as u64 != 0 {
         file.set_len(0)?;
     }
     file.write_all(&record.encode())
+}
+
+/// True for a regular file with no other names.
+fn is_own_file(meta: &fs::Metadata) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        meta.is_file() && meta.nlink() == 1
+    }
+    #[cfg(not(unix))]
+    {
+        meta.is_file()
+    }
+}
+
+/// Unlinks what is at `path` when it is not a directory (a planted FIFO, device or hard link
+/// goes; what a hard link points to is left as it is).
+fn remove_planted(path: &Path) {
+    if fs::symlink_metadata(path).is_ok_and(|m| !m.is_dir()) {
+        let _ = fs::remove_file(path);
+    }
 }
 
 /// The removal log as read at one time: which first-hit files outlived the moves of the epoch.

@@ -36,6 +36,26 @@ const GATHER: usize = 1024;
 /// 1 MiB; 32 KiB was 0.94x.
 const PARALLEL: usize = 64 * 1024;
 
+/// `hasher.update_rayon(bytes)`: every core on a large input. rayon panics when its pool cannot
+/// start its threads (a process, thread or address-space limit); then this hashes on the calling
+/// thread, from then on, so a key or a stored value never fails for want of a thread.
+pub(crate) fn update_parallel(hasher: &mut blake3::Hasher, bytes: &[u8]) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static NO_POOL: AtomicBool = AtomicBool::new(false);
+    if !NO_POOL.load(Ordering::Relaxed) {
+        let mut trial = hasher.clone();
+        let hashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            trial.update_rayon(bytes);
+        }));
+        if hashed.is_ok() {
+            *hasher = trial;
+            return;
+        }
+        NO_POOL.store(true, Ordering::Relaxed);
+    }
+    hasher.update(bytes);
+}
+
 struct Gather<'a> {
     hasher: &'a mut blake3::Hasher,
     buffer: [u8; GATHER],
@@ -57,7 +77,7 @@ impl Gather<'_> {
         } else if buf.len() < PARALLEL {
             self.hasher.update(buf);
         } else {
-            self.hasher.update_rayon(buf);
+            update_parallel(self.hasher, buf);
         }
     }
 
