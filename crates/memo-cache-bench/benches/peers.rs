@@ -6,7 +6,12 @@
 //! cargo bench -p memo-cache-bench --bench peers -- --only small,fresh
 //! ```
 //!
-//! Sections for `--only`: small, own, bytes, floats, structs, fresh, shared.
+//! Sections for `--only`: small, own, bytes, floats, huge, structs, fresh, shared, python.
+//!
+//! Every memo-cache case of the users' table is also measured through `#[disk_cache]`, and the
+//! `python` section runs joblib.Memory and diskcache's memoize on the same work (see
+//! `peers/versus.rs`; the table is printed last, with the targets of issue 14). `huge` (10^8
+//! `f64`, 800 MB, through memo-cache and the Python peers) is in full runs only, or `--huge`.
 //!
 //! Peers: the `cached` crate's disk store (`RedbCache`) with its default durability (an fsync
 //! per write) and with `durable(false)`, and `cacache` (sync API). Floors, measured by this same
@@ -16,9 +21,14 @@
 //! Every figure is the median of its samples. The fresh-process and shared-cache cases re-run
 //! this binary (`--child ...`), so they measure real processes.
 
+// In a folder of its own: a file beside this one would be taken for a bench target.
+#[path = "peers/versus.rs"]
+mod versus;
+
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cached::{ConcurrentCached, RedbCache};
@@ -78,8 +88,12 @@ const OWN_EARLY: Duration = Duration::from_millis(5);
 /// `MEMO_CACHE_DIR`, set by the child before its first call).
 #[memo_cache::disk_cache(name = "bench::own_small")]
 fn own_small(i: u64) -> Small {
+    SMALL_COMPUTED.fetch_add(1, Ordering::Relaxed);
     small(i)
 }
+
+/// How many times `own_small`'s body ran in this process (so a case can check it hit).
+static SMALL_COMPUTED: AtomicU64 = AtomicU64::new(0);
 
 // ---- The stores, behind one face ---------------------------------------------------------------
 
@@ -368,6 +382,8 @@ struct Bench {
     rows: Vec<Row>,
     /// The slowest per-run median of memo-cache in the "own writes, then hits" case.
     own_slowest: Option<Duration>,
+    /// The `#[disk_cache]` and Python figures of the users' table.
+    versus: versus::Versus,
 }
 
 impl Bench {
@@ -438,6 +454,7 @@ impl Bench {
             stores,
             Some(("SQLite prepared insert (WAL, sync NORMAL)", insert)),
         );
+        self.versus.small(self.plan);
     }
 
     fn large_bytes(&mut self, mb: usize, reps: usize) {
@@ -472,6 +489,7 @@ impl Bench {
             Some(("plain file read", read)),
         );
         if mb == 100 {
+            self.versus.large_bytes(&value, reps);
             let hash = time(reps, |_| {
                 black_box(blake3::hash(&value));
             });
@@ -520,6 +538,7 @@ impl Bench {
             hits,
             Some(("8 MB file read + memcpy into Vec<f64>", read)),
         );
+        self.versus.large_floats(&value, reps);
     }
 
     fn structs(&mut self) {
@@ -677,6 +696,8 @@ impl Bench {
             whole,
             Some(("same, SQLite", median(wall))),
         );
+        let dir = self.root.path().join("fresh-macro");
+        self.versus.fresh(self.plan, &dir);
     }
 
     fn shared(&mut self) {
@@ -821,6 +842,7 @@ fn run_child(args: &[String]) {
             println!("{}", took.as_nanos());
         }
         "own" => own_child(&args[1], Path::new(&args[2])),
+        "fresh-macro" => versus::fresh_child(Path::new(&args[1])),
         "shared" => {
             let kind = Kind::from_arg(&args[1]);
             let worker: u64 = args[3].parse().unwrap();
@@ -1054,7 +1076,11 @@ fn main() {
         root,
         rows: Vec::new(),
         own_slowest: None,
+        versus: versus::Versus::default(),
     };
+    // The attribute's functions find their directory here (each resolves it at its first call).
+    // SAFETY: no other thread runs yet.
+    unsafe { std::env::set_var("MEMO_CACHE_DIR", bench.root.path().join("attr")) };
     // `--only small,fresh` runs those sections alone (for profiling one change at a time).
     let only: Option<Vec<String>> = args
         .iter()
@@ -1062,6 +1088,9 @@ fn main() {
         .and_then(|at| args.get(at + 1))
         .map(|list| list.split(',').map(str::to_string).collect());
     let wanted = |section: &str| only.as_ref().is_none_or(|o| o.iter().any(|s| s == section));
+    let huge = args.iter().any(|a| a == "--huge")
+        || (!quick && wanted("huge"))
+        || only.as_ref().is_some_and(|o| o.iter().any(|s| s == "huge"));
     if wanted("small") {
         bench.small();
     }
@@ -1084,5 +1113,19 @@ fn main() {
     if wanted("shared") {
         bench.shared();
     }
+    if huge {
+        let dir = bench.root.path().join("huge-cache");
+        bench.versus.huge(plan.huge_reps.min(3), &dir);
+    }
+    if wanted("python") {
+        let sections: Vec<&str> = ["small", "fresh", "bytes", "floats"]
+            .into_iter()
+            .filter(|s| wanted(s))
+            .chain(huge.then_some("huge"))
+            .collect();
+        let dir = bench.root.path().join("python");
+        bench.versus.python(plan, &sections, &dir);
+    }
     check_targets(&bench.rows, bench.own_slowest);
+    bench.versus.report(&bench.rows);
 }
