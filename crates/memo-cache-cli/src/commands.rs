@@ -391,16 +391,18 @@ fn stats(cache: &Cache, out: Output) -> anyhow::Result<ExitCode> {
         (
             "Stale",
             format!(
-                "{} entries ({})",
+                "{} {} ({})",
                 count(s.stale),
+                plural(s.stale, "entry", "entries"),
                 human_bytes(s.stale_bytes)
             ),
         ),
         (
             "Expired",
             format!(
-                "{} entries ({})",
+                "{} {} ({})",
                 count(s.expired),
+                plural(s.expired, "entry", "entries"),
                 human_bytes(s.expired_bytes)
             ),
         ),
@@ -584,13 +586,20 @@ fn clear(cache: &Cache, args: &ClearArgs, out: Output) -> anyhow::Result<ExitCod
                 .with_context(|| format!("nothing was removed from {}", cache.dir().display()))?;
             let f = functions.iter().find(|f| &f.name == name).expect("known");
             (
-                format!("the {} entries of {name}", count(f.entries)),
+                match f.entries {
+                    1 => format!("the 1 entry of {name}"),
+                    n => format!("the {} entries of {name}", count(n)),
+                },
                 f.bytes,
             )
         }
         None => {
             let s = cache.stats()?;
-            (format!("all {} entries", count(s.entries)), s.bytes)
+            let what = match s.entries {
+                1 => "the 1 entry".to_owned(),
+                n => format!("all {} entries", count(n)),
+            };
+            (what, s.bytes)
         }
     };
     // Even with no entries: the stray files go too, and they are not counted here.

@@ -110,8 +110,11 @@ pub fn print_table(table: &Table) -> std::io::Result<()> {
 
 /// Prints `value` as pretty JSON on stdout.
 pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
+    // Buffered: stdout alone writes each line as it ends, one system call per element of a
+    // large value (`show --value` of 80 MB took 4.4 s to /dev/null).
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     serde_json::to_writer_pretty(&mut out, value)?;
     writeln!(out)?;
+    out.flush()?;
     Ok(())
 }

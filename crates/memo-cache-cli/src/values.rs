@@ -8,7 +8,14 @@ use std::time::{Duration, SystemTime};
 /// A size: a number with an optional unit. `MB`, `GB` are decimal (10^6, 10^9), `MiB`, `GiB`
 /// binary (2^20, 2^30); a bare number is bytes.
 pub fn parse_size(text: &str) -> Result<u64, String> {
-    parse_size::parse_size(text.trim()).map_err(|_| {
+    let text = text.trim();
+    if text.contains('.') && !text.chars().any(|c| c.is_ascii_alphabetic()) {
+        // `1.5` with no unit is a fraction of a byte: surely a unit was forgotten.
+        return Err(format!(
+            "a size with a fraction needs a unit: {text} bytes is not a whole number of bytes; write {text}GB, {text}MiB, .."
+        ));
+    }
+    parse_size::parse_size(text).map_err(|_| {
         "expected a size: a number with an optional unit, like 500MB, 1.5GB or 2GiB".to_owned()
     })
 }
@@ -76,6 +83,8 @@ mod tests {
         assert_eq!(parse_size("1000"), Ok(1000));
         assert!(parse_size("10XB").unwrap_err().contains("500MB"));
         assert!(parse_size("-1MB").is_err());
+        assert!(parse_size("1.5").unwrap_err().contains("needs a unit"));
+        assert_eq!(parse_size("1.5GB"), Ok(1_500_000_000));
     }
 
     #[test]

@@ -223,6 +223,10 @@ fn stats_json_has_the_documented_totals() {
     let text = ok(dir.path(), &["stats"]);
     assert!(text.contains("Entries:    14"), "{text}");
     assert!(text.contains("39.1 KiB in blob files"), "{text}");
+    // One expired entry is "1 entry", two stale ones "2 entries".
+    assert!(text.contains("1 entry ("), "{text}");
+    assert!(!text.contains("1 entries"), "{text}");
+    assert!(text.contains("2 entries ("), "{text}");
 }
 
 // ---- show -------------------------------------------------------------------------------------
