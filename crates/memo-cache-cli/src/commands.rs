@@ -52,6 +52,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             show(&open(&dir, access)?, &args, out)
         }
+        // Removing from a cache that does not exist removes nothing, and is no error: cleanup
+        // scripts run twice (as `uv cache clean` does).
+        Command::Prune(_) | Command::Clear(_) if nothing_there(&dir) => {
+            eprintln!(
+                "memo-cache: {} does not exist: there is no cache to remove from",
+                dir.display()
+            );
+            report_removal(&Removal::default(), out)
+        }
         Command::Prune(args) => prune(&open(&dir, Access::Change)?, &args, out),
         Command::Clear(args) => clear(&open(&dir, Access::Change)?, &args, out),
         Command::Verify(args) => {
@@ -64,6 +73,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Completions { .. } | Command::Remote(_) => unreachable!("handled above"),
     }
+}
+
+/// True when nothing at all is at `dir` (not even a dangling symlink).
+fn nothing_there(dir: &Path) -> bool {
+    matches!(std::fs::symlink_metadata(dir), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
 }
 
 /// What a command will do to the cache.

@@ -687,8 +687,6 @@ fn a_missing_directory_gets_one_line_and_is_not_created() {
         &["show", "abcd"],
         &["verify"],
         &["verify", "--fix"],
-        &["prune"],
-        &["clear", "--yes"],
     ] {
         let (code, out, err) = run(&missing, args);
         assert_eq!(code, 1, "{args:?}");
@@ -697,6 +695,22 @@ fn a_missing_directory_gets_one_line_and_is_not_created() {
         assert!(err.contains("does not exist"), "{args:?}: {err}");
         assert!(!missing.exists(), "{args:?} created the directory");
     }
+    // Removing from a cache that is not there removes nothing and succeeds, so a cleanup
+    // script can run twice.
+    for args in [
+        &["prune", "--max-entries", "1"][..],
+        &["clear", "--yes"],
+        &["clear", "--func", "f", "--yes"],
+    ] {
+        let (code, out, err) = run(&missing, args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert!(out.contains("Removed 0 entries"), "{args:?}: {out}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains("does not exist"), "{args:?}: {err}");
+        assert!(!missing.exists(), "{args:?} created the directory");
+    }
+    let removal = json(&missing, &["clear", "--yes"]);
+    assert_eq!(removal["entries"], 0);
 }
 
 #[test]
