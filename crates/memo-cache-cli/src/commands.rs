@@ -137,6 +137,10 @@ fn ls(cache: &Cache, args: &LsArgs, out: Output) -> anyhow::Result<ExitCode> {
         let known = known_function(&functions, name);
         functions.retain(|f| &f.name == name);
         known.with_context(|| format!("in {}", cache.dir().display()))?;
+    } else {
+        // A function whose entries are all gone stays in the index (its versions), but there
+        // is nothing of it to list unless it is asked for by name.
+        functions.retain(|f| f.entries > 0);
     }
     if args.entries {
         ls_entries(cache, args, out)

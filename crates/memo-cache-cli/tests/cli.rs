@@ -996,3 +996,24 @@ fn help_documents_exit_codes_and_the_prune_default() {
             "With no criterion, prune removes expired and stale entries only",
         ));
 }
+
+#[test]
+fn ls_leaves_out_functions_with_no_entries_left() {
+    let dir = demo();
+    ok(dir.path(), &["clear", "--func", "demo::point", "--yes"]);
+    let listed = ok(dir.path(), &["ls"]);
+    assert!(!listed.contains("demo::point"), "{listed}");
+    assert!(listed.contains("demo::square"), "{listed}");
+    let rows = json(dir.path(), &["ls"]);
+    let names: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["function"].as_str().unwrap())
+        .collect();
+    assert!(!names.contains(&"demo::point"), "{names:?}");
+    assert_eq!(names.len(), 5, "{names:?}");
+    // Asked for by name, it is shown, with no entries.
+    let point = json(dir.path(), &["ls", "--func", "demo::point"]);
+    assert_eq!(point[0]["entries"], 0, "{point}");
+}
