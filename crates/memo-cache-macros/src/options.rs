@@ -93,42 +93,18 @@ impl Options {
                 self.no_companions = Some(lit);
                 seen
             }
-            "ordered" => {
-                let before = self.ordered.len();
-                meta.parse_nested_meta(|arg| {
-                    match arg.path.get_ident() {
-                        Some(ident) if arg.input.is_empty() || arg.input.peek(syn::Token![,]) => {
-                            self.ordered.push(ident.clone())
-                        }
-                        _ => return Err(arg.error("write the names of arguments whose maps keep their order: `ordered(columns, config)`")),
-                    }
-                    Ok(())
-                })?;
-                if self.ordered.len() == before {
-                    return Err(meta.error(
-                        "`ordered()` names no argument: write `ordered(name, ..)` or remove it",
-                    ));
-                }
-                before > 0
-            }
-            "ignore" => {
-                let before = self.ignore.len();
-                meta.parse_nested_meta(|arg| {
-                    match arg.path.get_ident() {
-                        Some(ident) if arg.input.is_empty() || arg.input.peek(syn::Token![,]) => {
-                            self.ignore.push(ident.clone())
-                        }
-                        _ => return Err(arg.error("write the names of arguments to leave out of the key: `ignore(progress, logger)`")),
-                    }
-                    Ok(())
-                })?;
-                if self.ignore.len() == before {
-                    return Err(meta.error(
-                        "`ignore()` names no argument: write `ignore(name, ..)` or remove it",
-                    ));
-                }
-                before > 0
-            }
+            "ordered" => names(
+                &meta,
+                &mut self.ordered,
+                "ordered",
+                "write the names of arguments whose maps keep their order: `ordered(columns, config)`",
+            )?,
+            "ignore" => names(
+                &meta,
+                &mut self.ignore,
+                "ignore",
+                "write the names of arguments to leave out of the key: `ignore(progress, logger)`",
+            )?,
             "version" => self
                 .version
                 .replace(non_empty(meta.value()?.parse()?, "version")?)
@@ -188,6 +164,29 @@ impl Options {
         }
         Ok(())
     }
+}
+
+/// Parses `option(a, b, ..)` into `list`; true when the option was given before.
+fn names(
+    meta: &ParseNestedMeta,
+    list: &mut Vec<Ident>,
+    option: &str,
+    expected: &str,
+) -> syn::Result<bool> {
+    let before = list.len();
+    meta.parse_nested_meta(|arg| match arg.path.get_ident() {
+        Some(ident) if arg.input.is_empty() || arg.input.peek(syn::Token![,]) => {
+            list.push(ident.clone());
+            Ok(())
+        }
+        _ => Err(arg.error(expected)),
+    })?;
+    if list.len() == before {
+        return Err(meta.error(format!(
+            "`{option}()` names no argument: write `{option}(name, ..)` or remove it"
+        )));
+    }
+    Ok(before > 0)
 }
 
 fn path_text(path: &syn::Path) -> String {

@@ -400,9 +400,20 @@ fn left_count(n: usize) -> usize {
 
 /// Reads at `offset` until `buf` is full or the file ends; returns the number of bytes read.
 fn read_at_into(file: &File, buf: &mut [MaybeUninit<u8>], offset: u64) -> io::Result<usize> {
+    fill(buf, |rest, filled| {
+        read_some_at(file, rest, offset + filled as u64)
+    })
+}
+
+/// Calls `read` on what is left of `buf` (and how much is filled) until `buf` is full or a read
+/// returns 0, retrying interrupted reads; returns the number of bytes read.
+fn fill(
+    buf: &mut [MaybeUninit<u8>],
+    mut read: impl FnMut(&mut [MaybeUninit<u8>], usize) -> io::Result<usize>,
+) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
-        match read_some_at(file, &mut buf[filled..], offset + filled as u64) {
+        match read(&mut buf[filled..], filled) {
             Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -437,16 +448,7 @@ fn read_some_at(file: &File, buf: &mut [MaybeUninit<u8>], offset: u64) -> io::Re
 /// Reads until `buf` is full or the file ends; returns the number of bytes read, all of which
 /// are initialised.
 fn read_into(file: &mut &File, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match read_some(file, &mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
+    fill(buf, |rest, _| read_some(file, rest))
 }
 
 #[cfg(unix)]
