@@ -888,6 +888,13 @@ fn run_child(args: &[String]) {
                         store.put_small(base + i, &small(i));
                     }
                 }
+                // The same row through `#[disk_cache]` (the directory is <dir>: set
+                // MEMO_CACHE_DIR to it): lookup, compute lock, call, store.
+                "attr-miss-store" => {
+                    let base = std::process::id() as u64 * 1_000_000;
+                    (0..n).for_each(|i| drop(black_box(own_small(base + i))));
+                    assert_eq!(SMALL_COMPUTED.load(Ordering::Relaxed), n);
+                }
                 "bytes-hit" | "floats-hit" => {
                     let floats_case = args[1] == "floats-hit";
                     if floats_case && store.get_floats().is_none() {
