@@ -16,8 +16,9 @@ use crate::blobs::{self, Aligned, Plain, ReadFailure};
 use crate::clock::{Clock, SystemClock};
 use crate::codec;
 use crate::error::{Error, Result};
+use crate::evict::Policy;
 use crate::hints::{self, Hint, IndexHeader};
-use crate::index::{self, Access, Index, NewEntry, Removed, Schema};
+use crate::index::{self, Access, Index, NewEntry, Record, Removed, Schema};
 use crate::key::{Digest, Function, Key};
 use crate::layout::{self, Layout};
 use crate::lock::{Acquired, ComputeLocks, Lease, Owner};
@@ -90,6 +91,8 @@ struct Inner {
     hint_keys: Mutex<HashSet<Key, BuildHasherDefault<KeyHasher>>>,
     clock: Arc<dyn Clock>,
     size_limit: Option<u64>,
+    /// The order eviction under `size_limit` takes.
+    policy: Policy,
     inline_threshold: usize,
     pending: Mutex<Pending>,
     warned: Mutex<HashSet<&'static str>>,
@@ -148,6 +151,7 @@ impl Hasher for KeyHasher {
 pub struct CacheBuilder {
     dir: PathBuf,
     size_limit: Option<u64>,
+    policy: Policy,
     inline_threshold: usize,
     clock: Arc<dyn Clock>,
     create: bool,
@@ -194,8 +198,9 @@ impl CacheBuilder {
         self
     }
 
-    /// Evict least recently used entries (stale ones first) when a store takes the stored bytes
-    /// past `bytes`.
+    /// Evict entries when a store takes the stored bytes past `bytes`: stale and expired
+    /// entries first, then in the order of the [`policy`](CacheBuilder::policy) (by default
+    /// [`Policy::CostAware`]: the entries that save the least compute time per byte go first).
     ///
     /// What the entries add to the index counts too: its pages in use past the first 64 KiB
     /// (an empty index takes 36 KiB), less the inline values already counted, and its WAL past
@@ -205,6 +210,25 @@ impl CacheBuilder {
     /// tighter limit.
     pub fn size_limit(mut self, bytes: u64) -> Self {
         self.size_limit = Some(bytes);
+        self
+    }
+
+    /// The order in which eviction under [`size_limit`](CacheBuilder::size_limit) removes
+    /// entries, after stale and expired ones. Default [`Policy::CostAware`];
+    /// [`Policy::Lru`] for least recently used first.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use memo_cache::{Cache, Policy};
+    /// let cache = Cache::builder(dir.path())
+    ///     .size_limit(1 << 30)
+    ///     .policy(Policy::Lru)
+    ///     .open()
+    ///     .unwrap();
+    /// assert_eq!(cache.policy(), Policy::Lru);
+    /// ```
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
         self
     }
 
@@ -324,6 +348,7 @@ impl CacheBuilder {
                 hint_keys: Mutex::new(HashSet::default()),
                 clock: self.clock,
                 size_limit: self.size_limit,
+                policy: self.policy,
                 inline_threshold: self.inline_threshold,
                 pending: Mutex::new(Pending {
                     hits: HashMap::default(),
@@ -422,6 +447,7 @@ impl Cache {
         CacheBuilder {
             dir: dir.as_ref().to_path_buf(),
             size_limit: None,
+            policy: Policy::default(),
             inline_threshold: DEFAULT_INLINE_THRESHOLD,
             clock: Arc::new(SystemClock),
             create: true,
@@ -442,6 +468,11 @@ impl Cache {
     /// The size limit, if one was set.
     pub fn size_limit(&self) -> Option<u64> {
         self.inner.size_limit
+    }
+
+    /// The eviction order under the size limit.
+    pub fn policy(&self) -> Policy {
+        self.inner.policy
     }
 
     /// The Redis tier's settings, when one is configured.
@@ -535,7 +566,15 @@ impl Cache {
         let created = fetched.created.unwrap_or_else(|| self.now_ms());
         let expires = ttl::deadline(Some(created), fetched.expires, func.ttl());
         if !self.is_read_only()
-            && let Err(e) = self.put_bytes(func, key, &fetched.bytes, created, expires, false)
+            && let Err(e) = self.put_bytes(
+                func,
+                key,
+                &fetched.bytes,
+                created,
+                expires,
+                false,
+                &Record::default(),
+            )
         {
             self.warn_once("write", &e);
         }
@@ -905,6 +944,42 @@ impl Cache {
         self.put_key(func, &key, value, ttl)
     }
 
+    /// Stores `value` as the result of `func` for `args`, computed in `compute_time`: what the
+    /// cost-aware eviction ([`Policy::CostAware`]) and the time-saved figures count it as.
+    /// [`Cache::get_or_compute`] and `#[disk_cache]` measure it themselves; a value stored with
+    /// [`Cache::put`] counts as costing nothing.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use memo_cache::{Cache, Function};
+    /// use std::time::Duration;
+    /// let cache = Cache::open(dir.path()).unwrap();
+    /// let f = Function::new("docs::simulate", "v1", "f64");
+    /// cache.put_timed(&f, &(7,), &0.25, Duration::from_secs(90)).unwrap();
+    /// let entry = &cache.entries(Some("docs::simulate")).unwrap()[0];
+    /// assert_eq!(entry.compute_time, Duration::from_secs(90));
+    /// ```
+    pub fn put_timed<A, T>(
+        &self,
+        func: &Function,
+        args: &A,
+        value: &T,
+        compute_time: Duration,
+    ) -> Result<()>
+    where
+        A: Serialize + ?Sized,
+        T: Serialize + Any,
+    {
+        let key = func.key(args)?;
+        self.put_recorded(
+            func,
+            &key,
+            value,
+            func.ttl(),
+            &Record::computed(compute_time),
+        )
+    }
+
     /// Like [`Cache::put_with_ttl`], by key.
     pub fn put_key<T: Serialize + Any>(
         &self,
@@ -913,13 +988,25 @@ impl Cache {
         value: &T,
         ttl: Option<Duration>,
     ) -> Result<()> {
+        self.put_recorded(func, key, value, ttl, &Record::default())
+    }
+
+    /// [`Cache::put_key`] with what the index records beside the value.
+    pub(crate) fn put_recorded<T: Serialize + Any>(
+        &self,
+        func: &Function,
+        key: &Key,
+        value: &T,
+        ttl: Option<Duration>,
+        record: &Record<'_>,
+    ) -> Result<()> {
         let bytes = codec::encode(value).map_err(|message| Error::EncodeValue {
             function: func.name().to_owned(),
             message,
         })?;
         let now = self.now_ms();
         let expires = ttl::store_expiry(now, ttl, func);
-        self.put_bytes(func, key, &bytes, now, expires, true)
+        self.put_bytes(func, key, &bytes, now, expires, true, record)
     }
 
     /// Stores encoded bytes, computed at `created`, locally and, when `share` and a Redis tier
@@ -932,8 +1019,9 @@ impl Cache {
         created: i64,
         expires: Option<i64>,
         share: bool,
+        record: &Record<'_>,
     ) -> Result<()> {
-        let local = self.put_local(func, key, bytes, created, expires);
+        let local = self.put_local(func, key, bytes, created, expires, record);
         #[cfg(feature = "redis")]
         if share && let Some(remote) = &self.inner.remote {
             remote.put(key, bytes, &Digest::of(bytes), expires, self.now_ms());
@@ -953,8 +1041,9 @@ impl Cache {
         bytes: &[u8],
         created: i64,
         expires: Option<i64>,
+        record: &Record<'_>,
     ) -> Result<()> {
-        let mut stored = self.put_local_once(func, key, bytes, created, expires);
+        let mut stored = self.put_local_once(func, key, bytes, created, expires, record);
         for _ in 0..MAKE_ROOM_ROUNDS {
             match stored {
                 Err(e) if self.inner.size_limit.is_some() && index::is_full(&e) => {
@@ -964,7 +1053,7 @@ impl Cache {
                 }
                 other => return other,
             }
-            stored = self.put_local_once(func, key, bytes, created, expires);
+            stored = self.put_local_once(func, key, bytes, created, expires, record);
         }
         stored
     }
@@ -976,6 +1065,7 @@ impl Cache {
         bytes: &[u8],
         created: i64,
         expires: Option<i64>,
+        record: &Record<'_>,
     ) -> Result<()> {
         if let Some(limit) = self.inner.size_limit
             && bytes.len() as u64 > limit
@@ -1005,6 +1095,7 @@ impl Cache {
             created,
             now,
             expires,
+            record: None,
         };
         // Rows of functions whose ttl changed are brought to it under this write lock too.
         let target = Target::of(func);
@@ -1018,11 +1109,21 @@ impl Cache {
                 blobs::write(&self.inner.layout, blob_path, bytes)?;
             }
             let timeout = func.write_timeout().unwrap_or(self.inner.write_timeout);
-            let written = self.index()?.write_within(timeout, |tx| {
+            let index = self.index()?;
+            let costs = index.has_costs();
+            let policy = if costs {
+                self.inner.policy
+            } else {
+                Policy::Lru
+            };
+            let written = index.write_within(timeout, |tx| {
                 // Whoever removes an old row's blob decides under this same write lock
                 // (`remove_blobs`), and the same value under the same key has the same path: its
                 // removal may have taken our file. Checked here, the row never goes in without it.
-                if blob_path.as_deref().is_some_and(|path| !blobs::is_file(path)) {
+                if blob_path
+                    .as_deref()
+                    .is_some_and(|path| !blobs::is_file(path))
+                {
                     return Ok(None);
                 }
                 let function_id = index::ensure_function(tx, func)?;
@@ -1031,11 +1132,12 @@ impl Cache {
                     tx,
                     &NewEntry {
                         function_id,
+                        record: costs.then_some(record),
                         ..entry
                     },
                 )?;
                 let evicted = match self.inner.size_limit {
-                    Some(limit) => crate::evict::to_size_limit(tx, limit, key, now)?,
+                    Some(limit) => crate::evict::to_size_limit(tx, limit, key, now, policy)?,
                     None => Vec::new(),
                 };
                 Ok(Some((replaced, evicted)))
@@ -1179,9 +1281,11 @@ impl Cache {
         if let Some(value) = value {
             return Ok(value);
         }
+        let started = Instant::now();
         let result = compute();
         if let Ok(value) = &result {
-            self.put_quietly(func, &key, value);
+            let record = Record::computed(started.elapsed());
+            self.put_quietly(func, &key, value, &record);
         }
         drop(lock);
         result
@@ -1295,11 +1399,17 @@ impl Cache {
     }
 
     /// A store whose failure is logged and otherwise ignored.
-    pub(crate) fn put_quietly<T: Serialize + Any>(&self, func: &Function, key: &Key, value: &T) {
+    pub(crate) fn put_quietly<T: Serialize + Any>(
+        &self,
+        func: &Function,
+        key: &Key,
+        value: &T,
+        record: &Record<'_>,
+    ) {
         if self.is_read_only() {
             return;
         }
-        if let Err(e) = self.put_key(func, key, value, func.ttl()) {
+        if let Err(e) = self.put_recorded(func, key, value, func.ttl(), record) {
             self.warn_once("write", &e);
         }
     }
@@ -1407,7 +1517,7 @@ impl Inner {
         }
         let due = self.row_sync.take_due();
         let written = index.write_within(timeout, |tx| {
-            index::touch(tx, &updates)?;
+            index::touch(tx, &updates, index.has_costs())?;
             for target in &due {
                 index::bring_to_ttl(tx, &target.identity, target.ttl_ms)?;
             }

@@ -2,7 +2,25 @@
 //! eviction under a size limit, and sweeping files the index no longer knows.
 //!
 //! Order of removal, everywhere: entries of stale function versions first, then expired ones,
-//! then the least recently used, ties broken by key so the order is the same in every run.
+//! then the rest in the order of the [`Policy`].
+//!
+//! # The cost-aware order
+//!
+//! [`Policy::CostAware`] is GreedyDual-Size-Frequency (Cherkasova, 1998; the policy joblib's
+//! tracker asked for and dask's `cachey` keeps in memory). Each entry has a priority
+//!
+//! ```text
+//! priority = clock + (1 + hits) x compute time / (size + 256 bytes)
+//! ```
+//!
+//! set when it is stored and again whenever its hits are written to the index (the compute time
+//! in microseconds, as the cache measured it; the 256 bytes stand for its row). Eviction removes
+//! the lowest priority first and raises the clock to the priority of the last entry it removed,
+//! so an entry that is not used again falls behind the ones stored or hit since, whatever it
+//! cost: the clock is the aging. An entry stored with [`Cache::put`] has no compute time and
+//! its priority is the clock's at its last use, so among such entries the order is least
+//! recently used. Priorities are kept in an indexed column (`entries_priority`), so eviction
+//! walks an index instead of sorting the entries.
 //!
 //! Rows are deleted in one transaction (`DELETE ... RETURNING`), committed, and only then are
 //! their blob files removed: a crash in between leaves orphan files, which the next prune or
@@ -54,8 +72,9 @@ const PRUNE_CACHE_SIZE: &str = "PRAGMA cache_size = -262144";
 /// The page cache of every connection, as `index::connect` sets it.
 const NORMAL_CACHE_SIZE: &str = "PRAGMA cache_size = -8192";
 
-/// What a prune removes. Criteria add up: an entry goes if any selects it, and then the least
-/// recently used go until the size and count limits hold. [`Prune::function`] narrows all of them.
+/// What a prune removes. Criteria add up: an entry goes if any selects it, and then entries go
+/// in the [`Policy`]'s order until the size and count limits hold. [`Prune::function`] narrows
+/// all of them.
 ///
 /// ```
 /// use memo_cache::{Cache, Function, Prune};
@@ -80,6 +99,45 @@ pub struct Prune {
     pub(crate) function: Option<String>,
     pub(crate) dry_run: bool,
     pub(crate) file_grace: Duration,
+    pub(crate) policy: Policy,
+}
+
+/// The order in which entries go when a size or count limit must be met, after the stale and
+/// expired ones (see the module's documentation).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Policy {
+    /// GreedyDual-Size-Frequency: the entries that save the least compute time per byte go
+    /// first, aged by a clock that rises with each eviction. The default.
+    #[default]
+    CostAware,
+    /// Least recently used first.
+    Lru,
+}
+
+impl Policy {
+    /// The policy's name as the CLI spells it: `cost` or `lru`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::CostAware => "cost",
+            Policy::Lru => "lru",
+        }
+    }
+}
+
+impl std::str::FromStr for Policy {
+    type Err = String;
+
+    /// `cost` (or `cost-aware`, `gdsf`) and `lru`, in any case.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "cost" | "cost-aware" | "gdsf" => Ok(Policy::CostAware),
+            "lru" => Ok(Policy::Lru),
+            _ => Err(format!(
+                "unknown eviction policy {s:?}: use 'cost' (time saved per byte) or 'lru' (least recently used)"
+            )),
+        }
+    }
 }
 
 impl Default for Prune {
@@ -101,6 +159,7 @@ impl Prune {
             function: None,
             dry_run: false,
             file_grace: DEFAULT_FILE_GRACE,
+            policy: Policy::default(),
         }
     }
 
@@ -112,15 +171,24 @@ impl Prune {
         }
     }
 
-    /// Least recently used entries until at most `bytes` stored bytes remain.
+    /// Entries, in the [`policy`](Prune::policy)'s order, until at most `bytes` stored bytes
+    /// remain.
     pub fn max_size(mut self, bytes: u64) -> Self {
         self.max_size = Some(bytes);
         self
     }
 
-    /// Least recently used entries until at most `n` remain.
+    /// Entries, in the [`policy`](Prune::policy)'s order, until at most `n` remain.
     pub fn max_entries(mut self, n: u64) -> Self {
         self.max_entries = Some(n);
+        self
+    }
+
+    /// The order for [`max_size`](Prune::max_size) and [`max_entries`](Prune::max_entries)
+    /// (default [`Policy::CostAware`]; an index of an older schema, which has no priorities, is
+    /// pruned least recently used first).
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
         self
     }
 
@@ -310,6 +378,11 @@ fn prune_entries(cache: &Cache, prune: &Prune) -> Result<Removal> {
 /// Removes (or, in a dry run, selects) the rows `prune` selects, in one transaction.
 fn remove_rows(cache: &Cache, prune: &Prune, now: i64) -> Result<Vec<Removed>> {
     let scope = prune.function.as_deref();
+    let policy = if cache.index()?.has_costs() {
+        prune.policy
+    } else {
+        Policy::Lru
+    };
     let select = |tx: &Transaction| -> rusqlite::Result<Vec<Removed>> {
         tx.execute_batch(PRUNE_CACHE_SIZE)?;
         let mut gone: Vec<Removed> = Vec::new();
@@ -347,7 +420,14 @@ fn remove_rows(cache: &Cache, prune: &Prune, now: i64) -> Result<Vec<Removed>> {
         }
         if prune.max_size.is_some() || prune.max_entries.is_some() {
             let already: std::collections::HashSet<Key> = gone.iter().map(|r| r.key).collect();
-            let over = over_limits(tx, scope, prune.max_size, prune.max_entries, now, &already)?;
+            let over = over_limits(
+                tx,
+                scope,
+                (prune.max_size, prune.max_entries),
+                now,
+                &already,
+                policy,
+            )?;
             for key in over {
                 let removed = if prune.dry_run {
                     index::find_entry(tx, &key)?.map(|(_, removed)| removed)
@@ -385,15 +465,16 @@ fn scoped(condition: &str, function: Option<&str>) -> (String, Option<String>) {
 /// Keys to remove, in eviction order, until the (scoped) totals are within the limits.
 ///
 /// Stale entries, then expired ones, are few and found through their indexes; the rest come
-/// from walking the `(last_used, key)` index and stop as soon as the limits hold. (Sorting every
-/// entry by one combined order took 5 s on a million entries.)
+/// from walking the policy's index (`(priority, last_used)` or `(last_used, key)`) and stop as
+/// soon as the limits hold. (Sorting every entry by one combined order took 5 s on a million
+/// entries.) The cost-aware order raises the clock to the last priority it takes.
 fn over_limits(
     tx: &Transaction,
     scope: Option<&str>,
-    max_size: Option<u64>,
-    max_entries: Option<u64>,
+    (max_size, max_entries): (Option<u64>, Option<u64>),
     now: i64,
     already: &std::collections::HashSet<Key>,
+    policy: Policy,
 ) -> rusqlite::Result<Vec<Key>> {
     let (mut entries, mut bytes): (u64, u64) = tx.query_row(
         "SELECT coalesce(sum(entries), 0), coalesce(sum(bytes), 0) FROM functions WHERE ?1 IS NULL OR name = ?1",
@@ -419,20 +500,30 @@ fn over_limits(
     }
     // Skip entries another criterion already selected (a dry run still sees their rows).
     let mut chosen: std::collections::HashSet<Key> = already.clone();
+    let by_policy = match policy {
+        Policy::CostAware => {
+            "SELECT key, size, priority FROM entries
+             WHERE ?1 IS NULL OR function_id IN (SELECT id FROM functions WHERE name = ?1)
+             ORDER BY priority, last_used"
+        }
+        Policy::Lru => {
+            "SELECT key, size, 0.0 FROM entries
+             WHERE ?1 IS NULL OR function_id IN (SELECT id FROM functions WHERE name = ?1)
+             ORDER BY last_used, key"
+        }
+    };
     let candidates = [
         // Stale first (expired ones among them before the rest), then expired.
-        "SELECT e.key, e.size FROM entries e JOIN functions f ON f.id = e.function_id
+        "SELECT e.key, e.size, NULL FROM entries e JOIN functions f ON f.id = e.function_id
          WHERE f.current = 0 AND (?1 IS NULL OR f.name = ?1)
          ORDER BY (e.expires IS NOT NULL AND e.expires <= ?2) DESC, e.last_used, e.key",
-        "SELECT e.key, e.size FROM entries e JOIN functions f ON f.id = e.function_id
+        "SELECT e.key, e.size, NULL FROM entries e JOIN functions f ON f.id = e.function_id
          WHERE e.expires IS NOT NULL AND e.expires <= ?2 AND (?1 IS NULL OR f.name = ?1)
          ORDER BY e.last_used, e.key",
-        // Then least recently used, through the (last_used, key) index when unscoped.
-        "SELECT key, size FROM entries
-         WHERE ?1 IS NULL OR function_id IN (SELECT id FROM functions WHERE name = ?1)
-         ORDER BY last_used, key",
+        by_policy,
     ];
-    for sql in candidates {
+    let mut clock: Option<f64> = None;
+    'all: for sql in candidates {
         let mut stmt = tx.prepare(sql)?;
         let mut rows = if sql.contains("?2") {
             stmt.query(params![scope, now])?
@@ -447,25 +538,41 @@ fn over_limits(
                 continue;
             }
             let size = row.get::<_, i64>(1)?.max(0) as u64;
+            if policy == Policy::CostAware
+                && let Some(priority) = row.get::<_, Option<f64>>(2)?
+            {
+                clock = Some(priority);
+            }
             out.push(key);
             entries = entries.saturating_sub(1);
             bytes = bytes.saturating_sub(size);
             if within(entries, bytes) {
-                return Ok(out);
+                break 'all;
             }
         }
+    }
+    if let Some(clock) = clock {
+        raise_clock(tx, clock)?;
     }
     Ok(out)
 }
 
-/// Eviction after a store: stale, then expired, then least recently used entries go until the
-/// stored bytes are within `limit`, less what the entries add to the index
+/// Raises the cost-aware clock to `priority` (never lowers it).
+fn raise_clock(tx: &Transaction, priority: f64) -> rusqlite::Result<()> {
+    tx.prepare_cached("UPDATE policy SET value = max(value, ?1) WHERE name = 'clock'")?
+        .execute([priority])?;
+    Ok(())
+}
+
+/// Eviction after a store: stale, then expired entries, then the rest in the `policy`'s order
+/// go until the stored bytes are within `limit`, less what the entries add to the index
 /// ([`index::overhead`]). The entry just stored (`keep`) stays.
 pub(crate) fn to_size_limit(
     tx: &Transaction,
     limit: u64,
     keep: &Key,
     now: i64,
+    policy: Policy,
 ) -> rusqlite::Result<Vec<Removed>> {
     let (_, bytes) = index::totals(tx)?;
     let limit = limit.saturating_sub(index::overhead(tx)?);
@@ -504,11 +611,16 @@ pub(crate) fn to_size_limit(
             }
         }
     }
-    // Then by last use, walking the (last_used, key) index and stopping as soon as enough is freed.
-    let mut lru = Vec::new();
+    // Then in the policy's order, walking its index and stopping as soon as enough is freed.
+    let mut chosen = Vec::new();
+    let mut clock: Option<f64> = None;
     {
-        let mut stmt =
-            tx.prepare_cached("SELECT key, size FROM entries ORDER BY last_used, key")?;
+        let mut stmt = tx.prepare_cached(match policy {
+            Policy::CostAware => {
+                "SELECT key, size, priority FROM entries ORDER BY priority, last_used"
+            }
+            Policy::Lru => "SELECT key, size, NULL FROM entries ORDER BY last_used, key",
+        })?;
         let mut rows = stmt.query([])?;
         let mut freed = 0u64;
         while let Some(row) = rows.next()? {
@@ -519,14 +631,20 @@ pub(crate) fn to_size_limit(
                 continue;
             }
             freed += row.get::<_, i64>(1)?.max(0) as u64;
-            lru.push(key);
+            if let Some(priority) = row.get::<_, Option<f64>>(2)? {
+                clock = Some(priority);
+            }
+            chosen.push(key);
             if freed >= excess {
                 break;
             }
         }
     }
-    for key in &lru {
+    for key in &chosen {
         removed.extend(index::delete_entry(tx, key)?);
+    }
+    if let Some(clock) = clock {
+        raise_clock(tx, clock)?;
     }
     Ok(removed)
 }

@@ -79,7 +79,7 @@
 
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -179,6 +179,67 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // `Index::migrate` starts the epoch at a random value, so that first-hit files left beside
     // an index made again from scratch do not match it.
     "",
+    // 3: what each entry cost and saved, and what the cost-aware eviction orders by.
+    // - `compute_us`: the wall time the value took to compute, in microseconds, measured by the
+    //   cache around the compute closure; 0 when unknown (stored with `put`, or fetched from a
+    //   shared tier).
+    // - `priority`: the entry's GreedyDual-Size-Frequency priority (see `crate::evict`), indexed
+    //   with `last_used` so that eviction walks the index and ties go least recently used first.
+    // - `args`: the canonical argument bytes when at most `ARGS_RECORD_MAX`, NULL otherwise;
+    //   `args_size` their length (NULL: not recorded). A record for people, never part of the key.
+    // - `encoding`: how the value is stored: 0 as encoded, 1 zstd-compressed.
+    // Per function, kept by triggers like the other aggregates: the entries' summed compute time,
+    // hits, and time saved (hits x compute time), over the entries held now.
+    // Older indexes read with these as zero (see `Index::has_costs`).
+    r#"
+    ALTER TABLE entries ADD COLUMN compute_us INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE entries ADD COLUMN priority REAL NOT NULL DEFAULT 0;
+    ALTER TABLE entries ADD COLUMN args BLOB;
+    ALTER TABLE entries ADD COLUMN args_size INTEGER;
+    ALTER TABLE entries ADD COLUMN encoding INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX entries_priority ON entries(priority, last_used);
+    ALTER TABLE functions ADD COLUMN compute_us INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE functions ADD COLUMN hits INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE functions ADD COLUMN saved_us INTEGER NOT NULL DEFAULT 0;
+    UPDATE functions SET hits = coalesce((SELECT sum(hits) FROM entries WHERE function_id = functions.id), 0);
+    UPDATE entries SET priority = 0;
+    CREATE TABLE policy (
+        name  TEXT PRIMARY KEY,
+        value
+    ) WITHOUT ROWID;
+    INSERT INTO policy (name, value) VALUES ('clock', 0.0);
+    DROP TRIGGER entries_insert;
+    CREATE TRIGGER entries_insert AFTER INSERT ON entries BEGIN
+        UPDATE functions SET
+            entries = entries + 1,
+            bytes = bytes + NEW.size,
+            blob_bytes = blob_bytes + (CASE WHEN NEW.value IS NULL THEN NEW.size ELSE 0 END),
+            last_used = max(last_used, NEW.last_used),
+            compute_us = compute_us + NEW.compute_us,
+            hits = hits + NEW.hits,
+            saved_us = saved_us + NEW.hits * NEW.compute_us
+        WHERE id = NEW.function_id;
+    END;
+    DROP TRIGGER entries_delete;
+    CREATE TRIGGER entries_delete AFTER DELETE ON entries BEGIN
+        UPDATE functions SET
+            entries = entries - 1,
+            bytes = bytes - OLD.size,
+            blob_bytes = blob_bytes - (CASE WHEN OLD.value IS NULL THEN OLD.size ELSE 0 END),
+            compute_us = compute_us - OLD.compute_us,
+            hits = hits - OLD.hits,
+            saved_us = saved_us - OLD.hits * OLD.compute_us
+        WHERE id = OLD.function_id;
+    END;
+    DROP TRIGGER entries_touch;
+    CREATE TRIGGER entries_touch AFTER UPDATE OF last_used, hits ON entries BEGIN
+        UPDATE functions SET
+            last_used = max(last_used, NEW.last_used),
+            hits = hits + NEW.hits - OLD.hits,
+            saved_us = saved_us + NEW.hits * NEW.compute_us - OLD.hits * OLD.compute_us
+        WHERE id = NEW.function_id;
+    END;
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -232,6 +293,9 @@ pub(crate) struct Index {
     own_commit: AtomicU64,
     /// The index is in WAL mode (found at the first commit).
     wal: OnceLock<bool>,
+    /// The schema version this handle reads and writes: [`SCHEMA_VERSION`], or an older one an
+    /// open that may not migrate uses as it is (see [`Index::has_costs`]).
+    version: AtomicI64,
 }
 
 impl Index {
@@ -263,6 +327,7 @@ impl Index {
             held: OnceLock::new(),
             own_commit: AtomicU64::new(0),
             wal: OnceLock::new(),
+            version: AtomicI64::new(SCHEMA_VERSION),
         };
         let conn = match index.first_connection(schema) {
             Err(Error::Index { source, .. } | Error::ReadOnly { source, .. })
@@ -310,6 +375,12 @@ impl Index {
             let attempt = self
                 .connect()
                 .and_then(|conn| self.check_schema(&conn, schema).map(|()| conn));
+            if let Ok(conn) = &attempt {
+                let version = conn
+                    .query_row("PRAGMA user_version", [], |r| r.get(0))
+                    .map_err(|e| self.err(e))?;
+                self.version.store(version, Ordering::Relaxed);
+            }
             match attempt {
                 Err(Error::Busy { .. })
                     if started.elapsed() < MIGRATE_TIMEOUT && !in_wal_mode(&self.open_path) =>
@@ -323,6 +394,14 @@ impl Index {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// True when the index has the columns of schema version 3: each entry's compute time,
+    /// eviction priority, argument record and encoding. An older index that this handle may not
+    /// migrate is read and written without them: they read as zero (or none), new entries are
+    /// stored uncompressed, and eviction is least recently used.
+    pub fn has_costs(&self) -> bool {
+        self.version.load(Ordering::Relaxed) >= 3
     }
 
     pub fn access(&self) -> Access {
@@ -1535,6 +1614,31 @@ pub(crate) struct NewEntry<'a> {
     pub created: i64,
     pub now: i64,
     pub expires: Option<i64>,
+    /// What the index records beside the value (schema version 3; see [`Index::has_costs`]).
+    pub record: Option<&'a Record<'a>>,
+}
+
+impl Record<'_> {
+    /// The record of a value computed in `took`.
+    pub fn computed(took: Duration) -> Record<'static> {
+        Record {
+            compute_us: u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1),
+            ..Record::default()
+        }
+    }
+}
+
+/// What an entry records beside its value, for people and for eviction.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Record<'a> {
+    /// Wall time the computation took, microseconds; 0 when unknown.
+    pub compute_us: u64,
+    /// The canonical argument bytes, when small enough to keep.
+    pub args: Option<&'a [u8]>,
+    /// Their length, when known.
+    pub args_size: Option<u64>,
+    /// How the value is stored ([`crate::codec::Stored`]).
+    pub encoding: u8,
 }
 
 pub(crate) fn insert_entry(
@@ -1545,8 +1649,17 @@ pub(crate) fn insert_entry(
     const INSERT: &str = "INSERT INTO entries
          (key, function_id, size, hash, value, created, last_used, expires, rowid)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
-    let insert = |rowid: Option<i64>| {
-        tx.prepare_cached(INSERT)?.execute(params![
+    // The GreedyDual-Size-Frequency priority of a new entry: the clock plus its cost per byte,
+    // the size counted with 256 bytes for its row and index entries (so that tiny values do not
+    // get unbounded priorities; `touch` and `crate::evict` count the same).
+    const INSERT_RECORDED: &str = "INSERT INTO entries
+         (key, function_id, size, hash, value, created, last_used, expires, rowid,
+          compute_us, args, args_size, encoding, priority)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
+                 coalesce((SELECT value FROM policy WHERE name = 'clock'), 0.0)
+                   + ?10 / (?3 + 256.0))";
+    let insert = |rowid: Option<i64>| match e.record {
+        None => tx.prepare_cached(INSERT)?.execute(params![
             &e.key.0[..],
             e.function_id,
             e.size as i64,
@@ -1556,7 +1669,22 @@ pub(crate) fn insert_entry(
             e.now,
             e.expires,
             rowid
-        ])
+        ]),
+        Some(record) => tx.prepare_cached(INSERT_RECORDED)?.execute(params![
+            &e.key.0[..],
+            e.function_id,
+            e.size as i64,
+            &e.hash.0[..],
+            e.inline,
+            e.created,
+            e.now,
+            e.expires,
+            rowid,
+            record.compute_us.min(i64::MAX as u64) as i64,
+            record.args,
+            record.args_size.map(|n| n.min(i64::MAX as u64) as i64),
+            record.encoding,
+        ]),
     };
     match insert(Some(home_rowid(e.key))) {
         // Another key with the same first eight bytes lives there: any free row id will do
@@ -1799,11 +1927,22 @@ pub(crate) fn select_where(
     rows.collect()
 }
 
-/// Adds hits and moves last-use times forward, in one transaction.
-pub(crate) fn touch(tx: &Transaction, updates: &[(Key, u64, i64)]) -> rusqlite::Result<()> {
-    let mut stmt = tx.prepare_cached(
-        "UPDATE entries SET hits = hits + ?2, last_used = max(last_used, ?3) WHERE key = ?1",
-    )?;
+/// Adds hits and moves last-use times forward, in one transaction; with `costs` (schema
+/// version 3) each entry's priority is brought up to the clock plus its frequency times its
+/// cost per byte.
+pub(crate) fn touch(
+    tx: &Transaction,
+    updates: &[(Key, u64, i64)],
+    costs: bool,
+) -> rusqlite::Result<()> {
+    let mut stmt = tx.prepare_cached(if costs {
+        "UPDATE entries SET hits = hits + ?2, last_used = max(last_used, ?3),
+             priority = coalesce((SELECT value FROM policy WHERE name = 'clock'), 0.0)
+                 + (hits + ?2 + 1) * compute_us / (size + 256.0)
+         WHERE key = ?1"
+    } else {
+        "UPDATE entries SET hits = hits + ?2, last_used = max(last_used, ?3) WHERE key = ?1"
+    })?;
     for (key, hits, last_used) in updates {
         stmt.execute(params![&key.0[..], *hits as i64, last_used])?;
     }

@@ -1,7 +1,7 @@
 //! Looking inside a cache: statistics, functions and entry metadata. The CLI is built on these.
 
 use std::ops::ControlFlow;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use rusqlite::{OptionalExtension, params};
 
@@ -38,6 +38,12 @@ pub struct Stats {
     pub expired: u64,
     /// Their bytes.
     pub expired_bytes: u64,
+    /// Hits over the entries held now (as of the last flush of hit statistics).
+    pub hits: u64,
+    /// Compute time those hits saved: each entry's hits times its compute time.
+    pub saved: Duration,
+    /// Compute time the entries held now took, summed.
+    pub compute_time: Duration,
     /// With a Redis tier: entries too large for it, kept in the local directory only.
     pub local_only: Option<u64>,
     /// Their bytes.
@@ -64,6 +70,27 @@ pub struct FunctionStats {
     pub fingerprint: Option<String>,
     /// The current version's return type.
     pub return_type: Option<String>,
+    /// Hits over its entries held now.
+    pub hits: u64,
+    /// Compute time its entries took, summed (zero for entries stored with `put`).
+    pub compute_time: Duration,
+    /// Compute time its hits saved: each entry's hits times its compute time.
+    pub saved: Duration,
+}
+
+impl FunctionStats {
+    /// Compute time saved per MiB held: what a byte of this function's entries is worth.
+    pub fn saved_per_mib(&self) -> Duration {
+        saved_per_mib(self.saved, self.bytes)
+    }
+}
+
+/// `saved` per MiB of `bytes` (zero for no bytes).
+pub(crate) fn saved_per_mib(saved: Duration, bytes: u64) -> Duration {
+    if bytes == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_secs_f64(saved.as_secs_f64() * (1024.0 * 1024.0) / bytes as f64)
 }
 
 /// One entry's metadata.
@@ -94,6 +121,16 @@ pub struct EntryInfo {
     pub hits: u64,
     /// When it expires, if it does.
     pub expires: Option<SystemTime>,
+    /// How long computing the value took, as the cache measured it; zero when unknown (stored
+    /// with [`Cache::put`], fetched from a shared tier, or written by a memo-cache before 0.2).
+    pub compute_time: Duration,
+    /// The canonical encoding of the arguments (MessagePack, see `KEY_FORMAT_VERSION`), when
+    /// at most 1 KiB; a record for people, never used to find the entry.
+    pub args: Option<Vec<u8>>,
+    /// The length of that encoding, when recorded (also when the bytes were too long to keep).
+    pub args_size: Option<u64>,
+    /// True when the value is stored zstd-compressed.
+    pub compressed: bool,
 }
 
 impl EntryInfo {
@@ -103,9 +140,31 @@ impl EntryInfo {
     }
 }
 
-const ENTRY_COLUMNS: &str =
-    "e.key, f.name, f.fingerprint, f.return_type, f.current, e.size, e.value IS NULL,
-    e.hash, e.created, e.last_used, e.hits, e.expires";
+/// The columns [`entry_info`] reads, from an index with the schema version 3 columns or without.
+fn entry_columns(costs: bool) -> &'static str {
+    if costs {
+        "e.key, f.name, f.fingerprint, f.return_type, f.current, e.size, e.value IS NULL,
+        e.hash, e.created, e.last_used, e.hits, e.expires, e.compute_us, e.args, e.args_size,
+        e.encoding"
+    } else {
+        "e.key, f.name, f.fingerprint, f.return_type, f.current, e.size, e.value IS NULL,
+        e.hash, e.created, e.last_used, e.hits, e.expires, 0, NULL, NULL, 0"
+    }
+}
+
+/// Hits, compute time and time saved, summed over `functions` rows (zero without the columns).
+fn cost_sums(costs: bool) -> &'static str {
+    if costs {
+        "coalesce(sum(hits), 0), coalesce(sum(compute_us), 0), coalesce(sum(saved_us), 0)"
+    } else {
+        "0, 0, 0"
+    }
+}
+
+/// Microseconds from a column that should hold a non-negative count.
+fn micros(us: i64) -> Duration {
+    Duration::from_micros(us.max(0) as u64)
+}
 
 fn entry_info(r: &rusqlite::Row<'_>) -> rusqlite::Result<EntryInfo> {
     let digest = |i: usize| -> rusqlite::Result<Digest> {
@@ -128,6 +187,10 @@ fn entry_info(r: &rusqlite::Row<'_>) -> rusqlite::Result<EntryInfo> {
         last_used: ms_to_time(r.get(9)?),
         hits: r.get::<_, i64>(10)?.max(0) as u64,
         expires: r.get::<_, Option<i64>>(11)?.map(ms_to_time),
+        compute_time: micros(r.get(12)?),
+        args: r.get(13).ok().flatten(),
+        args_size: r.get::<_, Option<i64>>(14)?.map(|n| n.max(0) as u64),
+        compressed: r.get::<_, i64>(15)? == 1,
     })
 }
 
@@ -145,13 +208,18 @@ impl Cache {
     /// ```
     pub fn stats(&self) -> Result<Stats> {
         let now = self.now_ms();
+        let costs = self.index()?.has_costs();
         let mut stats = self.index()?.read(|c| {
             let mut stats = c.query_row(
-                "SELECT coalesce(sum(entries), 0), coalesce(sum(bytes), 0), coalesce(sum(blob_bytes), 0),
+                &format!(
+                    "SELECT coalesce(sum(entries), 0), coalesce(sum(bytes), 0), coalesce(sum(blob_bytes), 0),
                         count(DISTINCT CASE WHEN entries > 0 OR current = 1 THEN name END),
                         coalesce(sum(CASE WHEN current = 0 THEN entries END), 0),
-                        coalesce(sum(CASE WHEN current = 0 THEN bytes END), 0)
-                 FROM functions",
+                        coalesce(sum(CASE WHEN current = 0 THEN bytes END), 0),
+                        {}
+                     FROM functions",
+                    cost_sums(costs)
+                ),
                 [],
                 |r| {
                     let n = |i| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
@@ -162,6 +230,9 @@ impl Cache {
                         functions: n(3)?,
                         stale: n(4)?,
                         stale_bytes: n(5)?,
+                        hits: n(6)?,
+                        compute_time: micros(r.get(7)?),
+                        saved: micros(r.get(8)?),
                         ..Stats::default()
                     })
                 },
@@ -204,16 +275,19 @@ impl Cache {
 
     /// One row per function name, sorted by name.
     pub fn functions(&self) -> Result<Vec<FunctionStats>> {
+        let costs = self.index()?.has_costs();
         self.index()?.read(|c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare(&format!(
                 "SELECT name, coalesce(sum(entries), 0), coalesce(sum(bytes), 0),
                         coalesce(sum(CASE WHEN current = 0 THEN entries END), 0),
                         coalesce(sum(CASE WHEN current = 0 THEN bytes END), 0),
                         max(last_used),
                         max(CASE WHEN current = 1 THEN fingerprint END),
-                        max(CASE WHEN current = 1 THEN return_type END)
+                        max(CASE WHEN current = 1 THEN return_type END),
+                        {}
                  FROM functions GROUP BY name HAVING sum(entries) > 0 OR max(current) = 1 ORDER BY name",
-            )?;
+                cost_sums(costs)
+            ))?;
             let rows = stmt.query_map([], |r| {
                 let n = |i| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
                 Ok(FunctionStats {
@@ -225,6 +299,9 @@ impl Cache {
                     last_used: r.get::<_, Option<i64>>(5)?.filter(|&ms| ms > 0).map(ms_to_time),
                     fingerprint: r.get(6)?,
                     return_type: r.get(7)?,
+                    hits: n(8)?,
+                    compute_time: micros(r.get(9)?),
+                    saved: micros(r.get(10)?),
                 })
             })?;
             rows.collect()
@@ -250,12 +327,14 @@ impl Cache {
         function: Option<&str>,
         mut visit: impl FnMut(EntryInfo) -> ControlFlow<()>,
     ) -> Result<()> {
+        let costs = self.index()?.has_costs();
         self.index()?.read(|c| {
             let sql = format!(
-                "SELECT {ENTRY_COLUMNS} FROM entries e JOIN functions f ON f.id = e.function_id
+                "SELECT {} FROM entries e JOIN functions f ON f.id = e.function_id
                  WHERE (?1 IS NULL OR f.name = ?1)
                    AND typeof(e.key) = 'blob' AND length(e.key) = 32
-                   AND typeof(e.hash) = 'blob' AND length(e.hash) = 32"
+                   AND typeof(e.hash) = 'blob' AND length(e.hash) = 32",
+                entry_columns(costs)
             );
             let mut stmt = c.prepare(&sql)?;
             let mut rows = stmt.query([function])?;
@@ -280,9 +359,11 @@ impl Cache {
 
     /// One entry's metadata.
     pub fn entry(&self, key: &Key) -> Result<Option<EntryInfo>> {
+        let costs = self.index()?.has_costs();
         self.index()?.read(|c| {
             c.prepare_cached(&format!(
-                "SELECT {ENTRY_COLUMNS} FROM entries e JOIN functions f ON f.id = e.function_id WHERE e.key = ?1"
+                "SELECT {} FROM entries e JOIN functions f ON f.id = e.function_id WHERE e.key = ?1",
+                entry_columns(costs)
             ))?
             .query_row([&key.0[..]], entry_info)
             .optional()

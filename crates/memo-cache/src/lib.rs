@@ -53,7 +53,7 @@ pub use memo_cache_macros::disk_cache;
 pub use cache::{Cache, CacheBuilder, DEFAULT_INLINE_THRESHOLD, LEASE_ENV, WRITE_TIMEOUT_ENV};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
-pub use evict::{DEFAULT_FILE_GRACE, Prune, Removal, human_bytes};
+pub use evict::{DEFAULT_FILE_GRACE, Policy, Prune, Removal, human_bytes};
 pub use index::{DEFAULT_WRITE_TIMEOUT, SCHEMA_VERSION};
 pub use info::{EntryInfo, FunctionStats, Stats};
 pub use key::{Digest, Function, KEY_FORMAT_VERSION, Key, Ordered, Unordered, parse_key};

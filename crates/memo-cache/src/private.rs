@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 
 use crate::cache::Cache;
 use crate::canonical;
+use crate::index::Record;
 use crate::key::{Function, Key, Ordered, Unordered};
 use crate::lock::Owner;
 
@@ -124,8 +125,14 @@ pub fn lookup<T: DeserializeOwned + Any>(cache: &Cache, func: &Function, key: &K
 }
 
 /// A store that never fails: errors are logged once per kind and otherwise ignored.
-pub fn store<T: Serialize + Any>(cache: &Cache, func: &Function, key: &Key, value: &T) {
-    cache.put_quietly(func, key, value)
+fn store<T: Serialize + Any>(
+    cache: &Cache,
+    func: &Function,
+    key: &Key,
+    value: &T,
+    record: &Record<'_>,
+) {
+    cache.put_quietly(func, key, value, record)
 }
 
 /// Held while computing a missed key; dropping it lets waiting processes read the result.
@@ -467,14 +474,16 @@ impl Site {
     where
         F: FnOnce() -> R,
     {
+        let started = Instant::now();
         let result = compute();
+        let record = Record::computed(started.elapsed());
         let Some((cache, key)) = key else {
             return result;
         };
         match (outcome.split)(result) {
             Ok(value) => {
                 self.remember(func, cache, &key, mem.as_ref(), &value);
-                (ops.store)(cache, func, &key, &value);
+                (ops.store)(cache, func, &key, &value, &record);
                 (outcome.wrap)(value)
             }
             Err(unstored) => unstored,
@@ -507,9 +516,12 @@ impl Site {
             self.remember(func, cache, key, mem.as_ref(), &value);
             return (outcome.wrap)(value);
         }
-        let result = match (outcome.split)(compute()) {
+        let started = Instant::now();
+        let result = compute();
+        let record = Record::computed(started.elapsed());
+        let result = match (outcome.split)(result) {
             Ok(value) => {
-                (ops.store)(cache, func, key, &value);
+                (ops.store)(cache, func, key, &value, &record);
                 self.remember(func, cache, key, mem.as_ref(), &value);
                 (outcome.wrap)(value)
             }
@@ -889,7 +901,7 @@ where
 pub struct StoreOps<T> {
     lookup: fn(&Cache, &Function, &Key) -> Option<T>,
     lock_or_wait: LockOrWait<T>,
-    store: fn(&Cache, &Function, &Key, &T),
+    store: fn(&Cache, &Function, &Key, &T, &Record<'_>),
 }
 
 /// [`lock_or_wait`] for one return type.
@@ -918,7 +930,7 @@ fn inert_ops<T>() -> &'static StoreOps<T> {
         &StoreOps {
             lookup: |_, _, _| None,
             lock_or_wait: |_, _, _, _| (ComputeGuard(Default::default()), None),
-            store: |_, _, _, _| {},
+            store: |_, _, _, _, _| {},
         }
     }
 }
@@ -1355,10 +1367,14 @@ mod asynchronous {
                 Some((guard, None)) => guard,
                 None => ComputeGuard(Default::default()),
             };
-            let result = match (outcome.split)(compute.await) {
-                Ok(value) => {
-                    (outcome.wrap)(self.store_async(func, cache, key, ops, mem, value).await)
-                }
+            let started = Instant::now();
+            let result = compute.await;
+            let record = Record::computed(started.elapsed());
+            let result = match (outcome.split)(result) {
+                Ok(value) => (outcome.wrap)(
+                    self.store_async(func, cache, key, ops, mem, value, record)
+                        .await,
+                ),
                 Err(unstored) => unstored,
             };
             drop(guard);
@@ -1379,14 +1395,17 @@ mod asynchronous {
             V: Send + 'static,
             Fut: Future<Output = R>,
         {
+            let started = Instant::now();
             let result = compute.await;
+            let record = Record::computed(started.elapsed());
             let Some((cache, key)) = key else {
                 return result;
             };
             match (outcome.split)(result) {
-                Ok(value) => {
-                    (outcome.wrap)(self.store_async(func, cache, key, ops, mem, value).await)
-                }
+                Ok(value) => (outcome.wrap)(
+                    self.store_async(func, cache, key, ops, mem, value, record)
+                        .await,
+                ),
                 Err(unstored) => unstored,
             }
         }
@@ -1401,6 +1420,7 @@ mod asynchronous {
             ops: &'static StoreOps<T>,
             mem: Option<Mem<T>>,
             value: T,
+            record: Record<'static>,
         ) -> T
         where
             T: Send + 'static,
@@ -1410,7 +1430,7 @@ mod asynchronous {
             blocking(move || {
                 let value = shared.lock().unwrap_or_else(|p| p.into_inner());
                 if let Some(value) = value.as_ref() {
-                    (ops.store)(cache, func, &key, value);
+                    (ops.store)(cache, func, &key, value, &record);
                     self.remember(func, cache, &key, mem.as_ref(), value);
                 }
             })

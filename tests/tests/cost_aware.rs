@@ -1,0 +1,319 @@
+//! What entries cost and saved, and eviction by value (issue 15): compute times measured around
+//! the computation, hits and time saved per function and in total, the cost-aware order under
+//! a size limit and in `prune`, LRU still selectable, and an index of the older schema read
+//! and migrated.
+
+use std::path::Path;
+use std::time::Duration;
+
+mod macro_support;
+
+use macro_support::run;
+use memo_cache::{Cache, Function, ManualClock, Policy, Prune};
+use memo_cache_e2e::raw_index;
+
+const CHILD: &str = env!("CARGO_BIN_EXE_macro_child");
+
+const START_MS: i64 = 1_700_000_000_000;
+
+static CHEAP: Function = Function::new("cost::cheap", "v1", "Vec<u8>");
+static DEAR: Function = Function::new("cost::dear", "v1", "Vec<u8>");
+
+/// A value of exactly 1000 stored bytes (999 and the format byte), kept inline.
+fn kb(tag: u8) -> Vec<u8> {
+    vec![tag; 999]
+}
+
+fn open(dir: &Path, clock: &ManualClock, limit: Option<u64>, policy: Policy) -> Cache {
+    let mut builder = Cache::builder(dir).clock(clock.clone()).policy(policy);
+    if let Some(limit) = limit {
+        builder = builder.size_limit(limit);
+    }
+    builder.open().unwrap()
+}
+
+#[test]
+fn compute_time_is_measured_around_the_computation_and_hits_count_as_time_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open(dir.path()).unwrap();
+    let slow = Function::new("cost::slow", "v1", "u64");
+
+    let value = cache.get_or_compute(&slow, &(1,), || {
+        std::thread::sleep(Duration::from_millis(40));
+        7u64
+    });
+    assert_eq!(value, 7);
+    cache.put(&slow, &(2,), &8u64).unwrap();
+    cache
+        .put_timed(&slow, &(3,), &9u64, Duration::from_secs(3600))
+        .unwrap();
+
+    for _ in 0..3 {
+        assert_eq!(
+            cache.get_or_compute(&slow, &(1,), || -> u64 { unreachable!("a hit") }),
+            7
+        );
+    }
+    cache.flush().unwrap();
+
+    let by_args = |n: u64| {
+        let key = slow.key(&(n,)).unwrap();
+        cache.entry(&key).unwrap().expect("stored")
+    };
+    let measured = by_args(1);
+    assert!(
+        measured.compute_time >= Duration::from_millis(40)
+            && measured.compute_time < Duration::from_secs(5),
+        "{:?}",
+        measured.compute_time
+    );
+    assert_eq!(measured.hits, 3);
+    assert_eq!(by_args(2).compute_time, Duration::ZERO, "put has no cost");
+    assert_eq!(by_args(3).compute_time, Duration::from_secs(3600));
+
+    let f = &cache.functions().unwrap()[0];
+    assert_eq!(f.name, "cost::slow");
+    assert_eq!(f.hits, 3);
+    assert_eq!(
+        f.compute_time,
+        measured.compute_time + Duration::from_secs(3600)
+    );
+    assert_eq!(f.saved, measured.compute_time * 3);
+    assert!(f.saved_per_mib() > f.saved, "a few bytes hold it");
+
+    let stats = cache.stats().unwrap();
+    assert_eq!((stats.hits, stats.saved), (3, measured.compute_time * 3));
+
+    // Removing an entry takes its figures with it.
+    cache.remove(&slow, &(1,)).unwrap();
+    let f = &cache.functions().unwrap()[0];
+    assert_eq!((f.hits, f.saved), (0, Duration::ZERO));
+    assert_eq!(f.compute_time, Duration::from_secs(3600));
+}
+
+#[test]
+fn the_attribute_records_what_its_calls_cost() {
+    // `slow_square` sleeps 300 ms; one process computes it, two more hit it.
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..3 {
+        run(CHILD, dir.path(), &["slow", "12"]);
+    }
+    let cache = Cache::open(dir.path()).unwrap();
+    let f = cache
+        .functions()
+        .unwrap()
+        .into_iter()
+        .find(|f| f.name.ends_with("slow_square"))
+        .expect("the attribute's function is listed");
+    assert_eq!((f.entries, f.hits), (1, 2));
+    assert!(
+        f.compute_time >= Duration::from_millis(300) && f.compute_time < Duration::from_secs(30),
+        "{:?}",
+        f.compute_time
+    );
+    assert_eq!(f.saved, f.compute_time * 2);
+}
+
+/// The scenario of the issue: an expensive result used an hour ago against cheap ones used a
+/// minute ago. LRU evicts the expensive one; the cost-aware order keeps it.
+fn expensive_against_recent(policy: Policy) -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS);
+    let limit = 64 * 1024;
+    let cache = open(dir.path(), &clock, Some(limit), policy);
+    cache
+        .put_timed(&DEAR, &(0,), &kb(0), Duration::from_secs(2 * 3600))
+        .unwrap();
+    clock.advance(Duration::from_secs(60));
+    for i in 0..200u32 {
+        cache
+            .put_timed(&CHEAP, &(i,), &kb(i as u8), Duration::from_millis(2))
+            .unwrap();
+        clock.advance(Duration::from_secs(1));
+    }
+    assert!(cache.stats().unwrap().bytes <= limit);
+    cache.contains(&DEAR, &(0,)).unwrap()
+}
+
+#[test]
+fn a_size_limit_keeps_the_results_that_save_the_most_time() {
+    assert!(
+        expensive_against_recent(Policy::CostAware),
+        "the 2-hour result outlives 200 cheap ones stored after it"
+    );
+    assert!(
+        !expensive_against_recent(Policy::Lru),
+        "least recently used first evicts it"
+    );
+}
+
+#[test]
+fn the_clock_ages_an_expensive_entry_that_is_never_used_again() {
+    // Cost per byte alone would keep the expensive entry forever; the clock, raised to each
+    // evicted priority, lets entries stored later overtake it once enough were evicted.
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS);
+    let limit = 32 * 1024;
+    let cache = open(dir.path(), &clock, Some(limit), Policy::CostAware);
+    cache
+        .put_timed(&DEAR, &(0,), &kb(0), Duration::from_millis(50))
+        .unwrap();
+    let mut evicted_at = None;
+    for i in 0..5_000u32 {
+        cache
+            .put_timed(&CHEAP, &(i,), &kb(i as u8), Duration::from_millis(10))
+            .unwrap();
+        if !cache.contains(&DEAR, &(0,)).unwrap() {
+            evicted_at = Some(i);
+            break;
+        }
+    }
+    let at = evicted_at.expect("the unused expensive entry is evicted in the end");
+    assert!(
+        at > 30,
+        "not at once: it cost 5x the others (evicted after {at})"
+    );
+}
+
+#[test]
+fn prune_to_a_size_orders_by_value_unless_lru_is_asked_for() {
+    for (policy, dear_survives) in [(Policy::CostAware, true), (Policy::Lru, false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(START_MS);
+        let cache = open(dir.path(), &clock, None, Policy::default());
+        cache
+            .put_timed(&DEAR, &(0,), &kb(0), Duration::from_secs(600))
+            .unwrap();
+        for i in 0..20u32 {
+            clock.advance(Duration::from_secs(1));
+            cache
+                .put_timed(&CHEAP, &(i,), &kb(i as u8), Duration::from_millis(1))
+                .unwrap();
+        }
+        let removed = cache
+            .prune(&Prune::new().max_entries(10).policy(policy))
+            .unwrap();
+        assert_eq!(removed.entries, 11);
+        assert_eq!(
+            cache.contains(&DEAR, &(0,)).unwrap(),
+            dear_survives,
+            "{policy:?}"
+        );
+        // Among equally cheap entries the older go first either way.
+        assert!(!cache.contains(&CHEAP, &(0,)).unwrap());
+        assert!(cache.contains(&CHEAP, &(19,)).unwrap());
+    }
+}
+
+#[test]
+fn hits_raise_an_entrys_priority() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS);
+    let cache = open(dir.path(), &clock, None, Policy::CostAware);
+    for i in 0..10u32 {
+        cache
+            .put_timed(&CHEAP, &(i,), &kb(i as u8), Duration::from_millis(5))
+            .unwrap();
+        clock.advance(Duration::from_secs(1));
+    }
+    // The oldest, hit often, now saves the most per byte.
+    for _ in 0..5 {
+        assert!(cache.get::<_, Vec<u8>>(&CHEAP, &(0u32,)).unwrap().is_some());
+    }
+    cache.flush().unwrap();
+    cache.prune(&Prune::new().max_entries(5)).unwrap();
+    assert!(cache.contains(&CHEAP, &(0u32,)).unwrap());
+    assert!(!cache.contains(&CHEAP, &(1u32,)).unwrap());
+}
+
+#[test]
+fn policies_are_named_as_the_cli_spells_them() {
+    assert_eq!("lru".parse::<Policy>().unwrap(), Policy::Lru);
+    assert_eq!("cost".parse::<Policy>().unwrap(), Policy::CostAware);
+    assert_eq!(Policy::default(), Policy::CostAware);
+    let err = "fifo".parse::<Policy>().unwrap_err();
+    assert!(err.contains("'cost'") && err.contains("'lru'"), "{err}");
+}
+
+/// Rewrites a cache's index to schema version 2, as memo-cache 0.1 made it: the columns of
+/// version 3 dropped, the old triggers back.
+fn downgrade_to_v2(dir: &Path) {
+    let conn = raw_index(dir);
+    conn.execute_batch(
+        "DROP INDEX entries_priority;
+         DROP TRIGGER entries_insert; DROP TRIGGER entries_delete; DROP TRIGGER entries_touch;
+         ALTER TABLE entries DROP COLUMN compute_us; ALTER TABLE entries DROP COLUMN priority;
+         ALTER TABLE entries DROP COLUMN args; ALTER TABLE entries DROP COLUMN args_size;
+         ALTER TABLE entries DROP COLUMN encoding;
+         ALTER TABLE functions DROP COLUMN compute_us; ALTER TABLE functions DROP COLUMN hits;
+         ALTER TABLE functions DROP COLUMN saved_us;
+         DROP TABLE policy;
+         CREATE TRIGGER entries_insert AFTER INSERT ON entries BEGIN
+             UPDATE functions SET entries = entries + 1, bytes = bytes + NEW.size,
+                 blob_bytes = blob_bytes + (CASE WHEN NEW.value IS NULL THEN NEW.size ELSE 0 END),
+                 last_used = max(last_used, NEW.last_used)
+             WHERE id = NEW.function_id;
+         END;
+         CREATE TRIGGER entries_delete AFTER DELETE ON entries BEGIN
+             UPDATE functions SET entries = entries - 1, bytes = bytes - OLD.size,
+                 blob_bytes = blob_bytes - (CASE WHEN OLD.value IS NULL THEN OLD.size ELSE 0 END)
+             WHERE id = OLD.function_id;
+         END;
+         CREATE TRIGGER entries_touch AFTER UPDATE OF last_used ON entries BEGIN
+             UPDATE functions SET last_used = max(last_used, NEW.last_used)
+             WHERE id = NEW.function_id;
+         END;
+         PRAGMA user_version = 2;",
+    )
+    .unwrap();
+}
+
+#[test]
+fn an_index_of_the_older_schema_is_read_as_it_is_and_migrated_by_a_program() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let cache = Cache::open(dir.path()).unwrap();
+        cache
+            .put_timed(&DEAR, &(0,), &kb(0), Duration::from_secs(5))
+            .unwrap();
+        assert!(cache.get::<_, Vec<u8>>(&DEAR, &(0,)).unwrap().is_some());
+    }
+    downgrade_to_v2(dir.path());
+
+    // A tool that only looks reads it as it is: no costs, nothing changed.
+    {
+        let cache = Cache::builder(dir.path()).existing_only().open().unwrap();
+        let entries = cache.entries(None).unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].compute_time, Duration::ZERO);
+        assert_eq!(cache.stats().unwrap().saved, Duration::ZERO);
+        // It can still evict, least recently used first, and store.
+        cache
+            .put_timed(&CHEAP, &(1,), &kb(1), Duration::from_secs(1))
+            .unwrap();
+        cache.prune(&Prune::new().max_entries(1)).unwrap();
+        assert_eq!(cache.stats().unwrap().entries, 1);
+    }
+    let version: i64 = raw_index(dir.path())
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2, "an open of an existing cache migrates nothing");
+
+    // A program's open brings it forward; old entries read as costing nothing, new ones count.
+    let cache = Cache::open(dir.path()).unwrap();
+    assert_eq!(cache.stats().unwrap().entries, 1);
+    cache
+        .put_timed(&DEAR, &(9,), &kb(9), Duration::from_secs(7))
+        .unwrap();
+    let f = cache
+        .functions()
+        .unwrap()
+        .into_iter()
+        .find(|f| f.name == "cost::dear")
+        .unwrap();
+    assert_eq!(f.compute_time, Duration::from_secs(7));
+    let version: i64 = raw_index(dir.path())
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, memo_cache::SCHEMA_VERSION);
+}
