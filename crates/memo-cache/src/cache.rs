@@ -941,7 +941,13 @@ impl Cache {
         T: Serialize + Any,
     {
         let key = func.key(args)?;
-        self.put_key(func, &key, value, ttl)
+        let args = crate::args_record::take(&key);
+        let record = Record {
+            args: args.bytes.as_deref(),
+            args_size: args.size,
+            ..Record::default()
+        };
+        self.put_recorded(func, &key, value, ttl, &record)
     }
 
     /// Stores `value` as the result of `func` for `args`, computed in `compute_time`: what the
@@ -971,13 +977,9 @@ impl Cache {
         T: Serialize + Any,
     {
         let key = func.key(args)?;
-        self.put_recorded(
-            func,
-            &key,
-            value,
-            func.ttl(),
-            &Record::computed(compute_time),
-        )
+        let args = crate::args_record::take(&key);
+        let record = Record::computed(compute_time, &args);
+        self.put_recorded(func, &key, value, func.ttl(), &record)
     }
 
     /// Like [`Cache::put_with_ttl`], by key.
@@ -1277,6 +1279,7 @@ impl Cache {
         if let Some(value) = self.get_quietly(func, &key) {
             return Ok(value);
         }
+        let args = crate::args_record::take(&key);
         let (lock, value) = self.lock_or_wait(func, &key, Owner::thread());
         if let Some(value) = value {
             return Ok(value);
@@ -1284,7 +1287,7 @@ impl Cache {
         let started = Instant::now();
         let result = compute();
         if let Ok(value) = &result {
-            let record = Record::computed(started.elapsed());
+            let record = Record::computed(started.elapsed(), &args);
             self.put_quietly(func, &key, value, &record);
         }
         drop(lock);

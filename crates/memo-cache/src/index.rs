@@ -1618,12 +1618,14 @@ pub(crate) struct NewEntry<'a> {
     pub record: Option<&'a Record<'a>>,
 }
 
-impl Record<'_> {
-    /// The record of a value computed in `took`.
-    pub fn computed(took: Duration) -> Record<'static> {
+impl<'a> Record<'a> {
+    /// The record of a value computed in `took`, from the arguments `args`.
+    pub fn computed(took: Duration, args: &'a crate::args_record::Args) -> Record<'a> {
         Record {
             compute_us: u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1),
-            ..Record::default()
+            args: args.bytes.as_deref(),
+            args_size: args.size,
+            encoding: 0,
         }
     }
 }

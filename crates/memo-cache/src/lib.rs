@@ -29,6 +29,7 @@
 
 #![warn(missing_docs)]
 
+mod args_record;
 mod blobs;
 mod cache;
 mod canonical;

@@ -474,9 +474,13 @@ impl Site {
     where
         F: FnOnce() -> R,
     {
+        let args = key
+            .as_ref()
+            .map(|(_, key)| crate::args_record::take(key))
+            .unwrap_or_default();
         let started = Instant::now();
         let result = compute();
-        let record = Record::computed(started.elapsed());
+        let record = Record::computed(started.elapsed(), &args);
         let Some((cache, key)) = key else {
             return result;
         };
@@ -511,6 +515,7 @@ impl Site {
             self.remember(func, cache, key, mem.as_ref(), &value);
             return (outcome.wrap)(value);
         }
+        let args = crate::args_record::take(key);
         let (guard, value) = (ops.lock_or_wait)(cache, func, key, Owner::thread());
         if let Some(value) = value {
             self.remember(func, cache, key, mem.as_ref(), &value);
@@ -518,7 +523,7 @@ impl Site {
         }
         let started = Instant::now();
         let result = compute();
-        let record = Record::computed(started.elapsed());
+        let record = Record::computed(started.elapsed(), &args);
         let result = match (outcome.split)(result) {
             Ok(value) => {
                 (ops.store)(cache, func, key, &value, &record);
@@ -1346,6 +1351,8 @@ mod asynchronous {
             V: Send + 'static,
             Fut: Future<Output = R>,
         {
+            // Before the first await: the key was made on this thread.
+            let args = crate::args_record::take(&key);
             // The task, not the blocking-pool thread: a call that awaits itself with the same key
             // is told so, instead of waiting for itself.
             let owner = match tokio::task::try_id() {
@@ -1369,10 +1376,10 @@ mod asynchronous {
             };
             let started = Instant::now();
             let result = compute.await;
-            let record = Record::computed(started.elapsed());
+            let took = started.elapsed();
             let result = match (outcome.split)(result) {
                 Ok(value) => (outcome.wrap)(
-                    self.store_async(func, cache, key, ops, mem, value, record)
+                    self.store_async(func, cache, key, ops, mem, value, (took, args))
                         .await,
                 ),
                 Err(unstored) => unstored,
@@ -1395,15 +1402,19 @@ mod asynchronous {
             V: Send + 'static,
             Fut: Future<Output = R>,
         {
+            let args = key
+                .as_ref()
+                .map(|(_, key)| crate::args_record::take(key))
+                .unwrap_or_default();
             let started = Instant::now();
             let result = compute.await;
-            let record = Record::computed(started.elapsed());
+            let took = started.elapsed();
             let Some((cache, key)) = key else {
                 return result;
             };
             match (outcome.split)(result) {
                 Ok(value) => (outcome.wrap)(
-                    self.store_async(func, cache, key, ops, mem, value, record)
+                    self.store_async(func, cache, key, ops, mem, value, (took, args))
                         .await,
                 ),
                 Err(unstored) => unstored,
@@ -1420,7 +1431,7 @@ mod asynchronous {
             ops: &'static StoreOps<T>,
             mem: Option<Mem<T>>,
             value: T,
-            record: Record<'static>,
+            (took, args): (Duration, crate::args_record::Args),
         ) -> T
         where
             T: Send + 'static,
@@ -1430,7 +1441,7 @@ mod asynchronous {
             blocking(move || {
                 let value = shared.lock().unwrap_or_else(|p| p.into_inner());
                 if let Some(value) = value.as_ref() {
-                    (ops.store)(cache, func, &key, value, &record);
+                    (ops.store)(cache, func, &key, value, &Record::computed(took, &args));
                     self.remember(func, cache, &key, mem.as_ref(), value);
                 }
             })
