@@ -1423,6 +1423,7 @@ mod asynchronous {
 
         /// Encodes and writes `value` on the blocking pool and hands it back. The value travels
         /// in a shared slot, so even a store that panics or is cancelled cannot lose it.
+        #[allow(clippy::too_many_arguments)]
         async fn store_async<T>(
             &'static self,
             func: &'static Function,
