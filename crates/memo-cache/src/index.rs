@@ -463,7 +463,7 @@ impl Index {
                 Ok(None) => {}
                 // A busy database or a broken connection: the snapshot is gone; answer in
                 // autocommit, which waits out a busy database and reports anything else.
-                Err(e) => tracing::debug!("memo-cache: held snapshot dropped: {e}"),
+                Err(e) => tracing::debug!(target: crate::diagnostics::STORE, "memo-cache: held snapshot dropped: {e}"),
             }
         }
         // In autocommit, on a pooled connection: after a write by this process, that is the
@@ -720,7 +720,7 @@ impl Index {
         let out = f(&conn);
         let _ = conn.busy_timeout(READ_TIMEOUT);
         self.give_back(conn);
-        out.map_err(|e| tracing::debug!("memo-cache: {}: {e}", self.path.display()))
+        out.map_err(|e| tracing::debug!(target: crate::diagnostics::STORE, "memo-cache: {}: {e}", self.path.display()))
             .ok()
     }
 }
@@ -918,7 +918,7 @@ impl Held {
         {
             Ok(_) => Some(held),
             Err(e) => {
-                tracing::debug!("memo-cache: no held read snapshot (no thread: {e})");
+                tracing::debug!(target: crate::diagnostics::STORE, "memo-cache: no held read snapshot (no thread: {e})");
                 None
             }
         }
@@ -1515,6 +1515,35 @@ pub(crate) fn ensure_function(tx: &Transaction, func: &Function) -> rusqlite::Re
     )?
     .execute(params![func.name(), id])?;
     Ok(id)
+}
+
+/// A version of a function, as `other_versions` lists them.
+#[derive(Debug)]
+pub(crate) struct Version {
+    pub fingerprint: String,
+    pub return_type: String,
+    pub entries: u64,
+}
+
+/// The versions of the function named `name`, other than `identity`, that still hold entries:
+/// why a call missed, for its debug event.
+pub(crate) fn other_versions(
+    conn: &Connection,
+    name: &str,
+    identity: &Digest,
+) -> rusqlite::Result<Vec<Version>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT fingerprint, return_type, entries FROM functions
+         WHERE name = ?1 AND identity != ?2 AND entries > 0 ORDER BY id",
+    )?;
+    stmt.query_map(params![name, &identity.0[..]], |r| {
+        Ok(Version {
+            fingerprint: r.get(0)?,
+            return_type: r.get(1)?,
+            entries: r.get::<_, i64>(2)?.max(0) as u64,
+        })
+    })?
+    .collect()
 }
 
 /// A new row, replacing any row of the same key (returned so its blob can go).
