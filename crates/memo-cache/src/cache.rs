@@ -24,6 +24,7 @@ use crate::index::{self, Access, Index, NewEntry, Removed, Schema};
 use crate::key::{Digest, Function, Key};
 use crate::layout::{self, Layout};
 use crate::lock::{Acquired, ComputeLocks, Lease, Owner};
+use crate::progress::{Reporter, Step};
 #[cfg(feature = "redis")]
 use crate::remote::{Attempt, Remote, RemoteConfig, RemoteLock, Waited};
 use crate::ttl::{self, RowSync, Target};
@@ -1113,6 +1114,11 @@ impl Cache {
     /// Their first-hit files go too: the removal made them useless (it moved the epoch, with
     /// their keys' buckets in the removal log), and they should not hold on to disk space.
     pub(crate) fn remove_blobs(&self, removed: &[Removed]) {
+        self.remove_blobs_reporting(removed, &Reporter::default());
+    }
+
+    /// Like [`Cache::remove_blobs`], saying how many files of how many are done.
+    pub(crate) fn remove_blobs_reporting(&self, removed: &[Removed], progress: &Reporter) {
         if !removed.is_empty() && self.inner.layout.hints.is_dir() {
             for r in removed {
                 hints::remove(&self.inner.layout, &r.key);
@@ -1124,7 +1130,9 @@ impl Cache {
         }
         let result = self.index().and_then(|index| {
             index.write(|tx| {
-                for r in &gone {
+                let total = gone.len() as u64;
+                for (i, r) in gone.iter().enumerate() {
+                    progress.tick(Step::RemovingFiles, i as u64, total);
                     if index::holds_blob(tx, &r.key, &r.hash)? {
                         continue;
                     }
@@ -1132,6 +1140,7 @@ impl Cache {
                         tracing::debug!(target: STORE, "memo-cache: {e}");
                     }
                 }
+                progress.report(Step::RemovingFiles, total, total);
                 Ok(())
             })
         });

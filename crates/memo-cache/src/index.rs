@@ -1809,6 +1809,51 @@ pub(crate) fn delete_where(
     Ok(rows)
 }
 
+/// How many entries `DELETE ... WHERE {where_sql}` would remove (for a progress count).
+pub(crate) fn count_where(
+    conn: &Connection,
+    where_sql: &str,
+    args: &[&dyn rusqlite::ToSql],
+) -> rusqlite::Result<u64> {
+    let sql = format!(
+        "SELECT count(*) FROM entries e JOIN functions f ON f.id = e.function_id WHERE {where_sql}"
+    );
+    let n: i64 = conn.prepare(&sql)?.query_row(args, |r| r.get(0))?;
+    Ok(n.max(0) as u64)
+}
+
+/// Rows deleted per statement by [`delete_where_batched`].
+const DELETE_BATCH: usize = 1024;
+
+/// Like [`delete_where`], [`DELETE_BATCH`] rows per statement (in the caller's transaction),
+/// handing each batch's rows to `batch` as it is done: a prune can say how far it has come.
+pub(crate) fn delete_where_batched(
+    tx: &Transaction,
+    where_sql: &str,
+    args: &[&dyn rusqlite::ToSql],
+    mut batch: impl FnMut(Vec<Removed>),
+) -> rusqlite::Result<()> {
+    let sql = format!(
+        "DELETE FROM entries WHERE key IN (SELECT e.key FROM entries e JOIN functions f ON f.id = e.function_id WHERE {where_sql} LIMIT {DELETE_BATCH})
+         RETURNING key, hash, size, value IS NULL"
+    );
+    let mut stmt = tx.prepare(&sql)?;
+    loop {
+        let rows: Vec<Removed> = stmt
+            .query_map(args, removed)?
+            .collect::<rusqlite::Result<_>>()?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        bump_epoch(tx, &rows.iter().map(|r| &r.key).collect())?;
+        let last = rows.len() < DELETE_BATCH;
+        batch(rows);
+        if last {
+            return Ok(());
+        }
+    }
+}
+
 pub(crate) fn select_where(
     conn: &Connection,
     where_sql: &str,

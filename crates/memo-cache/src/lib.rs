@@ -43,6 +43,7 @@ mod info;
 mod key;
 mod layout;
 mod lock;
+pub mod progress;
 #[cfg(feature = "redis")]
 pub mod remote;
 mod space;
@@ -61,6 +62,7 @@ pub use info::{EntryInfo, FunctionStats, Stats};
 pub use key::{Digest, Function, KEY_FORMAT_VERSION, Key, Ordered, Unordered, parse_key};
 pub use layout::{BLOBS_DIR, DIR_ENV, HINTS_DIR, INDEX_FILE, LOCKS_DIR, TMP_DIR, default_dir};
 pub use lock::{DEFAULT_LEASE, MIN_LEASE};
+pub use progress::{Progress, Step};
 #[cfg(feature = "redis")]
 pub use remote::{
     REDIS_PREFIX_ENV, REDIS_URL_ENV, RemoteConfig, RemoteStats, remote_clear, remote_stats,
