@@ -179,5 +179,9 @@ fn debug_events_name_evicted_entries() {
         .filter(|l| l.contains("DEBUG memo_cache::store:") && l.contains("evicted"))
         .collect();
     assert!(evicted.len() >= 3, "{}", run.stderr);
-    assert!(evicted[0].contains("limit=3000"), "{}", evicted[0]);
+    assert!(
+        evicted[0].contains("over its size limit of 3000 bytes"),
+        "{}",
+        evicted[0]
+    );
 }

@@ -46,7 +46,7 @@ pub struct Cli {
     )]
     pub color: ColorChoice,
 
-    /// Say more on stderr: -v info, -vv debug (each lookup, store and removal), -vvv trace
+    /// Say more on stderr: -v info, -vv debug (each entry removed, and why), -vvv trace
     #[arg(
         long,
         short,

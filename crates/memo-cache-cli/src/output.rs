@@ -117,26 +117,33 @@ pub struct Bar(ProgressBar);
 
 impl Bar {
     /// Shows `progress`: its step, and items done of total with thousands separators, as the
-    /// counts in text output are.
+    /// counts in text output are. The end of each step is drawn whatever the refresh rate, so
+    /// that what was done stays readable until the next step or the result.
     pub fn update(&self, progress: memo_cache::Progress) {
         let bar = &self.0;
         if bar.is_hidden() {
             return;
         }
         if bar.length().is_none() {
-            // The spinner's message ("Pruning DIR") stays, before the step.
-            bar.set_prefix(bar.message());
+            // The spinner's message named the command and directory; the bar, the step.
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{spinner} {prefix}: {msg} {human_pos}/{human_len} ({percent}%) [{bar:30}] {elapsed}",
+                    "{spinner} {msg} {human_pos}/{human_len} ({percent}%) [{bar:30}] {elapsed}",
                 )
                 .expect("a valid template")
                 .progress_chars("=> "),
             );
         }
-        bar.set_message(progress.step.as_str());
-        bar.set_length(progress.total);
-        bar.set_position(progress.done);
+        if bar.message() != progress.step.as_str() {
+            bar.set_message(progress.step.as_str());
+        }
+        bar.update(|state| {
+            state.set_len(progress.total);
+            state.set_pos(progress.done);
+        });
+        if progress.done >= progress.total {
+            bar.force_draw();
+        }
     }
 
     /// The function a library operation reports its progress to.

@@ -1079,7 +1079,13 @@ impl Cache {
                     in_blob,
                     "stored"
                 );
-                diagnostics::evicted(&evicted, self.inner.size_limit);
+                if let Some(limit) = self.inner.size_limit {
+                    diagnostics::removed(
+                        &evicted,
+                        format_args!("evicted: the cache was over its size limit of {limit} bytes"),
+                        self.dir(),
+                    );
+                }
                 // The same value stored again lands at the same path: keep that file.
                 let replaced = replaced.filter(|old| !(old.in_blob && old.hash == hash && in_blob));
                 self.remove_blobs(replaced.as_slice());

@@ -7,7 +7,7 @@
 //! |--------|-------|------|
 //! | `memo_cache` | warn | the cache cannot be used (cannot open, read or write): calls run uncached |
 //! | `memo_cache::calls` | debug | each lookup: hit, or miss and why (no entry, expired, another version's entries) |
-//! | `memo_cache::store` | warn, debug | entries dropped as bad (warn); stored, evicted, not stored (debug) |
+//! | `memo_cache::store` | warn, debug | entries dropped as bad (warn); each entry stored, evicted, pruned, or not stored (debug) |
 //! | `memo_cache::lock` | warn, debug | compute locks: waiting for another process, taking over from a stopped one |
 //! | `memo_cache::remote` | warn, debug | the Redis tier: outages, values ignored, values kept local-only |
 //!
@@ -203,8 +203,9 @@ fn why_missed(cache: &Cache, func: &Function, key: &Key) -> crate::Result<String
     ))
 }
 
-/// Logs, at debug level, the entries a store evicted to keep the cache under its size limit.
-pub(crate) fn evicted(removed: &[Removed], limit: Option<u64>) {
+/// Logs, at debug level, each entry `removed` and why (`reason`): evicted by a store over the
+/// size limit, or removed by a prune or clear. Nothing is formatted unless the event is enabled.
+pub(crate) fn removed(removed: &[Removed], reason: fmt::Arguments<'_>, path: &Path) {
     if removed.is_empty() || !tracing::enabled!(target: STORE, tracing::Level::DEBUG) {
         return;
     }
@@ -213,8 +214,8 @@ pub(crate) fn evicted(removed: &[Removed], limit: Option<u64>) {
             target: STORE,
             key = %Short(&r.key),
             bytes = r.size,
-            limit,
-            "evicted: the cache was over its size limit"
+            path = %path.display(),
+            "removed: {reason}"
         );
     }
 }
