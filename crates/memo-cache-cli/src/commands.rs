@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use anyhow::{Context, bail};
-use clap::CommandFactory;
 use comfy_table::Cell;
 use memo_cache::{Cache, EntryInfo, Error, FunctionStats, Prune, Removal, Verify, human_bytes};
 use serde_json::{Value, json};
@@ -18,18 +17,21 @@ use crate::cli::{
     VerifyArgs,
 };
 use crate::decode;
-use crate::output::{Output, print_json, print_table};
+use crate::output::{JSON_FORMAT, Output, print_json, print_raw_json, print_table};
 use crate::values::{count, relative, rfc3339};
 
 /// Runs the command `cli` names.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let out = Output::new(cli.json, cli.color);
+    let out = Output::new(cli.json, cli.color, cli.verbosity());
     if let Command::Completions { shell } = cli.command {
         // Into memory first: clap_complete panics on a failed write, e.g. into a closed pipe.
         let mut script = Vec::new();
-        clap_complete::generate(shell, &mut Cli::command(), "memo-cache", &mut script);
+        clap_complete::generate(shell, &mut Cli::command_for_docs(), "memo-cache", &mut script);
         std::io::stdout().write_all(&script)?;
         return Ok(ExitCode::SUCCESS);
+    }
+    if let Command::GenerateMan { dir } = &cli.command {
+        return generate_man(dir, out);
     }
     if let Command::Remote(args) = &cli.command {
         return remote(args, out);
@@ -55,10 +57,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         // Removing from a cache that does not exist removes nothing, and is no error: cleanup
         // scripts run twice (as `uv cache clean` does).
         Command::Prune(_) | Command::Clear(_) if nothing_there(&dir) => {
-            eprintln!(
-                "memo-cache: {} does not exist: there is no cache to remove from",
+            out.note(format_args!(
+                "{} does not exist: there is no cache to remove from",
                 dir.display()
-            );
+            ));
             report_removal(&Removal::default(), out)
         }
         Command::Prune(args) => prune(&open(&dir, Access::Change)?, &args, out),
@@ -71,7 +73,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             verify(&open(&dir, access)?, &args, out)
         }
-        Command::Completions { .. } | Command::Remote(_) => unreachable!("handled above"),
+        Command::Completions { .. } | Command::GenerateMan { .. } | Command::Remote(_) => {
+            unreachable!("handled above")
+        }
     }
 }
 
@@ -92,8 +96,36 @@ enum Access {
     Change,
 }
 
+/// Why `dir` cannot be a cache directory, when it is a file or lies under one.
+fn not_a_directory(dir: &Path) -> Option<String> {
+    const WHAT_TO_DO: &str = "pass --dir with a cache directory, or set MEMO_CACHE_DIR to one \
+                              (`memo-cache dir` prints the one in use)";
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_file() => Some(format!(
+            "{} is a file, not a cache directory; {WHAT_TO_DO}",
+            dir.display()
+        )),
+        Ok(meta) if !meta.is_dir() => Some(format!(
+            "{} is not a directory, so it is no cache directory; {WHAT_TO_DO}",
+            dir.display()
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+            let file = dir.ancestors().skip(1).find(|a| a.is_file())?;
+            Some(format!(
+                "{} is a file, so {} cannot be a cache directory; {WHAT_TO_DO}",
+                file.display(),
+                dir.display()
+            ))
+        }
+        _ => None,
+    }
+}
+
 /// Opens an existing cache; never creates one, nor migrates an index of an older schema.
 fn open(dir: &Path, access: Access) -> anyhow::Result<Cache> {
+    if let Some(why) = not_a_directory(dir) {
+        bail!(why);
+    }
     let builder = Cache::builder(dir);
     let builder = match access {
         Access::LookOnly => builder.read_only(),
@@ -125,8 +157,53 @@ fn dir_cmd(dir: &Path, out: Output) -> anyhow::Result<ExitCode> {
         print_json(&json!({ "dir": dir, "exists": dir.exists(), "is_cache": is_cache }))?;
     } else {
         writeln!(std::io::stdout(), "{}", dir.display())?;
+        if let Some(why) = not_a_directory(dir) {
+            out.note(format_args!("note: {why}"));
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+// ---- generate-man -----------------------------------------------------------------------------
+
+/// Writes `memo-cache.1` and a page per command (`memo-cache-ls.1`, `memo-cache-remote-stats.1`)
+/// into `dir`, from the same definition as `--help`.
+fn generate_man(dir: &Path, out: Output) -> anyhow::Result<ExitCode> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut written = Vec::new();
+    write_man_pages(&Cli::command_for_docs(), dir, &mut written)?;
+    if out.json {
+        print_json(&json!({ "dir": dir, "pages": written }))?;
+    } else {
+        let mut stdout = std::io::stdout().lock();
+        for page in &written {
+            writeln!(stdout, "{}", page.display())?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_man_pages(
+    command: &clap::Command,
+    dir: &Path,
+    written: &mut Vec<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    // Built, the command names its subcommands `memo-cache-ls` (the page) and `memo-cache ls`
+    // (the synopsis).
+    let man = clap_mangen::Man::new(command.clone())
+        .source(format!("memo-cache {}", env!("CARGO_PKG_VERSION")));
+    let path = dir.join(man.get_filename());
+    let mut page = Vec::new();
+    man.render(&mut page)?;
+    std::fs::write(&path, page).with_context(|| format!("writing {}", path.display()))?;
+    written.push(path);
+    for sub in command
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
+        write_man_pages(sub, dir, written)?;
+    }
+    Ok(())
 }
 
 // ---- ls ---------------------------------------------------------------------------------------
@@ -198,7 +275,7 @@ fn ls_functions(
                 })
             })
             .collect();
-        print_json(&rows)?;
+        print_json(&json!({ "functions": rows }))?;
         return Ok(ExitCode::SUCCESS);
     }
     if functions.is_empty() {
@@ -341,16 +418,20 @@ fn entry_json(e: &EntryInfo, now: SystemTime) -> Value {
     serde_json::to_value(entry_row(e, now)).expect("an entry serializes")
 }
 
-/// Writes the entries as a JSON array one row at a time: a million entries as `Value`s took
-/// gigabytes.
+/// Writes `{"format": .., "entries": [..]}` one row at a time: a million entries as `Value`s
+/// took gigabytes.
 fn print_entries_json(entries: &[EntryInfo], now: SystemTime) -> anyhow::Result<()> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    out.write_all(b"[")?;
+    write!(out, "{{\n  \"format\": {JSON_FORMAT},\n  \"entries\": [")?;
     for (i, e) in entries.iter().enumerate() {
-        out.write_all(if i == 0 { b"\n  " } else { b",\n  " })?;
+        out.write_all(if i == 0 { b"\n    " } else { b",\n    " })?;
         serde_json::to_writer(&mut out, &entry_row(e, now))?;
     }
-    out.write_all(if entries.is_empty() { b"]\n" } else { b"\n]\n" })?;
+    out.write_all(if entries.is_empty() {
+        b"]\n}\n"
+    } else {
+        b"\n  ]\n}\n"
+    })?;
     out.flush()?;
     Ok(())
 }
@@ -468,7 +549,7 @@ fn show(cache: &Cache, args: &ShowArgs, out: Output) -> anyhow::Result<ExitCode>
                  their hash check (`memo-cache verify` tells which)"
             )
         })?;
-        let value = decode::to_json(&stored)
+        let value = decode::to_json(&stored, &entry.return_type)
             .map_err(|e| anyhow::anyhow!("cannot decode the value of entry {key}: {e}"))?;
         Some((decode::format_name(&stored), value))
     } else {
@@ -476,15 +557,20 @@ fn show(cache: &Cache, args: &ShowArgs, out: Output) -> anyhow::Result<ExitCode>
     };
     if out.json {
         let mut object = entry_json(&entry, now);
-        if let (Some((format, value)), Value::Object(map)) = (value, &mut object) {
-            map.insert("format".into(), json!(format));
-            map.insert("value".into(), value);
+        if let (Some((format, _)), Value::Object(map)) = (&value, &mut object) {
+            map.insert("value_format".into(), json!(format));
         }
-        print_json(&object)?;
-        return Ok(ExitCode::SUCCESS);
+        return match value {
+            Some((_, value)) => print_json(&WithValue {
+                entry: &object,
+                value: &value,
+            }),
+            None => print_json(&object),
+        }
+        .map(|()| ExitCode::SUCCESS);
     }
     if let Some((_, value)) = value {
-        print_json(&value)?;
+        print_raw_json(&value)?;
         return Ok(ExitCode::SUCCESS);
     }
     let when = |t: SystemTime| format!("{} ({})", rfc3339(t), relative(t, now));
@@ -507,7 +593,7 @@ fn show(cache: &Cache, args: &ShowArgs, out: Output) -> anyhow::Result<ExitCode>
             format!(
                 "{} ({} bytes, {})",
                 human_bytes(entry.bytes),
-                entry.bytes,
+                count(entry.bytes),
                 if entry.in_blob {
                     "in a blob file"
                 } else {
@@ -531,6 +617,14 @@ fn show(cache: &Cache, args: &ShowArgs, out: Output) -> anyhow::Result<ExitCode>
     }
     print_table(&table)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `show --json --value`: the entry's fields, then the value.
+#[derive(serde::Serialize)]
+struct WithValue<'a> {
+    #[serde(flatten)]
+    entry: &'a Value,
+    value: &'a decode::Decoded,
 }
 
 // ---- prune and clear --------------------------------------------------------------------------
@@ -558,24 +652,24 @@ fn prune(cache: &Cache, args: &PruneArgs, out: Output) -> anyhow::Result<ExitCod
         prune = prune.older_than(age);
     }
     if let Some(name) = &args.func {
-        note_unknown_function(cache, name)?;
+        note_unknown_function(cache, name, out)?;
         prune = prune.function(name);
     }
     if args.dry_run {
         prune = prune.dry_run();
     }
-    let spinner = out.spinner(format!("Pruning {}", cache.dir().display()));
-    let removal = cache.prune(&prune);
-    spinner.finish_and_clear();
+    let bar = out.spinner(format!("Pruning {}", cache.dir().display()));
+    let removal = cache.prune(&prune.progress(bar.reporter()));
+    bar.finish();
     let removal = removal.with_context(|| format!("pruning {}", cache.dir().display()))?;
     report_removal(&removal, out)
 }
 
 /// A prune of a function that does not exist removes nothing: say so, but it is not an error
 /// (a script may prune a function before it first runs).
-fn note_unknown_function(cache: &Cache, name: &str) -> anyhow::Result<()> {
+fn note_unknown_function(cache: &Cache, name: &str, out: Output) -> anyhow::Result<()> {
     if let Err(e) = known_function(&cache.functions()?, name) {
-        eprintln!("memo-cache: note: {}", crate::message(&e));
+        out.note(format_args!("note: {}", crate::message(&e)));
     }
     Ok(())
 }
@@ -591,9 +685,34 @@ fn report_removal(removal: &Removal, out: Output) -> anyhow::Result<ExitCode> {
             "dry_run": removal.dry_run,
         }))?;
     } else {
-        writeln!(std::io::stdout(), "{removal}")?;
+        writeln!(std::io::stdout(), "{}", removal_text(removal))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `Removed 1,234 entries (1.4 MiB) and 2 stray files (12.0 KiB)`: the library's wording, with
+/// counts written as everywhere in the CLI's text.
+fn removal_text(removal: &Removal) -> String {
+    let verb = if removal.dry_run {
+        "Would remove"
+    } else {
+        "Removed"
+    };
+    let mut text = format!(
+        "{verb} {} {} ({})",
+        count(removal.entries),
+        plural(removal.entries, "entry", "entries"),
+        human_bytes(removal.bytes)
+    );
+    if removal.files > 0 {
+        text.push_str(&format!(
+            " and {} stray {} ({})",
+            count(removal.files),
+            plural(removal.files, "file", "files"),
+            human_bytes(removal.file_bytes)
+        ));
+    }
+    text
 }
 
 fn clear(cache: &Cache, args: &ClearArgs, out: Output) -> anyhow::Result<ExitCode> {
@@ -628,12 +747,14 @@ fn clear(cache: &Cache, args: &ClearArgs, out: Output) -> anyhow::Result<ExitCod
             cache.dir().display()
         ))?;
     }
-    let spinner = out.spinner(format!("Clearing {}", cache.dir().display()));
-    let removal = match &args.func {
-        Some(name) => cache.clear_function(name),
-        None => cache.clear(),
+    let bar = out.spinner(format!("Clearing {}", cache.dir().display()));
+    // What `clear` and `clear_function` do, counted.
+    let all = match &args.func {
+        Some(name) => Prune::all().function(name),
+        None => Prune::all(),
     };
-    spinner.finish_and_clear();
+    let removal = cache.prune(&all.progress(bar.reporter()));
+    bar.finish();
     let removal = removal.with_context(|| format!("clearing {}", cache.dir().display()))?;
     report_removal(&removal, out)
 }
@@ -659,7 +780,7 @@ fn remote(args: &RemoteArgs, out: Output) -> anyhow::Result<ExitCode> {
         RemoteCommand::Stats => {
             let spinner = out.spinner(format!("Scanning {place}"));
             let stats = memo_cache::remote_stats(&config);
-            spinner.finish_and_clear();
+            spinner.finish();
             let stats = stats.with_context(|| format!("scanning {place}"))?;
             if out.json {
                 print_json(&json!({
@@ -676,7 +797,7 @@ fn remote(args: &RemoteArgs, out: Output) -> anyhow::Result<ExitCode> {
                     "{place}: {} values ({}) on {} {}, {} compute {} held",
                     count(stats.values),
                     human_bytes(stats.bytes),
-                    stats.nodes,
+                    count(stats.nodes as u64),
                     if stats.nodes == 1 { "node" } else { "nodes" },
                     count(stats.locks),
                     if stats.locks == 1 { "lock" } else { "locks" },
@@ -689,7 +810,7 @@ fn remote(args: &RemoteArgs, out: Output) -> anyhow::Result<ExitCode> {
             }
             let spinner = out.spinner(format!("Clearing {place}"));
             let removed = memo_cache::remote_clear(&config);
-            spinner.finish_and_clear();
+            spinner.finish();
             let removed = removed.with_context(|| format!("clearing {place}"))?;
             if out.json {
                 print_json(&json!({ "removed": removed }))?;
@@ -738,9 +859,14 @@ fn no_terminal(stdin: bool, stderr: bool) -> Option<&'static str> {
 // ---- verify -----------------------------------------------------------------------------------
 
 fn verify(cache: &Cache, args: &VerifyArgs, out: Output) -> anyhow::Result<ExitCode> {
-    let spinner = out.spinner(format!("Verifying {}", cache.dir().display()));
-    let report = cache.verify(&Verify::new().fix(args.fix).file_grace(args.grace.grace));
-    spinner.finish_and_clear();
+    let bar = out.spinner(format!("Verifying {}", cache.dir().display()));
+    let report = cache.verify(
+        &Verify::new()
+            .fix(args.fix)
+            .file_grace(args.grace.grace)
+            .progress(bar.reporter()),
+    );
+    bar.finish();
     let report = report.with_context(|| format!("verifying {}", cache.dir().display()))?;
     let sound = report.is_sound();
     if out.json {

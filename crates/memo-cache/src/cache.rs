@@ -15,6 +15,9 @@ use serde::de::DeserializeOwned;
 use crate::blobs::{self, Aligned, Plain, ReadFailure};
 use crate::clock::{Clock, SystemClock};
 use crate::codec;
+use crate::diagnostics::{self, CALLS, LOCK, STORE, Short};
+#[cfg(feature = "redis")]
+use crate::diagnostics::REMOTE;
 use crate::error::{Error, Result};
 use crate::evict::Policy;
 use crate::hints::{self, Hint, IndexHeader};
@@ -22,6 +25,7 @@ use crate::index::{self, Access, Index, NewEntry, Record, Removed, Schema};
 use crate::key::{Digest, Function, Key};
 use crate::layout::{self, Layout};
 use crate::lock::{Acquired, ComputeLocks, Lease, Owner};
+use crate::progress::{Reporter, Step};
 #[cfg(feature = "redis")]
 use crate::remote::{Attempt, Remote, RemoteConfig, RemoteLock, Waited};
 use crate::ttl::{self, RowSync, Target};
@@ -542,14 +546,20 @@ impl Cache {
     /// unexpired under `func`'s ttl.
     fn lookup<T: DeserializeOwned + Any>(&self, func: &Function, key: &Key) -> Result<Option<T>> {
         if let Some(value) = self.get_key_as(func.name(), Some(func), key)? {
+            tracing::debug!(target: CALLS, function = func.name(), key = %Short(key), "hit");
             return Ok(Some(value));
         }
         #[cfg(feature = "redis")]
         if let Some(remote) = &self.inner.remote
             && let Some(fetched) = remote.get(key, self.now_ms(), func.ttl())
         {
-            return Ok(self.accept_remote(func, key, fetched));
+            let value = self.accept_remote(func, key, fetched);
+            if value.is_some() {
+                tracing::debug!(target: CALLS, function = func.name(), key = %Short(key), "hit in the Redis tier");
+            }
+            return Ok(value);
         }
+        diagnostics::explain_miss(self, func, key);
         Ok(None)
     }
 
@@ -582,6 +592,7 @@ impl Cache {
             Ok(value) => Some(value),
             Err(reason) => {
                 tracing::warn!(
+                    target: REMOTE,
                     "memo-cache: Redis value {key} of {} does not decode ({reason}); recomputing",
                     func.name()
                 );
@@ -822,9 +833,10 @@ impl Cache {
     /// Drops an entry found bad, with a warning naming it; never fails.
     fn drop_bad(&self, name: &str, key: &Key, hash: &Digest, reason: &str) {
         tracing::warn!(
+            target: STORE,
             function = name,
-            key = %key,
-            dir = %self.dir().display(),
+            key = %Short(key),
+            path = %self.dir().display(),
             "memo-cache: dropping cache entry {key} of {name}: {reason}; it will be recomputed"
         );
         if self.is_read_only() {
@@ -881,7 +893,7 @@ impl Cache {
         if index.access() == Access::ReadOnly || !index.is_gone() {
             return Ok(());
         }
-        tracing::warn!(
+        tracing::warn!(target: STORE, 
             dir = %self.dir().display(),
             "memo-cache: the cache index {} was deleted or replaced while in use; making the \
              cache again",
@@ -896,7 +908,7 @@ impl Cache {
     /// it, they wait for a later flush. A hit never waits for the write lock.
     fn flush_quietly(&self) {
         if let Err(e) = self.inner.flush_within(Duration::ZERO) {
-            tracing::debug!("memo-cache: could not record hit statistics yet: {e}");
+            tracing::debug!(target: STORE, "memo-cache: could not record hit statistics yet: {e}");
         }
     }
 
@@ -1074,6 +1086,9 @@ impl Cache {
             && bytes.len() as u64 > limit
         {
             tracing::debug!(
+                target: STORE,
+                function = func.name(),
+                key = %Short(key),
                 "memo-cache: not storing a {} byte value of {}: larger than the size limit",
                 bytes.len(),
                 func.name()
@@ -1163,6 +1178,21 @@ impl Cache {
         }
         match written {
             Ok((replaced, evicted)) => {
+                tracing::debug!(
+                    target: STORE,
+                    function = func.name(),
+                    key = %Short(key),
+                    bytes = bytes.len(),
+                    in_blob,
+                    "stored"
+                );
+                if let Some(limit) = self.inner.size_limit {
+                    diagnostics::removed(
+                        &evicted,
+                        format_args!("evicted: the cache was over its size limit of {limit} bytes"),
+                        self.dir(),
+                    );
+                }
                 // The same value stored again lands at the same path: keep that file.
                 let replaced = replaced.filter(|old| !(old.in_blob && old.hash == hash && in_blob));
                 self.remove_blobs(replaced.as_slice());
@@ -1197,6 +1227,11 @@ impl Cache {
     /// Their first-hit files go too: the removal made them useless (it moved the epoch, with
     /// their keys' buckets in the removal log), and they should not hold on to disk space.
     pub(crate) fn remove_blobs(&self, removed: &[Removed]) {
+        self.remove_blobs_reporting(removed, &Reporter::default());
+    }
+
+    /// Like [`Cache::remove_blobs`], saying how many files of how many are done.
+    pub(crate) fn remove_blobs_reporting(&self, removed: &[Removed], progress: &Reporter) {
         if !removed.is_empty() && self.inner.layout.hints.is_dir() {
             for r in removed {
                 hints::remove(&self.inner.layout, &r.key);
@@ -1208,20 +1243,23 @@ impl Cache {
         }
         let result = self.index().and_then(|index| {
             index.write(|tx| {
-                for r in &gone {
+                let total = gone.len() as u64;
+                for (i, r) in gone.iter().enumerate() {
+                    progress.tick(Step::RemovingFiles, i as u64, total);
                     if index::holds_blob(tx, &r.key, &r.hash)? {
                         continue;
                     }
                     if let Err(e) = blobs::remove(&self.inner.layout.blob_path(&r.key, &r.hash)) {
-                        tracing::debug!("memo-cache: {e}");
+                        tracing::debug!(target: STORE, "memo-cache: {e}");
                     }
                 }
+                progress.report(Step::RemovingFiles, total, total);
                 Ok(())
             })
         });
         if let Err(e) = result {
             // The files stay as orphans, swept by the next prune or `verify --fix`.
-            tracing::debug!("memo-cache: could not remove blob files: {e}");
+            tracing::debug!(target: STORE, "memo-cache: could not remove blob files: {e}");
         }
     }
 
@@ -1323,6 +1361,12 @@ impl Cache {
                     None
                 });
             if let Some(value) = local {
+                tracing::debug!(
+                    target: CALLS,
+                    function = func.name(),
+                    key = %Short(key),
+                    "hit: stored by another thread or process while this call waited"
+                );
                 return (locks, Some(value));
             }
         }
@@ -1380,8 +1424,8 @@ impl Cache {
             Acquired::TookOver(lease) => (Some(lease), true),
             Acquired::Done => (None, true),
             Acquired::Reentrant => {
-                tracing::debug!(
-                    key = %key,
+                tracing::debug!(target: LOCK,
+                    key = %Short(key),
                     "memo-cache: {} calls itself with the same key; computing without waiting",
                     func.name()
                 );
@@ -1423,9 +1467,13 @@ impl Cache {
     pub(crate) fn warn_once(&self, kind: &'static str, error: &Error) {
         let first = self.inner.warned.lock().expect("warned lock").insert(kind);
         if first {
-            tracing::warn!("memo-cache: {error}; continuing without the cache for this call");
+            diagnostics::cannot_use(
+                Some(self.dir()),
+                error,
+                "continuing without the cache for this call",
+            );
         } else {
-            tracing::debug!("memo-cache: {error}");
+            tracing::debug!(target: diagnostics::CACHE, path = %self.dir().display(), "memo-cache: {error}");
         }
     }
 
@@ -1619,10 +1667,10 @@ impl Inner {
     /// process read first-hit files). Never fails; the handle stays usable.
     fn close(&self) {
         if let Err(e) = self.flush_within(index::CLOSE_FLUSH_TIMEOUT) {
-            tracing::debug!("memo-cache: could not record hit statistics: {e}");
+            tracing::debug!(target: STORE, "memo-cache: could not record hit statistics: {e}");
         }
         if let Err(e) = self.write_hints() {
-            tracing::debug!("memo-cache: could not write first-hit files: {e}");
+            tracing::debug!(target: STORE, "memo-cache: could not write first-hit files: {e}");
         }
         if let Some(index) = self.index.get() {
             index.close();
@@ -1650,7 +1698,7 @@ fn duration_from_env(name: &str) -> Option<Duration> {
     match humantime::parse_duration(&text) {
         Ok(duration) => Some(duration),
         Err(e) => {
-            tracing::warn!(
+            tracing::warn!(target: diagnostics::CACHE,
                 "memo-cache: {name}={text:?} is not a duration ({e}); write one like \"10s\""
             );
             None

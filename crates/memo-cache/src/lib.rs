@@ -35,6 +35,7 @@ mod cache;
 mod canonical;
 mod clock;
 pub mod codec;
+mod diagnostics;
 mod error;
 mod evict;
 mod hints;
@@ -43,6 +44,7 @@ mod info;
 mod key;
 mod layout;
 mod lock;
+pub mod progress;
 #[cfg(feature = "redis")]
 pub mod remote;
 mod space;
@@ -53,6 +55,7 @@ pub use memo_cache_macros::disk_cache;
 
 pub use cache::{Cache, CacheBuilder, DEFAULT_INLINE_THRESHOLD, LEASE_ENV, WRITE_TIMEOUT_ENV};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use diagnostics::QUIET_ENV;
 pub use error::{Error, Result};
 pub use evict::{DEFAULT_FILE_GRACE, Policy, Prune, Removal, human_bytes};
 pub use index::{DEFAULT_WRITE_TIMEOUT, SCHEMA_VERSION};
@@ -60,6 +63,7 @@ pub use info::{EntryInfo, FunctionStats, Stats};
 pub use key::{Digest, Function, KEY_FORMAT_VERSION, Key, Ordered, Unordered, parse_key};
 pub use layout::{BLOBS_DIR, DIR_ENV, HINTS_DIR, INDEX_FILE, LOCKS_DIR, TMP_DIR, default_dir};
 pub use lock::{DEFAULT_LEASE, MIN_LEASE};
+pub use progress::{Progress, Step};
 #[cfg(feature = "redis")]
 pub use remote::{
     REDIS_PREFIX_ENV, REDIS_URL_ENV, RemoteConfig, RemoteStats, remote_clear, remote_stats,

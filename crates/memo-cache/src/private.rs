@@ -44,7 +44,7 @@ fn cache_with_remote(dir: Option<&str>, remote: Option<&'static str>) -> Option<
         None => match crate::layout::default_dir() {
             Ok(path) => path,
             Err(e) => {
-                warn_open_failure(&e);
+                warn_open_failure(None, &e);
                 return None;
             }
         },
@@ -65,10 +65,10 @@ fn cache_with_remote(dir: Option<&str>, remote: Option<&'static str>) -> Option<
         }
         Err(e) => {
             let first = !caches.contains_key(&slot);
-            caches.insert(slot, Slot::Failed(Instant::now()));
             if first {
-                warn_open_failure(&e);
+                warn_open_failure(Some(&slot.0), &e);
             }
+            caches.insert(slot, Slot::Failed(Instant::now()));
             None
         }
     }
@@ -84,14 +84,15 @@ fn open_with_remote(path: &std::path::Path, remote: Option<&str>) -> crate::Resu
     #[cfg(not(feature = "redis"))]
     if let Some(url) = remote {
         tracing::warn!(
+            target: crate::diagnostics::REMOTE,
             "memo-cache: `remote = {url:?}` needs memo-cache's `redis` feature; using the local cache only"
         );
     }
     builder.open()
 }
 
-fn warn_open_failure(e: &crate::Error) {
-    tracing::warn!("memo-cache: cannot open the cache ({e}); cached functions will run uncached");
+fn warn_open_failure(dir: Option<&std::path::Path>, e: &crate::Error) {
+    crate::diagnostics::cannot_use(dir, e, "cached functions run uncached");
 }
 
 /// Does for every registered cache what dropping it would (they are never dropped): writes its
