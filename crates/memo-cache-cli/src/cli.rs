@@ -129,21 +129,23 @@ pub enum Command {
     /// Print the cache directory in use
     Dir,
 
-    /// List functions (or, with --entries, entries) with their sizes and last use
+    /// List functions (or, with --entries, entries) with their sizes, compute time saved and last use
     #[command(alias = "list")]
     Ls(LsArgs),
 
-    /// Show totals: entries, functions, stored bytes, disk use, stale and expired entries
-    Stats,
+    /// Show totals: entries, functions, stored bytes, disk use, compute time saved, stale and expired entries
+    Stats(StatsArgs),
 
     /// Show one entry's metadata, or with --value its stored value as JSON
     Show(ShowArgs),
 
     /// Remove entries by size, count, age, expiry, staleness or function
     ///
-    /// Criteria add up: an entry goes if any criterion selects it, then the least recently used
-    /// entries go until --max-size and --max-entries hold. Stale entries (from an older version
-    /// of their function) go first, then expired ones, then least recently used.
+    /// Criteria add up: an entry goes if any criterion selects it, then entries go in eviction
+    /// order until --max-size and --max-entries hold. Stale entries (from an older version of
+    /// their function) go first, then expired ones, then by --policy: by default the entries
+    /// that save the least compute time per byte (hits x compute time / size, aged by a clock
+    /// that rises with each eviction), or with --policy lru the least recently used.
     ///
     /// With no criterion, prune removes expired and stale entries only. Every prune also sweeps
     /// orphan blob files, temp files of unfinished writes and per-key lock files an older
@@ -244,6 +246,10 @@ pub enum SortKey {
     LastUsed,
     /// Most entries first (with --entries: most hits first)
     Entries,
+    /// Most compute time saved first (hits x compute time)
+    Saved,
+    /// Dearest to compute first
+    Cost,
 }
 
 /// Options of `show`.
@@ -253,20 +259,54 @@ pub struct ShowArgs {
     pub key: String,
 
     /// Print the stored value decoded to JSON (alone, or as "value" with --json)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "args")]
     pub value: bool,
+
+    /// Print the arguments the value was computed from, decoded to JSON (alone, or as "args" with --json)
+    #[arg(long)]
+    pub args: bool,
+}
+
+/// Options of `stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Also draw histograms of the entries by size and by compute time
+    #[arg(long)]
+    pub histogram: bool,
+}
+
+/// `prune --policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PolicyArg {
+    /// Stale and expired first, then the entries that save the least compute time per byte (GreedyDual-Size-Frequency)
+    Cost,
+    /// Stale and expired first, then least recently used
+    Lru,
+}
+
+impl From<PolicyArg> for memo_cache::Policy {
+    fn from(policy: PolicyArg) -> Self {
+        match policy {
+            PolicyArg::Cost => memo_cache::Policy::CostAware,
+            PolicyArg::Lru => memo_cache::Policy::Lru,
+        }
+    }
 }
 
 /// Options of `prune`.
 #[derive(Debug, Args)]
 pub struct PruneArgs {
-    /// Remove least recently used entries until at most SIZE stored bytes remain (500MB, 2GiB, 1.5G)
+    /// Remove entries in eviction order until at most SIZE stored bytes remain (500MB, 2GiB, 1.5G)
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_size: Option<u64>,
 
-    /// Remove least recently used entries until at most N remain
+    /// Remove entries in eviction order until at most N remain
     #[arg(long, value_name = "N", value_parser = parse_count)]
     pub max_entries: Option<u64>,
+
+    /// The eviction order for --max-size and --max-entries
+    #[arg(long, value_name = "POLICY", default_value = "cost")]
+    pub policy: PolicyArg,
 
     /// Remove entries not used for longer than AGE (7d, 12h, 30min, 2w)
     #[arg(long, value_name = "AGE", value_parser = parse_age)]
