@@ -661,8 +661,7 @@ fn a_prune_with_progress_removes_the_same_and_counts_to_the_end() {
         assert!(entries.len() >= 2, "reported along the way: {entries:?}");
         let files = seen
             .iter()
-            .filter(|p| p.step == memo_cache::Step::RemovingFiles)
-            .last()
+            .rfind(|p| p.step == memo_cache::Step::RemovingFiles)
             .expect("removing files was reported");
         assert_eq!(files.done, files.total);
     }

@@ -288,7 +288,7 @@ impl<'a> Parser<'a> {
     fn path(&mut self) -> &'a str {
         let end = self
             .rest
-            .find(|c: char| matches!(c, '<' | '>' | ',' | ';' | '(' | ')' | '[' | ']' | ' '))
+            .find(['<', '>', ',', ';', '(', ')', '[', ']', ' '])
             .unwrap_or(self.rest.len());
         let (path, rest) = self.rest.split_at(end);
         self.rest = rest;
@@ -298,7 +298,7 @@ impl<'a> Parser<'a> {
     fn word(&mut self) {
         let end = self
             .rest
-            .find(|c: char| matches!(c, '>' | ',' | ' '))
+            .find(['>', ',', ' '])
             .unwrap_or(self.rest.len());
         self.rest = &self.rest[end..];
     }

@@ -62,7 +62,7 @@ pub fn span(d: std::time::Duration) -> String {
     match () {
         _ if us == 0 => "-".into(),
         _ if us < 1_000 => format!("{us} µs"),
-        _ if us < 10_000 && us % 1_000 != 0 => format!("{:.1} ms", us as f64 / 1e3),
+        _ if us < 10_000 && !us.is_multiple_of(1_000) => format!("{:.1} ms", us as f64 / 1e3),
         _ if us < 1_000_000 => format!("{} ms", us / 1_000),
         _ if secs < 60 && d.subsec_micros() == 0 => format!("{secs} s"),
         _ if secs < 60 => format!("{:.1} s", d.as_secs_f64()),
