@@ -40,13 +40,12 @@
 //! Sizes are stored bytes: the value's length plus the one format byte of the stored encoding,
 //! in the simulations as in the library. The library counts more against its limit: the index
 //! pages its entries take past the first 64 KiB, less the inline values already counted (see
-//! `CacheBuilder::size_limit`). Small values inline are where that weighs: a 5 KiB value takes
-//! two 4 KiB overflow pages, and every row has its key, hash and index entries. So that a real
-//! cache holds the same stored bytes as the simulations, each real replay is given
-//! `size_limit = budget + allowance`, the allowance being the index overhead measured (with the
-//! library's own formula, read through a separate SQLite connection) over the second half of a
-//! calibration replay of the warm-up at `size_limit = budget`. The table shows the stored bytes
-//! each real replay held on average ("held"), sampled after the warm-up, against the budget.
+//! `CacheBuilder::size_limit`). So that a real cache holds the same stored bytes as the
+//! simulations, its warm-up runs at `size_limit = budget` and measures that overhead (the
+//! library's formula, read through a SQLite connection of our own) over its second half; the
+//! cache is then opened again on the same directory at `budget + allowance` for the counted
+//! requests. The table shows the allowance, and the stored bytes each replay held on average
+//! after the warm-up ("held") against the budget.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -65,16 +64,16 @@ struct Plan {
 }
 
 const FULL: Plan = Plan {
-    items: 3000,
-    requests: 60_000,
-    warmup: 15_000,
+    items: 2000,
+    requests: 40_000,
+    warmup: 10_000,
     zipf: 0.9,
 };
 
 const QUICK: Plan = Plan {
-    items: 1000,
-    requests: 15_000,
-    warmup: 4000,
+    items: 600,
+    requests: 8000,
+    warmup: 2000,
     zipf: 0.9,
 };
 
@@ -197,12 +196,28 @@ struct Outcome {
     allowance: Option<u64>,
 }
 
+#[derive(Default)]
+struct Mean {
+    sum: f64,
+    samples: u64,
+}
+
+impl Mean {
+    fn add(&mut self, x: f64) {
+        self.sum += x;
+        self.samples += 1;
+    }
+
+    fn value(&self) -> f64 {
+        self.sum / self.samples.max(1) as f64
+    }
+}
+
 /// Counts the misses after the warm-up and samples the bytes held.
 struct Tally<'a> {
     trace: &'a Trace,
     outcome: Outcome,
-    held_sum: f64,
-    samples: u64,
+    held: Mean,
 }
 
 impl<'a> Tally<'a> {
@@ -210,8 +225,7 @@ impl<'a> Tally<'a> {
         Tally {
             trace,
             outcome: Outcome::default(),
-            held_sum: 0.0,
-            samples: 0,
+            held: Mean::default(),
         }
     }
 
@@ -231,12 +245,11 @@ impl<'a> Tally<'a> {
     }
 
     fn sample(&mut self, held: u64) {
-        self.held_sum += held as f64;
-        self.samples += 1;
+        self.held.add(held as f64);
     }
 
     fn finish(mut self, started: Instant) -> Outcome {
-        self.outcome.held = self.held_sum / self.samples.max(1) as f64;
+        self.outcome.held = self.held.value();
         self.outcome.elapsed = started.elapsed();
         self.outcome
     }
@@ -249,7 +262,9 @@ enum Order {
     Lru,
     Lfu,
     /// GreedyDual-Size-Frequency, `floor` bytes added to every size.
-    Gdsf { floor: f64 },
+    Gdsf {
+        floor: f64,
+    },
 }
 
 #[derive(Clone, Copy)]
@@ -299,7 +314,8 @@ impl<'a> Sim<'a> {
     }
 
     fn enqueue(&mut self, item: u32, held: Held) {
-        self.queue.insert((held.priority.to_bits(), held.last, item));
+        self.queue
+            .insert((held.priority.to_bits(), held.last, item));
         self.held[item as usize] = Some(held);
     }
 
@@ -378,64 +394,61 @@ fn index_overhead(dir: &Path, cache: &Cache) -> u64 {
         .saturating_sub(stats.bytes - stats.blob_bytes)
 }
 
-/// Replays the first `requests` of the trace through a cache of `limit` bytes in a fresh
-/// directory under `root`; with `overhead`, samples the index overhead instead of the bytes held.
-fn replay(
-    trace: &Trace,
-    policy: Policy,
-    limit: u64,
-    requests: usize,
-    overhead: bool,
-    root: &Path,
-) -> Outcome {
+/// Requests `item` from `cache`; a miss stores it, as computed in its cost. True on a hit.
+fn request(cache: &Cache, item: u32, it: &Item) -> bool {
+    let args = (item,);
+    if cache.get::<_, Vec<u8>>(&TRACE, &args).unwrap().is_some() {
+        return true;
+    }
+    cache
+        .put_timed(
+            &TRACE,
+            &args,
+            &vec![0u8; it.len],
+            Duration::from_micros(it.cost_us),
+        )
+        .unwrap();
+    false
+}
+
+/// Replays the trace through a real cache in a fresh directory under `root`. The warm-up runs
+/// at `size_limit = budget` and measures the index overhead over its second half; the cache is
+/// then opened again, on the same directory, at `budget` plus that allowance for the counted
+/// requests (see "Size accounting" above).
+fn through_memo_cache(trace: &Trace, policy: Policy, budget: u64, root: &Path) -> Outcome {
     let dir = tempfile::tempdir_in(root).unwrap();
     let clock = ManualClock::new(1_700_000_000_000);
-    let cache = Cache::builder(dir.path())
-        .size_limit(limit)
-        .policy(policy)
-        .clock(clock.clone())
-        .open()
-        .unwrap();
+    let open = |limit: u64| {
+        Cache::builder(dir.path())
+            .size_limit(limit)
+            .policy(policy)
+            .clock(clock.clone())
+            .open()
+            .unwrap()
+    };
     let started = Instant::now();
     let mut tally = Tally::new(trace);
-    for (n, &item) in trace.requests[..requests].iter().enumerate() {
+    let mut overhead = Mean::default();
+    let mut cache = open(budget);
+    for (n, &item) in trace.requests.iter().enumerate() {
+        if n == trace.warmup {
+            let allowance = overhead.value() as u64;
+            tally.outcome.allowance = Some(allowance);
+            drop(cache);
+            cache = open(budget + allowance);
+        }
         clock.advance(Duration::from_millis(1));
-        let args = (item,);
-        if cache.get::<_, Vec<u8>>(&TRACE, &args).unwrap().is_none() {
-            let it = trace.items[item as usize];
-            let value = vec![0u8; it.len];
-            cache
-                .put_timed(&TRACE, &args, &value, Duration::from_micros(it.cost_us))
-                .unwrap();
+        if !request(&cache, item, &trace.items[item as usize]) {
             tally.miss(n, item);
         }
-        if overhead && n >= requests / 2 && n % SAMPLE_EVERY == 0 {
-            tally.sample(index_overhead(dir.path(), &cache));
-        } else if !overhead && tally.wants_sample(n) {
+        if n >= trace.warmup / 2 && n < trace.warmup && n % SAMPLE_EVERY == 0 {
+            overhead.add(index_overhead(dir.path(), &cache) as f64);
+        }
+        if tally.wants_sample(n) {
             tally.sample(cache.stats().unwrap().bytes);
         }
     }
     tally.finish(started)
-}
-
-/// The allowance for the index: its mean overhead over the second half of the warm-up, replayed
-/// at `size_limit = budget`.
-fn allowance(trace: &Trace, policy: Policy, budget: u64, root: &Path) -> u64 {
-    replay(trace, policy, budget, trace.warmup, true, root).held as u64
-}
-
-fn through_memo_cache(trace: &Trace, policy: Policy, budget: u64, root: &Path) -> Outcome {
-    let allowance = allowance(trace, policy, budget, root);
-    let mut outcome = replay(
-        trace,
-        policy,
-        budget + allowance,
-        trace.requests.len(),
-        false,
-        root,
-    );
-    outcome.allowance = Some(allowance);
-    outcome
 }
 
 // ---- Report ----------------------------------------------------------------------------------
@@ -582,7 +595,10 @@ fn main() {
         };
         add(LRU_SIM, simulate(&trace, Order::Lru, bytes));
         add(LFU_SIM, simulate(&trace, Order::Lfu, bytes));
-        add(GDSF_SIM, simulate(&trace, Order::Gdsf { floor: 0.0 }, bytes));
+        add(
+            GDSF_SIM,
+            simulate(&trace, Order::Gdsf { floor: 0.0 }, bytes),
+        );
         add(
             GDSF_256_SIM,
             simulate(&trace, Order::Gdsf { floor: ROW_BYTES }, bytes),
