@@ -1011,6 +1011,7 @@ impl Cache {
 
     /// Stores encoded bytes, computed at `created`, locally and, when `share` and a Redis tier
     /// is configured, there too.
+    #[allow(clippy::too_many_arguments)]
     fn put_bytes(
         &self,
         func: &Function,
