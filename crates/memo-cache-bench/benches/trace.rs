@@ -242,7 +242,7 @@ impl<'a> Tally<'a> {
     }
 
     fn wants_sample(&self, n: usize) -> bool {
-        self.counts(n) && (n - self.trace.warmup) % SAMPLE_EVERY == 0
+        self.counts(n) && (n - self.trace.warmup).is_multiple_of(SAMPLE_EVERY)
     }
 
     fn sample(&mut self, held: u64) {
@@ -442,7 +442,7 @@ fn through_memo_cache(trace: &Trace, policy: Policy, budget: u64, root: &Path) -
         if !request(&cache, item, &trace.items[item as usize]) {
             tally.miss(n, item);
         }
-        if n >= trace.warmup / 2 && n < trace.warmup && n % SAMPLE_EVERY == 0 {
+        if n >= trace.warmup / 2 && n < trace.warmup && n.is_multiple_of(SAMPLE_EVERY) {
             overhead.add(index_overhead(dir.path(), &cache) as f64);
         }
         if tally.wants_sample(n) {
