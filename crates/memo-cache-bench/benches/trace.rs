@@ -3,7 +3,7 @@
 //! GreedyDual-Size-Frequency.
 //!
 //! ```text
-//! cargo bench -p memo-cache-bench --bench trace              # full run (a few minutes)
+//! cargo bench -p memo-cache-bench --bench trace              # full run (~2 min of CPU)
 //! cargo bench -p memo-cache-bench --bench trace -- --quick   # short run (or MEMO_BENCH_QUICK=1)
 //! cargo bench -p memo-cache-bench --bench trace -- --seed 7  # another trace
 //! cargo bench -p memo-cache-bench --bench trace -- --simulated-only  # in a second, no targets
@@ -66,8 +66,8 @@ struct Plan {
 
 const FULL: Plan = Plan {
     items: 2000,
-    requests: 40_000,
-    warmup: 10_000,
+    requests: 32_000,
+    warmup: 8000,
     zipf: 0.9,
 };
 
