@@ -678,6 +678,14 @@ pub(crate) fn to_size_limit(
     }
     if let Some(clock) = clock {
         raise_clock(tx, clock)?;
+        // GreedyDual prices the entry that made room at the clock its eviction raised (it was
+        // inserted at the clock before).
+        tx.prepare_cached(
+            "UPDATE entries SET priority = (SELECT value FROM policy WHERE name = 'clock')
+                 + (hits + 1) * compute_us / (size + 256.0)
+             WHERE key = ?1",
+        )?
+        .execute([&keep.0[..]])?;
     }
     Ok(removed)
 }
