@@ -49,9 +49,16 @@ fn a_cache_dir_that_is_a_file_gets_one_line_on_stderr() {
         );
         assert!(line.contains("is not a directory"), "{line}");
         assert!(line.contains("uncached"), "{line}");
-        assert!(line.contains("MEMO_CACHE_QUIET=1 hides this line"), "{line}");
+        assert!(
+            line.contains("MEMO_CACHE_QUIET=1 hides this line"),
+            "{line}"
+        );
     }
-    assert_eq!(std::fs::read(&file).unwrap(), b"x", "the file is left alone");
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        b"x",
+        "the file is left alone"
+    );
 }
 
 #[test]
@@ -60,7 +67,11 @@ fn a_cache_dir_that_cannot_be_made_gets_one_line_naming_it_and_what_to_do() {
     let lines: Vec<&str> = run.stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{}", run.stderr);
     assert!(lines[0].contains("/proc/memo-cache-test/x"), "{}", lines[0]);
-    assert!(lines[0].contains("To fix: point MEMO_CACHE_DIR"), "{}", lines[0]);
+    assert!(
+        lines[0].contains("To fix: point MEMO_CACHE_DIR"),
+        "{}",
+        lines[0]
+    );
 }
 
 #[test]
@@ -158,8 +169,16 @@ fn debug_events_say_a_miss_is_from_a_changed_version_or_an_expired_entry() {
     let miss = events(&v2);
     assert_eq!(miss.len(), 1, "{}", v2.stderr);
     assert!(miss[0].contains("no entry for this version"), "{}", miss[0]);
-    assert!(miss[0].contains("1 entry of another version"), "{}", miss[0]);
-    assert!(miss[0].contains("fingerprint 1 returning u64"), "{}", miss[0]);
+    assert!(
+        miss[0].contains("1 entry of another version"),
+        "{}",
+        miss[0]
+    );
+    assert!(
+        miss[0].contains("fingerprint 1 returning u64"),
+        "{}",
+        miss[0]
+    );
 
     let brief = child(dir.path(), &["brief", "1", "1200"], &DEBUG);
     assert_eq!(brief.computed().len(), 2, "{}", brief.stdout);

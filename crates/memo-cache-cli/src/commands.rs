@@ -26,7 +26,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Completions { shell } = cli.command {
         // Into memory first: clap_complete panics on a failed write, e.g. into a closed pipe.
         let mut script = Vec::new();
-        clap_complete::generate(shell, &mut Cli::command_for_docs(), "memo-cache", &mut script);
+        clap_complete::generate(
+            shell,
+            &mut Cli::command_for_docs(),
+            "memo-cache",
+            &mut script,
+        );
         std::io::stdout().write_all(&script)?;
         return Ok(ExitCode::SUCCESS);
     }

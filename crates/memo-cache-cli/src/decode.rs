@@ -192,7 +192,6 @@ impl Shape {
             other => other,
         }
     }
-
 }
 
 /// A forgiving reader of type names: what it does not understand is [`Shape::Any`].
@@ -289,7 +288,7 @@ impl<'a> Parser<'a> {
     fn path(&mut self) -> &'a str {
         let end = self
             .rest
-            .find(|c: char| matches!(c, '<' | '>' | ',' | ';' | '(' | ')' | '[' | ']' | ' '))
+            .find(['<', '>', ',', ';', '(', ')', '[', ']', ' '])
             .unwrap_or(self.rest.len());
         let (path, rest) = self.rest.split_at(end);
         self.rest = rest;
@@ -297,10 +296,7 @@ impl<'a> Parser<'a> {
     }
 
     fn word(&mut self) {
-        let end = self
-            .rest
-            .find(|c: char| matches!(c, '>' | ',' | ' '))
-            .unwrap_or(self.rest.len());
+        let end = self.rest.find(['>', ',', ' ']).unwrap_or(self.rest.len());
         self.rest = &self.rest[end..];
     }
 }
@@ -328,7 +324,14 @@ fn msgpack(value: rmpv::Value, shape: &Shape) -> Decoded {
                 .collect(),
         ),
         (M::Map(pairs), Shape::Map(key, value)) => object(pairs, |_| &**key, |_| &**value),
-        (M::Map(pairs), Shape::Result { ok, err, whole: true }) => object(
+        (
+            M::Map(pairs),
+            Shape::Result {
+                ok,
+                err,
+                whole: true,
+            },
+        ) => object(
             pairs,
             |_| &Shape::Any,
             |k| match k.as_str() {
@@ -337,7 +340,12 @@ fn msgpack(value: rmpv::Value, shape: &Shape) -> Decoded {
                 _ => &Shape::Any,
             },
         ),
-        (value, Shape::Result { ok, whole: false, .. }) => msgpack(value, ok),
+        (
+            value,
+            Shape::Result {
+                ok, whole: false, ..
+            },
+        ) => msgpack(value, ok),
         (value, _) => any(value),
     }
 }
@@ -441,26 +449,20 @@ mod tests {
         assert_eq!(shown(&u128::MAX, "u128"), u128::MAX.to_string());
         assert_eq!(shown(&i128::MIN, "i128"), i128::MIN.to_string());
         assert_eq!(shown(&-5i128, "i128"), "-5");
-        assert_eq!(
-            shown(&Some(7u128), "core::option::Option<u128>"),
-            "7"
-        );
+        assert_eq!(shown(&Some(7u128), "core::option::Option<u128>"), "7");
         assert_eq!(shown(&None::<u128>, "core::option::Option<u128>"), "null");
+        assert_eq!(shown(&vec![1u128, 2], "alloc::vec::Vec<u128>"), "[1,2]");
         assert_eq!(
-            shown(&vec![1u128, 2], "alloc::vec::Vec<u128>"),
-            "[1,2]"
-        );
-        assert_eq!(
-            shown(&(3u128, "a".to_string(), -1i128), "(u128, alloc::string::String, i128)"),
+            shown(
+                &(3u128, "a".to_string(), -1i128),
+                "(u128, alloc::string::String, i128)"
+            ),
             r#"[3,"a",-1]"#
         );
         assert_eq!(shown(&[4u128; 2], "[u128; 2]"), "[4,4]");
         let map: std::collections::BTreeMap<u128, i128> = [(1, -2)].into();
         assert_eq!(
-            shown(
-                &map,
-                "alloc::collections::btree::map::BTreeMap<u128, i128>"
-            ),
+            shown(&map, "alloc::collections::btree::map::BTreeMap<u128, i128>"),
             r#"{"1":-2}"#
         );
         // A `Result` function stores its `Ok` value, with `cache_err` the whole `Result`.
@@ -473,7 +475,10 @@ mod tests {
             r#"{"Err":"no"}"#
         );
         assert_eq!(
-            shown(&Some(Box::new(8u128)), "core::option::Option<alloc::boxed::Box<u128>>"),
+            shown(
+                &Some(Box::new(8u128)),
+                "core::option::Option<alloc::boxed::Box<u128>>"
+            ),
             "8"
         );
     }
@@ -481,9 +486,15 @@ mod tests {
     #[test]
     fn sixteen_bytes_of_another_type_stay_base64() {
         let bytes = serde_bytes_like(&[1u8; 16]);
-        assert_eq!(shown(&bytes, "app::Digest"), r#""AQEBAQEBAQEBAQEBAQEBAQ==""#);
+        assert_eq!(
+            shown(&bytes, "app::Digest"),
+            r#""AQEBAQEBAQEBAQEBAQEBAQ==""#
+        );
         // A type name the reader does not understand is no reason to fail.
-        assert_eq!(shown(&5u128, "<weird as Trait>::Out<"), r#""AAAAAAAAAAAAAAAAAAAABQ==""#);
+        assert_eq!(
+            shown(&5u128, "<weird as Trait>::Out<"),
+            r#""AAAAAAAAAAAAAAAAAAAABQ==""#
+        );
     }
 
     /// A value rmp-serde writes as a byte string.

@@ -65,7 +65,10 @@ fn log_to_stderr(cli: &Cli) {
     };
     let from_env = std::env::var("RUST_LOG").unwrap_or_default();
     let filter = EnvFilter::builder().parse_lossy(format!("{level},{from_env}"));
-    let ansi = output::wants_color(cli.color, std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let ansi = output::wants_color(
+        cli.color,
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    );
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(output::LogWriter)

@@ -96,7 +96,10 @@ impl Output {
     /// [`Bar::update`] turns it into a bar of items done of total.
     pub fn spinner(&self, message: impl Into<String>) -> Bar {
         if !self.progress {
-            return Bar(ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden()));
+            return Bar(ProgressBar::with_draw_target(
+                None,
+                ProgressDrawTarget::hidden(),
+            ));
         }
         let bar = ProgressBar::new_spinner().with_message(message.into());
         bar.set_style(

@@ -40,14 +40,31 @@ fn run_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, Str
 
 #[test]
 fn global_options_have_their_own_heading_in_every_commands_help() {
-    for args in [&["--help"][..], &["ls", "--help"], &["prune", "--help"], &["remote", "stats", "--help"]] {
+    for args in [
+        &["--help"][..],
+        &["ls", "--help"],
+        &["prune", "--help"],
+        &["remote", "stats", "--help"],
+    ] {
         let out = ok(Path::new("."), args);
         let (own, global) = out
             .split_once("Global options:")
             .unwrap_or_else(|| panic!("{args:?}: no Global options heading:\n{out}"));
-        for flag in ["--dir <DIR>", "--json", "--color <WHEN>", "-v, --verbose", "-q, --quiet"] {
-            assert!(global.contains(flag), "{args:?}: {flag} not under Global options:\n{out}");
-            assert!(!own.contains(flag), "{args:?}: {flag} among the command's own options:\n{out}");
+        for flag in [
+            "--dir <DIR>",
+            "--json",
+            "--color <WHEN>",
+            "-v, --verbose",
+            "-q, --quiet",
+        ] {
+            assert!(
+                global.contains(flag),
+                "{args:?}: {flag} not under Global options:\n{out}"
+            );
+            assert!(
+                !own.contains(flag),
+                "{args:?}: {flag} among the command's own options:\n{out}"
+            );
         }
     }
 }
@@ -85,7 +102,10 @@ fn the_librarys_warnings_show_on_stderr_unless_quiet() {
         "{err}"
     );
     assert!(lines[0].contains(&format!("key={}", &key[..16])), "{err}");
-    assert!(lines[1].starts_with("memo-cache: the value of entry"), "{err}");
+    assert!(
+        lines[1].starts_with("memo-cache: the value of entry"),
+        "{err}"
+    );
 
     // -q: the error alone.
     let (code, _, err) = run_env(dir.path(), &["show", &key, "--value", "-q"], &[]);
@@ -110,8 +130,14 @@ fn debug_events_come_with_vv_or_rust_log() {
     };
     for (args, env) in [
         (&["prune", "--max-entries", "4", "-vv"][..], &[][..]),
-        (&["prune", "--max-entries", "4"], &[("RUST_LOG", "memo_cache=debug")]),
-        (&["prune", "--max-entries", "4", "-v"], &[("RUST_LOG", "memo_cache::store=debug")]),
+        (
+            &["prune", "--max-entries", "4"],
+            &[("RUST_LOG", "memo_cache=debug")],
+        ),
+        (
+            &["prune", "--max-entries", "4", "-v"],
+            &[("RUST_LOG", "memo_cache::store=debug")],
+        ),
     ] {
         let dir = demo();
         let (code, out, err) = run_env(dir.path(), args, env);
@@ -121,7 +147,10 @@ fn debug_events_come_with_vv_or_rust_log() {
         assert!(err.lines().all(|l| l.contains("key=")), "{err}");
     }
     // By default, and with -v: none.
-    for args in [&["prune", "--max-entries", "4"][..], &["prune", "--max-entries", "4", "-v"]] {
+    for args in [
+        &["prune", "--max-entries", "4"][..],
+        &["prune", "--max-entries", "4", "-v"],
+    ] {
         let dir = demo();
         let (code, _, err) = run_env(dir.path(), args, &[]);
         assert_eq!((code, removed(&err)), (0, 0), "{args:?}:\n{err}");
@@ -133,7 +162,10 @@ fn quiet_hides_notes_too_and_conflicts_with_verbose() {
     let dir = demo();
     let (code, _, err) = run_env(dir.path(), &["prune", "--func", "nope"], &[]);
     assert_eq!(code, 0);
-    assert!(err.contains("memo-cache: note: no function is named"), "{err}");
+    assert!(
+        err.contains("memo-cache: note: no function is named"),
+        "{err}"
+    );
     let (code, _, err) = run_env(dir.path(), &["prune", "--func", "nope", "-q"], &[]);
     assert_eq!((code, err.as_str()), (0, ""));
     let (code, _, err) = run_env(dir.path(), &["ls", "-q", "-v"], &[]);
@@ -168,7 +200,10 @@ fn every_json_document_carries_its_format_version() {
     assert_eq!(v["format"], 1, "{v}");
     // A missing directory's removal, too.
     let v = json(&dir.path().join("gone"), &["prune"]);
-    assert_eq!((v["format"].as_u64(), v["entries"].as_u64()), (Some(1), Some(0)));
+    assert_eq!(
+        (v["format"].as_u64(), v["entries"].as_u64()),
+        (Some(1), Some(0))
+    );
 }
 
 // ---- --dir --------------------------------------------------------------------------------------
@@ -178,7 +213,10 @@ fn a_dir_that_is_a_file_is_named_as_one_by_every_command() {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("cache.txt");
     fs::write(&file, "not a cache").unwrap();
-    let expected = format!("memo-cache: {} is a file, not a cache directory; ", file.display());
+    let expected = format!(
+        "memo-cache: {} is a file, not a cache directory; ",
+        file.display()
+    );
     for args in [
         &["ls"][..],
         &["stats"],
@@ -252,11 +290,15 @@ fn a_u128_value_shows_as_its_number() {
     cache.put(&big, &(2,), &200_977u128).unwrap();
     cache.put(&signed, &(1,), &Some(i128::MIN)).unwrap();
     drop(cache);
-    let show = |func: &Function, arg: i32| ok(dir.path(), &["show", &key_hex(func, &(arg,)), "--value"]);
+    let show =
+        |func: &Function, arg: i32| ok(dir.path(), &["show", &key_hex(func, &(arg,)), "--value"]);
     assert_eq!(show(&big, 1), format!("{}\n", u128::MAX));
     assert_eq!(show(&big, 2), "200977\n");
     assert_eq!(show(&signed, 1), format!("{}\n", i128::MIN));
-    let (_, out, _) = run(dir.path(), &["show", &key_hex(&big, &(1,)), "--value", "--json"]);
+    let (_, out, _) = run(
+        dir.path(),
+        &["show", &key_hex(&big, &(1,)), "--value", "--json"],
+    );
     assert!(out.contains(&format!("\"value\": {}", u128::MAX)), "{out}");
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["return_type"], "u128");
@@ -268,8 +310,13 @@ fn a_u128_value_shows_as_its_number() {
 fn completion_scripts_do_not_offer_cache_options_to_completions() {
     let bash = ok(Path::new("."), &["completions", "bash"]);
     let options_of = |case: &str| -> String {
-        let at = bash.find(case).unwrap_or_else(|| panic!("no {case} in the script"));
-        let line = bash[at..].lines().find(|l| l.trim_start().starts_with("opts=")).unwrap();
+        let at = bash
+            .find(case)
+            .unwrap_or_else(|| panic!("no {case} in the script"));
+        let line = bash[at..]
+            .lines()
+            .find(|l| l.trim_start().starts_with("opts="))
+            .unwrap();
         line.to_owned()
     };
     let completions = options_of("memo__subcmd__cache__subcmd__completions)");
@@ -287,7 +334,10 @@ fn completion_scripts_do_not_offer_cache_options_to_completions() {
 #[test]
 fn generate_man_writes_a_page_per_command() {
     let man = tempfile::tempdir().unwrap();
-    let out = ok(Path::new("."), &["generate-man", man.path().to_str().unwrap()]);
+    let out = ok(
+        Path::new("."),
+        &["generate-man", man.path().to_str().unwrap()],
+    );
     let mut pages: Vec<String> = fs::read_dir(man.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -312,7 +362,10 @@ fn generate_man_writes_a_page_per_command() {
     );
     assert_eq!(out.lines().count(), pages.len(), "{out}");
     let main = fs::read_to_string(man.path().join("memo-cache.1")).unwrap();
-    assert!(main.starts_with(".ie \\n(.g .ds Aq") || main.contains(".TH memo-cache 1"), "{main}");
+    assert!(
+        main.starts_with(".ie \\n(.g .ds Aq") || main.contains(".TH memo-cache 1"),
+        "{main}"
+    );
     assert!(main.contains(".SH \"GLOBAL OPTIONS\""), "{main}");
     assert!(main.contains("Exit status"), "{main}");
     let prune = fs::read_to_string(man.path().join("memo-cache-prune.1")).unwrap();

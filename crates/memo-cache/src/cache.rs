@@ -15,9 +15,9 @@ use serde::de::DeserializeOwned;
 use crate::blobs::{self, Aligned, Plain, ReadFailure};
 use crate::clock::{Clock, SystemClock};
 use crate::codec;
-use crate::diagnostics::{self, CALLS, LOCK, STORE, Short};
 #[cfg(feature = "redis")]
 use crate::diagnostics::REMOTE;
+use crate::diagnostics::{self, CALLS, LOCK, STORE, Short};
 use crate::error::{Error, Result};
 use crate::hints::{self, Hint, IndexHeader};
 use crate::index::{self, Access, Index, NewEntry, Removed, Schema};
@@ -854,7 +854,7 @@ impl Cache {
         if index.access() == Access::ReadOnly || !index.is_gone() {
             return Ok(());
         }
-        tracing::warn!(target: STORE, 
+        tracing::warn!(target: STORE,
             dir = %self.dir().display(),
             "memo-cache: the cache index {} was deleted or replaced while in use; making the \
              cache again",

@@ -245,7 +245,11 @@ mod tests {
         let error = Error::NotADirectory {
             path: "/tmp/f".into(),
         };
-        let line = stderr_line(Some(Path::new("/tmp/f")), &error, "cached functions run uncached");
+        let line = stderr_line(
+            Some(Path::new("/tmp/f")),
+            &error,
+            "cached functions run uncached",
+        );
         assert!(line.starts_with("memo-cache: warning: cannot use the cache in /tmp/f: "));
         assert!(line.contains("MEMO_CACHE_DIR"), "{line}");
         let io = Error::io(
@@ -253,7 +257,11 @@ mod tests {
             "/proc/x",
             std::io::ErrorKind::NotFound.into(),
         );
-        let line = stderr_line(Some(Path::new("/proc/x")), &io, "cached functions run uncached");
+        let line = stderr_line(
+            Some(Path::new("/proc/x")),
+            &io,
+            "cached functions run uncached",
+        );
         assert!(line.contains("To fix: point MEMO_CACHE_DIR"), "{line}");
         assert!(line.contains("MEMO_CACHE_QUIET=1"), "{line}");
         assert!(!line.contains('\n'));

@@ -284,7 +284,11 @@ fn prune_entries(cache: &Cache, prune: &Prune) -> Result<Removal> {
         other => other?,
     };
     if !prune.dry_run {
-        crate::diagnostics::removed(&gone, format_args!("removed by a prune or clear"), cache.dir());
+        crate::diagnostics::removed(
+            &gone,
+            format_args!("removed by a prune or clear"),
+            cache.dir(),
+        );
         cache.remove_blobs_reporting(&gone, &prune.progress);
     }
     let mut removal = Removal {

@@ -463,7 +463,9 @@ impl Index {
                 Ok(None) => {}
                 // A busy database or a broken connection: the snapshot is gone; answer in
                 // autocommit, which waits out a busy database and reports anything else.
-                Err(e) => tracing::debug!(target: crate::diagnostics::STORE, "memo-cache: held snapshot dropped: {e}"),
+                Err(e) => {
+                    tracing::debug!(target: crate::diagnostics::STORE, "memo-cache: held snapshot dropped: {e}")
+                }
             }
         }
         // In autocommit, on a pooled connection: after a write by this process, that is the

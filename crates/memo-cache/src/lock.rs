@@ -314,7 +314,7 @@ impl ComputeLocks {
                 let holder = Holder::of(&seen, key);
                 match try_lock(&file, primary + 1) {
                     Ok(true) => {
-                        tracing::warn!(target: crate::diagnostics::LOCK, 
+                        tracing::warn!(target: crate::diagnostics::LOCK,
                             key = %crate::diagnostics::Short(key),
                             "memo-cache: {holder} has not renewed its lease on key {key} for \
                              {lease_time:?} (stopped or frozen?); computing it here"
@@ -329,7 +329,7 @@ impl ComputeLocks {
                     }
                     // The waiter that took over has stopped beating too: give up waiting.
                     Ok(false) => {
-                        tracing::warn!(target: crate::diagnostics::LOCK, 
+                        tracing::warn!(target: crate::diagnostics::LOCK,
                             key = %crate::diagnostics::Short(key),
                             "memo-cache: {holder}, which took key {key} over from a stopped \
                              holder, has stopped renewing its lease too; computing it here"
@@ -346,7 +346,7 @@ impl ComputeLocks {
                 last_look = Instant::now();
             }
             if nested && started.elapsed() >= lease_time {
-                tracing::debug!(target: crate::diagnostics::LOCK, 
+                tracing::debug!(target: crate::diagnostics::LOCK,
                     key = %crate::diagnostics::Short(key),
                     "memo-cache: a nested call has waited {lease_time:?} for key {key}; \
                      computing it without the lock"

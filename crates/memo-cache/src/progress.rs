@@ -85,6 +85,10 @@ impl Reporter {
 
 impl fmt::Debug for Reporter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.is_on() { "Reporter(on)" } else { "Reporter(off)" })
+        f.write_str(if self.is_on() {
+            "Reporter(on)"
+        } else {
+            "Reporter(off)"
+        })
     }
 }

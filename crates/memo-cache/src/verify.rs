@@ -516,7 +516,7 @@ mod tests {
         let cache = Cache::open(dir.path()).unwrap();
         cache.put(&BIG, &(1,), &big(1)).unwrap();
         std::fs::remove_file(blob(&cache, 1)).unwrap();
-        let (checked, mut suspects) = cache.scan_entries().unwrap();
+        let (checked, mut suspects) = cache.scan_entries(&Reporter::default()).unwrap();
         assert_eq!((checked, suspects.len()), (1, 1));
         let other = Cache::open(dir.path()).unwrap();
         (dir, cache, other, suspects.remove(0))
@@ -567,7 +567,7 @@ mod tests {
         let mut bad = good.clone();
         bad[100] ^= 1;
         std::fs::write(&path, &bad).unwrap();
-        let (_, suspects) = cache.scan_entries().unwrap();
+        let (_, suspects) = cache.scan_entries(&Reporter::default()).unwrap();
         let looked = suspects[0].look_again().expect("still bad when read again");
         assert_eq!(looked.problem.kind, ProblemKind::HashMismatch);
         // A writer storing the same value renames a whole good file over the bad one.
