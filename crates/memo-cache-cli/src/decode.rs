@@ -296,10 +296,7 @@ impl<'a> Parser<'a> {
     }
 
     fn word(&mut self) {
-        let end = self
-            .rest
-            .find(['>', ',', ' '])
-            .unwrap_or(self.rest.len());
+        let end = self.rest.find(['>', ',', ' ']).unwrap_or(self.rest.len());
         self.rest = &self.rest[end..];
     }
 }

@@ -26,6 +26,16 @@
 //! version of the function. Each is a miss; the bad ones are dropped with a `tracing` warning.
 //!
 //! Most users meet this crate through the `#[disk_cache]` attribute, which builds on the same API.
+//!
+//! # Warnings and logging
+//!
+//! Events go through `tracing`, under the targets `memo_cache` (the cache cannot be used),
+//! `memo_cache::calls` (debug: each hit, and each miss with its reason), `memo_cache::store`
+//! (entries dropped as bad; debug: stored, evicted, pruned), `memo_cache::lock` and
+//! `memo_cache::remote`, with the fields `function`, `key` (16 hex digits) and `path`.
+//! `RUST_LOG=memo_cache=debug` under an `EnvFilter` says why each call computed. A process with
+//! no subscriber that cannot use its cache gets one line on stderr instead, unless
+//! [`QUIET_ENV`] (`MEMO_CACHE_QUIET=1`) is set.
 
 #![warn(missing_docs)]
 
