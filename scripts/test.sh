@@ -17,4 +17,4 @@ fi
 cargo test --workspace "$@"
 # The workspace build turns memo-cache's `tokio` feature on for every crate; this one test checks
 # the attribute's error for an `async fn` without it, so it runs in a build of memo-cache alone.
-cargo test -p memo-cache --test ui_without_tokio "$@"
+cargo test -p memo-cache-rs --test ui_without_tokio "$@"

@@ -1,8 +1,8 @@
 //! The main job: an expensive function whose results persist on disk. Run it twice:
 //!
 //! ```text
-//! cargo run --release -p memo-cache --example expensive   # computes, ~1 s
-//! cargo run --release -p memo-cache --example expensive   # a new process: served from disk
+//! cargo run --release -p memo-cache-rs --example expensive   # computes, ~1 s
+//! cargo run --release -p memo-cache-rs --example expensive   # a new process: served from disk
 //! ```
 //!
 //! The cache directory is `MEMO_CACHE_DIR` when set, else the platform cache directory

@@ -27,7 +27,7 @@ use crate::ttl::{self, RowSync, Target};
 
 /// Values up to this many stored bytes live inline in the index row; larger ones in blob files.
 ///
-/// Measured with `cargo bench -p memo-cache --bench inline` (2-core VM, medians): a hit read
+/// Measured with `cargo bench -p memo-cache-rs --bench inline` (2-core VM, medians): a hit read
 /// inline beats a blob file up to 16 KiB (7.2 µs against 9.0 µs at 16 KiB) and loses from 32 KiB
 /// on (12.6 µs against 11.2 µs); a store is 3-6x cheaper inline at every size, because a blob
 /// costs a temp file and a rename. Past 16 KiB the inline values would also bloat the index that
@@ -187,10 +187,16 @@ impl CacheBuilder {
         self
     }
 
-    /// Use no Redis tier, even when `MEMO_CACHE_REDIS_URL` is set.
-    #[cfg(feature = "redis")]
+    /// Use no Redis tier, even when `MEMO_CACHE_REDIS_URL` is set. Without the `redis` feature
+    /// there is never one, and this changes nothing: code that must stay local says so the same
+    /// way whichever features a build has.
+    #[must_use]
+    #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
     pub fn no_remote(mut self) -> Self {
-        self.remote = RemoteChoice::Off;
+        #[cfg(feature = "redis")]
+        {
+            self.remote = RemoteChoice::Off;
+        }
         self
     }
 
@@ -1199,9 +1205,11 @@ impl Cache {
         T: DeserializeOwned + Any,
     {
         let (local, look) = self.local_lock(func, key, owner);
+        #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
         let mut locks = Locks {
             local,
-            ..Locks::default()
+            #[cfg(feature = "redis")]
+            remote: None,
         };
         if look {
             // Whoever held the lock, or finished just before we looked, may have stored it; it

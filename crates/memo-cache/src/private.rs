@@ -1289,11 +1289,11 @@ macro_rules! __memo_if_tokio {
 macro_rules! __memo_if_tokio {
     ({ $($cached:tt)* } else { $($fallback:tt)* }) => {
         ::core::compile_error!(
-            "#[disk_cache] on an `async fn` needs memo-cache's `tokio` feature: add \"tokio\" to the \
-             `features` of the memo-cache dependency in Cargo.toml, wherever it comes from \
-             (`memo-cache = { version = \"0.1\", features = [\"tokio\"] }`, \
-             `memo-cache = { path = \"..\", features = [\"tokio\"] }`), \
-             or run `cargo add memo-cache --features tokio`"
+            "#[disk_cache] on an `async fn` needs memo-cache-rs's `tokio` feature: add \"tokio\" to \
+             the `features` of the memo-cache-rs dependency in Cargo.toml, wherever it comes from \
+             (`memo-cache-rs = { version = \"0.1\", features = [\"tokio\"] }`, \
+             `memo-cache-rs = { path = \"..\", features = [\"tokio\"] }`), \
+             or run `cargo add memo-cache-rs --features tokio`"
         );
         $($fallback)*
     };
