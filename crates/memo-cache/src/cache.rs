@@ -182,6 +182,7 @@ impl CacheBuilder {
     /// assert_eq!(cache.get_or_compute(&f, &(1,), || 7u8), 7);
     /// ```
     #[cfg(feature = "redis")]
+    #[must_use]
     pub fn remote(mut self, config: RemoteConfig) -> Self {
         self.remote = RemoteChoice::On(config);
         self
@@ -209,6 +210,7 @@ impl CacheBuilder {
     /// Those first 64 KiB and a WAL within its bound are a floor under any limit. A store that finds the disk full
     /// evicts an eighth of the entries and tries again (up to 4 times): the disk is then the
     /// tighter limit.
+    #[must_use]
     pub fn size_limit(mut self, bytes: u64) -> Self {
         self.size_limit = Some(bytes);
         self
@@ -220,6 +222,7 @@ impl CacheBuilder {
     /// warning. Default [`DEFAULT_LEASE`](crate::DEFAULT_LEASE) (30 s), or
     /// `MEMO_CACHE_LOCK_LEASE` (e.g. `10s`) when set; at least 2 s. A live computation keeps
     /// its lease however long it runs. `#[disk_cache(lease = "10s")]` sets it per function.
+    #[must_use]
     pub fn lock_lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
         self
@@ -231,18 +234,21 @@ impl CacheBuilder {
     /// `MEMO_CACHE_WRITE_TIMEOUT` (e.g. `2s`) when set. Inside `get_or_compute` and
     /// `#[disk_cache]` a store that times out returns its value unstored, with one warning. Hits
     /// never wait for the write lock: their bookkeeping is put off while it is taken.
+    #[must_use]
     pub fn write_timeout(mut self, timeout: Duration) -> Self {
         self.write_timeout = timeout;
         self
     }
 
     /// Values of at most `bytes` stored bytes are kept inline in the index.
+    #[must_use]
     pub fn inline_threshold(mut self, bytes: usize) -> Self {
         self.inline_threshold = bytes;
         self
     }
 
     /// Use `clock` for expiry and last-use times instead of the system clock.
+    #[must_use]
     pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
         self.clock = Arc::new(clock);
         self
@@ -252,6 +258,7 @@ impl CacheBuilder {
     /// with an [`Error::Index`] naming both versions instead of migrating an index of an older
     /// schema (an empty `index.sqlite3` is at version 0): opening never changes the directory.
     /// Used by tools that only look.
+    #[must_use]
     pub fn existing_only(mut self) -> Self {
         self.create = false;
         self
@@ -259,6 +266,7 @@ impl CacheBuilder {
 
     /// Open without ever writing: stores are refused, hits are not counted, and an index of an
     /// older schema is refused as by [`existing_only`](Self::existing_only).
+    #[must_use]
     pub fn read_only(mut self) -> Self {
         self.read_only = true;
         self.create = false;
@@ -424,6 +432,7 @@ impl Cache {
     }
 
     /// Options for opening the cache in `dir`.
+    #[must_use]
     pub fn builder(dir: impl AsRef<Path>) -> CacheBuilder {
         CacheBuilder {
             dir: dir.as_ref().to_path_buf(),
@@ -441,22 +450,26 @@ impl Cache {
     }
 
     /// The cache directory.
+    #[must_use]
     pub fn dir(&self) -> &Path {
         &self.inner.layout.root
     }
 
     /// The size limit, if one was set.
+    #[must_use]
     pub fn size_limit(&self) -> Option<u64> {
         self.inner.size_limit
     }
 
     /// The Redis tier's settings, when one is configured.
     #[cfg(feature = "redis")]
+    #[must_use]
     pub fn remote(&self) -> Option<&RemoteConfig> {
         self.inner.remote.as_deref().map(Remote::config)
     }
 
     /// True when this handle cannot write (a read-only directory or [`CacheBuilder::read_only`]).
+    #[must_use]
     pub fn is_read_only(&self) -> bool {
         match self.index() {
             Ok(index) => index.access() == Access::ReadOnly,
@@ -636,6 +649,7 @@ impl Cache {
         Ok(false)
     }
 
+    #[doc(hidden)] // the raw stored form, for `memo-cache show`
     /// The stored bytes of an entry (format byte last; see [`crate::codec`]), hash-checked.
     pub fn stored_bytes(&self, key: &Key) -> Result<Option<Vec<u8>>> {
         Ok(self.read_checked("?", None, key)?.map(|b| b.bytes))

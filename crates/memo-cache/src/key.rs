@@ -159,6 +159,7 @@ impl Clone for Function {
 
 impl Function {
     /// A function identity from static strings; usable in a `static`.
+    #[must_use]
     pub const fn new(
         name: &'static str,
         fingerprint: &'static str,
@@ -176,6 +177,7 @@ impl Function {
     }
 
     /// A function identity from owned strings.
+    #[must_use]
     pub fn owned(
         name: impl Into<String>,
         fingerprint: impl Into<String>,
@@ -195,6 +197,7 @@ impl Function {
     /// The same function whose entries expire `ttl` after they are stored. The ttl is applied
     /// when a value is read: adding or shortening it makes values already stored older than
     /// `ttl` misses; lengthening it applies to values stored from then on.
+    #[must_use]
     pub const fn with_ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self
@@ -203,6 +206,7 @@ impl Function {
     /// The same function, whose callers wait at most `lease` for a process computing the same
     /// key that has stopped renewing its compute lease (see
     /// [`CacheBuilder::lock_lease`](crate::CacheBuilder::lock_lease)).
+    #[must_use]
     pub const fn with_lease(mut self, lease: Duration) -> Self {
         self.lease = Some(lease);
         self
@@ -210,42 +214,50 @@ impl Function {
 
     /// The same function, whose stores wait at most `timeout` for another process's write lock
     /// (see [`CacheBuilder::write_timeout`](crate::CacheBuilder::write_timeout)).
+    #[must_use]
     pub const fn with_write_timeout(mut self, timeout: Duration) -> Self {
         self.write_timeout = Some(timeout);
         self
     }
 
     /// The function's own write timeout, if it sets one.
+    #[must_use]
     pub fn write_timeout(&self) -> Option<Duration> {
         self.write_timeout
     }
 
     /// The function's own compute lease, if it sets one.
+    #[must_use]
     pub fn lease(&self) -> Option<Duration> {
         self.lease
     }
 
     /// The stable name, e.g. `my_crate::features`.
+    #[must_use]
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// The fingerprint of the function's code (or its pinned version).
+    #[must_use]
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
     }
 
     /// The name of the return type.
+    #[must_use]
     pub fn return_type(&self) -> &str {
         &self.return_type
     }
 
     /// The time to live of the function's entries, if any.
+    #[must_use]
     pub fn ttl(&self) -> Option<Duration> {
         self.ttl
     }
 
     /// The digest of name, fingerprint and return type: the part of every key fixed per function.
+    #[must_use]
     pub fn identity(&self) -> Digest {
         Digest(*self.identity.get_or_init(|| {
             let mut h = blake3::Hasher::new();
