@@ -28,6 +28,23 @@ for name in $published; do
     done
 done
 
+# The minimum supported Rust version: no dependency of the library (every feature on) may need a
+# newer Rust than the library says it does. (Code newer than it is caught by clippy's
+# incompatible_msrv lint for std APIs; only the current stable compiles it here.)
+msrv=$(jq -r '.packages[] | select(.name == "memo-cache-rs") | .rust_version' <<<"$metadata")
+deps=$(cargo tree --locked -p memo-cache-rs --all-features -e normal,build --prefix none -f '{p}' \
+    | sed -E 's/ \(.*//; s/ v/@/' | sort -u)
+newest=$(cargo metadata --locked --format-version 1 \
+    | jq -r '.packages[] | select(.rust_version != null) | "\(.name)@\(.version) \(.rust_version)"' \
+    | sort | join - <(echo "$deps") | sort -k2 -V | tail -1)
+three_parts() { awk -F. '{ printf "%d.%d.%d\n", $1, $2, $3 }' <<<"$1"; }
+if [ "$(printf '%s\n%s\n' "$(three_parts "${newest#* }")" "$(three_parts "$msrv")" | sort -V | tail -1)" \
+    != "$(three_parts "$msrv")" ]; then
+    echo "package-check: $newest needs a newer Rust than memo-cache-rs's rust-version $msrv" >&2
+    exit 1
+fi
+echo "package-check: rust-version $msrv; the most demanding dependency: $newest"
+
 # Packages and verifies them: each builds from its .crate alone, its siblings taken from cargo's
 # local staging registry (cargo 1.90 and later), as they will be from crates.io. --allow-dirty:
 # what is checked is the working tree, committed or not.

@@ -26,6 +26,19 @@
 //! version of the function. Each is a miss; the bad ones are dropped with a `tracing` warning.
 //!
 //! Most users meet this crate through the `#[disk_cache]` attribute, which builds on the same API.
+//!
+//! # The package
+//!
+//! On crates.io this crate is `memo-cache-rs` (`cargo add memo-cache-rs`); in code it is
+//! `memo_cache`. Its Cargo features are all off by default:
+//!
+//! - `tokio`: `#[disk_cache]` on an `async fn`, with cache I/O on tokio's blocking pool.
+//! - `redis`: the shared Redis tier behind the local directory (`RemoteConfig`,
+//!   `MEMO_CACHE_REDIS_URL`). Without it the cache is local and the environment variable is not
+//!   read.
+//!
+//! The `memo-cache` command (`cargo install --locked memo-cache-rs-cli`) lists, prunes, verifies
+//! and clears cache directories.
 
 #![warn(missing_docs)]
 
