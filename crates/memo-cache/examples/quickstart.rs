@@ -2,7 +2,7 @@
 //! results persist on disk. Run it twice:
 //!
 //! ```text
-//! cargo run --release -p memo-cache-rs --example quickstart   # computes, under a second
+//! cargo run --release -p memo-cache-rs --example quickstart   # computes, a second or two
 //! cargo run --release -p memo-cache-rs --example quickstart   # a new process: served from disk
 //! ```
 //!
