@@ -18,6 +18,9 @@ use memo_cache::{Cache, Function, RemoteConfig, remote_clear, remote_stats};
 
 static SIMULATE: Function = Function::new("shared_tier::simulate", "v1", "f64");
 
+/// About a second in a debug build.
+const STEPS: u64 = 50_000_000;
+
 /// The expensive part: a deterministic random walk of `steps` steps (xorshift), its final
 /// distance from the start.
 fn simulate(seed: u64, steps: u64) -> f64 {
@@ -31,7 +34,14 @@ fn simulate(seed: u64, steps: u64) -> f64 {
     position.unsigned_abs() as f64
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("shared_tier: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let Some(config) = RemoteConfig::from_env()? else {
         println!(
             "Set {} to a Redis you may write to, for example\n    \
@@ -45,8 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let config = config.prefix(format!("memo-cache-example:{}:", std::process::id()));
     if let Err(e) = remote_stats(&config) {
-        println!("Cannot reach {}: {e}", config.display_urls());
-        std::process::exit(1);
+        return Err(format!("cannot reach {}: {e}", config.display_urls()).into());
     }
     println!(
         "Redis tier: {} (prefix {})",
@@ -61,9 +70,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (name, machine) in [("machine A", &machine_a), ("machine B", &machine_b)] {
         let start = Instant::now();
         let mut computed = false;
-        let distance = machine.get_or_compute(&SIMULATE, &(42u64, 200_000_000u64), || {
+        let distance = machine.get_or_compute(&SIMULATE, &(42u64, STEPS), || {
             computed = true;
-            simulate(42, 200_000_000)
+            simulate(42, STEPS)
         });
         let how = if computed {
             "computed"
@@ -79,7 +88,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Machine B keeps a local copy now: its next call does not even ask Redis.
     println!(
         "machine B has it locally: {}",
-        machine_b.contains(&SIMULATE, &(42u64, 200_000_000u64))?
+        machine_b.contains(&SIMULATE, &(42u64, STEPS))?
     );
 
     let stats = remote_stats(&config)?;
