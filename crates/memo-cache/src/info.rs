@@ -135,6 +135,7 @@ pub struct EntryInfo {
 
 impl EntryInfo {
     /// True when the entry has expired at `now`.
+    #[must_use]
     pub fn is_expired_at(&self, now: SystemTime) -> bool {
         self.expires.is_some_and(|at| at <= now)
     }
