@@ -583,7 +583,7 @@ fn over_limits(
             }
             let size = row.get::<_, i64>(1)?.max(0) as u64;
             if policy == Policy::CostAware
-                && let Some(priority) = row.get::<_, Option<f64>>(2)?
+                && let Some(priority) = row.get::<_, Option<f64>>(2).ok().flatten()
             {
                 clock = Some(priority);
             }
@@ -675,7 +675,7 @@ pub(crate) fn to_size_limit(
                 continue;
             }
             freed += row.get::<_, i64>(1)?.max(0) as u64;
-            if let Some(priority) = row.get::<_, Option<f64>>(2)? {
+            if let Some(priority) = row.get::<_, Option<f64>>(2).ok().flatten() {
                 clock = Some(priority);
             }
             chosen.push(key);
@@ -692,7 +692,7 @@ pub(crate) fn to_size_limit(
         // GreedyDual prices the entry that made room at the clock its eviction raised (it was
         // inserted at the clock before).
         tx.prepare_cached(
-            "UPDATE entries SET priority = (SELECT value FROM policy WHERE name = 'clock')
+            "UPDATE entries SET priority = coalesce((SELECT value FROM policy WHERE name = 'clock'), 0.0)
                  + (hits + 1) * compute_us / (size + 256.0)
              WHERE key = ?1",
         )?
