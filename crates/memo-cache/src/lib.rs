@@ -34,6 +34,7 @@ mod cache;
 mod canonical;
 mod clock;
 pub mod codec;
+mod compress;
 mod error;
 mod evict;
 mod hints;
@@ -52,6 +53,7 @@ pub use memo_cache_macros::disk_cache;
 
 pub use cache::{Cache, CacheBuilder, DEFAULT_INLINE_THRESHOLD, LEASE_ENV, WRITE_TIMEOUT_ENV};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use compress::{COMPRESS_ENV, COMPRESS_FROM, DEFAULT_COMPRESSION, MAX_EXPANDED};
 pub use error::{Error, Result};
 pub use evict::{DEFAULT_FILE_GRACE, Policy, Prune, Removal, human_bytes};
 pub use index::{DEFAULT_WRITE_TIMEOUT, SCHEMA_VERSION};
