@@ -167,6 +167,15 @@ fn counts(n: usize) -> Vec<f64> {
     (0..n).map(|_| rng.below(16) as f64).collect()
 }
 
+/// Seconds `f` takes; what it returns is dropped after the clock stops.
+fn seconds<R>(f: impl FnOnce() -> R) -> f64 {
+    let start = Instant::now();
+    let out = black_box(f());
+    let secs = start.elapsed().as_secs_f64();
+    drop(out);
+    secs
+}
+
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]
@@ -294,12 +303,42 @@ fn main() {
     run(root.path(), "f64 smooth 1M", &smooth(n), stores, hits);
     run(root.path(), "f64 counts 1M", &counts(n), stores, hits);
     println!();
-    println!("threshold: JSON-like structs by size, off against level 3");
+    println!("below the threshold: zstd alone on the encoding of JSON-like structs");
+    println!("| encoded | level | compressed | compress | decompress |");
+    println!("|---|---|---|---|---|");
+    for size in [512, 1 << 10, 2 << 10, 4 << 10] {
+        let encoded = memo_cache::codec::encode(&orders(size)).unwrap();
+        for level in [1, 3] {
+            let frame = zstd::bulk::compress(&encoded, level).unwrap();
+            let reps = hits * 20;
+            let compress = median(
+                (0..reps)
+                    .map(|_| seconds(|| zstd::bulk::compress(&encoded, level).unwrap()))
+                    .collect(),
+            );
+            let mut decompressor = zstd::bulk::Decompressor::new().unwrap();
+            let decompress = median(
+                (0..reps)
+                    .map(|_| seconds(|| decompressor.decompress(&frame, encoded.len()).unwrap()))
+                    .collect(),
+            );
+            println!(
+                "| {} | {level} | {} ({:.0}%) | {} | {} |",
+                bytes(encoded.len() as u64),
+                bytes(frame.len() as u64 + 1),
+                100.0 * (frame.len() + 1) as f64 / encoded.len() as f64,
+                time(compress),
+                time(decompress),
+            );
+        }
+    }
+    println!();
+    println!("from the threshold on: JSON-like structs by size");
     print_header();
     for size in [1 << 10, 2 << 10, 4 << 10, 8 << 10, 16 << 10, 64 << 10] {
         let value = orders(size);
         let name = format!("structs {} KiB", size >> 10);
-        for level in [0, 3] {
+        for level in [0, 1, 3] {
             let row = measure(root.path(), &name, level, &value, stores * 3, hits * 5);
             print_row(&name, level, &row);
         }

@@ -179,7 +179,7 @@ const MAX_LEVEL: i32 = 22;
 /// `compress = N`: a zstd level from 0 (none) to [`MAX_LEVEL`].
 fn compress_level(meta: &ParseNestedMeta) -> syn::Result<(LitInt, i32)> {
     let expected = format!(
-        "`compress` takes a zstd level: 1 (fastest) to {MAX_LEVEL} (smallest), or 0 for none; 3 is a good start"
+        "`compress` takes a zstd level: 1 (fastest) to {MAX_LEVEL} (smallest), or 0 for none"
     );
     let value = meta.value()?;
     let lit: LitInt = value
