@@ -233,8 +233,9 @@ pub mod functions {
     pub static MAPS: Function = Function::new("e2e::maps", "v1", "u64");
     /// The small values of the mixed workload.
     pub static SMALL: Function = Function::new("e2e::small", "v1", "String");
-    /// The large values of the mixed workload.
-    pub static LARGE: Function = Function::new("e2e::large", "v1", "Vec<u8>");
+    /// The large values of the mixed workload, stored as they are encoded (never compressed):
+    /// each stays a blob file that a test can damage, whatever its bytes.
+    pub static LARGE: Function = Function::new("e2e::large", "v1", "Vec<u8>").with_compression(0);
     /// The structured values of the mixed workload.
     pub static RECORD: Function = Function::new("e2e::record", "v1", "e2e::Record");
     /// The one slow key all stampede children miss on.

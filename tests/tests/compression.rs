@@ -10,8 +10,7 @@ static TEXT: Function = Function::new("compression::text", "v1", "String");
 static ROWS: Function = Function::new("compression::rows", "v1", "Vec<Row>");
 static BYTES: Function = Function::new("compression::bytes", "v1", "Vec<u8>");
 static FLOATS: Function = Function::new("compression::floats", "v1", "Vec<f64>");
-static ASKED: Function =
-    Function::new("compression::asked", "v1", "Vec<f64>").with_compression(3);
+static ASKED: Function = Function::new("compression::asked", "v1", "Vec<f64>").with_compression(3);
 static INTS: Function = Function::new("compression::ints", "v1", "Vec<u32>").with_compression(1);
 
 #[derive(Serialize, Deserialize, PartialEq, Debug, Clone)]
@@ -52,7 +51,9 @@ fn rows(n: u64) -> Vec<Row> {
 
 /// Few distinct values, scattered: compressible, but a number array.
 fn steps(n: u64) -> Vec<f64> {
-    (0..n).map(|i| ((i * 2_654_435_761) >> 9 & 7) as f64).collect()
+    (0..n)
+        .map(|i| ((i * 2_654_435_761) >> 9 & 7) as f64)
+        .collect()
 }
 
 fn entry(cache: &Cache, func: &Function, arg: u64) -> memo_cache::EntryInfo {
@@ -101,7 +102,10 @@ fn every_kind_round_trips_inline_and_in_a_blob() {
         cache.put(&TEXT, &(arg,), &value).unwrap();
         let info = entry(&cache, &TEXT, arg);
         assert!(info.compressed);
-        assert_eq!(info.in_blob, info.bytes > memo_cache::DEFAULT_INLINE_THRESHOLD as u64);
+        assert_eq!(
+            info.in_blob,
+            info.bytes > memo_cache::DEFAULT_INLINE_THRESHOLD as u64
+        );
         assert_eq!(cache.get::<_, String>(&TEXT, &(arg,)).unwrap(), Some(value));
     }
     assert!(entry(&cache, &TEXT, 3).in_blob);
@@ -138,7 +142,10 @@ fn number_arrays_are_compressed_only_when_asked() {
     cache.put(&ASKED, &(1,), &values).unwrap();
     let asked = entry(&cache, &ASKED, 1);
     assert!(asked.compressed && asked.bytes < raw / 4, "{asked:?}");
-    assert_eq!(cache.get::<_, Vec<f64>>(&ASKED, &(1,)).unwrap(), Some(values.clone()));
+    assert_eq!(
+        cache.get::<_, Vec<f64>>(&ASKED, &(1,)).unwrap(),
+        Some(values.clone())
+    );
 
     // Asked by the cache.
     let numbers = Cache::builder(dir.path())
@@ -148,7 +155,10 @@ fn number_arrays_are_compressed_only_when_asked() {
         .unwrap();
     numbers.put(&FLOATS, &(2,), &values).unwrap();
     assert!(entry(&numbers, &FLOATS, 2).compressed);
-    assert_eq!(numbers.get::<_, Vec<f64>>(&FLOATS, &(2,)).unwrap(), Some(values.clone()));
+    assert_eq!(
+        numbers.get::<_, Vec<f64>>(&FLOATS, &(2,)).unwrap(),
+        Some(values.clone())
+    );
 
     // A function's own 0 keeps its values as they are, whatever the cache says.
     let never = Function::new("compression::never", "v1", "Vec<f64>").with_compression(0);
@@ -235,7 +245,12 @@ fn plant(dir: &std::path::Path, key: &memo_cache::Key, bytes: &[u8]) {
     let changed = raw_index(dir)
         .execute(
             "UPDATE entries SET value = ?1, hash = ?2, size = ?3, encoding = 1 WHERE key = ?4",
-            rusqlite::params![bytes, &Digest::of(bytes).0[..], bytes.len() as i64, &key.0[..]],
+            rusqlite::params![
+                bytes,
+                &Digest::of(bytes).0[..],
+                bytes.len() as i64,
+                &key.0[..]
+            ],
         )
         .unwrap();
     assert_eq!(changed, 1);
@@ -259,7 +274,11 @@ fn a_decompression_bomb_or_a_lying_frame_is_a_miss() {
         let key = TEXT.key(&(arg,)).unwrap();
         plant(dir.path(), &key, &planted);
         let (warnings, _guard) = capture_warnings();
-        assert_eq!(cache.get::<_, String>(&TEXT, &(arg,)).unwrap(), None, "{arg}");
+        assert_eq!(
+            cache.get::<_, String>(&TEXT, &(arg,)).unwrap(),
+            None,
+            "{arg}"
+        );
         assert!(
             warnings.text().contains("does not decode"),
             "{arg}: {}",

@@ -275,7 +275,10 @@ fn show_value_decodes_a_compressed_value_and_verify_checks_its_stored_bytes() {
     cache.put(&REPORT_V2, &(9,), &text).unwrap();
     let key = REPORT_V2.key(&(9,)).unwrap();
     let entry = cache.entry(&key).unwrap().unwrap();
-    assert!(entry.compressed && entry.bytes < text.len() as u64 / 10, "{entry:?}");
+    assert!(
+        entry.compressed && entry.bytes < text.len() as u64 / 10,
+        "{entry:?}"
+    );
     drop(cache);
 
     let key = key.to_hex();
@@ -284,7 +287,10 @@ fn show_value_decodes_a_compressed_value_and_verify_checks_its_stored_bytes() {
     let with_meta = json(dir.path(), &["show", &key, "--value"]);
     assert_eq!(with_meta["format"], "msgpack");
     assert_eq!(with_meta["value"], serde_json::json!(text));
-    assert_eq!(json(dir.path(), &["verify"])["problems"], serde_json::json!([]));
+    assert_eq!(
+        json(dir.path(), &["verify"])["problems"],
+        serde_json::json!([])
+    );
 }
 
 /// Keys from differently typed arguments, in one closure.

@@ -287,7 +287,9 @@ mod tests {
         assert_eq!(ON.apply(None, encoded.clone()), encoded);
         // Shorter than four probes: tried whole.
         bytes.truncate(3 * PROBE);
-        assert!(is_compressed(&ON.apply(None, codec::encode(&bytes).unwrap())));
+        assert!(is_compressed(
+            &ON.apply(None, codec::encode(&bytes).unwrap())
+        ));
     }
 
     #[test]

@@ -738,10 +738,16 @@ fn compressed_values_travel_compressed_and_are_read_by_another_machine() {
         .compress(0)
         .open()
         .unwrap();
-    assert_eq!(reader.get::<_, String>(&f, &(1,)).unwrap(), Some(text.clone()));
+    assert_eq!(
+        reader.get::<_, String>(&f, &(1,)).unwrap(),
+        Some(text.clone())
+    );
     let key = f.key(&(1,)).unwrap();
     let kept = reader.entry(&key).unwrap().expect("a local copy");
     assert!(kept.compressed);
     assert_eq!(kept.hash, writer.entry(&key).unwrap().unwrap().hash);
-    assert_eq!(reader.get::<_, String>(&f, &(2,)).unwrap(), Some("short".into()));
+    assert_eq!(
+        reader.get::<_, String>(&f, &(2,)).unwrap(),
+        Some("short".into())
+    );
 }
