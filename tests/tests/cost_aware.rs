@@ -317,3 +317,38 @@ fn an_index_of_the_older_schema_is_read_as_it_is_and_migrated_by_a_program() {
         .unwrap();
     assert_eq!(version, memo_cache::SCHEMA_VERSION);
 }
+
+#[test]
+fn each_entry_keeps_the_arguments_that_made_it_when_they_are_small() {
+    // `fib` recurses through the cache: every nested call stores its own entry, and each must
+    // record its own argument, not its caller's.
+    let dir = tempfile::tempdir().unwrap();
+    run(CHILD, dir.path(), &["fib", "6"]);
+    let cache = Cache::open(dir.path()).unwrap();
+    let mut seen: Vec<(Vec<u8>, Option<u64>)> = cache
+        .entries(None)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.args.expect("small arguments are kept"), e.args_size))
+        .collect();
+    seen.sort();
+    // The canonical encoding of the tuple `(n,)`: a one-element array, then n as a fixint.
+    let want: Vec<(Vec<u8>, Option<u64>)> = (0..=6u8).map(|n| (vec![0x91, n], Some(2))).collect();
+    assert_eq!(seen, want);
+
+    // Through the API: `get_or_compute`, `put` and `put_timed` record them too; arguments over
+    // 1 KiB keep only their length.
+    let f = Function::new("cost::args", "v1", "u64");
+    cache.get_or_compute(&f, &("small", 1u8), || 1u64);
+    cache.put(&f, &("put", 2u8), &2u64).unwrap();
+    let big = vec![7u8; 4000];
+    cache.get_or_compute(&f, &(&big,), || 3u64);
+    let entry = |key| cache.entry(&key).unwrap().unwrap();
+    let small = entry(f.key(&("small", 1u8)).unwrap());
+    assert_eq!(small.args.as_deref(), Some(&b"\x92\xa5small\x01"[..]));
+    let put = entry(f.key(&("put", 2u8)).unwrap());
+    assert_eq!(put.args.as_deref(), Some(&b"\x92\xa3put\x02"[..]));
+    let large = entry(f.key(&(&big,)).unwrap());
+    assert_eq!(large.args, None);
+    assert!(large.args_size.unwrap() > 4000, "{:?}", large.args_size);
+}

@@ -572,3 +572,114 @@ fn a_later_build_brings_old_rows_to_its_ttl_at_its_first_store() {
         Some(90)
     );
 }
+
+/// A cache of 3,001 entries of two functions, one in twenty in a blob file, a sixth expired,
+/// G's stale after a new version: made once, then copied into `dir` for each use.
+fn progress_cache(dir: &Path) -> Cache {
+    static MADE: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let made = MADE.get_or_init(|| {
+        let made = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(START_MS);
+        let cache = Cache::builder(made.path())
+            .clock(clock.clone())
+            .inline_threshold(500)
+            .open()
+            .unwrap();
+        let short = Function::new("evict::f", "v1", "Vec<u8>").with_ttl(SECOND);
+        for i in 0..3_000u32 {
+            let value = if i % 20 == 0 { kb(1) } else { vec![2u8; 10] };
+            let func = match i % 6 {
+                0 => &short,
+                1 | 2 => &G,
+                _ => &F,
+            };
+            cache.put(func, &(i,), &value).unwrap();
+            if i % 250 == 0 {
+                clock.advance(SECOND);
+            }
+        }
+        let g2 = Function::new("evict::g", "v2", "Vec<u8>");
+        cache.put(&g2, &("new",), &kb(3)).unwrap();
+        drop(cache);
+        made
+    });
+    copy_tree(made.path(), dir);
+    let clock = ManualClock::new(START_MS + 30_000);
+    Cache::builder(dir).clock(clock).open().unwrap()
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_prune_with_progress_removes_the_same_and_counts_to_the_end() {
+    use std::sync::{Arc, Mutex};
+    let prunes = [
+        Prune::new().expired().stale(),
+        Prune::new()
+            .older_than(Duration::from_secs(25))
+            .max_entries(1_000),
+        Prune::all(),
+        Prune::all().function("evict::g"),
+    ];
+    for prune in prunes {
+        let (plain, counted) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let plain_removal = progress_cache(plain.path()).prune(&prune).unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        let cache = progress_cache(counted.path());
+        let counted_removal = cache
+            .prune(&prune.clone().progress(move |p| log.lock().unwrap().push(p)))
+            .unwrap();
+        assert_eq!(plain_removal, counted_removal, "{prune:?}");
+        assert_eq!(
+            blob_files(plain.path()).len(),
+            blob_files(counted.path()).len()
+        );
+        let seen = seen.lock().unwrap();
+        let entries: Vec<_> = seen
+            .iter()
+            .filter(|p| p.step == memo_cache::Step::RemovingEntries)
+            .collect();
+        let last = entries.last().expect("removing entries was reported");
+        assert_eq!(
+            (last.done, last.total),
+            (counted_removal.entries, counted_removal.entries),
+            "{prune:?}"
+        );
+        assert!(entries.windows(2).all(|w| w[0].done <= w[1].done));
+        assert!(entries.len() >= 2, "reported along the way: {entries:?}");
+        let files = seen
+            .iter()
+            .rfind(|p| p.step == memo_cache::Step::RemovingFiles)
+            .expect("removing files was reported");
+        assert_eq!(files.done, files.total);
+    }
+}
+
+#[test]
+fn a_verify_with_progress_counts_every_entry() {
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let cache = progress_cache(dir.path());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    let report = cache
+        .verify(&Verify::new().progress(move |p| log.lock().unwrap().push((p.done, p.total))))
+        .unwrap();
+    assert_eq!(report.entries_checked, 3_001);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.first(), Some(&(0, 3_001)));
+    assert_eq!(seen.last(), Some(&(3_001, 3_001)));
+    assert!(seen.len() >= 2 + 2, "every 1024 entries: {seen:?}");
+}

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 use crate::values::{parse_age, parse_count, parse_size};
 
@@ -18,17 +18,21 @@ use crate::values::{parse_age, parse_count, parse_size};
 /// remain, or no Redis tier configured for remote); 2 refused, having changed nothing: a bad
 /// option or value (a key that is not hex, a Redis URL), or a clear without --yes off a terminal
 /// or not answered yes.
+///
+/// Warnings (the library's too: entries dropped as bad, a cache that cannot be written) go to
+/// stderr; -v shows more (-vv the reason for each removal and lookup), -q fewer. RUST_LOG, in
+/// tracing's syntax (RUST_LOG=memo_cache::store=debug), adds to or overrides that level.
 #[derive(Debug, Parser)]
 #[command(name = "memo-cache", version, max_term_width = 100)]
 pub struct Cli {
     /// The cache directory [default: $MEMO_CACHE_DIR, else the platform cache directory]
     // Not `env = ..`: memo_cache::default_dir() reads MEMO_CACHE_DIR as the library does, an
     // empty value as unset (clap refused it as a missing value).
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, global = true, value_name = "DIR", help_heading = GLOBAL)]
     pub dir: Option<PathBuf>,
 
     /// Print JSON on stdout, and nothing else there (errors still go to stderr)
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub json: bool,
 
     /// When to use colour [default: auto: on a terminal, unless NO_COLOR is set]
@@ -37,12 +41,86 @@ pub struct Cli {
         global = true,
         value_name = "WHEN",
         default_value = "auto",
-        hide_default_value = true
+        hide_default_value = true,
+        help_heading = GLOBAL
     )]
     pub color: ColorChoice,
 
+    /// Say more on stderr: -v info, -vv debug (each entry removed, and why), -vvv trace
+    #[arg(
+        long,
+        short,
+        global = true,
+        action = ArgAction::Count,
+        conflicts_with = "quiet",
+        help_heading = GLOBAL
+    )]
+    pub verbose: u8,
+
+    /// Say less on stderr: errors only (no warnings, notes or progress bars)
+    #[arg(long, short, global = true, action = ArgAction::Count, help_heading = GLOBAL)]
+    pub quiet: u8,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The help heading of the options every command takes.
+pub const GLOBAL: &str = "Global options";
+
+/// The global options that mean nothing to `completions` and `generate-man` (they read no
+/// cache): left out of their completions and man pages.
+pub const CACHE_OPTIONS: [&str; 2] = ["dir", "json"];
+
+impl Cli {
+    /// Verbosity: 0 by default (warnings), above with -v, below with -q.
+    pub fn verbosity(&self) -> i8 {
+        self.verbose.min(100) as i8 - self.quiet.min(100) as i8
+    }
+
+    /// The command line as clap sees it, less the global options that make no sense for
+    /// `completions` and `generate-man` there: what completion scripts and man pages are made
+    /// from. (Hiding them would not do: the completion generators offer hidden options too.)
+    pub fn command_for_docs() -> clap::Command {
+        let command = <Cli as clap::CommandFactory>::command();
+        let cache_options: Vec<clap::Arg> = command
+            .get_arguments()
+            .filter(|a| CACHE_OPTIONS.contains(&a.get_id().as_str()))
+            .map(|a| a.clone().global(false))
+            .collect();
+        let mut command = command.mut_args(|a| {
+            if CACHE_OPTIONS.contains(&a.get_id().as_str()) {
+                a.global(false)
+            } else {
+                a
+            }
+        });
+        let names: Vec<String> = command
+            .get_subcommands()
+            .map(|s| s.get_name().to_owned())
+            .filter(|n| !["completions", "generate-man"].contains(&n.as_str()))
+            .collect();
+        for name in names {
+            command = command.mut_subcommand(name, |sub| with_args(sub, &cache_options));
+        }
+        // Built: the other globals reach every subcommand, and each is named for its man page
+        // (`memo-cache-ls`) and synopsis (`memo-cache ls`).
+        command.build();
+        command
+    }
+}
+
+/// `command` and its subcommands, each with `args`.
+fn with_args(command: clap::Command, args: &[clap::Arg]) -> clap::Command {
+    let names: Vec<String> = command
+        .get_subcommands()
+        .map(|s| s.get_name().to_owned())
+        .collect();
+    let mut command = args.iter().fold(command, |c, a| c.arg(a.clone()));
+    for name in names {
+        command = command.mut_subcommand(name, |sub| with_args(sub, args));
+    }
+    command
 }
 
 /// The subcommands.
@@ -51,21 +129,23 @@ pub enum Command {
     /// Print the cache directory in use
     Dir,
 
-    /// List functions (or, with --entries, entries) with their sizes and last use
+    /// List functions (or, with --entries, entries) with their sizes, compute time saved and last use
     #[command(alias = "list")]
     Ls(LsArgs),
 
-    /// Show totals: entries, functions, stored bytes, disk use, stale and expired entries
-    Stats,
+    /// Show totals: entries, functions, stored bytes, disk use, compute time saved, stale and expired entries
+    Stats(StatsArgs),
 
     /// Show one entry's metadata, or with --value its stored value as JSON
     Show(ShowArgs),
 
     /// Remove entries by size, count, age, expiry, staleness or function
     ///
-    /// Criteria add up: an entry goes if any criterion selects it, then the least recently used
-    /// entries go until --max-size and --max-entries hold. Stale entries (from an older version
-    /// of their function) go first, then expired ones, then least recently used.
+    /// Criteria add up: an entry goes if any criterion selects it, then entries go in eviction
+    /// order until --max-size and --max-entries hold. Stale entries (from an older version of
+    /// their function) go first, then expired ones, then by --policy: by default the entries
+    /// that save the least compute time per byte (hits x compute time / size, aged by a clock
+    /// that rises with each eviction), or with --policy lru the least recently used.
     ///
     /// With no criterion, prune removes expired and stale entries only. Every prune also sweeps
     /// orphan blob files, temp files of unfinished writes and per-key lock files an older
@@ -96,6 +176,13 @@ pub enum Command {
     Completions {
         /// The shell
         shell: clap_complete::Shell,
+    },
+
+    /// Write man pages (memo-cache.1 and one per command) into DIR, made from this help
+    #[command(hide = true)]
+    GenerateMan {
+        /// The directory to write them into (made if missing)
+        dir: PathBuf,
     },
 }
 
@@ -159,6 +246,10 @@ pub enum SortKey {
     LastUsed,
     /// Most entries first (with --entries: most hits first)
     Entries,
+    /// Most compute time saved first (hits x compute time)
+    Saved,
+    /// Dearest to compute first
+    Cost,
 }
 
 /// Options of `show`.
@@ -168,20 +259,54 @@ pub struct ShowArgs {
     pub key: String,
 
     /// Print the stored value decoded to JSON (alone, or as "value" with --json)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "args")]
     pub value: bool,
+
+    /// Print the arguments the value was computed from, decoded to JSON (alone, or as "args" with --json)
+    #[arg(long)]
+    pub args: bool,
+}
+
+/// Options of `stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Also draw histograms of the entries by size and by compute time
+    #[arg(long)]
+    pub histogram: bool,
+}
+
+/// `prune --policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PolicyArg {
+    /// Stale and expired first, then the entries that save the least compute time per byte (GreedyDual-Size-Frequency)
+    Cost,
+    /// Stale and expired first, then least recently used
+    Lru,
+}
+
+impl From<PolicyArg> for memo_cache::Policy {
+    fn from(policy: PolicyArg) -> Self {
+        match policy {
+            PolicyArg::Cost => memo_cache::Policy::CostAware,
+            PolicyArg::Lru => memo_cache::Policy::Lru,
+        }
+    }
 }
 
 /// Options of `prune`.
 #[derive(Debug, Args)]
 pub struct PruneArgs {
-    /// Remove least recently used entries until at most SIZE stored bytes remain (500MB, 2GiB, 1.5G)
+    /// Remove entries in eviction order until at most SIZE stored bytes remain (500MB, 2GiB, 1.5G)
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_size: Option<u64>,
 
-    /// Remove least recently used entries until at most N remain
+    /// Remove entries in eviction order until at most N remain
     #[arg(long, value_name = "N", value_parser = parse_count)]
     pub max_entries: Option<u64>,
+
+    /// The eviction order for --max-size and --max-entries
+    #[arg(long, value_name = "POLICY", default_value = "cost")]
+    pub policy: PolicyArg,
 
     /// Remove entries not used for longer than AGE (7d, 12h, 30min, 2w)
     #[arg(long, value_name = "AGE", value_parser = parse_age)]

@@ -7,29 +7,39 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use anyhow::{Context, bail};
-use clap::CommandFactory;
 use comfy_table::Cell;
 use memo_cache::{Cache, EntryInfo, Error, FunctionStats, Prune, Removal, Verify, human_bytes};
+
+/// Arguments longer than this are cut in `ls --entries`.
+const ARGS_WIDTH: usize = 28;
 use serde_json::{Value, json};
 
 use crate::Refused;
 use crate::cli::{
     ClearArgs, Cli, Command, LsArgs, PruneArgs, RemoteArgs, RemoteCommand, ShowArgs, SortKey,
-    VerifyArgs,
+    StatsArgs, VerifyArgs,
 };
 use crate::decode;
-use crate::output::{Output, print_json, print_table};
-use crate::values::{count, relative, rfc3339};
+use crate::output::{JSON_FORMAT, Output, print_json, print_raw_json, print_table};
+use crate::values::{count, ms, relative, rfc3339, span};
 
 /// Runs the command `cli` names.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let out = Output::new(cli.json, cli.color);
+    let out = Output::new(cli.json, cli.color, cli.verbosity());
     if let Command::Completions { shell } = cli.command {
         // Into memory first: clap_complete panics on a failed write, e.g. into a closed pipe.
         let mut script = Vec::new();
-        clap_complete::generate(shell, &mut Cli::command(), "memo-cache", &mut script);
+        clap_complete::generate(
+            shell,
+            &mut Cli::command_for_docs(),
+            "memo-cache",
+            &mut script,
+        );
         std::io::stdout().write_all(&script)?;
         return Ok(ExitCode::SUCCESS);
+    }
+    if let Command::GenerateMan { dir } = &cli.command {
+        return generate_man(dir, out);
     }
     if let Command::Remote(args) = &cli.command {
         return remote(args, out);
@@ -41,7 +51,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Dir => dir_cmd(&dir, out),
         Command::Ls(args) => ls(&open(&dir, Access::Look)?, &args, out),
-        Command::Stats => stats(&open(&dir, Access::Look)?, out),
+        Command::Stats(args) => stats(&open(&dir, Access::Look)?, &args, out),
         Command::Show(args) => {
             // Reading a value checks its hash; read-only, a bad one is reported but left for
             // `verify` instead of being dropped.
@@ -55,10 +65,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         // Removing from a cache that does not exist removes nothing, and is no error: cleanup
         // scripts run twice (as `uv cache clean` does).
         Command::Prune(_) | Command::Clear(_) if nothing_there(&dir) => {
-            eprintln!(
-                "memo-cache: {} does not exist: there is no cache to remove from",
+            out.note(format_args!(
+                "{} does not exist: there is no cache to remove from",
                 dir.display()
-            );
+            ));
             report_removal(&Removal::default(), out)
         }
         Command::Prune(args) => prune(&open(&dir, Access::Change)?, &args, out),
@@ -71,7 +81,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             verify(&open(&dir, access)?, &args, out)
         }
-        Command::Completions { .. } | Command::Remote(_) => unreachable!("handled above"),
+        Command::Completions { .. } | Command::GenerateMan { .. } | Command::Remote(_) => {
+            unreachable!("handled above")
+        }
     }
 }
 
@@ -92,8 +104,36 @@ enum Access {
     Change,
 }
 
+/// Why `dir` cannot be a cache directory, when it is a file or lies under one.
+fn not_a_directory(dir: &Path) -> Option<String> {
+    const WHAT_TO_DO: &str = "pass --dir with a cache directory, or set MEMO_CACHE_DIR to one \
+                              (`memo-cache dir` prints the one in use)";
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_file() => Some(format!(
+            "{} is a file, not a cache directory; {WHAT_TO_DO}",
+            dir.display()
+        )),
+        Ok(meta) if !meta.is_dir() => Some(format!(
+            "{} is not a directory, so it is no cache directory; {WHAT_TO_DO}",
+            dir.display()
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+            let file = dir.ancestors().skip(1).find(|a| a.is_file())?;
+            Some(format!(
+                "{} is a file, so {} cannot be a cache directory; {WHAT_TO_DO}",
+                file.display(),
+                dir.display()
+            ))
+        }
+        _ => None,
+    }
+}
+
 /// Opens an existing cache; never creates one, nor migrates an index of an older schema.
 fn open(dir: &Path, access: Access) -> anyhow::Result<Cache> {
+    if let Some(why) = not_a_directory(dir) {
+        bail!(why);
+    }
     let builder = Cache::builder(dir);
     let builder = match access {
         Access::LookOnly => builder.read_only(),
@@ -125,8 +165,53 @@ fn dir_cmd(dir: &Path, out: Output) -> anyhow::Result<ExitCode> {
         print_json(&json!({ "dir": dir, "exists": dir.exists(), "is_cache": is_cache }))?;
     } else {
         writeln!(std::io::stdout(), "{}", dir.display())?;
+        if let Some(why) = not_a_directory(dir) {
+            out.note(format_args!("note: {why}"));
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+// ---- generate-man -----------------------------------------------------------------------------
+
+/// Writes `memo-cache.1` and a page per command (`memo-cache-ls.1`, `memo-cache-remote-stats.1`)
+/// into `dir`, from the same definition as `--help`.
+fn generate_man(dir: &Path, out: Output) -> anyhow::Result<ExitCode> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut written = Vec::new();
+    write_man_pages(&Cli::command_for_docs(), dir, &mut written)?;
+    if out.json {
+        print_json(&json!({ "dir": dir, "pages": written }))?;
+    } else {
+        let mut stdout = std::io::stdout().lock();
+        for page in &written {
+            writeln!(stdout, "{}", page.display())?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_man_pages(
+    command: &clap::Command,
+    dir: &Path,
+    written: &mut Vec<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    // Built, the command names its subcommands `memo-cache-ls` (the page) and `memo-cache ls`
+    // (the synopsis).
+    let man = clap_mangen::Man::new(command.clone())
+        .source(format!("memo-cache {}", env!("CARGO_PKG_VERSION")));
+    let path = dir.join(man.get_filename());
+    let mut page = Vec::new();
+    man.render(&mut page)?;
+    std::fs::write(&path, page).with_context(|| format!("writing {}", path.display()))?;
+    written.push(path);
+    for sub in command
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
+        write_man_pages(sub, dir, written)?;
+    }
+    Ok(())
 }
 
 // ---- ls ---------------------------------------------------------------------------------------
@@ -181,6 +266,8 @@ fn ls_functions(
         SortKey::Size => functions.sort_by_key(|f| Reverse(f.bytes)),
         SortKey::LastUsed => functions.sort_by_key(|f| Reverse(f.last_used)),
         SortKey::Entries => functions.sort_by_key(|f| Reverse(f.entries)),
+        SortKey::Saved => functions.sort_by_key(|f| Reverse(f.saved)),
+        SortKey::Cost => functions.sort_by_key(|f| Reverse(f.compute_time)),
     }
     if out.json {
         let rows: Vec<Value> = functions
@@ -195,10 +282,14 @@ fn ls_functions(
                     "stale_bytes": f.stale_bytes,
                     "fingerprint": f.fingerprint,
                     "return_type": f.return_type,
+                    "hits": f.hits,
+                    "compute_ms": ms(f.compute_time),
+                    "saved_ms": ms(f.saved),
+                    "saved_ms_per_mib": ms(f.saved_per_mib()),
                 })
             })
             .collect();
-        print_json(&rows)?;
+        print_json(&json!({ "functions": rows }))?;
         return Ok(ExitCode::SUCCESS);
     }
     if functions.is_empty() {
@@ -211,8 +302,17 @@ fn ls_functions(
     }
     let now = SystemTime::now();
     let mut table = out.table(
-        &["FUNCTION", "ENTRIES", "SIZE", "LAST USED", "STALE"],
-        &[1, 2, 4],
+        &[
+            "FUNCTION",
+            "ENTRIES",
+            "SIZE",
+            "HITS",
+            "COMPUTE",
+            "SAVED",
+            "LAST USED",
+            "STALE",
+        ],
+        &[1, 2, 3, 4, 5, 7],
     );
     for f in &functions {
         let stale = if f.stale_entries == 0 {
@@ -224,6 +324,9 @@ fn ls_functions(
             Cell::new(&f.name),
             Cell::new(count(f.entries)),
             Cell::new(human_bytes(f.bytes)),
+            Cell::new(count(f.hits)),
+            Cell::new(span(f.compute_time)),
+            Cell::new(span(f.saved)),
             Cell::new(
                 f.last_used
                     .map_or_else(|| "never".to_owned(), |t| relative(t, now)),
@@ -244,6 +347,8 @@ fn ls_entries(cache: &Cache, args: &LsArgs, out: Output) -> anyhow::Result<ExitC
         SortKey::Size => entries.sort_by_key(|e| (Reverse(e.bytes), e.key)),
         SortKey::LastUsed => entries.sort_by_key(|e| (Reverse(e.last_used), e.key)),
         SortKey::Entries => entries.sort_by_key(|e| (Reverse(e.hits), e.key)),
+        SortKey::Saved => entries.sort_by_key(|e| (Reverse(saved(e)), e.key)),
+        SortKey::Cost => entries.sort_by_key(|e| (Reverse(e.compute_time), e.key)),
     }
     let now = SystemTime::now();
     if out.json {
@@ -262,23 +367,27 @@ fn ls_entries(cache: &Cache, args: &LsArgs, out: Output) -> anyhow::Result<ExitC
         &[
             "KEY",
             "FUNCTION",
+            "ARGS",
             "SIZE",
-            "CREATED",
-            "LAST USED",
+            "COMPUTE",
             "HITS",
+            "SAVED",
+            "LAST USED",
             "EXPIRES",
             "STATE",
         ],
-        &[2, 5],
+        &[3, 4, 5, 6],
     );
     for e in &entries {
         table.add_row(vec![
             Cell::new(&e.key.to_hex()[..16]),
             Cell::new(&e.function),
+            Cell::new(args_cell(e)),
             Cell::new(human_bytes(e.bytes)),
-            Cell::new(relative(e.created, now)),
-            Cell::new(relative(e.last_used, now)),
+            Cell::new(span(e.compute_time)),
             Cell::new(count(e.hits)),
+            Cell::new(span(saved(e))),
+            Cell::new(relative(e.last_used, now)),
             Cell::new(
                 e.expires
                     .map_or_else(|| "never".to_owned(), |t| relative(t, now)),
@@ -288,6 +397,22 @@ fn ls_entries(cache: &Cache, args: &LsArgs, out: Output) -> anyhow::Result<ExitC
     }
     print_table(&table)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Compute time an entry's hits saved.
+fn saved(e: &EntryInfo) -> std::time::Duration {
+    e.compute_time
+        .saturating_mul(u32::try_from(e.hits).unwrap_or(u32::MAX))
+}
+
+/// An entry's arguments on one line: `(37)`, `4.1 KiB` when only their size was kept, `?` when
+/// not recorded (stored by key, or by an older memo-cache).
+fn args_cell(e: &EntryInfo) -> String {
+    match (&e.args, e.args_size) {
+        (Some(bytes), _) => decode::args_line(bytes, ARGS_WIDTH),
+        (None, Some(size)) => human_bytes(size),
+        (None, None) => "?".into(),
+    }
 }
 
 /// `stale`, `expired`, or empty for an entry that can be served.
@@ -317,6 +442,13 @@ struct EntryRow<'a> {
     expires: Option<String>,
     stale: bool,
     expired: bool,
+    compute_ms: f64,
+    saved_ms: f64,
+    compressed: bool,
+    /// The arguments decoded, when recorded.
+    args: Option<decode::Decoded>,
+    /// The length of their encoding, when known.
+    args_bytes: Option<u64>,
 }
 
 fn entry_row(e: &EntryInfo, now: SystemTime) -> EntryRow<'_> {
@@ -334,6 +466,14 @@ fn entry_row(e: &EntryInfo, now: SystemTime) -> EntryRow<'_> {
         expires: e.expires.map(rfc3339),
         stale: e.stale,
         expired: e.is_expired_at(now),
+        compute_ms: ms(e.compute_time),
+        saved_ms: ms(saved(e)),
+        compressed: e.compressed,
+        args: e
+            .args
+            .as_deref()
+            .and_then(|bytes| decode::args_to_json(bytes).ok()),
+        args_bytes: e.args_size,
     }
 }
 
@@ -341,26 +481,39 @@ fn entry_json(e: &EntryInfo, now: SystemTime) -> Value {
     serde_json::to_value(entry_row(e, now)).expect("an entry serializes")
 }
 
-/// Writes the entries as a JSON array one row at a time: a million entries as `Value`s took
-/// gigabytes.
+/// Writes `{"format": .., "entries": [..]}` one row at a time: a million entries as `Value`s
+/// took gigabytes.
 fn print_entries_json(entries: &[EntryInfo], now: SystemTime) -> anyhow::Result<()> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    out.write_all(b"[")?;
+    write!(out, "{{\n  \"format\": {JSON_FORMAT},\n  \"entries\": [")?;
     for (i, e) in entries.iter().enumerate() {
-        out.write_all(if i == 0 { b"\n  " } else { b",\n  " })?;
+        out.write_all(if i == 0 { b"\n    " } else { b",\n    " })?;
         serde_json::to_writer(&mut out, &entry_row(e, now))?;
     }
-    out.write_all(if entries.is_empty() { b"]\n" } else { b"\n]\n" })?;
+    out.write_all(if entries.is_empty() {
+        b"]\n}\n"
+    } else {
+        b"\n  ]\n}\n"
+    })?;
     out.flush()?;
     Ok(())
 }
 
 // ---- stats ------------------------------------------------------------------------------------
 
-fn stats(cache: &Cache, out: Output) -> anyhow::Result<ExitCode> {
+fn stats(cache: &Cache, args: &StatsArgs, out: Output) -> anyhow::Result<ExitCode> {
     let s = cache.stats().context("reading totals")?;
+    let histograms = if args.histogram {
+        Some(Histograms::of(cache)?)
+    } else {
+        None
+    };
     if out.json {
         print_json(&json!({
+            "hits": s.hits,
+            "compute_ms": ms(s.compute_time),
+            "saved_ms": ms(s.saved),
+            "histogram": histograms.as_ref().map(Histograms::json),
             "dir": cache.dir(),
             "entries": s.entries,
             "bytes": s.bytes,
@@ -407,6 +560,24 @@ fn stats(cache: &Cache, out: Output) -> anyhow::Result<ExitCode> {
             ),
         ),
         (
+            "Saved",
+            if s.saved.is_zero() {
+                format!(
+                    "no compute time yet, in {} {}",
+                    count(s.hits),
+                    plural(s.hits, "hit", "hits")
+                )
+            } else {
+                format!(
+                    "{} of compute in {} {} (the entries held took {} to compute)",
+                    span(s.saved),
+                    count(s.hits),
+                    plural(s.hits, "hit", "hits"),
+                    span(s.compute_time)
+                )
+            },
+        ),
+        (
             "Stale",
             format!(
                 "{} {} ({})",
@@ -442,6 +613,9 @@ fn stats(cache: &Cache, out: Output) -> anyhow::Result<ExitCode> {
         table.add_row(vec![format!("{name}:"), value]);
     }
     print_table(&table)?;
+    if let Some(histograms) = &histograms {
+        histograms.print(&mut std::io::stdout().lock())?;
+    }
     if s.stale + s.expired > 0 {
         writeln!(
             std::io::stdout(),
@@ -449,6 +623,123 @@ fn stats(cache: &Cache, out: Output) -> anyhow::Result<ExitCode> {
         )?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `stats --histogram`: the entries counted by size and by compute time, in buckets that grow
+/// by powers of 4 (sizes) and 10 (times), drawn as bars.
+struct Histograms {
+    sizes: Vec<(String, u64, u64)>,
+    times: Vec<(String, u64, u64)>,
+}
+
+/// Upper bounds of the size buckets, in bytes (the last is open).
+const SIZE_BOUNDS: [u64; 8] = [
+    256,
+    4 << 10,
+    64 << 10,
+    1 << 20,
+    16 << 20,
+    256 << 20,
+    4 << 30,
+    u64::MAX,
+];
+
+/// Upper bounds of the compute-time buckets, in microseconds (the last is open).
+const TIME_BOUNDS: [u64; 8] = [
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+    3_600_000_000,
+    u64::MAX,
+];
+
+impl Histograms {
+    fn of(cache: &Cache) -> anyhow::Result<Histograms> {
+        let mut sizes = [0u64; SIZE_BOUNDS.len()];
+        let mut times = [0u64; TIME_BOUNDS.len()];
+        let mut unknown = 0u64;
+        cache
+            .for_each_entry(None, |e| {
+                let i = SIZE_BOUNDS.iter().position(|&b| e.bytes < b).unwrap_or(7);
+                sizes[i] += 1;
+                let us = u64::try_from(e.compute_time.as_micros()).unwrap_or(u64::MAX);
+                if us == 0 {
+                    unknown += 1;
+                } else {
+                    let i = TIME_BOUNDS.iter().position(|&b| us < b).unwrap_or(7);
+                    times[i] += 1;
+                }
+                std::ops::ControlFlow::Continue(())
+            })
+            .context("reading entries")?;
+        let size_label = |i: usize| match i {
+            0 => format!("< {}", human_bytes(SIZE_BOUNDS[0])),
+            7 => format!(">= {}", human_bytes(SIZE_BOUNDS[6])),
+            _ => format!("< {}", human_bytes(SIZE_BOUNDS[i])),
+        };
+        let time_label = |i: usize| {
+            let at = |b: u64| span(std::time::Duration::from_micros(b));
+            match i {
+                7 => format!(">= {}", at(TIME_BOUNDS[6])),
+                _ => format!("< {}", at(TIME_BOUNDS[i])),
+            }
+        };
+        let mut time_rows = vec![("not measured".to_owned(), 0, unknown)];
+        time_rows.extend(
+            times
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| (time_label(i), TIME_BOUNDS[i], n)),
+        );
+        Ok(Histograms {
+            sizes: sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| (size_label(i), SIZE_BOUNDS[i], n))
+                .collect(),
+            times: time_rows,
+        })
+    }
+
+    fn json(&self) -> Value {
+        let rows = |rows: &[(String, u64, u64)], unit: &str| -> Vec<Value> {
+            rows.iter()
+                .map(|(label, below, n)| {
+                    json!({ "label": label, unit: (*below != u64::MAX).then_some(*below), "entries": n })
+                })
+                .collect()
+        };
+        json!({
+            "size": rows(&self.sizes, "below_bytes"),
+            "compute_time": rows(&self.times, "below_us"),
+        })
+    }
+
+    fn print(&self, out: &mut impl Write) -> std::io::Result<()> {
+        for (title, rows) in [
+            ("Entries by size", &self.sizes),
+            ("Entries by compute time", &self.times),
+        ] {
+            writeln!(out, "\n{title}")?;
+            let most = rows.iter().map(|r| r.2).max().unwrap_or(0).max(1);
+            let label_width = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
+            // Trailing empty buckets are left out; leading ones stay, as the scale's start.
+            let last = rows.iter().rposition(|r| r.2 > 0).unwrap_or(0);
+            for (label, _, n) in &rows[..=last] {
+                let width = (*n * 40).div_ceil(most) as usize;
+                writeln!(
+                    out,
+                    "  {label:>label_width$}  {:<40}  {}",
+                    "█".repeat(width),
+                    count(*n)
+                )?;
+            }
+        }
+        Ok(())
+    }
 }
 
 // ---- show -------------------------------------------------------------------------------------
@@ -461,6 +752,29 @@ fn show(cache: &Cache, args: &ShowArgs, out: Output) -> anyhow::Result<ExitCode>
         .entry(&key)?
         .ok_or_else(|| Error::NoSuchKey(key.to_hex()))?;
     let now = SystemTime::now();
+    if args.args {
+        let Some(bytes) = &entry.args else {
+            bail!(
+                "the arguments of entry {key} were not recorded: {}",
+                match entry.args_size {
+                    Some(size) => format!(
+                        "their encoding takes {} ({} bytes), and only up to 1 KiB is kept",
+                        human_bytes(size),
+                        count(size)
+                    ),
+                    None => "it was stored by key, or by a memo-cache before 0.2".into(),
+                }
+            );
+        };
+        let decoded = decode::args_to_json(bytes)
+            .map_err(|e| anyhow::anyhow!("cannot decode the arguments of entry {key}: {e}"))?;
+        if out.json {
+            print_json(&json!({ "key": key.to_hex(), "args": decoded }))?;
+        } else {
+            print_raw_json(&decoded)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let value = if args.value {
         let stored = cache.stored_bytes(&key)?.with_context(|| {
             format!(
@@ -468,7 +782,7 @@ fn show(cache: &Cache, args: &ShowArgs, out: Output) -> anyhow::Result<ExitCode>
                  their hash check (`memo-cache verify` tells which)"
             )
         })?;
-        let value = decode::to_json(&stored)
+        let value = decode::to_json(&stored, &entry.return_type)
             .map_err(|e| anyhow::anyhow!("cannot decode the value of entry {key}: {e}"))?;
         Some((decode::format_name(&stored), value))
     } else {
@@ -476,15 +790,20 @@ fn show(cache: &Cache, args: &ShowArgs, out: Output) -> anyhow::Result<ExitCode>
     };
     if out.json {
         let mut object = entry_json(&entry, now);
-        if let (Some((format, value)), Value::Object(map)) = (value, &mut object) {
-            map.insert("format".into(), json!(format));
-            map.insert("value".into(), value);
+        if let (Some((format, _)), Value::Object(map)) = (&value, &mut object) {
+            map.insert("value_format".into(), json!(format));
         }
-        print_json(&object)?;
-        return Ok(ExitCode::SUCCESS);
+        return match value {
+            Some((_, value)) => print_json(&WithValue {
+                entry: &object,
+                value: &value,
+            }),
+            None => print_json(&object),
+        }
+        .map(|()| ExitCode::SUCCESS);
     }
     if let Some((_, value)) = value {
-        print_json(&value)?;
+        print_raw_json(&value)?;
         return Ok(ExitCode::SUCCESS);
     }
     let when = |t: SystemTime| format!("{} ({})", rfc3339(t), relative(t, now));
@@ -507,7 +826,7 @@ fn show(cache: &Cache, args: &ShowArgs, out: Output) -> anyhow::Result<ExitCode>
             format!(
                 "{} ({} bytes, {})",
                 human_bytes(entry.bytes),
-                entry.bytes,
+                count(entry.bytes),
                 if entry.in_blob {
                     "in a blob file"
                 } else {
@@ -518,7 +837,10 @@ fn show(cache: &Cache, args: &ShowArgs, out: Output) -> anyhow::Result<ExitCode>
         ("hash", entry.hash.to_hex()),
         ("created", when(entry.created)),
         ("last used", when(entry.last_used)),
+        ("arguments", show_args(&entry)),
+        ("compute time", span(entry.compute_time)),
         ("hits", count(entry.hits)),
+        ("saved", span(saved(&entry))),
         (
             "expires",
             entry.expires.map_or_else(|| "never".to_owned(), when),
@@ -531,6 +853,26 @@ fn show(cache: &Cache, args: &ShowArgs, out: Output) -> anyhow::Result<ExitCode>
     }
     print_table(&table)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The arguments for `show`: whole, or what is known of them.
+fn show_args(e: &EntryInfo) -> String {
+    match (&e.args, e.args_size) {
+        (Some(bytes), _) => decode::args_line(bytes, 200),
+        (None, Some(size)) => format!(
+            "not kept: their encoding takes {} (up to 1 KiB is kept)",
+            human_bytes(size)
+        ),
+        (None, None) => "not recorded".into(),
+    }
+}
+
+/// `show --json --value`: the entry's fields, then the value.
+#[derive(serde::Serialize)]
+struct WithValue<'a> {
+    #[serde(flatten)]
+    entry: &'a Value,
+    value: &'a decode::Decoded,
 }
 
 // ---- prune and clear --------------------------------------------------------------------------
@@ -558,24 +900,25 @@ fn prune(cache: &Cache, args: &PruneArgs, out: Output) -> anyhow::Result<ExitCod
         prune = prune.older_than(age);
     }
     if let Some(name) = &args.func {
-        note_unknown_function(cache, name)?;
+        note_unknown_function(cache, name, out)?;
         prune = prune.function(name);
     }
+    prune = prune.policy(args.policy.into());
     if args.dry_run {
         prune = prune.dry_run();
     }
-    let spinner = out.spinner(format!("Pruning {}", cache.dir().display()));
-    let removal = cache.prune(&prune);
-    spinner.finish_and_clear();
+    let bar = out.spinner(format!("Pruning {}", cache.dir().display()));
+    let removal = cache.prune(&prune.progress(bar.reporter()));
+    bar.finish();
     let removal = removal.with_context(|| format!("pruning {}", cache.dir().display()))?;
     report_removal(&removal, out)
 }
 
 /// A prune of a function that does not exist removes nothing: say so, but it is not an error
 /// (a script may prune a function before it first runs).
-fn note_unknown_function(cache: &Cache, name: &str) -> anyhow::Result<()> {
+fn note_unknown_function(cache: &Cache, name: &str, out: Output) -> anyhow::Result<()> {
     if let Err(e) = known_function(&cache.functions()?, name) {
-        eprintln!("memo-cache: note: {}", crate::message(&e));
+        out.note(format_args!("note: {}", crate::message(&e)));
     }
     Ok(())
 }
@@ -591,9 +934,34 @@ fn report_removal(removal: &Removal, out: Output) -> anyhow::Result<ExitCode> {
             "dry_run": removal.dry_run,
         }))?;
     } else {
-        writeln!(std::io::stdout(), "{removal}")?;
+        writeln!(std::io::stdout(), "{}", removal_text(removal))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `Removed 1,234 entries (1.4 MiB) and 2 stray files (12.0 KiB)`: the library's wording, with
+/// counts written as everywhere in the CLI's text.
+fn removal_text(removal: &Removal) -> String {
+    let verb = if removal.dry_run {
+        "Would remove"
+    } else {
+        "Removed"
+    };
+    let mut text = format!(
+        "{verb} {} {} ({})",
+        count(removal.entries),
+        plural(removal.entries, "entry", "entries"),
+        human_bytes(removal.bytes)
+    );
+    if removal.files > 0 {
+        text.push_str(&format!(
+            " and {} stray {} ({})",
+            count(removal.files),
+            plural(removal.files, "file", "files"),
+            human_bytes(removal.file_bytes)
+        ));
+    }
+    text
 }
 
 fn clear(cache: &Cache, args: &ClearArgs, out: Output) -> anyhow::Result<ExitCode> {
@@ -628,12 +996,14 @@ fn clear(cache: &Cache, args: &ClearArgs, out: Output) -> anyhow::Result<ExitCod
             cache.dir().display()
         ))?;
     }
-    let spinner = out.spinner(format!("Clearing {}", cache.dir().display()));
-    let removal = match &args.func {
-        Some(name) => cache.clear_function(name),
-        None => cache.clear(),
+    let bar = out.spinner(format!("Clearing {}", cache.dir().display()));
+    // What `clear` and `clear_function` do, counted.
+    let all = match &args.func {
+        Some(name) => Prune::all().function(name),
+        None => Prune::all(),
     };
-    spinner.finish_and_clear();
+    let removal = cache.prune(&all.progress(bar.reporter()));
+    bar.finish();
     let removal = removal.with_context(|| format!("clearing {}", cache.dir().display()))?;
     report_removal(&removal, out)
 }
@@ -659,7 +1029,7 @@ fn remote(args: &RemoteArgs, out: Output) -> anyhow::Result<ExitCode> {
         RemoteCommand::Stats => {
             let spinner = out.spinner(format!("Scanning {place}"));
             let stats = memo_cache::remote_stats(&config);
-            spinner.finish_and_clear();
+            spinner.finish();
             let stats = stats.with_context(|| format!("scanning {place}"))?;
             if out.json {
                 print_json(&json!({
@@ -676,7 +1046,7 @@ fn remote(args: &RemoteArgs, out: Output) -> anyhow::Result<ExitCode> {
                     "{place}: {} values ({}) on {} {}, {} compute {} held",
                     count(stats.values),
                     human_bytes(stats.bytes),
-                    stats.nodes,
+                    count(stats.nodes as u64),
                     if stats.nodes == 1 { "node" } else { "nodes" },
                     count(stats.locks),
                     if stats.locks == 1 { "lock" } else { "locks" },
@@ -689,7 +1059,7 @@ fn remote(args: &RemoteArgs, out: Output) -> anyhow::Result<ExitCode> {
             }
             let spinner = out.spinner(format!("Clearing {place}"));
             let removed = memo_cache::remote_clear(&config);
-            spinner.finish_and_clear();
+            spinner.finish();
             let removed = removed.with_context(|| format!("clearing {place}"))?;
             if out.json {
                 print_json(&json!({ "removed": removed }))?;
@@ -738,9 +1108,14 @@ fn no_terminal(stdin: bool, stderr: bool) -> Option<&'static str> {
 // ---- verify -----------------------------------------------------------------------------------
 
 fn verify(cache: &Cache, args: &VerifyArgs, out: Output) -> anyhow::Result<ExitCode> {
-    let spinner = out.spinner(format!("Verifying {}", cache.dir().display()));
-    let report = cache.verify(&Verify::new().fix(args.fix).file_grace(args.grace.grace));
-    spinner.finish_and_clear();
+    let bar = out.spinner(format!("Verifying {}", cache.dir().display()));
+    let report = cache.verify(
+        &Verify::new()
+            .fix(args.fix)
+            .file_grace(args.grace.grace)
+            .progress(bar.reporter()),
+    );
+    bar.finish();
     let report = report.with_context(|| format!("verifying {}", cache.dir().display()))?;
     let sound = report.is_sound();
     if out.json {

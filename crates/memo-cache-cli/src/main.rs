@@ -36,6 +36,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
+    log_to_stderr(&cli);
     match commands::run(cli) {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
@@ -48,6 +49,32 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Shows `tracing` events (the library's warnings among them) on stderr: warnings and errors by
+/// default, more with each -v, errors only with -q; `RUST_LOG` directives (tracing's
+/// `EnvFilter` syntax) add to that level, or, for a bare level, replace it.
+fn log_to_stderr(cli: &Cli) {
+    use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+    let level = match cli.verbosity() {
+        ..=-1 => LevelFilter::ERROR,
+        0 => LevelFilter::WARN,
+        1 => LevelFilter::INFO,
+        2 => LevelFilter::DEBUG,
+        _ => LevelFilter::TRACE,
+    };
+    let from_env = std::env::var("RUST_LOG").unwrap_or_default();
+    let filter = EnvFilter::builder().parse_lossy(format!("{level},{from_env}"));
+    let ansi = output::wants_color(
+        cli.color,
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    );
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(output::LogWriter)
+        .with_ansi(ansi)
+        .without_time()
+        .init();
 }
 
 /// `e` and its causes, each said once. `{e:#}` said one up to three times: a library error's

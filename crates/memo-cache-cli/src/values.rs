@@ -54,6 +54,29 @@ fn coarse(d: Duration) -> String {
     }
 }
 
+/// A span of compute time, short: `-` for none, `850 µs`, `42 ms`, `3.4 s`, `12m 5s`, `3h 12m`,
+/// `2d 4h`.
+pub fn span(d: std::time::Duration) -> String {
+    let us = d.as_micros();
+    let secs = d.as_secs();
+    match () {
+        _ if us == 0 => "-".into(),
+        _ if us < 1_000 => format!("{us} µs"),
+        _ if us < 10_000 && !us.is_multiple_of(1_000) => format!("{:.1} ms", us as f64 / 1e3),
+        _ if us < 1_000_000 => format!("{} ms", us / 1_000),
+        _ if secs < 60 && d.subsec_micros() == 0 => format!("{secs} s"),
+        _ if secs < 60 => format!("{:.1} s", d.as_secs_f64()),
+        _ if secs < 3_600 => format!("{}m {}s", secs / 60, secs % 60),
+        _ if secs < 86_400 => format!("{}h {}m", secs / 3_600, secs % 3_600 / 60),
+        _ => format!("{}d {}h", secs / 86_400, secs % 86_400 / 3_600),
+    }
+}
+
+/// Milliseconds as JSON gives them: a float, to the microsecond.
+pub fn ms(d: std::time::Duration) -> f64 {
+    d.as_micros() as f64 / 1e3
+}
+
 /// RFC 3339 in UTC with milliseconds, for JSON.
 pub fn rfc3339(at: SystemTime) -> String {
     humantime::format_rfc3339_millis(at).to_string()
@@ -102,5 +125,11 @@ mod tests {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         assert_eq!(relative(now - Duration::from_secs(7_200), now), "2h ago");
         assert_eq!(relative(now + Duration::from_secs(90), now), "in 1min");
+        assert_eq!(span(Duration::ZERO), "-");
+        assert_eq!(span(Duration::from_micros(850)), "850 µs");
+        assert_eq!(span(Duration::from_millis(42)), "42 ms");
+        assert_eq!(span(Duration::from_millis(3_400)), "3.4 s");
+        assert_eq!(span(Duration::from_secs(3 * 3600 + 12 * 60 + 5)), "3h 12m");
+        assert_eq!(ms(Duration::from_micros(1_500)), 1.5);
     }
 }

@@ -104,8 +104,9 @@ fn ls_entries_lists_one_row_per_entry() {
 #[test]
 fn ls_json_has_the_documented_fields() {
     let dir = demo();
-    let rows = json(dir.path(), &["ls"]);
-    let rows = rows.as_array().unwrap();
+    let doc = json(dir.path(), &["ls"]);
+    assert_eq!(doc["format"], 1, "{doc}");
+    let rows = doc["functions"].as_array().unwrap();
     assert_eq!(rows.len(), 6);
     let report = rows
         .iter()
@@ -127,8 +128,9 @@ fn ls_json_has_the_documented_fields() {
 #[test]
 fn ls_entries_json_has_the_documented_fields() {
     let dir = demo();
-    let rows = json(dir.path(), &["ls", "--entries", "--func", "demo::quote"]);
-    let rows = rows.as_array().unwrap();
+    let doc = json(dir.path(), &["ls", "--entries", "--func", "demo::quote"]);
+    assert_eq!(doc["format"], 1, "{doc}");
+    let rows = doc["entries"].as_array().unwrap();
     assert_eq!(rows.len(), 2);
     for field in [
         "key",
@@ -151,7 +153,7 @@ fn ls_entries_json_has_the_documented_fields() {
     assert_eq!(a["expired"], true);
     assert_eq!(a["expires"], "2024-01-01T01:00:09.000Z");
     let square = json(dir.path(), &["ls", "--entries", "--func", "demo::square"]);
-    let one = square
+    let one = square["entries"]
         .as_array()
         .unwrap()
         .iter()
@@ -164,7 +166,7 @@ fn ls_entries_json_has_the_documented_fields() {
 fn ls_sorts_by_size_last_use_and_entries() {
     let dir = demo();
     let names = |sort: &str| -> Vec<String> {
-        json(dir.path(), &["ls", "--sort", sort])
+        json(dir.path(), &["ls", "--sort", sort])["functions"]
             .as_array()
             .unwrap()
             .iter()
@@ -179,7 +181,7 @@ fn ls_sorts_by_size_last_use_and_entries() {
         "square(1) was read last"
     );
     assert_eq!(names("name")[0], "demo::blob");
-    let sizes: Vec<u64> = json(dir.path(), &["ls", "--entries", "--sort", "size"])
+    let sizes: Vec<u64> = json(dir.path(), &["ls", "--entries", "--sort", "size"])["entries"]
         .as_array()
         .unwrap()
         .iter()
@@ -192,7 +194,7 @@ fn ls_sorts_by_size_last_use_and_entries() {
 fn ls_func_narrows_and_names_a_missing_function() {
     let dir = demo();
     let rows = json(dir.path(), &["ls", "--func", "demo::blob"]);
-    assert_eq!(rows.as_array().unwrap().len(), 1);
+    assert_eq!(rows["functions"].as_array().unwrap().len(), 1);
     let (code, out, err) = run(dir.path(), &["ls", "--func", "square"]);
     assert_eq!(code, 1);
     assert!(out.is_empty());
@@ -205,7 +207,14 @@ fn ls_of_an_empty_cache_says_so() {
     let dir = tempdir();
     drop(Cache::open(dir.path()).unwrap());
     assert!(ok(dir.path(), &["ls"]).starts_with("No cached functions in"));
-    assert_eq!(json(dir.path(), &["ls"]), serde_json::json!([]));
+    assert_eq!(
+        json(dir.path(), &["ls"]),
+        serde_json::json!({"format": 1, "functions": []})
+    );
+    assert_eq!(
+        json(dir.path(), &["ls", "--entries"]),
+        serde_json::json!({"format": 1, "entries": []})
+    );
 }
 
 // ---- stats ------------------------------------------------------------------------------------
@@ -263,7 +272,8 @@ fn show_value_decodes_each_format() {
     );
 
     let with_meta = json(dir.path(), &["show", &key_hex(&POINT, &(0,)), "--value"]);
-    assert_eq!(with_meta["format"], "msgpack");
+    assert_eq!(with_meta["format"], 1);
+    assert_eq!(with_meta["value_format"], "msgpack");
     assert_eq!(with_meta["value"]["name"], "p");
 }
 
@@ -360,7 +370,8 @@ fn expired_counts_follow_a_ttl_added_later_once_a_call_has_used_it() {
     );
     let rows = json(dir.path(), &["ls", "--entries", "--func", "demo::stamp"]);
     assert!(
-        rows.as_array()
+        rows["entries"]
+            .as_array()
             .unwrap()
             .iter()
             .all(|r| r["expired"] == true),
@@ -396,7 +407,7 @@ fn prune_max_entries_removes_the_least_recently_used() {
     let dir = demo();
     let out = ok(dir.path(), &["prune", "--max-entries", "4"]);
     assert!(out.starts_with("Removed 10 entries"), "{out}");
-    let left: Vec<String> = json(dir.path(), &["ls", "--entries"])
+    let left: Vec<String> = json(dir.path(), &["ls", "--entries"])["entries"]
         .as_array()
         .unwrap()
         .iter()
@@ -428,7 +439,7 @@ fn prune_max_size_and_its_message() {
     let after = json(dir.path(), &["stats"])["bytes"].as_u64().unwrap();
     assert!(after <= 1000 && after < before);
     let blobs = json(dir.path(), &["ls", "--func", "demo::blob"]);
-    assert_eq!(blobs[0]["entries"], 0, "{blobs}");
+    assert_eq!(blobs["functions"][0]["entries"], 0, "{blobs}");
     assert!(blob_files(dir.path()).is_empty(), "blob files left behind");
 }
 
@@ -1031,7 +1042,7 @@ fn ls_leaves_out_functions_with_no_entries_left() {
     assert!(!listed.contains("demo::point"), "{listed}");
     assert!(listed.contains("demo::square"), "{listed}");
     let rows = json(dir.path(), &["ls"]);
-    let names: Vec<&str> = rows
+    let names: Vec<&str> = rows["functions"]
         .as_array()
         .unwrap()
         .iter()
@@ -1041,5 +1052,5 @@ fn ls_leaves_out_functions_with_no_entries_left() {
     assert_eq!(names.len(), 5, "{names:?}");
     // Asked for by name, it is shown, with no entries.
     let point = json(dir.path(), &["ls", "--func", "demo::point"]);
-    assert_eq!(point[0]["entries"], 0, "{point}");
+    assert_eq!(point["functions"][0]["entries"], 0, "{point}");
 }

@@ -23,7 +23,7 @@ fn ls_lists_what_the_library_sees() {
     assert!(!library.is_empty(), "the example cache is empty");
 
     let rows = common::json(&dir, &["ls"]);
-    let rows = rows.as_array().unwrap();
+    let rows = rows["functions"].as_array().unwrap();
     assert_eq!(rows.len(), library.len());
     for (row, f) in rows.iter().zip(&library) {
         assert_eq!(row["function"], f.name.as_str());
@@ -37,7 +37,7 @@ fn ls_lists_what_the_library_sees() {
     }
     let entries = common::json(&dir, &["ls", "--entries"]);
     let total: u64 = library.iter().map(|f| f.entries).sum();
-    assert_eq!(entries.as_array().unwrap().len() as u64, total);
+    assert_eq!(entries["entries"].as_array().unwrap().len() as u64, total);
 }
 
 #[test]

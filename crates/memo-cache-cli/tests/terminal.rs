@@ -163,3 +163,36 @@ fn clear_with_stderr_off_the_terminal_says_so() {
     );
     assert_eq!(entries(dir.path()), 14);
 }
+
+#[test]
+fn prune_clear_and_verify_show_entries_done_of_total_on_a_terminal_only() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(demo_cache(dir.path()));
+    let (code, out, _, screen) = on_terminal(dir.path(), &["verify"], "", true);
+    assert_eq!(code, 0, "{screen}");
+    assert_eq!(out, "Checked 14 entries: the cache is sound.\n");
+    assert!(
+        screen.contains("checking entries 14/14 (100%)"),
+        "{screen:?}"
+    );
+    assert!(
+        screen.contains(&format!("Verifying {}", dir.path().display())),
+        "{screen:?}"
+    );
+
+    let (code, out, _, screen) =
+        on_terminal(dir.path(), &["prune", "--max-entries", "4"], "", true);
+    assert_eq!(code, 0, "{screen}");
+    assert!(out.starts_with("Removed 10 entries"), "{out}");
+    assert!(
+        screen.contains("removing entries 10/10 (100%)"),
+        "{screen:?}"
+    );
+
+    // -q: no bar; off a terminal: none either.
+    let (code, _, _, screen) = on_terminal(dir.path(), &["verify", "-q"], "", true);
+    assert_eq!(code, 0);
+    assert!(!screen.contains("checking entries"), "{screen:?}");
+    let (code, _, err, _) = on_terminal(dir.path(), &["clear", "--yes"], "", false);
+    assert_eq!((code, err.as_str()), (0, ""));
+}

@@ -57,7 +57,7 @@ fn replace_if_not_a_directory(dir: &Path) -> Result<()> {
     match fs::symlink_metadata(dir) {
         Ok(meta) if meta.is_dir() => Ok(()),
         Ok(_) => {
-            tracing::warn!(
+            tracing::warn!(target: crate::diagnostics::STORE,
                 "memo-cache: {} is not a directory; replacing it with one",
                 dir.display()
             );

@@ -16,6 +16,9 @@ use crate::blobs::{self, Aligned, Plain, ReadFailure};
 use crate::clock::{Clock, SystemClock};
 use crate::codec;
 use crate::compress::{self, Compression};
+#[cfg(feature = "redis")]
+use crate::diagnostics::REMOTE;
+use crate::diagnostics::{self, CALLS, LOCK, STORE, Short};
 use crate::error::{Error, Result};
 use crate::evict::Policy;
 use crate::hints::{self, Hint, IndexHeader};
@@ -23,6 +26,7 @@ use crate::index::{self, Access, Index, NewEntry, Record, Removed, Schema};
 use crate::key::{Digest, Function, Key};
 use crate::layout::{self, Layout};
 use crate::lock::{Acquired, ComputeLocks, Lease, Owner};
+use crate::progress::{Reporter, Step};
 #[cfg(feature = "redis")]
 use crate::remote::{Attempt, Remote, RemoteConfig, RemoteLock, Waited};
 use crate::ttl::{self, RowSync, Target};
@@ -592,14 +596,20 @@ impl Cache {
     /// unexpired under `func`'s ttl.
     fn lookup<T: DeserializeOwned + Any>(&self, func: &Function, key: &Key) -> Result<Option<T>> {
         if let Some(value) = self.get_key_as(func.name(), Some(func), key)? {
+            tracing::debug!(target: CALLS, function = func.name(), key = %Short(key), "hit");
             return Ok(Some(value));
         }
         #[cfg(feature = "redis")]
         if let Some(remote) = &self.inner.remote
             && let Some(fetched) = remote.get(key, self.now_ms(), func.ttl())
         {
-            return Ok(self.accept_remote(func, key, fetched));
+            let value = self.accept_remote(func, key, fetched);
+            if value.is_some() {
+                tracing::debug!(target: CALLS, function = func.name(), key = %Short(key), "hit in the Redis tier");
+            }
+            return Ok(value);
         }
+        diagnostics::explain_miss(self, func, key);
         Ok(None)
     }
 
@@ -632,6 +642,7 @@ impl Cache {
             Ok(value) => Some(value),
             Err(reason) => {
                 tracing::warn!(
+                    target: REMOTE,
                     "memo-cache: Redis value {key} of {} does not decode ({reason}); recomputing",
                     func.name()
                 );
@@ -882,9 +893,10 @@ impl Cache {
     /// Drops an entry found bad, with a warning naming it; never fails.
     fn drop_bad(&self, name: &str, key: &Key, hash: &Digest, reason: &str) {
         tracing::warn!(
+            target: STORE,
             function = name,
-            key = %key,
-            dir = %self.dir().display(),
+            key = %Short(key),
+            path = %self.dir().display(),
             "memo-cache: dropping cache entry {key} of {name}: {reason}; it will be recomputed"
         );
         if self.is_read_only() {
@@ -941,7 +953,7 @@ impl Cache {
         if index.access() == Access::ReadOnly || !index.is_gone() {
             return Ok(());
         }
-        tracing::warn!(
+        tracing::warn!(target: STORE,
             dir = %self.dir().display(),
             "memo-cache: the cache index {} was deleted or replaced while in use; making the \
              cache again",
@@ -956,7 +968,7 @@ impl Cache {
     /// it, they wait for a later flush. A hit never waits for the write lock.
     fn flush_quietly(&self) {
         if let Err(e) = self.inner.flush_within(Duration::ZERO) {
-            tracing::debug!("memo-cache: could not record hit statistics yet: {e}");
+            tracing::debug!(target: STORE, "memo-cache: could not record hit statistics yet: {e}");
         }
     }
 
@@ -1001,7 +1013,13 @@ impl Cache {
         T: Serialize + Any,
     {
         let key = func.key(args)?;
-        self.put_key(func, &key, value, ttl)
+        let args = crate::args_record::take(&key);
+        let record = Record {
+            args: args.bytes.as_deref(),
+            args_size: args.size,
+            ..Record::default()
+        };
+        self.put_recorded(func, &key, value, ttl, &record)
     }
 
     /// Stores `value` as the result of `func` for `args`, computed in `compute_time`: what the
@@ -1031,13 +1049,9 @@ impl Cache {
         T: Serialize + Any,
     {
         let key = func.key(args)?;
-        self.put_recorded(
-            func,
-            &key,
-            value,
-            func.ttl(),
-            &Record::computed(compute_time),
-        )
+        let args = crate::args_record::take(&key);
+        let record = Record::computed(compute_time, &args);
+        self.put_recorded(func, &key, value, func.ttl(), &record)
     }
 
     /// Like [`Cache::put_with_ttl`], by key.
@@ -1078,6 +1092,7 @@ impl Cache {
 
     /// Stores a value's stored bytes (compressed or not: see [`crate::compress`]), computed at
     /// `created`, locally and, when `share` and a Redis tier is configured, there too.
+    #[allow(clippy::too_many_arguments)]
     fn put_bytes(
         &self,
         func: &Function,
@@ -1138,6 +1153,9 @@ impl Cache {
             && bytes.len() as u64 > limit
         {
             tracing::debug!(
+                target: STORE,
+                function = func.name(),
+                key = %Short(key),
                 "memo-cache: not storing a {} byte value of {}: larger than the size limit",
                 bytes.len(),
                 func.name()
@@ -1231,6 +1249,21 @@ impl Cache {
         }
         match written {
             Ok((replaced, evicted)) => {
+                tracing::debug!(
+                    target: STORE,
+                    function = func.name(),
+                    key = %Short(key),
+                    bytes = bytes.len(),
+                    in_blob,
+                    "stored"
+                );
+                if let Some(limit) = self.inner.size_limit {
+                    diagnostics::removed(
+                        &evicted,
+                        format_args!("evicted: the cache was over its size limit of {limit} bytes"),
+                        self.dir(),
+                    );
+                }
                 // The same value stored again lands at the same path: keep that file.
                 let replaced = replaced.filter(|old| !(old.in_blob && old.hash == hash && in_blob));
                 self.remove_blobs(replaced.as_slice());
@@ -1265,6 +1298,11 @@ impl Cache {
     /// Their first-hit files go too: the removal made them useless (it moved the epoch, with
     /// their keys' buckets in the removal log), and they should not hold on to disk space.
     pub(crate) fn remove_blobs(&self, removed: &[Removed]) {
+        self.remove_blobs_reporting(removed, &Reporter::default());
+    }
+
+    /// Like [`Cache::remove_blobs`], saying how many files of how many are done.
+    pub(crate) fn remove_blobs_reporting(&self, removed: &[Removed], progress: &Reporter) {
         if !removed.is_empty() && self.inner.layout.hints.is_dir() {
             for r in removed {
                 hints::remove(&self.inner.layout, &r.key);
@@ -1276,20 +1314,23 @@ impl Cache {
         }
         let result = self.index().and_then(|index| {
             index.write(|tx| {
-                for r in &gone {
+                let total = gone.len() as u64;
+                for (i, r) in gone.iter().enumerate() {
+                    progress.tick(Step::RemovingFiles, i as u64, total);
                     if index::holds_blob(tx, &r.key, &r.hash)? {
                         continue;
                     }
                     if let Err(e) = blobs::remove(&self.inner.layout.blob_path(&r.key, &r.hash)) {
-                        tracing::debug!("memo-cache: {e}");
+                        tracing::debug!(target: STORE, "memo-cache: {e}");
                     }
                 }
+                progress.report(Step::RemovingFiles, total, total);
                 Ok(())
             })
         });
         if let Err(e) = result {
             // The files stay as orphans, swept by the next prune or `verify --fix`.
-            tracing::debug!("memo-cache: could not remove blob files: {e}");
+            tracing::debug!(target: STORE, "memo-cache: could not remove blob files: {e}");
         }
     }
 
@@ -1348,6 +1389,7 @@ impl Cache {
         if let Some(value) = self.get_quietly(func, &key) {
             return Ok(value);
         }
+        let args = crate::args_record::take(&key);
         let (lock, value) = self.lock_or_wait(func, &key, Owner::thread());
         if let Some(value) = value {
             return Ok(value);
@@ -1355,7 +1397,7 @@ impl Cache {
         let started = Instant::now();
         let result = compute();
         if let Ok(value) = &result {
-            let record = Record::computed(started.elapsed());
+            let record = Record::computed(started.elapsed(), &args);
             self.put_quietly(func, &key, value, &record);
         }
         drop(lock);
@@ -1390,6 +1432,12 @@ impl Cache {
                     None
                 });
             if let Some(value) = local {
+                tracing::debug!(
+                    target: CALLS,
+                    function = func.name(),
+                    key = %Short(key),
+                    "hit: stored by another thread or process while this call waited"
+                );
                 return (locks, Some(value));
             }
         }
@@ -1447,8 +1495,8 @@ impl Cache {
             Acquired::TookOver(lease) => (Some(lease), true),
             Acquired::Done => (None, true),
             Acquired::Reentrant => {
-                tracing::debug!(
-                    key = %key,
+                tracing::debug!(target: LOCK,
+                    key = %Short(key),
                     "memo-cache: {} calls itself with the same key; computing without waiting",
                     func.name()
                 );
@@ -1490,9 +1538,13 @@ impl Cache {
     pub(crate) fn warn_once(&self, kind: &'static str, error: &Error) {
         let first = self.inner.warned.lock().expect("warned lock").insert(kind);
         if first {
-            tracing::warn!("memo-cache: {error}; continuing without the cache for this call");
+            diagnostics::cannot_use(
+                Some(self.dir()),
+                error,
+                "continuing without the cache for this call",
+            );
         } else {
-            tracing::debug!("memo-cache: {error}");
+            tracing::debug!(target: diagnostics::CACHE, path = %self.dir().display(), "memo-cache: {error}");
         }
     }
 
@@ -1686,10 +1738,10 @@ impl Inner {
     /// process read first-hit files). Never fails; the handle stays usable.
     fn close(&self) {
         if let Err(e) = self.flush_within(index::CLOSE_FLUSH_TIMEOUT) {
-            tracing::debug!("memo-cache: could not record hit statistics: {e}");
+            tracing::debug!(target: STORE, "memo-cache: could not record hit statistics: {e}");
         }
         if let Err(e) = self.write_hints() {
-            tracing::debug!("memo-cache: could not write first-hit files: {e}");
+            tracing::debug!(target: STORE, "memo-cache: could not write first-hit files: {e}");
         }
         if let Some(index) = self.index.get() {
             index.close();
@@ -1717,7 +1769,7 @@ fn duration_from_env(name: &str) -> Option<Duration> {
     match humantime::parse_duration(&text) {
         Ok(duration) => Some(duration),
         Err(e) => {
-            tracing::warn!(
+            tracing::warn!(target: diagnostics::CACHE,
                 "memo-cache: {name}={text:?} is not a duration ({e}); write one like \"10s\""
             );
             None

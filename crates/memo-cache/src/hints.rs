@@ -171,7 +171,7 @@ pub(crate) fn write(layout: &Layout, key: &Key, hint: &Hint) -> Result<()> {
 /// Removes the first-hit file of `key`; one that is not there counts as removed.
 pub(crate) fn remove(layout: &Layout, key: &Key) {
     if let Err(e) = blobs::remove(&layout.hint_path(key)) {
-        tracing::debug!("memo-cache: {e}");
+        tracing::debug!(target: crate::diagnostics::STORE, "memo-cache: {e}");
     }
 }
 
@@ -258,7 +258,7 @@ pub(crate) fn log_move(hints: &Path, from: i32, to: i32, touched: &Buckets) {
             touched: *touched,
         },
     ) {
-        tracing::debug!("memo-cache: removal log in {}: {e}", hints.display());
+        tracing::debug!(target: crate::diagnostics::STORE, "memo-cache: removal log in {}: {e}", hints.display());
     }
 }
 

@@ -542,7 +542,9 @@ impl Index {
                 Ok(None) => {}
                 // A busy database or a broken connection: the snapshot is gone; answer in
                 // autocommit, which waits out a busy database and reports anything else.
-                Err(e) => tracing::debug!("memo-cache: held snapshot dropped: {e}"),
+                Err(e) => {
+                    tracing::debug!(target: crate::diagnostics::STORE, "memo-cache: held snapshot dropped: {e}")
+                }
             }
         }
         // In autocommit, on a pooled connection: after a write by this process, that is the
@@ -799,7 +801,7 @@ impl Index {
         let out = f(&conn);
         let _ = conn.busy_timeout(READ_TIMEOUT);
         self.give_back(conn);
-        out.map_err(|e| tracing::debug!("memo-cache: {}: {e}", self.path.display()))
+        out.map_err(|e| tracing::debug!(target: crate::diagnostics::STORE, "memo-cache: {}: {e}", self.path.display()))
             .ok()
     }
 }
@@ -997,7 +999,7 @@ impl Held {
         {
             Ok(_) => Some(held),
             Err(e) => {
-                tracing::debug!("memo-cache: no held read snapshot (no thread: {e})");
+                tracing::debug!(target: crate::diagnostics::STORE, "memo-cache: no held read snapshot (no thread: {e})");
                 None
             }
         }
@@ -1602,6 +1604,35 @@ pub(crate) fn ensure_function(tx: &Transaction, func: &Function) -> rusqlite::Re
     Ok(id)
 }
 
+/// A version of a function, as `other_versions` lists them.
+#[derive(Debug)]
+pub(crate) struct Version {
+    pub fingerprint: String,
+    pub return_type: String,
+    pub entries: u64,
+}
+
+/// The versions of the function named `name`, other than `identity`, that still hold entries:
+/// why a call missed, for its debug event.
+pub(crate) fn other_versions(
+    conn: &Connection,
+    name: &str,
+    identity: &Digest,
+) -> rusqlite::Result<Vec<Version>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT fingerprint, return_type, entries FROM functions
+         WHERE name = ?1 AND identity != ?2 AND entries > 0 ORDER BY id",
+    )?;
+    stmt.query_map(params![name, &identity.0[..]], |r| {
+        Ok(Version {
+            fingerprint: r.get(0)?,
+            return_type: r.get(1)?,
+            entries: r.get::<_, i64>(2)?.max(0) as u64,
+        })
+    })?
+    .collect()
+}
+
 /// A new row, replacing any row of the same key (returned so its blob can go).
 #[derive(Debug)]
 pub(crate) struct NewEntry<'a> {
@@ -1618,12 +1649,14 @@ pub(crate) struct NewEntry<'a> {
     pub record: Option<&'a Record<'a>>,
 }
 
-impl Record<'_> {
-    /// The record of a value computed in `took`.
-    pub fn computed(took: Duration) -> Record<'static> {
+impl<'a> Record<'a> {
+    /// The record of a value computed in `took`, from the arguments `args`.
+    pub fn computed(took: Duration, args: &'a crate::args_record::Args) -> Record<'a> {
         Record {
             compute_us: u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1),
-            ..Record::default()
+            args: args.bytes.as_deref(),
+            args_size: args.size,
+            encoding: 0,
         }
     }
 }
@@ -1912,6 +1945,51 @@ pub(crate) fn delete_where(
         bump_epoch(tx, &rows.iter().map(|r| &r.key).collect())?;
     }
     Ok(rows)
+}
+
+/// How many entries `DELETE ... WHERE {where_sql}` would remove (for a progress count).
+pub(crate) fn count_where(
+    conn: &Connection,
+    where_sql: &str,
+    args: &[&dyn rusqlite::ToSql],
+) -> rusqlite::Result<u64> {
+    let sql = format!(
+        "SELECT count(*) FROM entries e JOIN functions f ON f.id = e.function_id WHERE {where_sql}"
+    );
+    let n: i64 = conn.prepare(&sql)?.query_row(args, |r| r.get(0))?;
+    Ok(n.max(0) as u64)
+}
+
+/// Rows deleted per statement by [`delete_where_batched`].
+const DELETE_BATCH: usize = 1024;
+
+/// Like [`delete_where`], [`DELETE_BATCH`] rows per statement (in the caller's transaction),
+/// handing each batch's rows to `batch` as it is done: a prune can say how far it has come.
+pub(crate) fn delete_where_batched(
+    tx: &Transaction,
+    where_sql: &str,
+    args: &[&dyn rusqlite::ToSql],
+    mut batch: impl FnMut(Vec<Removed>),
+) -> rusqlite::Result<()> {
+    let sql = format!(
+        "DELETE FROM entries WHERE key IN (SELECT e.key FROM entries e JOIN functions f ON f.id = e.function_id WHERE {where_sql} LIMIT {DELETE_BATCH})
+         RETURNING key, hash, size, value IS NULL"
+    );
+    let mut stmt = tx.prepare(&sql)?;
+    loop {
+        let rows: Vec<Removed> = stmt
+            .query_map(args, removed)?
+            .collect::<rusqlite::Result<_>>()?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        bump_epoch(tx, &rows.iter().map(|r| &r.key).collect())?;
+        let last = rows.len() < DELETE_BATCH;
+        batch(rows);
+        if last {
+            return Ok(());
+        }
+    }
 }
 
 pub(crate) fn select_where(

@@ -287,8 +287,11 @@ impl Function {
         let mut hasher = blake3::Hasher::new_keyed(&self.identity().0);
         let mut sink = canonical::KeySink::hasher(&mut hasher);
         canonical::write(&mut sink, args).map_err(|e| self.encode_error(e))?;
+        crate::args_record::note_args(&sink);
         drop(sink); // flushes what the sink gathered into the hasher
-        Ok(Digest(*hasher.finalize().as_bytes()))
+        let key = Digest(*hasher.finalize().as_bytes());
+        crate::args_record::note_key(&key);
+        Ok(key)
     }
 
     /// The key of a call whose `len` arguments `parts` writes one after the other: the same key
@@ -304,8 +307,11 @@ impl Function {
         canonical::write_tuple_header(&mut sink, len)
             .and_then(|()| parts(&mut sink))
             .map_err(|e| self.encode_error(e))?;
+        crate::args_record::note_args(&sink);
         drop(sink); // flushes what the sink gathered into the hasher
-        Ok(Digest(*hasher.finalize().as_bytes()))
+        let key = Digest(*hasher.finalize().as_bytes());
+        crate::args_record::note_key(&key);
+        Ok(key)
     }
 
     fn encode_error(&self, e: canonical::EncodeError) -> Error {

@@ -26,15 +26,27 @@
 //! version of the function. Each is a miss; the bad ones are dropped with a `tracing` warning.
 //!
 //! Most users meet this crate through the `#[disk_cache]` attribute, which builds on the same API.
+//!
+//! # Warnings and logging
+//!
+//! Events go through `tracing`, under the targets `memo_cache` (the cache cannot be used),
+//! `memo_cache::calls` (debug: each hit, and each miss with its reason), `memo_cache::store`
+//! (entries dropped as bad; debug: stored, evicted, pruned), `memo_cache::lock` and
+//! `memo_cache::remote`, with the fields `function`, `key` (16 hex digits) and `path`.
+//! `RUST_LOG=memo_cache=debug` under an `EnvFilter` says why each call computed. A process with
+//! no subscriber that cannot use its cache gets one line on stderr instead, unless
+//! [`QUIET_ENV`] (`MEMO_CACHE_QUIET=1`) is set.
 
 #![warn(missing_docs)]
 
+mod args_record;
 mod blobs;
 mod cache;
 mod canonical;
 mod clock;
 pub mod codec;
 mod compress;
+mod diagnostics;
 mod error;
 mod evict;
 mod hints;
@@ -43,6 +55,7 @@ mod info;
 mod key;
 mod layout;
 mod lock;
+pub mod progress;
 #[cfg(feature = "redis")]
 pub mod remote;
 mod space;
@@ -54,6 +67,7 @@ pub use memo_cache_macros::disk_cache;
 pub use cache::{Cache, CacheBuilder, DEFAULT_INLINE_THRESHOLD, LEASE_ENV, WRITE_TIMEOUT_ENV};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use compress::{COMPRESS_ENV, COMPRESS_FROM, DEFAULT_COMPRESSION, MAX_EXPANDED};
+pub use diagnostics::QUIET_ENV;
 pub use error::{Error, Result};
 pub use evict::{DEFAULT_FILE_GRACE, Policy, Prune, Removal, human_bytes};
 pub use index::{DEFAULT_WRITE_TIMEOUT, SCHEMA_VERSION};
@@ -61,6 +75,7 @@ pub use info::{EntryInfo, FunctionStats, Stats};
 pub use key::{Digest, Function, KEY_FORMAT_VERSION, Key, Ordered, Unordered, parse_key};
 pub use layout::{BLOBS_DIR, DIR_ENV, HINTS_DIR, INDEX_FILE, LOCKS_DIR, TMP_DIR, default_dir};
 pub use lock::{DEFAULT_LEASE, MIN_LEASE};
+pub use progress::{Progress, Step};
 #[cfg(feature = "redis")]
 pub use remote::{
     REDIS_PREFIX_ENV, REDIS_URL_ENV, RemoteConfig, RemoteStats, remote_clear, remote_stats,

@@ -300,7 +300,7 @@ impl ComputeLocks {
                     return (Acquired::Held(lease), None);
                 }
                 Ok(false) if first => {
-                    tracing::debug!(key = %key, "memo-cache: waiting for another process computing {key}");
+                    tracing::debug!(target: crate::diagnostics::LOCK, key = %crate::diagnostics::Short(key), "memo-cache: waiting for another process computing {key}");
                     first = false;
                 }
                 Ok(false) => {}
@@ -314,8 +314,8 @@ impl ComputeLocks {
                 let holder = Holder::of(&seen, key);
                 match try_lock(&file, primary + 1) {
                     Ok(true) => {
-                        tracing::warn!(
-                            key = %key,
+                        tracing::warn!(target: crate::diagnostics::LOCK,
+                            key = %crate::diagnostics::Short(key),
                             "memo-cache: {holder} has not renewed its lease on key {key} for \
                              {lease_time:?} (stopped or frozen?); computing it here"
                         );
@@ -329,8 +329,8 @@ impl ComputeLocks {
                     }
                     // The waiter that took over has stopped beating too: give up waiting.
                     Ok(false) => {
-                        tracing::warn!(
-                            key = %key,
+                        tracing::warn!(target: crate::diagnostics::LOCK,
+                            key = %crate::diagnostics::Short(key),
                             "memo-cache: {holder}, which took key {key} over from a stopped \
                              holder, has stopped renewing its lease too; computing it here"
                         );
@@ -346,8 +346,8 @@ impl ComputeLocks {
                 last_look = Instant::now();
             }
             if nested && started.elapsed() >= lease_time {
-                tracing::debug!(
-                    key = %key,
+                tracing::debug!(target: crate::diagnostics::LOCK,
+                    key = %crate::diagnostics::Short(key),
                     "memo-cache: a nested call has waited {lease_time:?} for key {key}; \
                      computing it without the lock"
                 );
@@ -532,7 +532,7 @@ fn renewer() -> &'static Renewer {
             .name("memo-cache-lease".into())
             .spawn(move || renewer.run());
         if let Err(e) = spawned {
-            tracing::warn!("memo-cache: cannot start the lease renewal thread: {e}");
+            tracing::warn!(target: crate::diagnostics::LOCK, "memo-cache: cannot start the lease renewal thread: {e}");
         }
         renewer
     })

@@ -44,7 +44,7 @@ fn cache_with_remote(dir: Option<&str>, remote: Option<&'static str>) -> Option<
         None => match crate::layout::default_dir() {
             Ok(path) => path,
             Err(e) => {
-                warn_open_failure(&e);
+                warn_open_failure(None, &e);
                 return None;
             }
         },
@@ -65,10 +65,10 @@ fn cache_with_remote(dir: Option<&str>, remote: Option<&'static str>) -> Option<
         }
         Err(e) => {
             let first = !caches.contains_key(&slot);
-            caches.insert(slot, Slot::Failed(Instant::now()));
             if first {
-                warn_open_failure(&e);
+                warn_open_failure(Some(&slot.0), &e);
             }
+            caches.insert(slot, Slot::Failed(Instant::now()));
             None
         }
     }
@@ -84,14 +84,15 @@ fn open_with_remote(path: &std::path::Path, remote: Option<&str>) -> crate::Resu
     #[cfg(not(feature = "redis"))]
     if let Some(url) = remote {
         tracing::warn!(
+            target: crate::diagnostics::REMOTE,
             "memo-cache: `remote = {url:?}` needs memo-cache's `redis` feature; using the local cache only"
         );
     }
     builder.open()
 }
 
-fn warn_open_failure(e: &crate::Error) {
-    tracing::warn!("memo-cache: cannot open the cache ({e}); cached functions will run uncached");
+fn warn_open_failure(dir: Option<&std::path::Path>, e: &crate::Error) {
+    crate::diagnostics::cannot_use(dir, e, "cached functions run uncached");
 }
 
 /// Does for every registered cache what dropping it would (they are never dropped): writes its
@@ -474,9 +475,13 @@ impl Site {
     where
         F: FnOnce() -> R,
     {
+        let args = key
+            .as_ref()
+            .map(|(_, key)| crate::args_record::take(key))
+            .unwrap_or_default();
         let started = Instant::now();
         let result = compute();
-        let record = Record::computed(started.elapsed());
+        let record = Record::computed(started.elapsed(), &args);
         let Some((cache, key)) = key else {
             return result;
         };
@@ -511,6 +516,7 @@ impl Site {
             self.remember(func, cache, key, mem.as_ref(), &value);
             return (outcome.wrap)(value);
         }
+        let args = crate::args_record::take(key);
         let (guard, value) = (ops.lock_or_wait)(cache, func, key, Owner::thread());
         if let Some(value) = value {
             self.remember(func, cache, key, mem.as_ref(), &value);
@@ -518,7 +524,7 @@ impl Site {
         }
         let started = Instant::now();
         let result = compute();
-        let record = Record::computed(started.elapsed());
+        let record = Record::computed(started.elapsed(), &args);
         let result = match (outcome.split)(result) {
             Ok(value) => {
                 (ops.store)(cache, func, key, &value, &record);
@@ -1346,6 +1352,8 @@ mod asynchronous {
             V: Send + 'static,
             Fut: Future<Output = R>,
         {
+            // Before the first await: the key was made on this thread.
+            let args = crate::args_record::take(&key);
             // The task, not the blocking-pool thread: a call that awaits itself with the same key
             // is told so, instead of waiting for itself.
             let owner = match tokio::task::try_id() {
@@ -1369,10 +1377,10 @@ mod asynchronous {
             };
             let started = Instant::now();
             let result = compute.await;
-            let record = Record::computed(started.elapsed());
+            let took = started.elapsed();
             let result = match (outcome.split)(result) {
                 Ok(value) => (outcome.wrap)(
-                    self.store_async(func, cache, key, ops, mem, value, record)
+                    self.store_async(func, cache, key, ops, mem, value, (took, args))
                         .await,
                 ),
                 Err(unstored) => unstored,
@@ -1395,15 +1403,19 @@ mod asynchronous {
             V: Send + 'static,
             Fut: Future<Output = R>,
         {
+            let args = key
+                .as_ref()
+                .map(|(_, key)| crate::args_record::take(key))
+                .unwrap_or_default();
             let started = Instant::now();
             let result = compute.await;
-            let record = Record::computed(started.elapsed());
+            let took = started.elapsed();
             let Some((cache, key)) = key else {
                 return result;
             };
             match (outcome.split)(result) {
                 Ok(value) => (outcome.wrap)(
-                    self.store_async(func, cache, key, ops, mem, value, record)
+                    self.store_async(func, cache, key, ops, mem, value, (took, args))
                         .await,
                 ),
                 Err(unstored) => unstored,
@@ -1412,6 +1424,7 @@ mod asynchronous {
 
         /// Encodes and writes `value` on the blocking pool and hands it back. The value travels
         /// in a shared slot, so even a store that panics or is cancelled cannot lose it.
+        #[allow(clippy::too_many_arguments)]
         async fn store_async<T>(
             &'static self,
             func: &'static Function,
@@ -1420,7 +1433,7 @@ mod asynchronous {
             ops: &'static StoreOps<T>,
             mem: Option<Mem<T>>,
             value: T,
-            record: Record<'static>,
+            (took, args): (Duration, crate::args_record::Args),
         ) -> T
         where
             T: Send + 'static,
@@ -1430,7 +1443,7 @@ mod asynchronous {
             blocking(move || {
                 let value = shared.lock().unwrap_or_else(|p| p.into_inner());
                 if let Some(value) = value.as_ref() {
-                    (ops.store)(cache, func, &key, value, &record);
+                    (ops.store)(cache, func, &key, value, &Record::computed(took, &args));
                     self.remember(func, cache, &key, mem.as_ref(), value);
                 }
             })

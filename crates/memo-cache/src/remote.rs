@@ -396,20 +396,20 @@ impl Remote {
         health.retry_at = Some(Instant::now() + self.config.retry_after);
         if !health.warned {
             health.warned = true;
-            tracing::warn!(
+            tracing::warn!(target: crate::diagnostics::REMOTE,
                 "memo-cache: Redis tier {} unavailable ({e}); continuing with the local cache only, retrying every {:?}",
                 self.config.display_urls(),
                 self.config.retry_after
             );
         } else {
-            tracing::debug!("memo-cache: Redis tier still unavailable: {e}");
+            tracing::debug!(target: crate::diagnostics::REMOTE, "memo-cache: Redis tier still unavailable: {e}");
         }
     }
 
     fn succeeded(&self) {
         let mut health = self.health.lock().expect("health lock");
         if health.warned {
-            tracing::info!(
+            tracing::info!(target: crate::diagnostics::REMOTE,
                 "memo-cache: Redis tier {} is back",
                 self.config.display_urls()
             );
@@ -425,7 +425,7 @@ impl Remote {
         match decode(raw, now, ttl) {
             Ok(fetched) => fetched,
             Err(reason) => {
-                tracing::warn!(
+                tracing::warn!(target: crate::diagnostics::REMOTE,
                     "memo-cache: ignoring Redis value {name}: {reason}; it will be recomputed"
                 );
                 None
@@ -442,7 +442,7 @@ impl Remote {
     /// maximum or expired.
     pub fn put(&self, key: &Key, bytes: &[u8], hash: &Digest, expires: Option<i64>, now: i64) {
         if bytes.len() > self.config.max_value_bytes {
-            tracing::debug!(
+            tracing::debug!(target: crate::diagnostics::REMOTE,
                 "memo-cache: {key} is {} bytes, over the Redis limit: kept local-only",
                 bytes.len()
             );
@@ -531,7 +531,7 @@ impl Remote {
                 }
                 Attempt::Unavailable => return Waited::GaveUp,
                 Attempt::Held if Instant::now() >= deadline => {
-                    tracing::warn!(
+                    tracing::warn!(target: crate::diagnostics::REMOTE,
                         "memo-cache: waited {:?} for another node computing {key}; computing here",
                         self.config.wait_timeout
                     );

@@ -168,7 +168,7 @@ pub(crate) fn remove_on_full_disk(
     let freed = free_without_transaction(cache, &chosen, grace);
     let index = cache.index()?;
     let emptied = index.checkpoint_truncate();
-    tracing::debug!(
+    tracing::debug!(target: crate::diagnostics::STORE,
         "memo-cache: disk full while removing {} entries from {}: freed {freed} bytes of files, WAL emptied: {emptied}",
         chosen.len(),
         cache.dir().display()
@@ -188,7 +188,7 @@ pub(crate) fn make_room(cache: &Cache) -> Result<u64> {
     let (entries, _) = cache.index()?.read(index::totals)?;
     let keep = entries.saturating_sub((entries / 8).max(1));
     let removal = cache.prune(&Prune::new().max_entries(keep))?;
-    tracing::debug!(
+    tracing::debug!(target: crate::diagnostics::STORE,
         "memo-cache: disk full under {}: evicted {removal}",
         cache.dir().display()
     );
@@ -218,7 +218,7 @@ pub(crate) fn ensure_reserve(layout: &Layout) {
         std::io::Write::write_all(&mut file, &zeros)
     });
     if let Err(e) = written {
-        tracing::debug!("memo-cache: reserve file {}: {e}", path.display());
+        tracing::debug!(target: crate::diagnostics::STORE, "memo-cache: reserve file {}: {e}", path.display());
     }
 }
 

@@ -40,6 +40,7 @@ use crate::evict::{DEFAULT_FILE_GRACE, StrayKind, confirm_strays, stray_files};
 use crate::index::{self, RawRow, Removed};
 use crate::key::{Digest, Key};
 use crate::layout::Layout;
+use crate::progress::{Progress, Reporter, Step};
 
 /// Suspects confirmed under one write transaction.
 const CONFIRM_BATCH: usize = 64;
@@ -137,6 +138,7 @@ impl VerifyReport {
 pub struct Verify {
     fix: bool,
     file_grace: Duration,
+    progress: Reporter,
 }
 
 impl Default for Verify {
@@ -144,6 +146,7 @@ impl Default for Verify {
         Verify {
             fix: false,
             file_grace: DEFAULT_FILE_GRACE,
+            progress: Reporter::default(),
         }
     }
 }
@@ -163,6 +166,24 @@ impl Verify {
     /// Files younger than this are not reported as stray (they may be writes in progress).
     pub fn file_grace(mut self, grace: Duration) -> Self {
         self.file_grace = grace;
+        self
+    }
+
+    /// Calls `f` as the entries are checked: how many of how many (see [`crate::progress`]).
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use memo_cache::{Cache, Function, Progress, Verify};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let cache = Cache::open(dir.path()).unwrap();
+    /// cache.put(&Function::new("docs::f", "v1", "u8"), &(1,), &7u8).unwrap();
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let log = Arc::clone(&seen);
+    /// cache.verify(&Verify::new().progress(move |p: Progress| log.lock().unwrap().push((p.done, p.total)))).unwrap();
+    /// assert_eq!(seen.lock().unwrap().last(), Some(&(1, 1)));
+    /// ```
+    pub fn progress(mut self, f: impl Fn(Progress) + Send + Sync + 'static) -> Self {
+        self.progress = Reporter::new(f);
         self
     }
 }
@@ -202,7 +223,7 @@ impl Cache {
                 fixed: false,
             });
         }
-        let (checked, suspects) = self.scan_entries()?;
+        let (checked, suspects) = self.scan_entries(&options.progress)?;
         report.entries_checked = checked;
         for batch in suspects.chunks(CONFIRM_BATCH) {
             let confirmed = self.confirm_entries(batch, options.fix)?;
@@ -237,14 +258,23 @@ impl Cache {
 
     /// Step 1: every row, in one read snapshot, with its bytes checked. Returns how many rows
     /// were read and the suspects.
-    fn scan_entries(&self) -> Result<(u64, Vec<Suspect>)> {
+    fn scan_entries(&self, progress: &Reporter) -> Result<(u64, Vec<Suspect>)> {
         let layout = self.layout();
+        let step = Step::CheckingEntries;
         self.index()?.read(|conn| {
             let (mut checked, mut suspects) = (0u64, Vec::new());
+            let total = if progress.is_on() {
+                index::totals(conn)?.0
+            } else {
+                0
+            };
+            progress.report(step, 0, total);
             index::each_raw_row(conn, |row| {
                 checked += 1;
                 suspects.extend(Suspect::of_row(layout, row));
+                progress.tick(step, checked, total.max(checked));
             })?;
+            progress.report(step, checked, total.max(checked));
             Ok((checked, suspects))
         })
     }
@@ -495,7 +525,7 @@ mod tests {
         let cache = Cache::open(dir.path()).unwrap();
         cache.put(&BIG, &(1,), &big(1)).unwrap();
         std::fs::remove_file(blob(&cache, 1)).unwrap();
-        let (checked, mut suspects) = cache.scan_entries().unwrap();
+        let (checked, mut suspects) = cache.scan_entries(&Reporter::default()).unwrap();
         assert_eq!((checked, suspects.len()), (1, 1));
         let other = Cache::open(dir.path()).unwrap();
         (dir, cache, other, suspects.remove(0))
@@ -546,7 +576,7 @@ mod tests {
         let mut bad = good.clone();
         bad[100] ^= 1;
         std::fs::write(&path, &bad).unwrap();
-        let (_, suspects) = cache.scan_entries().unwrap();
+        let (_, suspects) = cache.scan_entries(&Reporter::default()).unwrap();
         let looked = suspects[0].look_again().expect("still bad when read again");
         assert_eq!(looked.problem.kind, ProblemKind::HashMismatch);
         // A writer storing the same value renames a whole good file over the bad one.

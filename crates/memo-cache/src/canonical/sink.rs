@@ -60,11 +60,14 @@ struct Gather<'a> {
     hasher: &'a mut blake3::Hasher,
     buffer: [u8; GATHER],
     len: usize,
+    /// Bytes written in all.
+    total: u64,
 }
 
 impl Gather<'_> {
     #[inline]
     fn write(&mut self, buf: &[u8]) {
+        self.total += buf.len() as u64;
         if buf.len() <= GATHER - self.len {
             self.buffer[self.len..self.len + buf.len()].copy_from_slice(buf);
             self.len += buf.len();
@@ -100,7 +103,20 @@ impl<'a> KeySink<'a> {
             hasher,
             buffer: [0; GATHER],
             len: 0,
+            total: 0,
         }))
+    }
+
+    /// Everything written to a hashing sink, while it all still sits in the gathering buffer
+    /// (at most 1 KiB written, never flushed), and how many bytes were written in all.
+    pub(crate) fn written(&self) -> (Option<&[u8]>, u64) {
+        match &self.0 {
+            Sink::Hash(gather) => {
+                let all = (gather.total == gather.len as u64).then(|| &gather.buffer[..gather.len]);
+                (all, gather.total)
+            }
+            Sink::Capped { bytes, .. } => (None, bytes.len() as u64),
+        }
     }
 
     /// A sink appending to `bytes`, without a limit.
