@@ -22,14 +22,17 @@ pub fn small_value(i: u64) -> String {
     format!("value-{i}-{}", i.wrapping_mul(2_654_435_761))
 }
 
-/// The large (blob, > 16 KiB) value stored for argument `i`.
+/// The large (blob, > 16 KiB) value stored for argument `i`: bytes that do not compress, so
+/// that it stays a blob file.
 pub fn large_value(i: u64) -> Vec<u8> {
     let len = 20_000 + (i as usize % 7) * 1_000;
+    let mut state = 0x9e37_79b9_7f4a_7c15 ^ i.wrapping_mul(131);
     (0..len)
-        .map(|j| {
-            (j as u64)
-                .wrapping_mul(31)
-                .wrapping_add(i.wrapping_mul(131)) as u8
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
         })
         .collect()
 }
@@ -230,8 +233,9 @@ pub mod functions {
     pub static MAPS: Function = Function::new("e2e::maps", "v1", "u64");
     /// The small values of the mixed workload.
     pub static SMALL: Function = Function::new("e2e::small", "v1", "String");
-    /// The large values of the mixed workload.
-    pub static LARGE: Function = Function::new("e2e::large", "v1", "Vec<u8>");
+    /// The large values of the mixed workload, stored as they are encoded (never compressed):
+    /// each stays a blob file that a test can damage, whatever its bytes.
+    pub static LARGE: Function = Function::new("e2e::large", "v1", "Vec<u8>").with_compression(0);
     /// The structured values of the mixed workload.
     pub static RECORD: Function = Function::new("e2e::record", "v1", "e2e::Record");
     /// The one slow key all stampede children miss on.

@@ -324,3 +324,37 @@ impl SpawnPiped for std::process::Command {
             .expect("spawn child")
     }
 }
+
+/// `compress = 3` stores a `Vec<f64>` compressed, where the cache's own setting leaves number
+/// arrays alone; the next process reads both back, its first calls from first-hit files.
+#[test]
+fn compress_stores_a_number_array_compressed_and_the_next_process_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let bins = 200_000;
+    let first = child(&dir, &["histogram", &bins.to_string()]);
+    assert_eq!(first.count("histogram"), 1);
+    assert_eq!(first.count("plain_histogram"), 1);
+    let second = child(&dir, &["histogram", &bins.to_string()]);
+    assert!(second.computed().is_empty(), "{:?}", second.computed());
+    assert_eq!(second.results(), first.results());
+    assert_eq!(second.lines("index="), ["unopened"], "{}", second.stdout);
+
+    let cache = memo_cache::Cache::builder(dir.path())
+        .existing_only()
+        .open()
+        .unwrap();
+    let entries = cache.entries(None).unwrap();
+    let entry = |name: &str| {
+        entries
+            .iter()
+            .find(|e| e.function.ends_with(name))
+            .unwrap_or_else(|| panic!("no entry of {name} in {entries:?}"))
+    };
+    let raw = 8 * bins as u64 + 1;
+    let asked = entry("::histogram");
+    assert!(asked.compressed, "{asked:?}");
+    assert!(asked.bytes < raw / 4, "{} of {raw} bytes", asked.bytes);
+    let plain = entry("::plain_histogram");
+    assert!(!plain.compressed, "{plain:?}");
+    assert_eq!(plain.bytes, raw);
+}

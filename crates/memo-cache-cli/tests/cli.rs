@@ -277,6 +277,32 @@ fn show_value_decodes_each_format() {
     assert_eq!(with_meta["value"]["name"], "p");
 }
 
+#[test]
+fn show_value_decodes_a_compressed_value_and_verify_checks_its_stored_bytes() {
+    let dir = tempdir();
+    let cache = Cache::builder(dir.path()).compress(3).open().unwrap();
+    let text = "2024-05-17 INFO request path=/api/items status=200\n".repeat(2000);
+    cache.put(&REPORT_V2, &(9,), &text).unwrap();
+    let key = REPORT_V2.key(&(9,)).unwrap();
+    let entry = cache.entry(&key).unwrap().unwrap();
+    assert!(
+        entry.compressed && entry.bytes < text.len() as u64 / 10,
+        "{entry:?}"
+    );
+    drop(cache);
+
+    let key = key.to_hex();
+    let value: Value = serde_json::from_str(&ok(dir.path(), &["show", &key, "--value"])).unwrap();
+    assert_eq!(value, serde_json::json!(text));
+    let with_meta = json(dir.path(), &["show", &key, "--value"]);
+    assert_eq!(with_meta["format"], "msgpack");
+    assert_eq!(with_meta["value"], serde_json::json!(text));
+    assert_eq!(
+        json(dir.path(), &["verify"])["problems"],
+        serde_json::json!([])
+    );
+}
+
 /// Keys from differently typed arguments, in one closure.
 mod erased {
     pub trait Args {

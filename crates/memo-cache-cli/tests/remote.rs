@@ -41,8 +41,10 @@ fn remote_stats_and_clear_see_only_their_prefix() {
         .unwrap()
         .prefix("cli-a:")
         .max_value_bytes(1000);
+    // Uncompressed, so the 5000 zero bytes stay over the limit.
     let cache = Cache::builder(dir.path().join("a"))
         .remote(config)
+        .compress(0)
         .open()
         .unwrap();
     for n in 0..3u32 {
@@ -95,7 +97,12 @@ fn remote_stats_and_clear_see_only_their_prefix() {
 fn stats_says_which_values_stay_local_only() {
     let dir = tempfile::tempdir().unwrap();
     let f = Function::new("cli_remote::g", "v1", "Vec<u8>");
-    let cache = Cache::builder(dir.path()).no_remote().open().unwrap();
+    // Uncompressed, so the 20 MiB of zeros stay over the limit.
+    let cache = Cache::builder(dir.path())
+        .no_remote()
+        .compress(0)
+        .open()
+        .unwrap();
     cache
         .put(&f, &(1u32,), &vec![0u8; 20 * 1024 * 1024])
         .unwrap(); // over the 16 MiB default

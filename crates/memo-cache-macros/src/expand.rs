@@ -119,10 +119,16 @@ impl Context<'_> {
                 quote!(.#method(::core::time::Duration::new(#secs, #nanos)))
             })
         };
+        let compress = self
+            .options
+            .compress
+            .as_ref()
+            .map(|(_, level)| quote!(.with_compression(#level)));
         let ttl = [
             duration(quote!(with_ttl), &self.options.ttl),
             duration(quote!(with_lease), &self.options.lease),
             duration(quote!(with_write_timeout), &self.options.write_timeout),
+            compress,
         ];
         quote! {
             let __memo_function: &'static #krate::Function = __memo_site.function(

@@ -18,6 +18,7 @@ const KNOWN: &[&str] = &[
     "remote",
     "lease",
     "write_timeout",
+    "compress",
     "companions",
     "ordered",
 ];
@@ -35,6 +36,8 @@ pub struct Options {
     pub remote: Option<LitStr>,
     pub lease: Option<(LitStr, Duration)>,
     pub write_timeout: Option<(LitStr, Duration)>,
+    /// `compress = N`: the zstd level of this function's values (0: none).
+    pub compress: Option<(LitInt, i32)>,
     /// `companions = false`: no `f__clear` and kin (a method in a trait impl, whose items must
     /// all be the trait's).
     pub no_companions: Option<LitBool>,
@@ -80,6 +83,10 @@ impl Options {
                 let lit: LitStr = meta.value()?.parse()?;
                 let timeout = parse_duration(&lit, "write_timeout", "would never store a value")?;
                 self.write_timeout.replace((lit, timeout)).is_some()
+            }
+            "compress" => {
+                let level = compress_level(&meta)?;
+                self.compress.replace(level).is_some()
             }
             "companions" => {
                 let value = meta.value()?;
@@ -163,6 +170,27 @@ impl Options {
             ));
         }
         Ok(())
+    }
+}
+
+/// The highest zstd level.
+const MAX_LEVEL: i32 = 22;
+
+/// `compress = N`: a zstd level from 0 (none) to [`MAX_LEVEL`].
+fn compress_level(meta: &ParseNestedMeta) -> syn::Result<(LitInt, i32)> {
+    let expected = format!(
+        "`compress` takes a zstd level: 1 (fastest) to {MAX_LEVEL} (smallest), or 0 for none"
+    );
+    let value = meta.value()?;
+    let lit: LitInt = value
+        .parse()
+        .map_err(|e| syn::Error::new(e.span(), &expected))?;
+    match lit.base10_parse::<i32>() {
+        Ok(level) if (0..=MAX_LEVEL).contains(&level) => Ok((lit, level)),
+        _ => Err(syn::Error::new_spanned(
+            &lit,
+            format!("{expected}; `{lit}` is not one"),
+        )),
     }
 }
 

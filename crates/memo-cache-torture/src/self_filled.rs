@@ -25,6 +25,19 @@ static BIG: Function = Function::new("torture::full_big", "v1", "Vec<u8>");
 
 /// Above the inline threshold: a blob file.
 const BLOB_BYTES: usize = 20_000;
+
+/// The blob-sized value of `i`: bytes that do not compress, so that it stays a blob file.
+fn blob(i: u8) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15 ^ u64::from(i);
+    (0..BLOB_BYTES)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
 /// The tmpfs's size.
 const TMPFS_BYTES: u64 = 512 * 1024;
 /// The file size limit of the fallback.
@@ -244,7 +257,7 @@ fn fill(cache: &Cache, out: &mut Out, wrong: &mut u64) -> (u64, String, u64) {
         }
     }
     let blobs = (0..4u8)
-        .filter(|&i| cache.put(&BIG, &(i,), &vec![i; BLOB_BYTES]).is_ok())
+        .filter(|&i| cache.put(&BIG, &(i,), &blob(i)).is_ok())
         .count() as u64;
     (stored, first_error, blobs)
 }
@@ -329,11 +342,10 @@ fn removals_on_a_full_disk(
     });
     let again = cache
         .put(&SMALL, &(1u64,), &"again".to_string())
-        .and_then(|()| cache.put(&BIG, &(9u8,), &vec![9u8; BLOB_BYTES]));
+        .and_then(|()| cache.put(&BIG, &(9u8,), &blob(9)));
     let served = cache.get::<_, String>(&SMALL, &(1u64,)).ok().flatten();
-    let blob = cache.get::<_, Vec<u8>>(&BIG, &(9u8,)).ok().flatten();
-    let ok =
-        again.is_ok() && served.as_deref() == Some("again") && blob == Some(vec![9; BLOB_BYTES]);
+    let fetched = cache.get::<_, Vec<u8>>(&BIG, &(9u8,)).ok().flatten();
+    let ok = again.is_ok() && served.as_deref() == Some("again") && fetched == Some(blob(9));
     out.figure(
         "later store",
         if ok { "stored and served" } else { "FAILED" },
@@ -360,7 +372,7 @@ fn eviction_on_a_full_disk(
         }
     }
     for i in 0..4u8 {
-        if let Err(e) = cache.put(&BIG, &(i,), &vec![i; BLOB_BYTES]) {
+        if let Err(e) = cache.put(&BIG, &(i,), &blob(i)) {
             failed.push(format!("blob {i}: {e}"));
         }
     }
@@ -378,7 +390,7 @@ fn eviction_on_a_full_disk(
     let blobs_served = (0..4u8)
         .filter(|&i| {
             let found = cache.get::<_, Vec<u8>>(&BIG, &(i,)).ok().flatten();
-            served(found.is_some(), found == Some(vec![i; BLOB_BYTES]))
+            served(found.is_some(), found == Some(blob(i)))
         })
         .count();
     out.figure(

@@ -11,9 +11,16 @@ use memo_cache::{Cache, Error, Function, Verify};
 static BIG: Function = Function::new("hostile::big", "v1", "Vec<u8>");
 static SMALL: Function = Function::new("hostile::small", "v1", "String");
 
+/// A value that does not compress, so it stays a blob file.
 fn big(i: u64) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15 ^ i.wrapping_mul(31);
     (0..40_000u64)
-        .map(|j| (i.wrapping_mul(31) ^ j) as u8)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
         .collect()
 }
 

@@ -185,6 +185,24 @@ impl<N: Plain> Aligned<N> {
         }
     }
 
+    /// An allocation with room for `len` bytes, of which `fill` initialises the first as many
+    /// as it returns (decompression writes straight into it).
+    ///
+    /// # Safety
+    ///
+    /// `fill` must have initialised the first `n` bytes of the slice it is given when it
+    /// returns `Ok(n)`.
+    pub unsafe fn filled<E>(
+        len: usize,
+        fill: impl FnOnce(&mut [MaybeUninit<u8>]) -> std::result::Result<usize, E>,
+    ) -> std::result::Result<Aligned<N>, E> {
+        let mut out = Aligned::<N>::with_room(len);
+        let n = fill(&mut out.spare()[..len])?;
+        assert!(n <= len, "filled past the room asked for");
+        out.len = n;
+        Ok(out)
+    }
+
     /// The stored bytes.
     pub fn bytes(&self) -> &[u8] {
         // SAFETY: the first `len` bytes of the allocation are initialised.

@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use crate::blobs::{self, Aligned, Plain, ReadFailure};
 use crate::clock::{Clock, SystemClock};
 use crate::codec;
+use crate::compress::{self, Compression};
 #[cfg(feature = "redis")]
 use crate::diagnostics::REMOTE;
 use crate::diagnostics::{self, CALLS, LOCK, STORE, Short};
@@ -98,6 +99,7 @@ struct Inner {
     /// The order eviction under `size_limit` takes.
     policy: Policy,
     inline_threshold: usize,
+    compression: Compression,
     pending: Mutex<Pending>,
     warned: Mutex<HashSet<&'static str>>,
     /// Per-key compute leases (see [`crate::lock`]).
@@ -157,6 +159,7 @@ pub struct CacheBuilder {
     size_limit: Option<u64>,
     policy: Policy,
     inline_threshold: usize,
+    compression: Compression,
     clock: Arc<dyn Clock>,
     create: bool,
     read_only: bool,
@@ -275,6 +278,42 @@ impl CacheBuilder {
         self
     }
 
+    /// Store values zstd-compressed at `level` (1 fastest to 22 smallest; negative levels are
+    /// zstd's faster ones; 0 turns compression off) when their encoding is at least
+    /// [`COMPRESS_FROM`](crate::COMPRESS_FROM) bytes and compression saves at least a tenth.
+    /// Raw number arrays (`Vec<f64>` and kin) only with
+    /// [`compress_numbers`](Self::compress_numbers). Default
+    /// [`DEFAULT_COMPRESSION`](crate::DEFAULT_COMPRESSION), or `MEMO_CACHE_COMPRESS` when set; a
+    /// function's own level ([`Function::with_compression`], `#[disk_cache(compress = 3)]`)
+    /// takes precedence. Compressed or not, every value is read back alike: the setting
+    /// changes only how new values are stored.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use memo_cache::{Cache, Function};
+    /// let cache = Cache::builder(dir.path()).compress(9).open().unwrap();
+    /// assert_eq!(cache.compression_level(), 9);
+    /// let report = Function::new("docs::report", "v1", "String");
+    /// let text = "status=ok took=12ms\n".repeat(1000);
+    /// cache.put(&report, &(1,), &text).unwrap();
+    /// let entry = &cache.entries(None).unwrap()[0];
+    /// assert!(entry.compressed && entry.bytes < 1000);
+    /// assert_eq!(cache.get::<_, String>(&report, &(1,)).unwrap(), Some(text));
+    /// ```
+    pub fn compress(mut self, level: i32) -> Self {
+        self.compression.level = level.min(zstd::zstd_safe::max_c_level());
+        self
+    }
+
+    /// Compress raw number arrays (`Vec<f64>`, `Vec<i32>` and kin) too, at the
+    /// [`compress`](Self::compress) level. Off by default: on arbitrary floats zstd saves little
+    /// and a hit loses the arrays' fast path (BENCHMARKS.md, "Compression"); on numbers with
+    /// few distinct values it can save most of the space.
+    pub fn compress_numbers(mut self, numbers: bool) -> Self {
+        self.compression.numbers = numbers;
+        self
+    }
+
     /// Use `clock` for expiry and last-use times instead of the system clock.
     #[must_use]
     pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
@@ -368,6 +407,7 @@ impl CacheBuilder {
                 size_limit: self.size_limit,
                 policy: self.policy,
                 inline_threshold: self.inline_threshold,
+                compression: self.compression,
                 pending: Mutex::new(Pending {
                     hits: HashMap::default(),
                     since: Instant::now(),
@@ -468,6 +508,10 @@ impl Cache {
             size_limit: None,
             policy: Policy::default(),
             inline_threshold: DEFAULT_INLINE_THRESHOLD,
+            compression: Compression {
+                level: compress::level_from_env().unwrap_or(compress::DEFAULT_COMPRESSION),
+                numbers: false,
+            },
             clock: Arc::new(SystemClock),
             create: true,
             read_only: false,
@@ -494,6 +538,12 @@ impl Cache {
     /// The eviction order under the size limit.
     pub fn policy(&self) -> Policy {
         self.inner.policy
+    }
+
+    /// The zstd level new values are stored at (0: uncompressed); see
+    /// [`CacheBuilder::compress`].
+    pub fn compression_level(&self) -> i32 {
+        self.inner.compression.level
     }
 
     /// The Redis tier's settings, when one is configured.
@@ -699,10 +749,20 @@ impl Cache {
         Ok(false)
     }
 
-    #[doc(hidden)] // the raw stored form, for `memo-cache show`
-    /// The stored bytes of an entry (format byte last; see [`crate::codec`]), hash-checked.
+    #[doc(hidden)] // the decoded stored form, for `memo-cache show`
+    /// The encoded value of an entry (format byte last; see [`crate::codec`]), its stored bytes
+    /// hash-checked, then decompressed when they are compressed: always in one of the formats a
+    /// value is encoded in, never [`FORMAT_ZSTD`](crate::codec::FORMAT_ZSTD).
     pub fn stored_bytes(&self, key: &Key) -> Result<Option<Vec<u8>>> {
-        Ok(self.read_checked("?", None, key)?.map(|b| b.bytes))
+        let Some(checked) = self.read_checked("?", None, key)? else {
+            return Ok(None);
+        };
+        codec::expanded(checked.bytes)
+            .map(Some)
+            .map_err(|message| Error::DecodeValue {
+                key: key.to_hex(),
+                message,
+            })
     }
 
     /// The checked bytes of `key`, unless expired: under `func`'s ttl when given (see
@@ -1034,17 +1094,24 @@ impl Cache {
         ttl: Option<Duration>,
         record: &Record<'_>,
     ) -> Result<()> {
-        let bytes = codec::encode(value).map_err(|message| Error::EncodeValue {
+        let encoded = codec::encode(value).map_err(|message| Error::EncodeValue {
             function: func.name().to_owned(),
             message,
         })?;
+        // An index without the `encoding` column (one this handle may not migrate) gets values
+        // as they are encoded, as an older memo-cache stores them.
+        let bytes = if self.index()?.has_costs() {
+            self.inner.compression.apply(func.compression(), encoded)
+        } else {
+            encoded
+        };
         let now = self.now_ms();
         let expires = ttl::store_expiry(now, ttl, func);
         self.put_bytes(func, key, &bytes, now, expires, true, record)
     }
 
-    /// Stores encoded bytes, computed at `created`, locally and, when `share` and a Redis tier
-    /// is configured, there too.
+    /// Stores a value's stored bytes (compressed or not: see [`crate::compress`]), computed at
+    /// `created`, locally and, when `share` and a Redis tier is configured, there too.
     #[allow(clippy::too_many_arguments)]
     fn put_bytes(
         &self,
@@ -1124,6 +1191,10 @@ impl Cache {
         if self.inner.size_limit.is_some() {
             self.flush_quietly();
         }
+        let record = Record {
+            encoding: u8::from(compress::is_compressed(bytes)),
+            ..*record
+        };
         let entry = NewEntry {
             key,
             function_id: 0,
@@ -1170,7 +1241,7 @@ impl Cache {
                     tx,
                     &NewEntry {
                         function_id,
-                        record: costs.then_some(record),
+                        record: costs.then_some(&record),
                         ..entry
                     },
                 )?;

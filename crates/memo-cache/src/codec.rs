@@ -7,6 +7,10 @@
 //! | `0x01` | MessagePack (rmp-serde): structs as maps with field names, byte sequences as bin |
 //! | `0x02` | a `Vec<u8>`, raw |
 //! | `0x10`..`0x15` | a `Vec` of `f64`, `f32`, `i64`, `u64`, `i32`, `u32`, little-endian |
+//! | `0x20` | one zstd frame holding a stored value of the formats above, format byte included |
+//!
+//! Values are compressed (`0x20`) at store time, by the rules of `compress.rs` in this crate;
+//! [`decode`] and [`expanded`] undo it, within its bounds. A frame inside a frame is refused.
 //!
 //! Structs are stored with their field names so that a reordered or renamed field makes an old
 //! entry fail to decode (a miss) instead of decoding into the wrong fields.
@@ -44,6 +48,35 @@ pub const FORMAT_U64: u8 = 0x13;
 pub const FORMAT_I32: u8 = 0x14;
 /// Payload is little-endian `u32`s.
 pub const FORMAT_U32: u8 = 0x15;
+/// Payload is a zstd frame of another stored value.
+pub const FORMAT_ZSTD: u8 = 0x20;
+
+/// True for the raw number array formats (`0x10`..`0x15`).
+pub fn is_numbers(format: u8) -> bool {
+    (FORMAT_F64..=FORMAT_U32).contains(&format)
+}
+
+/// The encoded value in `stored`: the bytes themselves, or what their zstd frame holds.
+///
+/// ```
+/// use memo_cache::codec;
+/// let encoded = codec::encode(&"a".repeat(10_000)).unwrap();
+/// assert_eq!(codec::expanded(encoded.clone()).unwrap(), encoded);
+/// ```
+pub fn expanded(stored: Vec<u8>) -> Result<Vec<u8>, String> {
+    match compressed_frame(&stored) {
+        Some(frame) => Ok(crate::compress::expand::<u8>(frame)?.into_bytes()),
+        None => Ok(stored),
+    }
+}
+
+/// The zstd frame of a compressed value.
+fn compressed_frame(stored: &[u8]) -> Option<&[u8]> {
+    match stored.split_last() {
+        Some((&FORMAT_ZSTD, frame)) => Some(frame),
+        _ => None,
+    }
+}
 
 /// Encodes `value` for storage.
 pub fn encode<T: Serialize + Any>(value: &T) -> Result<Vec<u8>, String> {
@@ -88,7 +121,15 @@ pub fn encode<T: Serialize + Any>(value: &T) -> Result<Vec<u8>, String> {
 }
 
 /// Decodes stored bytes into a `T`; consumes the buffer so a byte vector is returned in place.
-pub fn decode<T: DeserializeOwned + Any>(mut stored: Vec<u8>) -> Result<T, String> {
+pub fn decode<T: DeserializeOwned + Any>(stored: Vec<u8>) -> Result<T, String> {
+    if let Some(frame) = compressed_frame(&stored) {
+        return decode_aligned_encoded(crate::compress::expand::<u8>(frame)?);
+    }
+    decode_encoded(stored)
+}
+
+/// Decodes an encoded (uncompressed) value.
+fn decode_encoded<T: DeserializeOwned + Any>(mut stored: Vec<u8>) -> Result<T, String> {
     let format = stored.pop().ok_or("the stored value is empty")?;
     let wanted = TypeId::of::<T>();
     if format == FORMAT_BYTES {
@@ -123,12 +164,24 @@ pub fn decode<T: DeserializeOwned + Any>(mut stored: Vec<u8>) -> Result<T, Strin
 /// Decodes stored bytes held in an allocation made for `N`s: when `T` is `Vec<N>` and the bytes
 /// are its raw format, the allocation itself is the result; anything else decodes as [`decode`]
 /// would (bytes held for `u8` without a copy, others copied first).
+/// A compressed value is expanded into a new allocation made for `N`s, so a `Vec<N>` is still
+/// handed out as the buffer its bytes were written to.
 pub(crate) fn decode_aligned<T: DeserializeOwned + Any, N: Plain>(
+    stored: Aligned<N>,
+) -> Result<T, String> {
+    if let Some(frame) = compressed_frame(stored.bytes()) {
+        return decode_aligned_encoded(crate::compress::expand::<N>(frame)?);
+    }
+    decode_aligned_encoded(stored)
+}
+
+/// [`decode_aligned`] of an encoded (uncompressed) value.
+fn decode_aligned_encoded<T: DeserializeOwned + Any, N: Plain>(
     stored: Aligned<N>,
 ) -> Result<T, String> {
     if TypeId::of::<N>() == TypeId::of::<u8>() {
         let stored: Aligned<u8> = cast(stored);
-        return decode(stored.into_bytes());
+        return decode_encoded(stored.into_bytes());
     }
     let raw = raw_format::<N>();
     if cfg!(target_endian = "little")
@@ -141,7 +194,7 @@ pub(crate) fn decode_aligned<T: DeserializeOwned + Any, N: Plain>(
         }
         return Ok(cast(stored.into_vec(payload / size_of::<N>())));
     }
-    decode(stored.bytes().to_vec())
+    decode_encoded(stored.bytes().to_vec())
 }
 
 /// The raw array format of `N` (`FORMAT_BYTES` for `u8`).

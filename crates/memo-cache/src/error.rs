@@ -176,6 +176,19 @@ pub enum Error {
         message: String,
     },
 
+    /// A stored value passed its hash check but cannot be decoded (a compressed value whose
+    /// frame is damaged or too large to expand).
+    #[error(
+        "the value of cache entry {key} cannot be decoded: {message}; a program that reads it \
+         drops it and computes it again"
+    )]
+    DecodeValue {
+        /// The entry's key, in hex.
+        key: String,
+        /// What went wrong.
+        message: String,
+    },
+
     /// No cache entry matches the given key or key prefix.
     #[error("no cache entry matches key {0}")]
     NoSuchKey(String),

@@ -1670,7 +1670,7 @@ pub(crate) struct Record<'a> {
     pub args: Option<&'a [u8]>,
     /// Their length, when known.
     pub args_size: Option<u64>,
-    /// How the value is stored ([`crate::codec::Stored`]).
+    /// How the value is stored: 0 as encoded, 1 zstd-compressed (see [`crate::compress`]).
     pub encoding: u8,
 }
 

@@ -60,6 +60,7 @@ mod clock;
 // The stored value format, for the CLI's `show --value` and the tests that pin it; not an API.
 #[doc(hidden)]
 pub mod codec;
+mod compress;
 mod diagnostics;
 mod error;
 mod evict;
@@ -80,6 +81,7 @@ pub use memo_cache_macros::disk_cache;
 
 pub use cache::{Cache, CacheBuilder, DEFAULT_INLINE_THRESHOLD, LEASE_ENV, WRITE_TIMEOUT_ENV};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use compress::{COMPRESS_ENV, COMPRESS_FROM, DEFAULT_COMPRESSION, MAX_EXPANDED};
 pub use diagnostics::QUIET_ENV;
 pub use error::{Error, Result};
 pub use evict::{DEFAULT_FILE_GRACE, Policy, Prune, Removal};

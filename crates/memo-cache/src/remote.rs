@@ -7,7 +7,7 @@
 //! # Layout in Redis
 //!
 //! ```text
-//! <prefix>v:<key hex>     "MC2" ‖ blake3 of the value (32) ‖ creation ms, LE i64 (8)
+//! <prefix>v:<key hex>     "MC2" or "MC3" ‖ blake3 of the value (32) ‖ creation ms, LE i64 (8)
 //!                         ‖ expiry ms, LE i64 (8; 0 = none) ‖ value
 //! <prefix>l:<key hex>     the fleet-wide compute lock: a random token, with an expiry
 //! ```
@@ -17,6 +17,13 @@
 //! still read: a reader without a ttl takes them, one with a ttl cannot tell their age and
 //! computes again (storing the new layout). Older memo-cache builds ignore `"MC2"` values with
 //! a warning and compute.
+//!
+//! A value travels as it is stored locally: compressed values (see `compress.rs` in this crate)
+//! as their zstd frame, with the hash of the local row, so the network carries the smaller
+//! bytes and a node that fetches one keeps it as it came. Those are tagged `"MC3"` (the layout
+//! of `"MC2"`), which builds from before compression ignore with a warning and compute, rather
+//! than fetch bytes they cannot decode; uncompressed values keep `"MC2"`, which every build
+//! since reads.
 //!
 //! The prefix (default `memo-cache:`) is a namespace, so several projects share one Redis; the
 //! CLI's `remote stats` and `remote clear` touch only keys under it, found with SCAN.
@@ -53,6 +60,8 @@ pub const REDIS_URL_ENV: &str = "MEMO_CACHE_REDIS_URL";
 pub const REDIS_PREFIX_ENV: &str = "MEMO_CACHE_REDIS_PREFIX";
 
 const MAGIC: &[u8; 3] = b"MC2";
+/// The layout of [`MAGIC`], for a value whose bytes are compressed.
+const MAGIC_COMPRESSED: &[u8; 3] = b"MC3";
 const HEADER: usize = 3 + 32 + 8 + 8;
 /// The layout before the creation time: magic, hash, expiry.
 const MAGIC_V1: &[u8; 3] = b"MC1";
@@ -458,7 +467,11 @@ impl Remote {
             None => None,
         };
         let mut value = Vec::with_capacity(HEADER + bytes.len());
-        value.extend_from_slice(MAGIC);
+        value.extend_from_slice(if crate::compress::is_compressed(bytes) {
+            MAGIC_COMPRESSED
+        } else {
+            MAGIC
+        });
         value.extend_from_slice(&hash.0);
         value.extend_from_slice(&now.to_le_bytes());
         value.extend_from_slice(&expires.unwrap_or(0).to_le_bytes());
@@ -549,13 +562,14 @@ fn decode(
     ttl: Option<Duration>,
 ) -> std::result::Result<Option<Fetched>, &'static str> {
     let word = |raw: &[u8], at: usize| i64::from_le_bytes(raw[at..at + 8].try_into().expect("8"));
-    let (created, expires, header) = if raw.len() >= HEADER && &raw[..3] == MAGIC {
-        (Some(word(&raw, 35)), word(&raw, 43), HEADER)
-    } else if raw.len() >= HEADER_V1 && &raw[..3] == MAGIC_V1 {
-        (None, word(&raw, 35), HEADER_V1)
-    } else {
-        return Err("not a memo-cache value");
-    };
+    let (created, expires, header) =
+        if raw.len() >= HEADER && (&raw[..3] == MAGIC || &raw[..3] == MAGIC_COMPRESSED) {
+            (Some(word(&raw, 35)), word(&raw, 43), HEADER)
+        } else if raw.len() >= HEADER_V1 && &raw[..3] == MAGIC_V1 {
+            (None, word(&raw, 35), HEADER_V1)
+        } else {
+            return Err("not a memo-cache value");
+        };
     let hash = Digest::from_slice(&raw[3..35]).expect("32 bytes");
     let expires = (expires != 0).then_some(expires);
     if crate::ttl::is_expired(created, expires, ttl, now) {

@@ -504,8 +504,17 @@ mod tests {
 
     static BIG: Function = Function::new("verify::big", "v1", "Vec<u8>");
 
+    /// A value that does not compress, so it stays a blob file.
     fn big(tag: u8) -> Vec<u8> {
-        vec![tag; 40_000]
+        let mut state = 0x9e37_79b9_7f4a_7c15 ^ u64::from(tag);
+        (0..40_000)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect()
     }
 
     fn blob(cache: &Cache, i: u64) -> PathBuf {

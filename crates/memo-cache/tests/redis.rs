@@ -328,7 +328,11 @@ fn ttls_map_to_redis_expiry_and_large_values_stay_local() {
     cache
         .put_with_ttl(&f, &(1,), &vec![1u8; 10], Some(Duration::from_secs(60)))
         .unwrap();
-    cache.put(&f, &(2,), &vec![2u8; 5000]).unwrap();
+    // Bytes that do not compress, so they stay over the limit.
+    let noise: Vec<u8> = (0..5000u64)
+        .map(|i| (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as u8)
+        .collect();
+    cache.put(&f, &(2,), &noise).unwrap();
 
     let small = config.value_key(&f.key(&(1,)).unwrap());
     let ttl: i64 = redis.node.cli(&["pttl", &small]).parse().unwrap();
@@ -702,4 +706,48 @@ fn values_of_the_older_redis_layout_are_read_and_a_ttl_recomputes_them() {
     });
     assert!(computed, "a value of unknown age was served under a ttl");
     assert_eq!(value, 20);
+}
+
+/// A compressed value travels as stored: its zstd frame under the `MC3` tag, with the local
+/// row's hash; another machine, compressing nothing itself, reads it and keeps it as it came.
+/// An uncompressed value keeps the `MC2` tag that builds from before compression read.
+#[test]
+fn compressed_values_travel_compressed_and_are_read_by_another_machine() {
+    let redis = Single::start();
+    let config = RemoteConfig::new(&redis.node.url()).unwrap().prefix("t30:");
+    let f = Function::new("redis_test::report", "v1", "String");
+    let text = "2024-05-17 INFO request path=/api/items status=200\n".repeat(2000);
+    let a = tempfile::tempdir().unwrap();
+    let writer = Cache::builder(a.path())
+        .remote(config.clone())
+        .compress(3)
+        .open()
+        .unwrap();
+    writer.put(&f, &(1,), &text).unwrap();
+    writer.put(&f, &(2,), &"short".to_string()).unwrap();
+    let name = config.value_key(&f.key(&(1,)).unwrap());
+    let len: usize = redis.node.cli(&["strlen", &name]).parse().unwrap();
+    assert!(len < text.len() / 10, "{len} bytes in Redis");
+    assert_eq!(redis.node.cli(&["getrange", &name, "0", "2"]), "MC3");
+    let short = config.value_key(&f.key(&(2,)).unwrap());
+    assert_eq!(redis.node.cli(&["getrange", &short, "0", "2"]), "MC2");
+
+    let b = tempfile::tempdir().unwrap();
+    let reader = Cache::builder(b.path())
+        .remote(config)
+        .compress(0)
+        .open()
+        .unwrap();
+    assert_eq!(
+        reader.get::<_, String>(&f, &(1,)).unwrap(),
+        Some(text.clone())
+    );
+    let key = f.key(&(1,)).unwrap();
+    let kept = reader.entry(&key).unwrap().expect("a local copy");
+    assert!(kept.compressed);
+    assert_eq!(kept.hash, writer.entry(&key).unwrap().unwrap().hash);
+    assert_eq!(
+        reader.get::<_, String>(&f, &(2,)).unwrap(),
+        Some("short".into())
+    );
 }

@@ -77,6 +77,27 @@ fn stamp_memory(x: u64) -> u64 {
     x * 10
 }
 
+/// Counts held as floats (few distinct values, scattered): zstd saves most of their bytes.
+fn counts(bins: usize) -> Vec<f64> {
+    (0..bins as u64)
+        .map(|i| ((i.wrapping_mul(2_654_435_761) >> 7) % 16) as f64)
+        .collect()
+}
+
+/// Asks for compression: a `Vec<f64>` is compressed only when asked.
+#[disk_cache(compress = 3)]
+fn histogram(bins: usize) -> Vec<f64> {
+    println!("computed histogram {bins}");
+    counts(bins)
+}
+
+/// The same values under the cache's own setting, which leaves number arrays alone.
+#[disk_cache]
+fn plain_histogram(bins: usize) -> Vec<f64> {
+    println!("computed plain_histogram {bins}");
+    counts(bins)
+}
+
 #[disk_cache]
 fn slow_square(x: u64) -> u64 {
     println!("computed slow_square {x}");
@@ -157,6 +178,16 @@ fn main() {
         // until the process exits), for the first-hit tests.
         "fib-first" => {
             println!("result {}", fib(num(1)));
+            let dir = std::env::var_os("MEMO_CACHE_DIR").expect("MEMO_CACHE_DIR is set");
+            let wal = std::path::Path::new(&dir).join(format!("{}-wal", memo_cache::INDEX_FILE));
+            println!("index={}", if wal.exists() { "opened" } else { "unopened" });
+        }
+        // `histogram <bins>`: both functions, each result summed; also says whether the index
+        // was opened, as `fib-first` does.
+        "histogram" => {
+            for value in [histogram(num(1) as usize), plain_histogram(num(1) as usize)] {
+                println!("result {} {}", value.len(), value.iter().sum::<f64>());
+            }
             let dir = std::env::var_os("MEMO_CACHE_DIR").expect("MEMO_CACHE_DIR is set");
             let wal = std::path::Path::new(&dir).join(format!("{}-wal", memo_cache::INDEX_FILE));
             println!("index={}", if wal.exists() { "opened" } else { "unopened" });

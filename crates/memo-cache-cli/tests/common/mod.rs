@@ -37,7 +37,13 @@ pub struct Point {
 /// - `demo::point` and `demo::floats`, one each
 pub fn demo_cache(dir: &Path) -> Cache {
     let clock = ManualClock::new(T0_MS);
-    let cache = Cache::builder(dir).clock(clock.clone()).open().unwrap();
+    // Uncompressed: the demo's blobs stay blob files, and the sizes in the snapshots are those
+    // of the values as encoded.
+    let cache = Cache::builder(dir)
+        .clock(clock.clone())
+        .compress(0)
+        .open()
+        .unwrap();
     let tick = || clock.advance(Duration::from_secs(1));
     for i in 0..5u64 {
         cache.put(&SQUARE, &(i,), &(i * i)).unwrap();

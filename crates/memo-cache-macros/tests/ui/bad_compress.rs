@@ -1,0 +1,10 @@
+use memo_cache::disk_cache;
+
+#[disk_cache(compress = 30)]
+fn report(day: u32) -> String {
+    format!("day {day}")
+}
+
+fn main() {
+    let _ = report(1);
+}
