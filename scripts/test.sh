@@ -15,6 +15,8 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/nul
 fi
 
 cargo test --workspace "$@"
-# The workspace build turns memo-cache's `tokio` feature on for every crate; this one test checks
-# the attribute's error for an `async fn` without it, so it runs in a build of memo-cache alone.
-cargo test -p memo-cache --test ui_without_tokio "$@"
+# The workspace build turns memo-cache-rs's `tokio` and `redis` features on for every crate (the
+# end-to-end tests enable them), so the library's examples and its Redis tests are built and run
+# above. This one test checks the attribute's error for an `async fn` without `tokio`, so it runs
+# in a build of the library alone, with its default features (none).
+cargo test -p memo-cache-rs --test ui_without_tokio "$@"

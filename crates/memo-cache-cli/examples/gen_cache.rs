@@ -1,7 +1,7 @@
 //! Generates a large cache for benchmarking the CLI (see BENCHMARKS.md):
 //!
 //! ```text
-//! cargo run --release -p memo-cache-cli --example gen_cache -- DIR [ENTRIES]
+//! cargo run --release -p memo-cache-rs-cli --example gen_cache -- DIR [ENTRIES]
 //! ```
 //!
 //! Storing a million entries one `put` (one transaction) each takes far too long, so the library

@@ -377,7 +377,69 @@ pub fn args_to_json(bytes: &[u8]) -> Result<Decoded, String> {
     if !rest.is_empty() {
         return Err(format!("{} bytes after the recorded arguments", rest.len()));
     }
-    Ok(any(value))
+    Ok(canonical(value))
+}
+
+/// A value of the key encoding (`memo_cache::canonical_bytes`) as JSON: MessagePack, plus its
+/// own ext types: runs of numbers (codes 16-26, little-endian elements) become arrays, and
+/// integers beyond 64 bits (code 1, 16 bytes big-endian) numbers. Such an integer does not say
+/// whether it was an `i128` or a `u128`: with its top bit set it is read as a negative `i128`.
+fn canonical(value: rmpv::Value) -> Decoded {
+    use rmpv::Value as M;
+    match value {
+        M::Ext(1, data) if data.len() == 16 => {
+            let be: [u8; 16] = data.try_into().expect("16 bytes");
+            if be[0] & 0x80 == 0 {
+                Decoded::UInt(u128::from_be_bytes(be))
+            } else {
+                Decoded::Int(i128::from_be_bytes(be))
+            }
+        }
+        M::Ext(code @ 16..=26, data) => run(code, &data).unwrap_or_else(|| any(M::Ext(code, data))),
+        M::Array(items) => Decoded::Array(items.into_iter().map(canonical).collect()),
+        M::Map(pairs) => Decoded::Object(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (canonical(k).key_text(), canonical(v)))
+                .collect(),
+        ),
+        other => any(other),
+    }
+}
+
+/// A run of numbers of the key encoding: `code` names the element type (see the library's
+/// `canonical/bulk.rs`), `data` holds the elements little-endian; `None` when it does not divide.
+fn run(code: i8, data: &[u8]) -> Option<Decoded> {
+    fn each<const N: usize>(data: &[u8], item: impl Fn([u8; N]) -> Decoded) -> Option<Decoded> {
+        if !data.len().is_multiple_of(N) {
+            return None;
+        }
+        let items = data
+            .chunks_exact(N)
+            .map(|c| item(c.try_into().expect("N bytes")));
+        Some(Decoded::Array(items.collect()))
+    }
+    let signed = |i: i128| {
+        if i < 0 {
+            Decoded::Int(i)
+        } else {
+            Decoded::UInt(i as u128)
+        }
+    };
+    match code {
+        16 => each::<1>(data, |b| signed(i8::from_le_bytes(b).into())),
+        17 => each::<2>(data, |b| Decoded::UInt(u16::from_le_bytes(b).into())),
+        18 => each::<2>(data, |b| signed(i16::from_le_bytes(b).into())),
+        19 => each::<4>(data, |b| Decoded::UInt(u32::from_le_bytes(b).into())),
+        20 => each::<4>(data, |b| signed(i32::from_le_bytes(b).into())),
+        21 => each::<8>(data, |b| Decoded::UInt(u64::from_le_bytes(b).into())),
+        22 => each::<8>(data, |b| signed(i64::from_le_bytes(b).into())),
+        23 => each::<16>(data, |b| Decoded::UInt(u128::from_le_bytes(b))),
+        24 => each::<16>(data, |b| signed(i128::from_le_bytes(b))),
+        25 => each::<4>(data, |b| Decoded::Float(f32::from_le_bytes(b).into())),
+        26 => each::<8>(data, |b| Decoded::Float(f64::from_le_bytes(b))),
+        _ => None,
+    }
 }
 
 /// The recorded arguments as one short line: `(37)`, `("data.csv", 4)`; at most `width`

@@ -23,7 +23,12 @@ fn json(cmd: &mut Command) -> Value {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["format"], 1,
+        "every JSON document carries its format version: {v}"
+    );
+    v
 }
 
 #[test]

@@ -421,7 +421,7 @@ impl Context<'_> {
         }
     }
 
-    /// An `async fn`'s cached items, compiled only with memo-cache's `tokio` feature; without it,
+    /// An `async fn`'s cached items, compiled only with memo-cache-rs's `tokio` feature; without it,
     /// one error on `async`, and the function and `__recompute` uncached so nothing else fails.
     fn if_tokio(&self, cached: TokenStream) -> TokenStream {
         let asyncness = self
@@ -436,7 +436,7 @@ impl Context<'_> {
         let body = self.body();
         let recompute = self.options.companions().then(|| {
             self.companion_item(
-                " Runs the function uncached (memo-cache's `tokio` feature is off).",
+                " Runs the function uncached (memo-cache-rs's `tokio` feature is off).",
                 &self.plan_sig("recompute"),
                 self.body(),
             )

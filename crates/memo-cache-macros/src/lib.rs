@@ -1,4 +1,4 @@
-//! The `#[disk_cache]` attribute of [memo-cache](https://docs.rs/memo-cache); use it through
+//! The `#[disk_cache]` attribute of [memo-cache-rs](https://docs.rs/memo-cache-rs); use it through
 //! `memo_cache::disk_cache`, which documents it.
 //!
 //! The expansion follows thiserror's shape: `options` parses the attribute, `analyze`
@@ -256,7 +256,7 @@ use quote::quote;
 ///
 /// # `async fn`
 ///
-/// Under tokio (enable memo-cache's `tokio` feature), disk reads, waits, encoding and writes run
+/// Under tokio (enable memo-cache-rs's `tokio` feature), disk reads, waits, encoding and writes run
 /// on tokio's blocking pool, so a large value never stalls the executor. The return type must
 /// then be `Send + 'static`.
 ///
@@ -293,9 +293,9 @@ use quote::quote;
 /// inside the body is not shared between them.
 ///
 /// [humantime]: https://docs.rs/humantime
-/// [`Unordered`]: https://docs.rs/memo-cache/latest/memo_cache/struct.Unordered.html
-/// [`Ordered`]: https://docs.rs/memo-cache/latest/memo_cache/struct.Ordered.html
-/// [`Removal`]: https://docs.rs/memo-cache/latest/memo_cache/struct.Removal.html
+/// [`Unordered`]: https://docs.rs/memo-cache-rs/latest/memo_cache/struct.Unordered.html
+/// [`Ordered`]: https://docs.rs/memo-cache-rs/latest/memo_cache/struct.Ordered.html
+/// [`Removal`]: https://docs.rs/memo-cache-rs/latest/memo_cache/struct.Removal.html
 #[proc_macro_attribute]
 pub fn disk_cache(attr: TokenStream, item: TokenStream) -> TokenStream {
     let item = TokenStream2::from(item);
@@ -330,10 +330,16 @@ fn disk_cache_impl(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenS
     ))
 }
 
+/// The library's package name on crates.io (`memo-cache` there is another crate).
+const PACKAGE: &str = "memo-cache-rs";
+
 /// `::memo_cache`, or the name the user's Cargo.toml gives it.
 fn crate_path() -> TokenStream2 {
     use proc_macro_crate::{FoundCrate, crate_name};
-    match crate_name("memo-cache") {
+    match crate_name(PACKAGE) {
+        // Not renamed: the crate goes by its lib name, `memo_cache`, which proc-macro-crate does
+        // not know (it reads only the user's manifest, and answers with the dependency's key).
+        Ok(FoundCrate::Name(name)) if name == PACKAGE.replace('-', "_") => quote!(::memo_cache),
         Ok(FoundCrate::Name(name)) => {
             let ident = proc_macro2::Ident::new(&name, proc_macro2::Span::call_site());
             quote!(::#ident)

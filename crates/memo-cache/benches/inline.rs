@@ -4,7 +4,7 @@
 //! then reads them back, and prints the median hit and store times side by side.
 //!
 //! ```text
-//! cargo bench -p memo-cache --bench inline
+//! cargo bench -p memo-cache-rs --bench inline
 //! ```
 
 use std::time::{Duration, Instant};

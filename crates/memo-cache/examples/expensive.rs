@@ -1,8 +1,10 @@
-//! The main job: an expensive function whose results persist on disk. Run it twice:
+//! The main job through the plain `Cache` API (`quickstart` does it with `#[disk_cache]`): an
+//! expensive function whose results persist on disk, for when the function's identity is decided
+//! at run time or the caller wants to see cache errors. Run it twice:
 //!
 //! ```text
-//! cargo run --release -p memo-cache --example expensive   # computes, ~1 s
-//! cargo run --release -p memo-cache --example expensive   # a new process: served from disk
+//! cargo run --release -p memo-cache-rs --example expensive   # computes, ~1 s
+//! cargo run --release -p memo-cache-rs --example expensive   # a new process: served from disk
 //! ```
 //!
 //! The cache directory is `MEMO_CACHE_DIR` when set, else the platform cache directory

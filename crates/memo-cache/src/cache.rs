@@ -33,7 +33,7 @@ use crate::ttl::{self, RowSync, Target};
 
 /// Values up to this many stored bytes live inline in the index row; larger ones in blob files.
 ///
-/// Measured with `cargo bench -p memo-cache --bench inline` (2-core VM, medians): a hit read
+/// Measured with `cargo bench -p memo-cache-rs --bench inline` (2-core VM, medians): a hit read
 /// inline beats a blob file up to 16 KiB (7.2 µs against 9.0 µs at 16 KiB) and loses from 32 KiB
 /// on (12.6 µs against 11.2 µs); a store is 3-6x cheaper inline at every size, because a blob
 /// costs a temp file and a rename. Past 16 KiB the inline values would also bloat the index that
@@ -193,15 +193,22 @@ impl CacheBuilder {
     /// assert_eq!(cache.get_or_compute(&f, &(1,), || 7u8), 7);
     /// ```
     #[cfg(feature = "redis")]
+    #[must_use]
     pub fn remote(mut self, config: RemoteConfig) -> Self {
         self.remote = RemoteChoice::On(config);
         self
     }
 
-    /// Use no Redis tier, even when `MEMO_CACHE_REDIS_URL` is set.
-    #[cfg(feature = "redis")]
+    /// Use no Redis tier, even when `MEMO_CACHE_REDIS_URL` is set. Without the `redis` feature
+    /// there is never one, and this changes nothing: code that must stay local says so the same
+    /// way whichever features a build has.
+    #[must_use]
+    #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
     pub fn no_remote(mut self) -> Self {
-        self.remote = RemoteChoice::Off;
+        #[cfg(feature = "redis")]
+        {
+            self.remote = RemoteChoice::Off;
+        }
         self
     }
 
@@ -215,6 +222,7 @@ impl CacheBuilder {
     /// Those first 64 KiB and a WAL within its bound are a floor under any limit. A store that finds the disk full
     /// evicts an eighth of the entries and tries again (up to 4 times): the disk is then the
     /// tighter limit.
+    #[must_use]
     pub fn size_limit(mut self, bytes: u64) -> Self {
         self.size_limit = Some(bytes);
         self
@@ -245,6 +253,7 @@ impl CacheBuilder {
     /// warning. Default [`DEFAULT_LEASE`](crate::DEFAULT_LEASE) (30 s), or
     /// `MEMO_CACHE_LOCK_LEASE` (e.g. `10s`) when set; at least 2 s. A live computation keeps
     /// its lease however long it runs. `#[disk_cache(lease = "10s")]` sets it per function.
+    #[must_use]
     pub fn lock_lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
         self
@@ -256,12 +265,14 @@ impl CacheBuilder {
     /// `MEMO_CACHE_WRITE_TIMEOUT` (e.g. `2s`) when set. Inside `get_or_compute` and
     /// `#[disk_cache]` a store that times out returns its value unstored, with one warning. Hits
     /// never wait for the write lock: their bookkeeping is put off while it is taken.
+    #[must_use]
     pub fn write_timeout(mut self, timeout: Duration) -> Self {
         self.write_timeout = timeout;
         self
     }
 
     /// Values of at most `bytes` stored bytes are kept inline in the index.
+    #[must_use]
     pub fn inline_threshold(mut self, bytes: usize) -> Self {
         self.inline_threshold = bytes;
         self
@@ -289,6 +300,7 @@ impl CacheBuilder {
     /// assert!(entry.compressed && entry.bytes < 1000);
     /// assert_eq!(cache.get::<_, String>(&report, &(1,)).unwrap(), Some(text));
     /// ```
+    #[must_use]
     pub fn compress(mut self, level: i32) -> Self {
         self.compression.level = level.min(zstd::zstd_safe::max_c_level());
         self
@@ -298,12 +310,14 @@ impl CacheBuilder {
     /// [`compress`](Self::compress) level. Off by default: on arbitrary floats zstd saves little
     /// and a hit loses the arrays' fast path (BENCHMARKS.md, "Compression"); on numbers with
     /// few distinct values it can save most of the space.
+    #[must_use]
     pub fn compress_numbers(mut self, numbers: bool) -> Self {
         self.compression.numbers = numbers;
         self
     }
 
     /// Use `clock` for expiry and last-use times instead of the system clock.
+    #[must_use]
     pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
         self.clock = Arc::new(clock);
         self
@@ -313,6 +327,7 @@ impl CacheBuilder {
     /// with an [`Error::Index`] naming both versions instead of migrating an index of an older
     /// schema (an empty `index.sqlite3` is at version 0): opening never changes the directory.
     /// Used by tools that only look.
+    #[must_use]
     pub fn existing_only(mut self) -> Self {
         self.create = false;
         self
@@ -320,6 +335,7 @@ impl CacheBuilder {
 
     /// Open without ever writing: stores are refused, hits are not counted, and an index of an
     /// older schema is refused as by [`existing_only`](Self::existing_only).
+    #[must_use]
     pub fn read_only(mut self) -> Self {
         self.read_only = true;
         self.create = false;
@@ -487,6 +503,7 @@ impl Cache {
     }
 
     /// Options for opening the cache in `dir`.
+    #[must_use]
     pub fn builder(dir: impl AsRef<Path>) -> CacheBuilder {
         CacheBuilder {
             dir: dir.as_ref().to_path_buf(),
@@ -509,11 +526,13 @@ impl Cache {
     }
 
     /// The cache directory.
+    #[must_use]
     pub fn dir(&self) -> &Path {
         &self.inner.layout.root
     }
 
     /// The size limit, if one was set.
+    #[must_use]
     pub fn size_limit(&self) -> Option<u64> {
         self.inner.size_limit
     }
@@ -525,17 +544,20 @@ impl Cache {
 
     /// The zstd level new values are stored at (0: uncompressed); see
     /// [`CacheBuilder::compress`].
+    #[must_use]
     pub fn compression_level(&self) -> i32 {
         self.inner.compression.level
     }
 
     /// The Redis tier's settings, when one is configured.
     #[cfg(feature = "redis")]
+    #[must_use]
     pub fn remote(&self) -> Option<&RemoteConfig> {
         self.inner.remote.as_deref().map(Remote::config)
     }
 
     /// True when this handle cannot write (a read-only directory or [`CacheBuilder::read_only`]).
+    #[must_use]
     pub fn is_read_only(&self) -> bool {
         match self.index() {
             Ok(index) => index.access() == Access::ReadOnly,
@@ -730,6 +752,7 @@ impl Cache {
         Ok(false)
     }
 
+    #[doc(hidden)] // the encoded form, for `memo-cache show`
     /// The encoded value of an entry (format byte last; see [`crate::codec`]), its stored bytes
     /// hash-checked, then decompressed when they are compressed: always in one of the formats a
     /// value is encoded in, never [`FORMAT_ZSTD`](crate::codec::FORMAT_ZSTD).
@@ -1418,9 +1441,11 @@ impl Cache {
         T: DeserializeOwned + Any,
     {
         let (local, look) = self.local_lock(func, key, owner);
+        #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
         let mut locks = Locks {
             local,
-            ..Locks::default()
+            #[cfg(feature = "redis")]
+            remote: None,
         };
         if look {
             // Whoever held the lock, or finished just before we looked, may have stored it; it

@@ -38,6 +38,7 @@ pub struct ManualClock(Arc<AtomicI64>);
 
 impl ManualClock {
     /// A clock that reads `start_ms` milliseconds after the Unix epoch.
+    #[must_use]
     pub fn new(start_ms: i64) -> Self {
         ManualClock(Arc::new(AtomicI64::new(start_ms)))
     }

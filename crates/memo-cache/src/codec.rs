@@ -264,6 +264,7 @@ fn cast<T: Any, U: Any>(value: U) -> T {
 }
 
 /// The format byte of stored bytes, and the payload before it.
+#[must_use]
 pub fn split(stored: &[u8]) -> Option<(u8, &[u8])> {
     let (format, payload) = stored.split_last()?;
     Some((*format, payload))

@@ -261,6 +261,7 @@ impl Error {
     }
 
     /// True when the error means the disk or a quota is full.
+    #[must_use]
     pub fn is_disk_full(&self) -> bool {
         match self {
             Error::Io { source, .. } => matches!(

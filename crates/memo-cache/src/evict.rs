@@ -150,6 +150,7 @@ impl Default for Prune {
 
 impl Prune {
     /// Removes no entries by itself; sweeps orphan, temp and lock files.
+    #[must_use]
     pub fn new() -> Self {
         Prune {
             all: false,
@@ -167,6 +168,7 @@ impl Prune {
     }
 
     /// Every entry.
+    #[must_use]
     pub fn all() -> Self {
         Prune {
             all: true,
@@ -176,12 +178,14 @@ impl Prune {
 
     /// Entries, in the [`policy`](Prune::policy)'s order, until at most `bytes` stored bytes
     /// remain.
+    #[must_use]
     pub fn max_size(mut self, bytes: u64) -> Self {
         self.max_size = Some(bytes);
         self
     }
 
     /// Entries, in the [`policy`](Prune::policy)'s order, until at most `n` remain.
+    #[must_use]
     pub fn max_entries(mut self, n: u64) -> Self {
         self.max_entries = Some(n);
         self
@@ -196,36 +200,42 @@ impl Prune {
     }
 
     /// Entries not used for longer than `age`.
+    #[must_use]
     pub fn older_than(mut self, age: Duration) -> Self {
         self.older_than = Some(age);
         self
     }
 
     /// Expired entries.
+    #[must_use]
     pub fn expired(mut self) -> Self {
         self.expired = true;
         self
     }
 
     /// Entries of function versions that are no longer current.
+    #[must_use]
     pub fn stale(mut self) -> Self {
         self.stale = true;
         self
     }
 
     /// Only entries of the function named `name` (limits then apply to its entries alone).
+    #[must_use]
     pub fn function(mut self, name: impl Into<String>) -> Self {
         self.function = Some(name.into());
         self
     }
 
     /// Report what would be removed, remove nothing.
+    #[must_use]
     pub fn dry_run(mut self) -> Self {
         self.dry_run = true;
         self
     }
 
     /// How old an unknown file must be before it is swept (default one minute).
+    #[must_use]
     pub fn file_grace(mut self, grace: Duration) -> Self {
         self.file_grace = grace;
         self
@@ -295,6 +305,7 @@ fn plural(n: u64, one: &'static str, many: &'static str) -> &'static str {
 }
 
 /// Bytes in binary units with one decimal: `1.4 MiB`.
+#[must_use]
 pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut value = bytes as f64;
@@ -572,7 +583,7 @@ fn over_limits(
             }
             let size = row.get::<_, i64>(1)?.max(0) as u64;
             if policy == Policy::CostAware
-                && let Some(priority) = row.get::<_, Option<f64>>(2)?
+                && let Some(priority) = row.get::<_, Option<f64>>(2).ok().flatten()
             {
                 clock = Some(priority);
             }
@@ -664,7 +675,7 @@ pub(crate) fn to_size_limit(
                 continue;
             }
             freed += row.get::<_, i64>(1)?.max(0) as u64;
-            if let Some(priority) = row.get::<_, Option<f64>>(2)? {
+            if let Some(priority) = row.get::<_, Option<f64>>(2).ok().flatten() {
                 clock = Some(priority);
             }
             chosen.push(key);
@@ -681,7 +692,7 @@ pub(crate) fn to_size_limit(
         // GreedyDual prices the entry that made room at the clock its eviction raised (it was
         // inserted at the clock before).
         tx.prepare_cached(
-            "UPDATE entries SET priority = (SELECT value FROM policy WHERE name = 'clock')
+            "UPDATE entries SET priority = coalesce((SELECT value FROM policy WHERE name = 'clock'), 0.0)
                  + (hits + 1) * compute_us / (size + 256.0)
              WHERE key = ?1",
         )?

@@ -135,6 +135,7 @@ pub struct EntryInfo {
 
 impl EntryInfo {
     /// True when the entry has expired at `now`.
+    #[must_use]
     pub fn is_expired_at(&self, now: SystemTime) -> bool {
         self.expires.is_some_and(|at| at <= now)
     }
@@ -161,9 +162,16 @@ fn cost_sums(costs: bool) -> &'static str {
     }
 }
 
-/// Microseconds from a column that should hold a non-negative count.
-fn micros(us: i64) -> Duration {
-    Duration::from_micros(us.max(0) as u64)
+/// Microseconds from column `i`: a count the triggers keep, which SQLite turns into a float
+/// when a sum passes 2^63 (hits x compute time of entries that took years); zero for anything
+/// that is not a number (a hand-edited index), so one odd row cannot stop `ls` or `stats`.
+fn micros(r: &rusqlite::Row<'_>, i: usize) -> Duration {
+    let us = match r.get_ref(i) {
+        Ok(rusqlite::types::ValueRef::Integer(n)) => n.max(0) as f64,
+        Ok(rusqlite::types::ValueRef::Real(x)) if x > 0.0 => x,
+        _ => 0.0,
+    };
+    Duration::try_from_secs_f64(us / 1e6).unwrap_or(Duration::MAX)
 }
 
 fn entry_info(r: &rusqlite::Row<'_>) -> rusqlite::Result<EntryInfo> {
@@ -187,10 +195,14 @@ fn entry_info(r: &rusqlite::Row<'_>) -> rusqlite::Result<EntryInfo> {
         last_used: ms_to_time(r.get(9)?),
         hits: r.get::<_, i64>(10)?.max(0) as u64,
         expires: r.get::<_, Option<i64>>(11)?.map(ms_to_time),
-        compute_time: micros(r.get(12)?),
+        compute_time: micros(r, 12),
         args: r.get(13).ok().flatten(),
-        args_size: r.get::<_, Option<i64>>(14)?.map(|n| n.max(0) as u64),
-        compressed: r.get::<_, i64>(15)? == 1,
+        args_size: r
+            .get::<_, Option<i64>>(14)
+            .ok()
+            .flatten()
+            .map(|n| n.max(0) as u64),
+        compressed: matches!(r.get_ref(15), Ok(rusqlite::types::ValueRef::Integer(1))),
     })
 }
 
@@ -231,8 +243,8 @@ impl Cache {
                         stale: n(4)?,
                         stale_bytes: n(5)?,
                         hits: n(6)?,
-                        compute_time: micros(r.get(7)?),
-                        saved: micros(r.get(8)?),
+                        compute_time: micros(r, 7),
+                        saved: micros(r, 8),
                         ..Stats::default()
                     })
                 },
@@ -300,8 +312,8 @@ impl Cache {
                     fingerprint: r.get(6)?,
                     return_type: r.get(7)?,
                     hits: n(8)?,
-                    compute_time: micros(r.get(9)?),
-                    saved: micros(r.get(10)?),
+                    compute_time: micros(r, 9),
+                    saved: micros(r, 10),
                 })
             })?;
             rows.collect()

@@ -25,6 +25,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::str::FromStr;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -44,16 +45,19 @@ pub struct Digest(pub [u8; 32]);
 
 impl Digest {
     /// The hash of `bytes`.
+    #[must_use]
     pub fn of(bytes: &[u8]) -> Digest {
         Digest(*blake3::hash(bytes).as_bytes())
     }
 
     /// Lowercase hex, 64 digits.
+    #[must_use]
     pub fn to_hex(&self) -> String {
-        hex(&self.0)
+        blake3::Hash::from_bytes(self.0).to_hex().to_string()
     }
 
     /// From a 32-byte slice, as stored in the index.
+    #[must_use]
     pub fn from_slice(bytes: &[u8]) -> Option<Digest> {
         bytes.try_into().ok().map(Digest)
     }
@@ -61,38 +65,50 @@ impl Digest {
 
 impl fmt::Debug for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
+        f.write_str(&blake3::Hash::from_bytes(self.0).to_hex())
     }
 }
 
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
+        f.write_str(&blake3::Hash::from_bytes(self.0).to_hex())
+    }
+}
+
+/// Parses the full 64 hex digits of a key or digest (either case), as `memo-cache ls --entries`
+/// shows them.
+///
+/// ```
+/// use memo_cache::Key;
+///
+/// let key = Key::of(b"x");
+/// assert_eq!(key.to_hex().parse::<Key>().unwrap(), key);
+/// assert!("3fa2c1".parse::<Key>().is_err()); // a prefix: see `Cache::resolve_key`
+/// ```
+impl FromStr for Digest {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Digest> {
+        blake3::Hash::from_hex(text)
+            .map(|hash| Digest(*hash.as_bytes()))
+            .map_err(|_| Error::BadKey(text.to_owned()))
     }
 }
 
 /// The key of one cache entry: a [`Digest`] over a function's identity and its arguments.
 pub type Key = Digest;
 
-/// Parses a full 64-digit hex key.
+/// Parses a full 64-digit hex key; the same as `text.parse::<Key>()`.
 ///
 /// ```
 /// let key = memo_cache::Key::of(b"x");
 /// assert_eq!(memo_cache::parse_key(&key.to_hex()).unwrap(), key);
 /// ```
 pub fn parse_key(text: &str) -> Result<Key> {
-    if text.len() != 64 {
-        return Err(Error::BadKey(text.to_owned()));
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in text.as_bytes().chunks(2).enumerate() {
-        let hi = hex_value(pair[0]).ok_or_else(|| Error::BadKey(text.to_owned()))?;
-        let lo = hex_value(pair[1]).ok_or_else(|| Error::BadKey(text.to_owned()))?;
-        out[i] = hi << 4 | lo;
-    }
-    Ok(Digest(out))
+    text.parse()
 }
 
+/// The value of one hex digit, for key prefixes (which `blake3::Hash::from_hex` does not take).
 pub(crate) fn hex_value(c: u8) -> Option<u8> {
     match c {
         b'0'..=b'9' => Some(c - b'0'),
@@ -100,16 +116,6 @@ pub(crate) fn hex_value(c: u8) -> Option<u8> {
         b'A'..=b'F' => Some(c - b'A' + 10),
         _ => None,
     }
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
 }
 
 /// What a cached function is: its stable name, a fingerprint of its code, and its return type.
@@ -155,6 +161,7 @@ impl Clone for Function {
 
 impl Function {
     /// A function identity from static strings; usable in a `static`.
+    #[must_use]
     pub const fn new(
         name: &'static str,
         fingerprint: &'static str,
@@ -173,6 +180,7 @@ impl Function {
     }
 
     /// A function identity from owned strings.
+    #[must_use]
     pub fn owned(
         name: impl Into<String>,
         fingerprint: impl Into<String>,
@@ -193,6 +201,7 @@ impl Function {
     /// The same function whose entries expire `ttl` after they are stored. The ttl is applied
     /// when a value is read: adding or shortening it makes values already stored older than
     /// `ttl` misses; lengthening it applies to values stored from then on.
+    #[must_use]
     pub const fn with_ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self
@@ -201,6 +210,7 @@ impl Function {
     /// The same function, whose callers wait at most `lease` for a process computing the same
     /// key that has stopped renewing its compute lease (see
     /// [`CacheBuilder::lock_lease`](crate::CacheBuilder::lock_lease)).
+    #[must_use]
     pub const fn with_lease(mut self, lease: Duration) -> Self {
         self.lease = Some(lease);
         self
@@ -208,6 +218,7 @@ impl Function {
 
     /// The same function, whose stores wait at most `timeout` for another process's write lock
     /// (see [`CacheBuilder::write_timeout`](crate::CacheBuilder::write_timeout)).
+    #[must_use]
     pub const fn with_write_timeout(mut self, timeout: Duration) -> Self {
         self.write_timeout = Some(timeout);
         self
@@ -229,47 +240,56 @@ impl Function {
     /// assert!(cache.entries(None).unwrap()[0].compressed);
     /// assert_eq!(cache.get::<_, Vec<f64>>(&SERIES, &(1,)).unwrap(), Some(steps));
     /// ```
+    #[must_use]
     pub const fn with_compression(mut self, level: i32) -> Self {
         self.compression = Some(level);
         self
     }
 
     /// The function's own compression level, if it sets one.
+    #[must_use]
     pub fn compression(&self) -> Option<i32> {
         self.compression
     }
 
     /// The function's own write timeout, if it sets one.
+    #[must_use]
     pub fn write_timeout(&self) -> Option<Duration> {
         self.write_timeout
     }
 
     /// The function's own compute lease, if it sets one.
+    #[must_use]
     pub fn lease(&self) -> Option<Duration> {
         self.lease
     }
 
     /// The stable name, e.g. `my_crate::features`.
+    #[must_use]
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// The fingerprint of the function's code (or its pinned version).
+    #[must_use]
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
     }
 
     /// The name of the return type.
+    #[must_use]
     pub fn return_type(&self) -> &str {
         &self.return_type
     }
 
     /// The time to live of the function's entries, if any.
+    #[must_use]
     pub fn ttl(&self) -> Option<Duration> {
         self.ttl
     }
 
     /// The digest of name, fingerprint and return type: the part of every key fixed per function.
+    #[must_use]
     pub fn identity(&self) -> Digest {
         Digest(*self.identity.get_or_init(|| {
             let mut h = blake3::Hasher::new();
@@ -421,6 +441,28 @@ mod tests {
     use super::*;
 
     static F: Function = Function::new("key_tests::f", "v1", "u8");
+
+    #[test]
+    fn a_key_parses_back_from_its_hex_in_either_case() {
+        let key = F.key(&(7u8,)).unwrap();
+        let hex = key.to_hex();
+        assert_eq!(hex.len(), 64);
+        assert_eq!(hex, key.to_string());
+        assert_eq!(hex.parse::<Key>().unwrap(), key);
+        assert_eq!(hex.to_uppercase().parse::<Key>().unwrap(), key);
+        assert_eq!(parse_key(&hex).unwrap(), key);
+        for bad in [
+            "",
+            &hex[..63],
+            &format!("{hex}0"),
+            &format!("g{}", &hex[1..]),
+        ] {
+            match bad.parse::<Key>() {
+                Err(Error::BadKey(text)) => assert_eq!(text, bad),
+                other => panic!("{bad:?} parsed as {other:?}"),
+            }
+        }
+    }
 
     /// A map that serializes in the order it was built, like an `IndexMap`.
     struct Pairs(Vec<(&'static str, u32)>);

@@ -36,6 +36,19 @@
 //! `RUST_LOG=memo_cache=debug` under an `EnvFilter` says why each call computed. A process with
 //! no subscriber that cannot use its cache gets one line on stderr instead, unless
 //! [`QUIET_ENV`] (`MEMO_CACHE_QUIET=1`) is set.
+//!
+//! # The package
+//!
+//! On crates.io this crate is `memo-cache-rs` (`cargo add memo-cache-rs`); in code it is
+//! `memo_cache`. Its Cargo features are all off by default:
+//!
+//! - `tokio`: `#[disk_cache]` on an `async fn`, with cache I/O on tokio's blocking pool.
+//! - `redis`: the shared Redis tier behind the local directory (`RemoteConfig`,
+//!   `MEMO_CACHE_REDIS_URL`). Without it the cache is local and the environment variable is not
+//!   read.
+//!
+//! The `memo-cache` command (`cargo install --locked memo-cache-rs-cli`) lists, prunes, verifies
+//! and clears cache directories.
 
 #![warn(missing_docs)]
 
@@ -44,6 +57,8 @@ mod blobs;
 mod cache;
 mod canonical;
 mod clock;
+// The stored value format, for the CLI's `show --value` and the tests that pin it; not an API.
+#[doc(hidden)]
 pub mod codec;
 mod compress;
 mod diagnostics;
@@ -69,11 +84,11 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use compress::{COMPRESS_ENV, COMPRESS_FROM, DEFAULT_COMPRESSION, MAX_EXPANDED};
 pub use diagnostics::QUIET_ENV;
 pub use error::{Error, Result};
-pub use evict::{DEFAULT_FILE_GRACE, Policy, Prune, Removal, human_bytes};
-pub use index::{DEFAULT_WRITE_TIMEOUT, SCHEMA_VERSION};
+pub use evict::{DEFAULT_FILE_GRACE, Policy, Prune, Removal};
+pub use index::DEFAULT_WRITE_TIMEOUT;
 pub use info::{EntryInfo, FunctionStats, Stats};
 pub use key::{Digest, Function, KEY_FORMAT_VERSION, Key, Ordered, Unordered, parse_key};
-pub use layout::{BLOBS_DIR, DIR_ENV, HINTS_DIR, INDEX_FILE, LOCKS_DIR, TMP_DIR, default_dir};
+pub use layout::{DIR_ENV, default_dir};
 pub use lock::{DEFAULT_LEASE, MIN_LEASE};
 pub use progress::{Progress, Step};
 #[cfg(feature = "redis")]
@@ -81,6 +96,15 @@ pub use remote::{
     REDIS_PREFIX_ENV, REDIS_URL_ENV, RemoteConfig, RemoteStats, remote_clear, remote_stats,
 };
 pub use verify::{Problem, ProblemKind, Verify, VerifyReport};
+
+// Helpers of the `memo-cache` CLI (another crate, so they are public): the directory layout,
+// the schema version it compares against, byte counts for people. Not part of the API.
+#[doc(hidden)]
+pub use evict::human_bytes;
+#[doc(hidden)]
+pub use index::SCHEMA_VERSION;
+#[doc(hidden)]
+pub use layout::{BLOBS_DIR, HINTS_DIR, INDEX_FILE, LOCKS_DIR, TMP_DIR};
 
 /// The canonical MessagePack encoding that keys are hashed from (see [`Function::key`]).
 ///
@@ -97,3 +121,43 @@ pub fn canonical_bytes<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
+
+// What the types promise across threads and panics, checked at compile time so that a new field
+// cannot take it away unnoticed. Handles are shared between threads (`#[disk_cache]` keeps one
+// per function in a `static`), so every handle and error is `Send + Sync`. Unwind safety is
+// stated only where it holds by itself: `Cache` and `CacheBuilder` hold the caller's `Clock`
+// (`Arc<dyn Clock>`, which could be anything), and `Error` carries `io::Error` and SQLite errors
+// (boxed `dyn Error` sources), so none of the three is `UnwindSafe`, nor are `Prune` and
+// `Verify`, which may hold the caller's progress callback; wrap a `&Cache` in
+// `AssertUnwindSafe` to use it inside `catch_unwind` (its locks shrug off poisoning).
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    const fn unwind_safe<T: std::panic::UnwindSafe + std::panic::RefUnwindSafe>() {}
+    send_sync::<Cache>();
+    send_sync::<CacheBuilder>();
+    send_sync::<Error>();
+    send_sync::<Function>();
+    send_sync::<Key>();
+    send_sync::<Prune>();
+    send_sync::<Verify>();
+    unwind_safe::<Function>();
+    unwind_safe::<Key>();
+    send_sync::<Policy>();
+    unwind_safe::<Policy>();
+    unwind_safe::<Removal>();
+    unwind_safe::<Stats>();
+    unwind_safe::<FunctionStats>();
+    unwind_safe::<EntryInfo>();
+    unwind_safe::<VerifyReport>();
+    unwind_safe::<Problem>();
+    unwind_safe::<ManualClock>();
+};
+
+#[cfg(feature = "redis")]
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    const fn unwind_safe<T: std::panic::UnwindSafe + std::panic::RefUnwindSafe>() {}
+    send_sync::<RemoteConfig>();
+    unwind_safe::<RemoteConfig>();
+    unwind_safe::<RemoteStats>();
+};

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Mutex, Once, OnceLock, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
+use hashlink::LruCache;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -634,95 +635,77 @@ pub fn cloning<T: MemoryValue>() -> Option<MemOps<T>> {
     })
 }
 
-/// Least recently used eviction over at most `capacity` entries. A hit takes one uncontended
-/// lock and one hash probe; choosing a victim scans the map, which only happens on a miss that
-/// was going to compute or read the disk anyway.
-#[derive(Debug)]
+/// Least recently used eviction over at most `capacity` entries: hashlink's `LruCache`, a hash
+/// map whose entries are also linked in order of use, so a hit, an insert and an eviction each
+/// cost one hash probe and a few pointer moves, whatever the capacity. A hit takes one
+/// uncontended lock. The map is made at the first store: a `Site` is built in a `static`.
 struct Memory {
     capacity: usize,
-    map: Mutex<MemoryMap>,
+    lru: Mutex<Option<LruCache<Box<[u8]>, MemoryEntry>>>,
 }
 
-struct MemoryMap {
-    entries: HashMap<Box<[u8]>, MemoryEntry, BytesHasher>,
-    tick: u64,
-}
-
-impl std::fmt::Debug for MemoryMap {
+impl std::fmt::Debug for Memory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemoryMap")
-            .field("entries", &self.entries.len())
+        f.debug_struct("Memory")
+            .field("capacity", &self.capacity)
+            .field("entries", &self.lock().as_ref().map_or(0, LruCache::len))
             .finish()
     }
 }
 
 struct MemoryEntry {
     value: Box<dyn Any + Send + Sync>,
-    used: u64,
     expires: Option<SystemTime>,
+}
+
+impl MemoryEntry {
+    fn is_live(&self) -> bool {
+        self.expires.is_none_or(|at| at > SystemTime::now())
+    }
 }
 
 impl Memory {
     const fn new(capacity: usize) -> Memory {
         Memory {
             capacity,
-            map: Mutex::new(MemoryMap {
-                entries: HashMap::with_hasher(BytesHasher),
-                tick: 0,
-            }),
+            lru: Mutex::new(None),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryMap> {
-        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<LruCache<Box<[u8]>, MemoryEntry>>> {
+        self.lru.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A clone of the value stored for `key`, which becomes the most recently used.
     fn get<T>(&self, key: &[u8], ops: MemOps<T>) -> Option<T> {
-        let mut map = self.lock();
-        map.tick += 1;
-        let tick = map.tick;
-        let entry = map.entries.get_mut(key)?;
-        if entry.expires.is_some_and(|at| at <= SystemTime::now()) {
-            map.entries.remove(key);
-            return None;
+        let mut lru = self.lock();
+        let lru = lru.as_mut()?;
+        let entry = lru.get(key)?;
+        if entry.is_live() {
+            return (ops.take)(&*entry.value);
         }
-        entry.used = tick;
-        (ops.take)(&*entry.value)
+        lru.remove(key);
+        None
     }
 
     fn contains(&self, key: &[u8]) -> bool {
         self.lock()
-            .entries
-            .get(key)
-            .is_some_and(|e| e.expires.is_none_or(|at| at > SystemTime::now()))
+            .as_ref()
+            .and_then(|lru| lru.peek(key))
+            .is_some_and(MemoryEntry::is_live)
     }
 
+    /// Stores `value` as the most recently used, evicting the least recently used past capacity.
     fn put(&self, key: Box<[u8]>, value: Box<dyn Any + Send + Sync>, expires: Option<SystemTime>) {
-        let mut map = self.lock();
-        map.tick += 1;
-        let used = map.tick;
-        if map.entries.len() >= self.capacity
-            && !map.entries.contains_key(&*key)
-            && let Some(victim) = map
-                .entries
-                .iter()
-                .min_by_key(|(_, e)| e.used)
-                .map(|(k, _)| k.clone())
-        {
-            map.entries.remove(&victim);
-        }
-        map.entries.insert(
-            key,
-            MemoryEntry {
-                value,
-                used,
-                expires,
-            },
-        );
+        self.lock()
+            .get_or_insert_with(|| LruCache::new(self.capacity))
+            .insert(key, MemoryEntry { value, expires });
     }
 
     fn clear(&self) {
-        self.lock().entries.clear();
+        if let Some(lru) = self.lock().as_mut() {
+            lru.clear();
+        }
     }
 }
 
@@ -799,50 +782,6 @@ fn memory_key<F: WriteArgs>(
         buffer.extend_from_slice(&key.0);
     }
     true
-}
-
-/// A quick multiplicative hash for short byte strings (FxHash's mixing): the LRU's keys are
-/// a few dozen bytes and never chosen by an adversary.
-#[derive(Debug, Clone, Copy, Default)]
-struct BytesHasher;
-
-impl std::hash::BuildHasher for BytesHasher {
-    type Hasher = BytesHash;
-    fn build_hasher(&self) -> BytesHash {
-        BytesHash(0)
-    }
-}
-
-#[derive(Debug)]
-struct BytesHash(u64);
-
-impl BytesHash {
-    #[inline]
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-impl std::hash::Hasher for BytesHash {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            self.add(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut word = [0u8; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(word));
-        }
-    }
-    fn write_usize(&mut self, n: usize) {
-        self.add(n as u64);
-    }
 }
 
 // ---- Keys from parts -----------------------------------------------------------------------------
@@ -1307,11 +1246,11 @@ macro_rules! __memo_if_tokio {
 macro_rules! __memo_if_tokio {
     ({ $($cached:tt)* } else { $($fallback:tt)* }) => {
         ::core::compile_error!(
-            "#[disk_cache] on an `async fn` needs memo-cache's `tokio` feature: add \"tokio\" to the \
-             `features` of the memo-cache dependency in Cargo.toml, wherever it comes from \
-             (`memo-cache = { version = \"0.1\", features = [\"tokio\"] }`, \
-             `memo-cache = { path = \"..\", features = [\"tokio\"] }`), \
-             or run `cargo add memo-cache --features tokio`"
+            "#[disk_cache] on an `async fn` needs memo-cache-rs's `tokio` feature: add \"tokio\" to \
+             the `features` of the memo-cache-rs dependency in Cargo.toml, wherever it comes from \
+             (`memo-cache-rs = { version = \"0.1\", features = [\"tokio\"] }`, \
+             `memo-cache-rs = { path = \"..\", features = [\"tokio\"] }`), \
+             or run `cargo add memo-cache-rs --features tokio`"
         );
         $($fallback)*
     };
@@ -1456,7 +1395,39 @@ mod asynchronous {
 
 #[cfg(test)]
 mod tests {
-    use super::function_name;
+    use std::time::{Duration, SystemTime};
+
+    use super::{Memory, cloning, function_name};
+
+    #[test]
+    fn the_memory_tier_evicts_the_least_recently_used_and_drops_expired_values() {
+        let memory = Memory::new(2);
+        let ops = cloning::<u32>().expect("memory ops");
+        let put = |key: &[u8], value: u32, expires| {
+            memory.put(key.into(), Box::new(value), expires);
+        };
+        assert_eq!(
+            memory.get(b"a", ops),
+            None,
+            "nothing before the first store"
+        );
+        put(b"a", 1, None);
+        put(b"b", 2, None);
+        assert_eq!(memory.get(b"a", ops), Some(1), "a is now used after b");
+        put(b"c", 3, None);
+        assert_eq!(memory.get(b"b", ops), None, "b, least recently used, went");
+        assert_eq!(memory.get(b"a", ops), Some(1));
+        assert_eq!(memory.get(b"c", ops), Some(3));
+        // `contains` does not count as a use: a stays least recently used.
+        assert!(memory.contains(b"a"));
+        put(b"d", 4, None);
+        assert!(!memory.contains(b"a"));
+        put(b"e", 5, Some(SystemTime::now() - Duration::from_secs(1)));
+        assert!(!memory.contains(b"e"));
+        assert_eq!(memory.get(b"e", ops), None, "an expired value is a miss");
+        memory.clear();
+        assert!(!memory.contains(b"d"));
+    }
 
     #[test]
     fn names_come_from_the_path_of_the_function_or_its_companion() {

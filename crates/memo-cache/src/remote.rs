@@ -152,30 +152,35 @@ impl RemoteConfig {
     }
 
     /// The namespace of this cache's keys in Redis (default `memo-cache:`).
+    #[must_use]
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
     }
 
     /// How long to wait for a connection (default 500 ms).
+    #[must_use]
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
     }
 
     /// How long to wait for one command's answer (default 500 ms).
+    #[must_use]
     pub fn command_timeout(mut self, timeout: Duration) -> Self {
         self.command_timeout = timeout;
         self
     }
 
     /// Values larger than this stay local-only (default 16 MiB).
+    #[must_use]
     pub fn max_value_bytes(mut self, bytes: usize) -> Self {
         self.max_value_bytes = bytes;
         self
     }
 
     /// The expiry of a fleet-wide compute lock, renewed while its holder computes (default 30 s).
+    #[must_use]
     pub fn lock_ttl(mut self, ttl: Duration) -> Self {
         self.lock_ttl = ttl;
         self
@@ -183,23 +188,27 @@ impl RemoteConfig {
 
     /// How long a node waits for another node's computation before computing itself
     /// (default 5 min).
+    #[must_use]
     pub fn wait_timeout(mut self, timeout: Duration) -> Self {
         self.wait_timeout = timeout;
         self
     }
 
     /// How long the tier is left alone after a failure before it is tried again (default 1 s).
+    #[must_use]
     pub fn retry_after(mut self, pause: Duration) -> Self {
         self.retry_after = pause;
         self
     }
 
     /// True when several URLs were given: a Redis Cluster.
+    #[must_use]
     pub fn is_cluster(&self) -> bool {
         self.urls.len() > 1
     }
 
     /// The URLs given, with any password hidden.
+    #[must_use]
     pub fn display_urls(&self) -> String {
         self.urls
             .iter()
@@ -209,16 +218,20 @@ impl RemoteConfig {
     }
 
     /// The key prefix.
+    #[must_use]
     pub fn key_prefix(&self) -> &str {
         &self.prefix
     }
 
     /// The largest value written to Redis.
+    #[must_use]
     pub fn max_value(&self) -> usize {
         self.max_value_bytes
     }
 
+    #[doc(hidden)] // the Redis key of a value: for tests
     /// The Redis key holding the value of `key`.
+    #[must_use]
     pub fn value_key(&self, key: &Key) -> String {
         format!("{}v:{}", self.prefix, key.to_hex())
     }

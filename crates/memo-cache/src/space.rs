@@ -53,7 +53,7 @@
 //!
 //! # Cost
 //!
-//! `auto_vacuum = INCREMENTAL` keeps a pointer map: `cargo bench -p memo-cache --bench inline`
+//! `auto_vacuum = INCREMENTAL` keeps a pointer map: `cargo bench -p memo-cache-rs --bench inline`
 //! (2-core VM, loaded) measured inline stores of up to 1 KiB unchanged (50 and 66 µs) and of
 //! 4-32 KiB about 5-10 % slower (74 against 69 µs at 4 KiB, 146 against 133 µs at 32 KiB);
 //! hits unchanged. A prune or clear ends with two checkpoints.

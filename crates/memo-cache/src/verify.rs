@@ -92,6 +92,7 @@ pub enum ProblemKind {
 
 impl ProblemKind {
     /// A short stable name, used in JSON output.
+    #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             ProblemKind::IndexCorrupt => "index-corrupt",
@@ -128,6 +129,7 @@ pub struct VerifyReport {
 
 impl VerifyReport {
     /// True when nothing is wrong, or everything wrong was fixed.
+    #[must_use]
     pub fn is_sound(&self) -> bool {
         self.problems.iter().all(|p| p.fixed)
     }
@@ -153,17 +155,20 @@ impl Default for Verify {
 
 impl Verify {
     /// Report only.
+    #[must_use]
     pub fn new() -> Self {
         Verify::default()
     }
 
     /// Repair what can be repaired: drop entries whose bytes are bad, remove stray files.
+    #[must_use]
     pub fn fix(mut self, fix: bool) -> Self {
         self.fix = fix;
         self
     }
 
     /// Files younger than this are not reported as stray (they may be writes in progress).
+    #[must_use]
     pub fn file_grace(mut self, grace: Duration) -> Self {
         self.file_grace = grace;
         self

@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! rm -rf cache_directory.example
-//! MEMO_CACHE_DIR=cache_directory.example cargo run --release -p memo-cache --example expensive
+//! MEMO_CACHE_DIR=cache_directory.example cargo run --release -p memo-cache-rs --example expensive
 //! git add -f cache_directory.example
 //! ```
 
