@@ -57,8 +57,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             )?);
         }
         let mut insert = tx.prepare(
-            "INSERT INTO entries (key, function_id, size, hash, value, created, last_used, hits, expires)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO entries (key, function_id, size, hash, value, created, last_used, hits, expires,
+                                  compute_us, priority)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, (1 + ?8) * ?10 / (?3 + 256.0))",
         )?;
         for i in 0..total.saturating_sub(FUNCTIONS) {
             let f = (i % FUNCTIONS) as usize;
@@ -77,6 +78,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     now_ms + month_ms
                 }
             });
+            // Compute times from 1 ms to about 17 min, log-uniform-ish, unrelated to the rest;
+            // the priority is what a store and its hits would give it (clock 0).
+            let compute_us = 1_000i64 << ((i.wrapping_mul(40_503) >> 3) % 20);
             insert.execute(params![
                 &key.0[..],
                 ids[f],
@@ -86,7 +90,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 created,
                 last_used,
                 (i % 5) as i64,
-                expires
+                expires,
+                compute_us
             ])?;
         }
     }

@@ -295,7 +295,8 @@ fn show_value_decodes_a_compressed_value_and_verify_checks_its_stored_bytes() {
     let value: Value = serde_json::from_str(&ok(dir.path(), &["show", &key, "--value"])).unwrap();
     assert_eq!(value, serde_json::json!(text));
     let with_meta = json(dir.path(), &["show", &key, "--value"]);
-    assert_eq!(with_meta["format"], "msgpack");
+    assert_eq!(with_meta["value_format"], "msgpack");
+    assert_eq!(with_meta["compressed"], true);
     assert_eq!(with_meta["value"], serde_json::json!(text));
     assert_eq!(
         json(dir.path(), &["verify"])["problems"],

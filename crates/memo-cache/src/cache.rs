@@ -300,6 +300,7 @@ impl CacheBuilder {
     /// assert!(entry.compressed && entry.bytes < 1000);
     /// assert_eq!(cache.get::<_, String>(&report, &(1,)).unwrap(), Some(text));
     /// ```
+    #[must_use]
     pub fn compress(mut self, level: i32) -> Self {
         self.compression.level = level.min(zstd::zstd_safe::max_c_level());
         self
@@ -309,6 +310,7 @@ impl CacheBuilder {
     /// [`compress`](Self::compress) level. Off by default: on arbitrary floats zstd saves little
     /// and a hit loses the arrays' fast path (BENCHMARKS.md, "Compression"); on numbers with
     /// few distinct values it can save most of the space.
+    #[must_use]
     pub fn compress_numbers(mut self, numbers: bool) -> Self {
         self.compression.numbers = numbers;
         self
@@ -542,6 +544,7 @@ impl Cache {
 
     /// The zstd level new values are stored at (0: uncompressed); see
     /// [`CacheBuilder::compress`].
+    #[must_use]
     pub fn compression_level(&self) -> i32 {
         self.inner.compression.level
     }
@@ -749,7 +752,7 @@ impl Cache {
         Ok(false)
     }
 
-    #[doc(hidden)] // the decoded stored form, for `memo-cache show`
+    #[doc(hidden)] // the encoded form, for `memo-cache show`
     /// The encoded value of an entry (format byte last; see [`crate::codec`]), its stored bytes
     /// hash-checked, then decompressed when they are compressed: always in one of the formats a
     /// value is encoded in, never [`FORMAT_ZSTD`](crate::codec::FORMAT_ZSTD).

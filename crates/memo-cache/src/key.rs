@@ -240,12 +240,14 @@ impl Function {
     /// assert!(cache.entries(None).unwrap()[0].compressed);
     /// assert_eq!(cache.get::<_, Vec<f64>>(&SERIES, &(1,)).unwrap(), Some(steps));
     /// ```
+    #[must_use]
     pub const fn with_compression(mut self, level: i32) -> Self {
         self.compression = Some(level);
         self
     }
 
     /// The function's own compression level, if it sets one.
+    #[must_use]
     pub fn compression(&self) -> Option<i32> {
         self.compression
     }
