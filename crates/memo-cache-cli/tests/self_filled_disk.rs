@@ -153,6 +153,20 @@ struct Filled {
 }
 
 /// Stores small entries until a store fails, then tries a few blob-sized ones.
+/// Bytes that do not compress (values are stored zstd-compressed when that saves space, and
+/// these must take their size on the disk).
+fn noise(seed: u8, len: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(seed);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 fn fill(cache: &Cache) -> Filled {
     let mut filled = Filled {
         small: 0,
@@ -181,7 +195,7 @@ fn fill(cache: &Cache) -> Filled {
         }
     }
     for i in 0..4u8 {
-        if cache.put(&BIG, &(i,), &vec![i; BLOB_BYTES]).is_ok() {
+        if cache.put(&BIG, &(i,), &noise(i, BLOB_BYTES)).is_ok() {
             filled.blobs += 1;
         }
     }
