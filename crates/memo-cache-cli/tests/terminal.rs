@@ -175,10 +175,8 @@ fn prune_clear_and_verify_show_entries_done_of_total_on_a_terminal_only() {
         screen.contains("checking entries 14/14 (100%)"),
         "{screen:?}"
     );
-    assert!(
-        screen.contains(&format!("Verifying {}", dir.path().display())),
-        "{screen:?}"
-    );
+    // (The bar's first words, "Verifying <dir>", are drawn only when a redraw tick comes before
+    // the first step: not on a small cache, whose first step comes at once.)
 
     let (code, out, _, screen) =
         on_terminal(dir.path(), &["prune", "--max-entries", "4"], "", true);
