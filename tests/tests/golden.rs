@@ -392,3 +392,33 @@ fn stored_value_bytes_are_frozen() {
         42
     );
 }
+
+/// Compressed values (format `0x20`: a zstd frame of a stored value, then the format byte), as
+/// written by the zstd command line at level 1: every later build must read them. What zstd
+/// writes may change with its version; what it reads may not.
+#[test]
+fn compressed_stored_values_decode() {
+    let bytes = |hex: &str| -> Vec<u8> {
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect()
+    };
+    assert_eq!(codec::FORMAT_ZSTD, 0x20);
+    // `"memo-cache "` 400 times: MessagePack str16 in a frame.
+    let text = bytes("28b52ffd603410bd000078da11306d656d6f2d63616368652001010022e1be280120");
+    assert_eq!(
+        codec::decode::<String>(text.clone()).unwrap(),
+        "memo-cache ".repeat(400)
+    );
+    assert_eq!(
+        codec::expanded(text).unwrap().last(),
+        Some(&codec::FORMAT_MSGPACK)
+    );
+    // `(0..1000).map(|i| (i % 8) as f64)`: the raw f64 array format in a frame.
+    let floats = bytes(
+        "28b52ffd60411e350100680000f03f004000081014181c100a00ef3e840ee00170071c034e80bb15c7806860701c680320",
+    );
+    let expected: Vec<f64> = (0..1000).map(|i| f64::from(i % 8)).collect();
+    assert_eq!(codec::decode::<Vec<f64>>(floats).unwrap(), expected);
+}
