@@ -337,7 +337,10 @@ fn removals_on_a_full_disk(
         "space",
         format!("free {free_full} -> {free} bytes, used {used_full} -> {used} bytes"),
     );
-    out.require(free >= free_full + 128 * 1024 && used * 2 <= used_full, || {
+    // At least a third of what the cache used comes back. (Half did before schema 3; its
+    // priority index and columns leave an emptied index more pages of its own, a larger share
+    // of a 256 KiB disk.)
+    out.require(free >= free_full + 128 * 1024 && used * 3 <= used_full * 2, || {
         format!("the space did not come back: free {free_full} -> {free}, used {used_full} -> {used}")
     });
     let again = cache
