@@ -18,6 +18,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use memo_cache::{Cache, Function};
+use memo_cache_bench::median_secs;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -176,11 +177,6 @@ fn seconds<R>(f: impl FnOnce() -> R) -> f64 {
     secs
 }
 
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
-}
-
 struct Row {
     stored: u64,
     encoded: u64,
@@ -230,8 +226,8 @@ where
     Row {
         stored: entry.bytes,
         encoded: encoded_len(value),
-        store: median(store),
-        hit: median(hit),
+        store: median_secs(store),
+        hit: median_secs(hit),
     }
 }
 
@@ -311,13 +307,13 @@ fn main() {
         for level in [1, 3] {
             let frame = zstd::bulk::compress(&encoded, level).unwrap();
             let reps = hits * 20;
-            let compress = median(
+            let compress = median_secs(
                 (0..reps)
                     .map(|_| seconds(|| zstd::bulk::compress(&encoded, level).unwrap()))
                     .collect(),
             );
             let mut decompressor = zstd::bulk::Decompressor::new().unwrap();
-            let decompress = median(
+            let decompress = median_secs(
                 (0..reps)
                     .map(|_| seconds(|| decompressor.decompress(&frame, encoded.len()).unwrap()))
                     .collect(),

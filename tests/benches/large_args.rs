@@ -19,12 +19,13 @@
 //! BENCHMARKS.md ("Large arguments").
 
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use memo_cache::disk_cache;
+use memo_cache_bench::{median_secs, noise, python_peers};
 
 const LEN: usize = 256 << 20;
 const REPS: usize = 3;
@@ -43,20 +44,6 @@ fn float_sum(data: &[f64]) -> f64 {
     data.iter().sum()
 }
 
-/// Bytes that look random to a compressor: xorshift64.
-fn random_bytes(len: usize) -> Vec<u8> {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
 fn floats(len: usize) -> Vec<f64> {
     (0..len).map(|i| (i as f64).sqrt() * 0.001 - 7.0).collect()
 }
@@ -65,31 +52,6 @@ fn seconds(f: impl FnOnce()) -> f64 {
     let start = Instant::now();
     f();
     start.elapsed().as_secs_f64()
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
-}
-
-/// The Python peers' interpreter: `MEMO_BENCH_PYTHON`, else the environment the setup script
-/// makes (making it if needed).
-fn python() -> Result<PathBuf, String> {
-    if let Some(python) = std::env::var_os("MEMO_BENCH_PYTHON") {
-        return Ok(python.into());
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/python-peers.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-    eprint!("{}", String::from_utf8_lossy(&out.stderr));
-    if !out.status.success() {
-        return Err(format!("{} failed ({})", script.display(), out.status));
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let python = stdout.lines().last().unwrap_or("").trim();
-    Ok(PathBuf::from(python))
 }
 
 const JOBLIB: &str = r#"
@@ -135,7 +97,7 @@ fn joblib_round(python: &Path, bytes: &Path, floats: &Path) -> (Vec<f64>, Vec<f6
 
 fn row(what: &str, samples: Vec<f64>) -> f64 {
     let n = samples.len();
-    let secs = median(samples);
+    let secs = median_secs(samples);
     println!(
         "{what:<44} {:>9.1} ms {:>9.0} MB/s   (median of {n})",
         secs * 1e3,
@@ -174,7 +136,7 @@ fn rayon_threshold(bytes: &[u8]) {
                     }) / writes as f64,
                 );
             }
-            median(samples) * 1e6
+            median_secs(samples) * 1e6
         };
         let (one, every) = (time(false), time(true));
         println!(
@@ -191,7 +153,7 @@ fn main() {
         args.iter().any(|a| a == "--quick") || std::env::var_os("MEMO_BENCH_QUICK").is_some();
     let with_python = !args.iter().any(|a| a == "--no-python");
     if args.iter().any(|a| a == "--rayon-threshold") {
-        rayon_threshold(&random_bytes(64 << 20));
+        rayon_threshold(&noise(64 << 20));
         return;
     }
     let rounds = if quick { 1 } else { 3 };
@@ -200,7 +162,7 @@ fn main() {
     // SAFETY: single-threaded; set before any cached function runs.
     unsafe { std::env::set_var("MEMO_CACHE_DIR", dir.path().join("cache")) };
 
-    let bytes = random_bytes(LEN);
+    let bytes = noise(LEN);
     let floats = floats(LEN / 8);
     let bytes_file = dir.path().join("bytes.bin");
     let floats_file = dir.path().join("floats.bin");
@@ -208,7 +170,7 @@ fn main() {
         std::fs::write(&bytes_file, &bytes).unwrap();
         let le: Vec<u8> = floats.iter().flat_map(|x| x.to_le_bytes()).collect();
         std::fs::write(&floats_file, le).unwrap();
-        match python() {
+        match python_peers() {
             Ok(python) => Some(python),
             Err(why) => {
                 println!("joblib not measured: {why}");

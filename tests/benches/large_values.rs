@@ -23,12 +23,13 @@
 
 use std::hint::black_box;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::Instant;
 
 use memo_cache::disk_cache;
+use memo_cache_bench::{median_secs, noise, python_peers};
 
 /// The value the next miss hands back (taken, so the "computation" costs nothing).
 static NEXT_BYTES: Mutex<Option<Vec<u8>>> = Mutex::new(None);
@@ -48,27 +49,8 @@ fn floats_value(_len: usize, _seed: u64) -> Vec<f64> {
         .expect("a prepared value")
 }
 
-/// Bytes that look random to a compressor: xorshift64.
-fn random_bytes(len: usize) -> Vec<u8> {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
 fn floats(len: usize) -> Vec<f64> {
     (0..len).map(|i| (i as f64).sqrt() * 0.001 - 7.0).collect()
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
 }
 
 /// Seconds taken by `f`; what it returns is dropped after the clock stops.
@@ -78,25 +60,6 @@ fn timed<R>(f: impl FnOnce() -> R) -> f64 {
     let secs = start.elapsed().as_secs_f64();
     drop(out);
     secs
-}
-
-/// The Python peers' interpreter: `MEMO_BENCH_PYTHON`, else the environment the setup script
-/// makes (making it if needed).
-fn python() -> Result<PathBuf, String> {
-    if let Some(python) = std::env::var_os("MEMO_BENCH_PYTHON") {
-        return Ok(python.into());
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/python-peers.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-    eprint!("{}", String::from_utf8_lossy(&out.stderr));
-    if !out.status.success() {
-        return Err(format!("{} failed ({})", script.display(), out.status));
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    Ok(PathBuf::from(stdout.lines().last().unwrap_or("").trim()))
 }
 
 /// One round of joblib: `stores` misses of new arguments, then `hits` hits of the first, on an
@@ -194,7 +157,7 @@ fn run_case(case: &Case, rounds: usize, python: Option<&Path>, dir: &Path) -> Sa
     let (bytes, floats) = if floats_case {
         (Vec::new(), floats(len))
     } else {
-        (random_bytes(case.bytes), Vec::new())
+        (noise(case.bytes), Vec::new())
     };
     let file = dir.join(format!("{}.bin", case.name));
     let file_bytes: Vec<u8> = if floats_case {
@@ -278,7 +241,7 @@ fn print_case(case: &Case, s: Samples) {
         if samples.is_empty() {
             return None;
         }
-        let secs = median(samples.to_vec());
+        let secs = median_secs(samples.to_vec());
         let (lo, hi) = samples
             .iter()
             .fold((f64::MAX, 0f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
@@ -337,7 +300,7 @@ fn main() {
     // SAFETY: single-threaded; set before any cached function runs.
     unsafe { std::env::set_var("MEMO_CACHE_DIR", dir.path().join("cache")) };
     let python = if with_python {
-        python()
+        python_peers()
             .map_err(|why| println!("joblib not measured: {why}"))
             .ok()
     } else {

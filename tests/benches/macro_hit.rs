@@ -10,6 +10,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use memo_cache::{Cache, Function, disk_cache};
+use memo_cache_bench::median_secs;
 
 const KEYS: u64 = 64;
 const BATCH: u64 = 250;
@@ -56,11 +57,6 @@ fn batch_of(f: &mut impl FnMut(u64), n: u64) -> f64 {
     start.elapsed().as_nanos() as f64 / n as f64
 }
 
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
-}
-
 /// Medians of `fs`, timed in alternating batches.
 fn compare(fs: &mut [&mut dyn FnMut(u64)]) -> Vec<f64> {
     let mut samples = vec![Vec::new(); fs.len()];
@@ -70,7 +66,7 @@ fn compare(fs: &mut [&mut dyn FnMut(u64)]) -> Vec<f64> {
             s.push(batch(&mut f));
         }
     }
-    samples.into_iter().map(median).collect()
+    samples.into_iter().map(median_secs).collect()
 }
 
 fn main() {
@@ -139,7 +135,7 @@ fn main() {
         samples[0].push(batch_of(&mut put, MISS_BATCH));
         samples[1].push(batch_of(&mut macro_miss, MISS_BATCH));
     }
-    let [put, macro_miss] = samples.map(median);
+    let [put, macro_miss] = samples.map(median_secs);
     println!(
         "miss and store, 50-byte String, median of {MISS_BATCHES} batches of {MISS_BATCH} calls:"
     );

@@ -2,8 +2,10 @@
 //! kind reads back right from the index, a blob and a first-hit file, and that damaged or
 //! hostile compressed bytes are misses, never served and never expanded past their bounds.
 
+mod macro_support;
+
 use memo_cache::{Cache, Digest, Function, codec};
-use memo_cache_e2e::{blob_of, capture_warnings, flip_byte, raw_index};
+use memo_cache_e2e::{blob_of, capture_warnings, flip_byte, raw_index, run_bounded};
 use serde::{Deserialize, Serialize};
 
 static TEXT: Function = Function::new("compression::text", "v1", "String");
@@ -292,4 +294,212 @@ fn a_decompression_bomb_or_a_lying_frame_is_a_miss() {
     plant(dir.path(), &key, &frame(1 << 40, 1000));
     let err = cache.stored_bytes(&key).unwrap_err().to_string();
     assert!(err.contains("over the limit"), "{err}");
+}
+
+const CHILD: &str = env!("CARGO_BIN_EXE_macro_child");
+
+/// A program using `#[disk_cache]` stores a 100 KB report with `MEMO_CACHE_COMPRESS` as given
+/// (unset: `None`), then reads it back in a second process. Returns whether the entry is
+/// compressed, its stored size, and what the first run printed on stderr.
+fn report_stored_with(level: Option<&str>) -> (bool, u64, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |dir: &std::path::Path| {
+        let mut command = macro_support::command(CHILD, dir, &["report", "2500"]);
+        match level {
+            Some(level) => command.env("MEMO_CACHE_COMPRESS", level),
+            None => command.env_remove("MEMO_CACHE_COMPRESS"),
+        };
+        macro_support::finish(CHILD, run_bounded(&mut command))
+    };
+    let first = run(dir.path());
+    assert_eq!(first.count("report"), 1);
+    let second = run(dir.path());
+    assert_eq!(
+        second.count("report"),
+        0,
+        "the second run is served from disk"
+    );
+    assert_eq!(second.results(), first.results());
+    let cache = Cache::open(dir.path()).unwrap();
+    let entries = cache.entries(None).unwrap();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    (entries[0].compressed, entries[0].bytes, first.stderr)
+}
+
+#[test]
+fn memo_cache_compress_sets_the_level_of_a_program_using_the_attribute() {
+    let (compressed, default_size, _) = report_stored_with(None);
+    assert!(compressed, "compressed by default");
+    let (compressed, plain_size, _) = report_stored_with(Some("0"));
+    assert!(!compressed, "0 turns compression off");
+    assert!(plain_size > 90_000, "{plain_size}");
+    assert!(
+        default_size * 4 < plain_size,
+        "{default_size} of {plain_size}"
+    );
+    let (compressed, high_size, _) = report_stored_with(Some("19"));
+    assert!(compressed);
+    assert!(high_size <= default_size, "{high_size} > {default_size}");
+    // Not a level (zstd's negative "fast" levels are not offered): said so, and the default
+    // applies.
+    for bad in ["lots", "-5", "23"] {
+        let (compressed, size, stderr) = report_stored_with(Some(bad));
+        assert!(compressed, "{bad}");
+        assert_eq!(size, default_size, "{bad}");
+        assert!(
+            stderr.contains("MEMO_CACHE_COMPRESS") && stderr.contains("not a zstd level"),
+            "{bad}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn verify_reports_and_fixes_compressed_values_that_cannot_be_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open(dir.path()).unwrap();
+    let good = codec::encode(&text(20_000)).unwrap();
+    let packed = zstd::bulk::compress(&good, 1).unwrap();
+    let with_format = |mut frame: Vec<u8>| {
+        frame.push(codec::FORMAT_ZSTD);
+        frame
+    };
+    let planted: Vec<(&str, Vec<u8>)> = vec![
+        ("over the limit", frame(1 << 40, 1000)),
+        ("cannot be read back", frame(100, 100_000)),
+        (
+            "no valid zstd frame header",
+            vec![1, 2, 3, codec::FORMAT_ZSTD],
+        ),
+        ("zstd", with_format(packed[..packed.len() / 2].to_vec())),
+        (
+            "bytes after the compressed value",
+            with_format([packed.clone(), packed.clone()].concat()),
+        ),
+        (
+            "inside a compressed value",
+            with_format(zstd::bulk::compress(&with_format(packed.clone()), 1).unwrap()),
+        ),
+    ];
+    for (arg, (_, bytes)) in planted.iter().enumerate() {
+        cache
+            .put(&TEXT, &(arg as u64,), &"short".to_string())
+            .unwrap();
+        plant(dir.path(), &TEXT.key(&(arg as u64,)).unwrap(), bytes);
+    }
+    // One good compressed value beside them.
+    cache.put(&TEXT, &(99u64,), &text(20_000)).unwrap();
+    assert!(entry(&cache, &TEXT, 99).compressed);
+
+    let report = cache.verify(&memo_cache::Verify::new()).unwrap();
+    assert_eq!(report.problems.len(), planted.len(), "{report:?}");
+    for (arg, (why, _)) in planted.iter().enumerate() {
+        let key = TEXT.key(&(arg as u64,)).unwrap();
+        let problem = report
+            .problems
+            .iter()
+            .find(|p| p.key == Some(key))
+            .unwrap_or_else(|| panic!("{why}: not reported"));
+        assert_eq!(problem.kind, memo_cache::ProblemKind::BadValue, "{why}");
+        assert!(problem.detail.contains(why), "{why}: {}", problem.detail);
+    }
+    let fixed = cache.verify(&memo_cache::Verify::new().fix(true)).unwrap();
+    assert!(fixed.problems.iter().all(|p| p.fixed), "{fixed:?}");
+    assert!(cache.verify(&memo_cache::Verify::new()).unwrap().is_sound());
+    assert_eq!(
+        cache.entries(None).unwrap().len(),
+        1,
+        "the good value stays"
+    );
+}
+
+#[test]
+fn a_value_with_bytes_after_it_is_a_miss_and_dropped() {
+    // Stored bytes are one MessagePack value and the format byte: anything more means these
+    // are not the bytes memo-cache stored, compressed or not.
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open(dir.path()).unwrap();
+    let padded = vec![0xa2, b'a', b'b', 0xc1, 0xc1, b'x', codec::FORMAT_MSGPACK];
+    let mut compressed = zstd::bulk::compress(
+        &{
+            let mut long = vec![0xa2, b'a', b'b'];
+            long.resize(1 << 20, 0);
+            long.push(codec::FORMAT_MSGPACK);
+            long
+        },
+        1,
+    )
+    .unwrap();
+    compressed.push(codec::FORMAT_ZSTD);
+    for (arg, planted) in [(1u64, padded), (2, compressed)] {
+        cache.put(&TEXT, &(arg,), &"ab".to_string()).unwrap();
+        let key = TEXT.key(&(arg,)).unwrap();
+        plant(dir.path(), &key, &planted);
+        assert_eq!(
+            cache.get::<_, String>(&TEXT, &(arg,)).unwrap(),
+            None,
+            "{arg}"
+        );
+        assert!(cache.entry(&key).unwrap().is_none(), "{arg}: dropped");
+    }
+}
+
+/// Bytes zstd cannot shrink.
+fn noise_bytes(len: usize) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+#[test]
+fn large_arrays_stored_from_their_own_memory_are_the_bytes_an_encoding_stores() {
+    // A large byte or number vector that stays uncompressed is written from its own memory with
+    // its format byte after it, not copied into an encoding first: the blob must hold exactly
+    // what the encoding would, hash and all, and read back; a compressible one still compresses.
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open(dir.path()).unwrap();
+    let bytes = noise_bytes(3 << 20);
+    let floats: Vec<f64> = (0..300_000).map(|i| (i as f64).sqrt().sin()).collect();
+    let zeros = vec![0u8; 1 << 20];
+    cache.put(&BYTES, &(1,), &bytes).unwrap();
+    cache.put(&FLOATS, &(1,), &floats).unwrap();
+    cache.put(&BYTES, &(2,), &zeros).unwrap();
+    for (key, encoded) in [
+        (BYTES.key(&(1,)).unwrap(), codec::encode(&bytes).unwrap()),
+        (FLOATS.key(&(1,)).unwrap(), codec::encode(&floats).unwrap()),
+    ] {
+        let blob = blob_of(dir.path(), &key);
+        let stored = std::fs::read(&blob).unwrap();
+        assert!(
+            stored == encoded,
+            "{}: not the encoding's bytes",
+            blob.display()
+        );
+        let hash = Digest::of(&stored).to_hex();
+        assert!(
+            blob.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .ends_with(&hash[..16]),
+            "{}: named by another hash than its bytes' {hash}",
+            blob.display()
+        );
+    }
+    // The zeros compress to a few hundred bytes, kept in the index: no third blob.
+    assert_eq!(memo_cache_e2e::blob_files(dir.path()).len(), 2);
+    drop(cache);
+    let cache = Cache::open(dir.path()).unwrap();
+    assert_eq!(cache.get::<_, Vec<u8>>(&BYTES, &(1,)).unwrap(), Some(bytes));
+    assert_eq!(
+        cache.get::<_, Vec<f64>>(&FLOATS, &(1,)).unwrap(),
+        Some(floats)
+    );
+    assert_eq!(cache.get::<_, Vec<u8>>(&BYTES, &(2,)).unwrap(), Some(zeros));
+    assert!(cache.verify(&memo_cache::Verify::new()).unwrap().is_sound());
 }

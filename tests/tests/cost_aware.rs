@@ -352,3 +352,156 @@ fn each_entry_keeps_the_arguments_that_made_it_when_they_are_small() {
     assert_eq!(large.args, None);
     assert!(large.args_size.unwrap() > 4000, "{:?}", large.args_size);
 }
+
+/// The schema objects of `entries` (indexes and triggers, with their SQL), sorted.
+fn entries_schema(dir: &Path) -> Vec<(String, String, Option<String>)> {
+    let conn = raw_index(dir);
+    let mut stmt = conn
+        .prepare(
+            "SELECT type, name, sql FROM sqlite_master
+             WHERE tbl_name = 'entries' AND type IN ('index', 'trigger') ORDER BY type, name",
+        )
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+}
+
+/// Each function's aggregates as its rows give them: (name, entries, bytes, compute µs, hits).
+fn recounted(dir: &Path, costs: bool) -> Vec<(String, i64, i64, i64, i64)> {
+    let sums = if costs {
+        "sum(e.compute_us), sum(e.hits)"
+    } else {
+        "0, 0"
+    };
+    let conn = raw_index(dir);
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT f.name, count(*), sum(e.size), {sums} FROM entries e
+             JOIN functions f ON f.id = e.function_id GROUP BY f.name ORDER BY f.name"
+        ))
+        .unwrap();
+    stmt.query_map([], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    })
+    .unwrap()
+    .collect::<rusqlite::Result<_>>()
+    .unwrap()
+}
+
+/// The aggregates the cache reports, in the form of [`recounted`].
+fn reported(cache: &Cache) -> Vec<(String, i64, i64, i64, i64)> {
+    let mut out: Vec<_> = cache
+        .functions()
+        .unwrap()
+        .into_iter()
+        .filter(|f| f.entries > 0)
+        .map(|f| {
+            (
+                f.name.clone(),
+                f.entries as i64,
+                f.bytes as i64,
+                f.compute_time.as_micros() as i64,
+                f.hits as i64,
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// 12,000 cheap entries (1 ms each) and 12,000 dear ones (1 s each), about 100 bytes each.
+fn fill_for_bulk(dir: &Path) {
+    let cache = Cache::open(dir).unwrap();
+    for i in 0..12_000u32 {
+        let value = i.to_le_bytes().repeat(24);
+        cache
+            .put_timed(&CHEAP, &(i,), &value, Duration::from_millis(1))
+            .unwrap();
+        cache
+            .put_timed(&DEAR, &(i,), &value, Duration::from_secs(1))
+            .unwrap();
+    }
+    // Some hits, so that the hit and time-saved sums have something to count.
+    for i in 0..100u32 {
+        assert!(cache.get::<_, Vec<u8>>(&DEAR, &(i,)).unwrap().is_some());
+    }
+}
+
+#[test]
+fn a_prune_of_most_entries_keeps_the_schema_and_the_aggregates_true() {
+    // Removing at least half as many rows as it leaves, a prune sets the indexes and the delete
+    // trigger of `entries` aside and builds them again: they must come back as they were, and
+    // the per-function figures must be what the rows say.
+    let dir = tempfile::tempdir().unwrap();
+    fill_for_bulk(dir.path());
+    let schema = entries_schema(dir.path());
+    assert!(schema.len() >= 7, "{schema:?}");
+
+    let cache = Cache::open(dir.path()).unwrap();
+    let planned = cache
+        .prune(&Prune::new().max_entries(12_000).dry_run())
+        .unwrap();
+    assert_eq!(planned.entries, 12_000);
+    assert_eq!(
+        cache.stats().unwrap().entries,
+        24_000,
+        "a dry run removes nothing"
+    );
+    assert_eq!(entries_schema(dir.path()), schema);
+
+    let removal = cache.prune(&Prune::new().max_entries(12_000)).unwrap();
+    assert_eq!(removal.entries, 12_000);
+    assert_eq!(
+        entries_schema(dir.path()),
+        schema,
+        "indexes and triggers as before"
+    );
+    assert_eq!(reported(&cache), recounted(dir.path(), true));
+    // The pages the removal freed went back to the file system.
+    let free: i64 = raw_index(dir.path())
+        .query_row("PRAGMA freelist_count", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(free, 0, "free pages left in the index after a prune");
+    // Cost-aware: every dear entry stayed.
+    let dear = cache
+        .functions()
+        .unwrap()
+        .into_iter()
+        .find(|f| f.name == "cost::dear")
+        .unwrap();
+    assert_eq!(dear.entries, 12_000);
+    assert_eq!(dear.hits, 100);
+    assert_eq!(dear.saved, Duration::from_secs(100));
+
+    // The triggers work again: a store and a small prune keep the figures true.
+    cache
+        .put_timed(&CHEAP, &(99_999u32,), &kb(1), Duration::from_millis(1))
+        .unwrap();
+    cache.prune(&Prune::new().max_entries(11_990)).unwrap();
+    assert_eq!(cache.stats().unwrap().entries, 11_990);
+    assert_eq!(reported(&cache), recounted(dir.path(), true));
+    assert!(cache.get::<_, Vec<u8>>(&DEAR, &(5u32,)).unwrap().is_some());
+    let report = cache.verify(&memo_cache::Verify::new()).unwrap();
+    assert!(report.is_sound(), "{report:?}");
+}
+
+#[test]
+fn a_prune_of_most_entries_of_an_older_index_keeps_its_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    fill_for_bulk(dir.path());
+    downgrade_to_v2(dir.path());
+    let schema = entries_schema(dir.path());
+
+    // As the CLI opens it: as it is, least recently used first.
+    let cache = Cache::builder(dir.path()).existing_only().open().unwrap();
+    let removal = cache.prune(&Prune::new().max_entries(8_000)).unwrap();
+    assert_eq!(removal.entries, 16_000);
+    assert_eq!(entries_schema(dir.path()), schema);
+    assert_eq!(reported(&cache), recounted(dir.path(), false));
+    let version: i64 = raw_index(dir.path())
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+}

@@ -1,6 +1,7 @@
 //! What a user of `#[disk_cache]` sees, in real processes: one line on stderr when the cache
-//! cannot be used and no `tracing` subscriber would say so, none with `MEMO_CACHE_QUIET=1`, and
-//! with `RUST_LOG=memo_cache=debug` the reason each call computed.
+//! cannot be used and no `tracing` subscriber would say so, none with `MEMO_CACHE_QUIET=1`, the
+//! warning through the subscriber the README recommends, and with `RUST_LOG=memo_cache=debug`
+//! the reason each call computed (each event with its function, key and path).
 
 mod macro_support;
 
@@ -119,6 +120,57 @@ fn a_subscriber_gets_the_warning_under_the_memo_cache_target_instead() {
     assert_eq!(six_uncached_calls(&file, &off).stderr, "");
 }
 
+#[test]
+fn the_readme_subscriber_shows_the_warning_with_rust_log_unset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    // `command` removes RUST_LOG; an empty one counts as unset.
+    for env in [
+        &[("CHILD_LOG", "readme")][..],
+        &[("CHILD_LOG", "readme"), ("RUST_LOG", "")],
+    ] {
+        let run = six_uncached_calls(&file, env);
+        let lines: Vec<&str> = run.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{env:?}: {}", run.stderr);
+        assert!(lines[0].contains("WARN memo_cache:"), "{}", lines[0]);
+        assert!(lines[0].contains("uncached"), "{}", lines[0]);
+        assert!(
+            lines[0].contains(&format!("path={}", file.display())),
+            "{}",
+            lines[0]
+        );
+    }
+    // MEMO_CACHE_QUIET hides only the line printed without a subscriber.
+    let quiet = [("CHILD_LOG", "readme"), ("MEMO_CACHE_QUIET", "1")];
+    assert_eq!(six_uncached_calls(&file, &quiet).stderr.lines().count(), 1);
+    // What the README warns of: `EnvFilter::from_default_env()` alone, RUST_LOG unset, lets
+    // errors through and nothing else.
+    assert_eq!(six_uncached_calls(&file, &[("CHILD_LOG", "1")]).stderr, "");
+}
+
+const FIB_120: &str = "5358359254990966640871840";
+
+#[test]
+fn a_memoized_recursion_with_memory_stays_linear_when_the_cache_cannot_be_used() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    // Uncached, fib(120) would make ~10^25 calls; the memory layer makes it 121 bodies.
+    let run = child(&file, &["fib", "120"], &[]);
+    assert_eq!(run.count("fib"), 121, "{}", run.stdout);
+    assert_eq!(run.results(), [FIB_120]);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+
+    // With a usable cache: computed once, then a new process reads fib(120) from disk.
+    let dir = tempfile::tempdir().unwrap();
+    let first = child(dir.path(), &["fib", "120"], &[]);
+    assert_eq!(first.count("fib"), 121, "{}", first.stdout);
+    let second = child(dir.path(), &["fib", "120"], &[]);
+    assert_eq!(second.count("fib"), 0, "{}", second.stdout);
+    assert_eq!(second.results(), [FIB_120]);
+}
+
 /// The debug events of the calls target, one per line.
 fn events(run: &Run) -> Vec<&str> {
     run.stderr
@@ -148,17 +200,28 @@ fn debug_events_say_hit_miss_and_stored() {
         misses[0]
     );
     assert!(misses[0].contains("key="), "{}", misses[0]);
-    let stored = first
+    let path = format!("path={}", dir.path().display());
+    let stored: Vec<&str> = first
         .stderr
         .lines()
         .filter(|l| l.contains("DEBUG memo_cache::store:") && l.contains("stored"))
-        .count();
-    assert_eq!(stored, 6, "{}", first.stderr);
+        .collect();
+    assert_eq!(stored.len(), 6, "{}", first.stderr);
+    // Every event names the function, the key and the cache directory.
+    for line in misses.iter().chain(&stored) {
+        assert!(line.contains("function="), "{line}");
+        assert!(line.contains("key="), "{line}");
+        assert!(line.contains(&path), "{line}");
+    }
 
     let second = child(dir.path(), &["calls"], &DEBUG);
     let hits = events(&second);
     assert_eq!(hits.len(), 6, "{}", second.stderr);
     assert!(hits.iter().all(|l| l.contains(" hit ")), "{hits:?}");
+    for line in &hits {
+        assert!(line.contains("function="), "{line}");
+        assert!(line.contains(&path), "{line}");
+    }
 }
 
 #[test]
@@ -198,9 +261,13 @@ fn debug_events_name_evicted_entries() {
         .filter(|l| l.contains("DEBUG memo_cache::store:") && l.contains("evicted"))
         .collect();
     assert!(evicted.len() >= 3, "{}", run.stderr);
-    assert!(
-        evicted[0].contains("over its size limit of 3000 bytes"),
-        "{}",
-        evicted[0]
-    );
+    for line in &evicted {
+        assert!(line.contains("over its size limit of 3000 bytes"), "{line}");
+        assert!(
+            line.contains("function=\"child::block\"") || line.contains("function=child::block"),
+            "{line}"
+        );
+        assert!(line.contains("key="), "{line}");
+        assert!(line.contains("path="), "{line}");
+    }
 }

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use cached::{ConcurrentCached, RedbCache};
 use memo_cache::{Cache, Function};
-use memo_cache_bench::{Small, median, small};
+use memo_cache_bench::{Small, median, noise, small};
 use serde::{Deserialize, Serialize};
 
 // ---- Work ------------------------------------------------------------------------------------
@@ -54,12 +54,6 @@ fn points() -> Vec<Point> {
             y: -(i as f64),
             label: format!("p{i}"),
         })
-        .collect()
-}
-
-fn bytes(len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add((i >> 12) as u8))
         .collect()
 }
 
@@ -458,7 +452,7 @@ impl Bench {
     }
 
     fn large_bytes(&mut self, mb: usize, reps: usize) {
-        let value = bytes(mb * 1_000_000);
+        let value = noise(mb * 1_000_000);
         let mut stores = Vec::new();
         let mut hits = Vec::new();
         for kind in KINDS {
@@ -895,12 +889,20 @@ fn run_child(args: &[String]) {
                     (0..n).for_each(|i| drop(black_box(own_small(base + i))));
                     assert_eq!(SMALL_COMPUTED.load(Ordering::Relaxed), n);
                 }
+                // Warm hits through `#[disk_cache]` over PRELOADED keys (MEMO_CACHE_DIR=<dir>),
+                // the keys stored on the first run.
+                "attr-hit" => {
+                    (0..PRELOADED).for_each(|i| drop(black_box(own_small(i))));
+                    let before = SMALL_COMPUTED.load(Ordering::Relaxed);
+                    (0..n).for_each(|i| drop(black_box(own_small(i % PRELOADED))));
+                    assert_eq!(SMALL_COMPUTED.load(Ordering::Relaxed), before);
+                }
                 "bytes-hit" | "floats-hit" => {
                     let floats_case = args[1] == "floats-hit";
                     if floats_case && store.get_floats().is_none() {
                         store.put_floats(&floats());
                     } else if !floats_case && store.get_bytes(0).is_none() {
-                        store.put_bytes(0, &bytes(100_000_000));
+                        store.put_bytes(0, &noise(100_000_000));
                     }
                     for _ in 0..n {
                         if floats_case {

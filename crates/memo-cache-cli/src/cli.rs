@@ -78,6 +78,34 @@ impl Cli {
         self.verbose.min(100) as i8 - self.quiet.min(100) as i8
     }
 
+    /// Refuses, as clap refuses conflicting options, what clap's own checks let through: `-q`
+    /// with `-v` on either side of the command, and a global option the command cannot honour:
+    /// `--json` with `completions`, which prints a shell script (JSON on stdout would be a
+    /// promise broken). The other global options mean nothing to it and are ignored, as uv
+    /// ignores its cache options in `uv generate-shell-completion`.
+    pub fn refuse_misfits(&self) -> Result<(), clap::Error> {
+        // `conflicts_with` holds only where both are given at one level (`memo-cache -q -v ls`);
+        // clap lets `memo-cache -q ls -v` through, since a global option given after the command
+        // belongs to the command's own matches.
+        if self.quiet > 0 && self.verbose > 0 {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            return Err(command.error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "the argument '--quiet...' cannot be used with '--verbose...': -q says less, -v \
+                 more; give one of them",
+            ));
+        }
+        if self.json && matches!(self.command, Command::Completions { .. }) {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            return Err(command.error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "the argument '--json' cannot be used with 'completions': it prints a shell \
+                 script, never JSON; leave out --json",
+            ));
+        }
+        Ok(())
+    }
+
     /// The command line as clap sees it, less the global options that make no sense for
     /// `completions` and `generate-man` there: what completion scripts and man pages are made
     /// from. (Hiding them would not do: the completion generators offer hidden options too.)
@@ -165,11 +193,12 @@ pub enum Command {
     /// --fix, bad entries are dropped (they will be recomputed) and stray files removed.
     Verify(VerifyArgs),
 
-    /// See or clear this cache's keys in the shared Redis tier
+    /// See, clear or prune this cache's values in the shared tier (Redis, memcached, PostgreSQL)
     ///
-    /// The tier is --url, else $MEMO_CACHE_REDIS_URL (several comma-separated URLs for a Redis
-    /// Cluster); only keys under --prefix (else $MEMO_CACHE_REDIS_PREFIX, else `memo-cache:`)
-    /// are touched, found with SCAN on every master, never KEYS or FLUSHALL.
+    /// The tier is --url, else $MEMO_CACHE_REMOTE_URL, else $MEMO_CACHE_REDIS_URL; only values
+    /// under --prefix (else $MEMO_CACHE_REMOTE_PREFIX, else `memo-cache:`) are touched: on Redis
+    /// keys found with SCAN on every master, never KEYS or FLUSHALL; on PostgreSQL the prefix's
+    /// own table, never another.
     Remote(RemoteArgs),
 
     /// Print a shell completion script, e.g. `memo-cache completions bash > ~/.local/share/bash-completion/completions/memo-cache`
@@ -181,7 +210,7 @@ pub enum Command {
     /// Write man pages (memo-cache.1 and one per command) into DIR, made from this help
     #[command(hide = true)]
     GenerateMan {
-        /// The directory to write them into (made if missing)
+        /// The directory to write them into (made if missing; memo-cache pages already there are replaced)
         dir: PathBuf,
     },
 }
@@ -189,33 +218,49 @@ pub enum Command {
 /// Options of `remote`.
 #[derive(Debug, Args)]
 pub struct RemoteArgs {
-    /// The Redis tier: redis://host:port, rediss://host:port, or a comma-separated list of cluster nodes
+    /// The shared tier: redis://host:port, rediss://host:port, a comma-separated list of Redis
+    /// Cluster nodes, memcache://host:port (comma-separated for several servers), or
+    /// postgres://user@host:port/db. Else MEMO_CACHE_REMOTE_URL, else MEMO_CACHE_REDIS_URL
     #[arg(
         long,
         value_name = "URL",
-        env = memo_cache::REDIS_URL_ENV,
+        env = memo_cache::REMOTE_URL_ENV,
         hide_env_values = true
     )]
     pub url: Option<String>,
 
-    /// The key prefix (namespace) of this cache in Redis [default: memo-cache:]
-    #[arg(long, value_name = "PREFIX", env = memo_cache::REDIS_PREFIX_ENV)]
+    /// The key prefix (namespace) of this cache in the tier [default: memo-cache:]. Else
+    /// MEMO_CACHE_REMOTE_PREFIX, else MEMO_CACHE_REDIS_PREFIX
+    #[arg(long, value_name = "PREFIX", env = memo_cache::REMOTE_PREFIX_ENV)]
     pub prefix: Option<String>,
 
     #[command(subcommand)]
     pub command: RemoteCommand,
 }
 
-/// What to do with the Redis tier.
+/// What to do with the shared tier.
 #[derive(Debug, Subcommand)]
 pub enum RemoteCommand {
-    /// Count values, their bytes and held compute locks under the prefix
+    /// Count values, their bytes and held compute locks under the prefix (PostgreSQL: by
+    /// function too)
     Stats,
-    /// Remove every key under the prefix (asks on a terminal; --yes without one)
+    /// Remove every value under the prefix (asks on a terminal; --yes without one)
     Clear {
         /// Do not ask for confirmation
         #[arg(long, short)]
         yes: bool,
+
+        /// Only this function's values (its full name, as `ls` shows it); PostgreSQL only,
+        /// the other tiers do not record which function a value is of
+        #[arg(long, value_name = "NAME")]
+        func: Option<String>,
+    },
+    /// Remove expired values and, with --older-than, those computed longer ago (PostgreSQL
+    /// only: Redis and memcached drop expired values themselves)
+    Prune {
+        /// Also remove values computed more than this long ago, e.g. 90d, 12h
+        #[arg(long, value_name = "AGE", value_parser = humantime::parse_duration)]
+        older_than: Option<std::time::Duration>,
     },
 }
 

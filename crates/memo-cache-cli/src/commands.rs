@@ -177,7 +177,7 @@ fn dir_cmd(dir: &Path, out: Output) -> anyhow::Result<ExitCode> {
 /// Writes `memo-cache.1` and a page per command (`memo-cache-ls.1`, `memo-cache-remote-stats.1`)
 /// into `dir`, from the same definition as `--help`.
 fn generate_man(dir: &Path, out: Output) -> anyhow::Result<ExitCode> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    make_man_dir(dir)?;
     let mut written = Vec::new();
     write_man_pages(&Cli::command_for_docs(), dir, &mut written)?;
     if out.json {
@@ -189,6 +189,25 @@ fn generate_man(dir: &Path, out: Output) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Makes `dir` if missing; when a file stands in the way, says which and what to do.
+fn make_man_dir(dir: &Path) -> anyhow::Result<()> {
+    let Err(e) = std::fs::create_dir_all(dir) else {
+        return Ok(());
+    };
+    if let Some(file) = dir.ancestors().find(|p| p.is_file()) {
+        anyhow::bail!(
+            "cannot write man pages into {}: {} is a file, not a directory; nothing was written. \
+             Name a directory instead (it is made if missing), e.g. ~/.local/share/man/man1",
+            dir.display(),
+            file.display()
+        );
+    }
+    Err(anyhow::Error::new(e).context(format!(
+        "cannot make the man page directory {}; nothing was written",
+        dir.display()
+    )))
 }
 
 fn write_man_pages(
@@ -1011,35 +1030,133 @@ fn clear(cache: &Cache, args: &ClearArgs, out: Output) -> anyhow::Result<ExitCod
 // ---- remote -----------------------------------------------------------------------------------
 
 fn remote(args: &RemoteArgs, out: Output) -> anyhow::Result<ExitCode> {
-    let Some(url) = args.url.as_deref().filter(|u| !u.trim().is_empty()) else {
+    // The older variable names, read when the current ones (clap's `env`) are not set.
+    let older = |name| {
+        std::env::var(name)
+            .ok()
+            .filter(|v: &String| !v.trim().is_empty())
+    };
+    let url = args
+        .url
+        .clone()
+        .filter(|u| !u.trim().is_empty())
+        .or_else(|| older(memo_cache::REDIS_URL_ENV));
+    let Some(url) = url else {
         bail!(
-            "no Redis tier is configured: pass --url redis://host:port or set MEMO_CACHE_REDIS_URL"
+            "no shared tier is configured: pass --url redis://host:port, memcache://host:port or \
+             postgres://user@host:port/db, or set MEMO_CACHE_REMOTE_URL"
         );
     };
-    let mut config = memo_cache::RemoteConfig::new(url)?;
-    if let Some(prefix) = &args.prefix {
-        config = config.prefix(prefix.clone());
+    let mut config = memo_cache::RemoteConfig::new(&url)?;
+    if let Some(prefix) = args
+        .prefix
+        .clone()
+        .or_else(|| std::env::var(memo_cache::REDIS_PREFIX_ENV).ok())
+    {
+        config = config.prefix(prefix);
     }
     let place = format!(
         "{} under prefix {:?}",
         config.display_urls(),
         config.key_prefix()
     );
-    match args.command {
+    match &args.command {
         RemoteCommand::Stats => {
             let spinner = out.spinner(format!("Scanning {place}"));
             let stats = memo_cache::remote_stats(&config);
             spinner.finish();
             let stats = stats.with_context(|| format!("scanning {place}"))?;
+            let servers: Vec<_> = stats
+                .servers
+                .iter()
+                .map(|s| {
+                    json!({
+                        "url": s.url,
+                        "items": s.items,
+                        "bytes": s.bytes,
+                        "limit_bytes": s.limit_bytes,
+                        "hits": s.hits,
+                        "misses": s.misses,
+                        "evictions": s.evictions,
+                        "generation": s.generation,
+                    })
+                })
+                .collect();
             if out.json {
                 print_json(&json!({
+                    "tier": config.tier(),
                     "urls": config.display_urls(),
                     "prefix": config.key_prefix(),
                     "nodes": stats.nodes,
                     "values": stats.values,
                     "bytes": stats.bytes,
                     "locks": stats.locks,
+                    "generation": stats.generation,
+                    "servers": servers,
+                    "table": stats.table,
+                    "disk_bytes": stats.disk_bytes,
+                    "expired": stats.expired,
+                    "functions": stats.functions.iter().map(|f| json!({
+                        "name": f.name,
+                        "values": f.values,
+                        "bytes": f.bytes,
+                    })).collect::<Vec<_>>(),
                 }))?;
+            } else if config.tier() == "PostgreSQL" {
+                let mut stdout = std::io::stdout();
+                writeln!(
+                    stdout,
+                    "{place}: {} values ({}) in table {}, {} expired (removed by `remote prune`), \
+                     {} compute {} held{}",
+                    count(stats.values),
+                    human_bytes(stats.bytes),
+                    stats.table.as_deref().unwrap_or("?"),
+                    count(stats.expired),
+                    count(stats.locks),
+                    if stats.locks == 1 { "lock" } else { "locks" },
+                    stats
+                        .disk_bytes
+                        .map_or(String::new(), |d| format!("; {} on disk", human_bytes(d))),
+                )?;
+                for f in &stats.functions {
+                    writeln!(
+                        stdout,
+                        "  {}: {} values ({})",
+                        f.name,
+                        count(f.values),
+                        human_bytes(f.bytes)
+                    )?;
+                }
+            } else if config.tier() == "memcached" {
+                // Memcached cannot list a prefix's keys: what it tells is per server, for all
+                // of its items.
+                let mut stdout = std::io::stdout();
+                writeln!(
+                    stdout,
+                    "{place}: memcached on {} {} (it cannot count one prefix's keys; figures are \
+                     for all items of each server)",
+                    count(stats.nodes as u64),
+                    if stats.nodes == 1 {
+                        "server"
+                    } else {
+                        "servers"
+                    },
+                )?;
+                for s in &stats.servers {
+                    writeln!(
+                        stdout,
+                        "  {}: {} items ({} of {}), {} hits, {} misses, {} evictions, namespace \
+                         generation {}",
+                        s.url,
+                        count(s.items),
+                        human_bytes(s.bytes),
+                        human_bytes(s.limit_bytes),
+                        count(s.hits),
+                        count(s.misses),
+                        count(s.evictions),
+                        s.generation.map_or("?".to_owned(), |g| g.to_string()),
+                    )?;
+                }
             } else {
                 writeln!(
                     std::io::stdout(),
@@ -1053,21 +1170,69 @@ fn remote(args: &RemoteArgs, out: Output) -> anyhow::Result<ExitCode> {
                 )?;
             }
         }
-        RemoteCommand::Clear { yes } => {
+        RemoteCommand::Clear { yes, func } => {
+            let what = match func {
+                Some(name) => format!("the values of {name} in {place}"),
+                None => format!("every key of {place}"),
+            };
             if !yes {
-                confirm(&format!("Remove every key of {place}?"))?;
+                confirm(&format!("Remove {what}?"))?;
             }
             let spinner = out.spinner(format!("Clearing {place}"));
-            let removed = memo_cache::remote_clear(&config);
+            let removed = match func {
+                Some(name) => memo_cache::remote_clear_function(&config, name),
+                None => memo_cache::remote_clear(&config),
+            };
             spinner.finish();
             let removed = removed.with_context(|| format!("clearing {place}"))?;
-            if out.json {
+            if config.tier() == "memcached" {
+                if out.json {
+                    print_json(&json!({ "removed": removed, "namespace_moved": true }))?;
+                } else {
+                    writeln!(
+                        std::io::stdout(),
+                        "Moved {place} to a new namespace generation: its values are no longer \
+                         reachable, and memcached will evict them"
+                    )?;
+                }
+            } else if out.json {
                 print_json(&json!({ "removed": removed }))?;
             } else {
                 writeln!(
                     std::io::stdout(),
-                    "Removed {} keys from {place}",
-                    count(removed)
+                    "Removed {} {} from {place}",
+                    count(removed),
+                    if config.tier() == "PostgreSQL" {
+                        "values"
+                    } else {
+                        "keys"
+                    }
+                )?;
+            }
+        }
+        RemoteCommand::Prune { older_than } => {
+            let spinner = out.spinner(format!("Pruning {place}"));
+            let removed = memo_cache::remote_prune(&config, *older_than);
+            spinner.finish();
+            let removed = removed.with_context(|| format!("pruning {place}"))?;
+            if out.json {
+                print_json(&json!({
+                    "removed": removed,
+                    "older_than_secs": older_than.map(|d| d.as_secs()),
+                }))?;
+            } else {
+                writeln!(
+                    std::io::stdout(),
+                    "Removed {} values from {place}: expired{}",
+                    count(removed),
+                    older_than.map_or(String::new(), |d| {
+                        // humantime writes 90d as "2months 29days 2h 52m 48s".
+                        let age = match d.as_secs() {
+                            s if s >= 86_400 && s % 86_400 == 0 => format!("{} days", s / 86_400),
+                            _ => humantime::format_duration(d).to_string(),
+                        };
+                        format!(", or computed more than {age} ago")
+                    })
                 )?;
             }
         }

@@ -106,6 +106,11 @@ pub fn to_json(stored: &[u8], return_type: &str) -> Result<Decoded, String> {
         codec::FORMAT_U64 => numbers::<8>(payload, |b| Decoded::UInt(u64::from_le_bytes(b).into())),
         codec::FORMAT_I32 => numbers::<4>(payload, |b| int(i32::from_le_bytes(b).into())),
         codec::FORMAT_U32 => numbers::<4>(payload, |b| Decoded::UInt(u32::from_le_bytes(b).into())),
+        codec::FORMAT_ZSTD => Err(
+            "a compressed value inside a compressed value, which memo-cache never writes: \
+             the library treats it as a miss and drops it"
+                .into(),
+        ),
         other => Err(format!(
             "unknown value format 0x{other:02x}; a newer memo-cache may have stored it"
         )),

@@ -32,7 +32,7 @@ impl std::error::Error for Refused {}
 const USAGE: u8 = 2;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse().and_then(|cli| cli.refuse_misfits().map(|()| cli)) {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };

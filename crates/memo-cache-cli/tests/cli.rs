@@ -988,8 +988,8 @@ fn run_into_closed_pipe(dir: &std::path::Path, args: &[&str]) -> (i32, String) {
 #[test]
 fn a_bad_redis_url_exits_2() {
     let dir = demo();
-    let message = "memo-cache: bad Redis URL localhost:6379: expected redis://host:port or \
-                   rediss://host:port\n";
+    let message = "memo-cache: bad shared tier URL localhost:6379: expected redis://host:port, \
+                   rediss://host:port, memcache://host:port or postgres://user@host:port/db\n";
     let url = ["--url", "localhost:6379"];
     for (env, args) in [
         (None, &["remote", url[0], url[1], "stats"][..]),

@@ -144,7 +144,16 @@ fn debug_events_come_with_vv_or_rust_log() {
         assert_eq!(code, 0, "{err}");
         assert!(out.starts_with("Removed 10 entries"), "{out}");
         assert_eq!(removed(&err), 10, "{args:?} {env:?}:\n{err}");
-        assert!(err.lines().all(|l| l.contains("key=")), "{err}");
+        // Each removal names its function, key and cache, and says "removed" once.
+        for line in err.lines() {
+            assert!(line.contains("function="), "{line}");
+            assert!(line.contains("key="), "{line}");
+            assert!(
+                line.contains(&format!("path={}", dir.path().display())),
+                "{line}"
+            );
+            assert_eq!(line.matches("removed").count(), 1, "{line}");
+        }
     }
     // By default, and with -v: none.
     for args in [
@@ -168,9 +177,24 @@ fn quiet_hides_notes_too_and_conflicts_with_verbose() {
     );
     let (code, _, err) = run_env(dir.path(), &["prune", "--func", "nope", "-q"], &[]);
     assert_eq!((code, err.as_str()), (0, ""));
-    let (code, _, err) = run_env(dir.path(), &["ls", "-q", "-v"], &[]);
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("cannot be used with"), "{err}");
+    // Wherever they are given, before or after the command, together or apart.
+    for args in [
+        &["ls", "-q", "-v"][..],
+        &["-q", "-v", "ls"],
+        &["-q", "ls", "-v"],
+        &["-v", "ls", "--quiet"],
+        &["-qv", "ls"],
+        &["prune", "-vv", "-q", "--dry-run"],
+    ] {
+        let (code, out, err) = run_env(dir.path(), args, &[]);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert_eq!(out, "", "{args:?}");
+        assert!(
+            err.starts_with("error: the argument '--"),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("cannot be used with"), "{args:?}: {err}");
+    }
 }
 
 // ---- JSON ---------------------------------------------------------------------------------------
@@ -332,6 +356,55 @@ fn completion_scripts_do_not_offer_cache_options_to_completions() {
 }
 
 #[test]
+fn completions_refuse_json_and_ignore_dir() {
+    for args in [
+        &["completions", "bash", "--json"][..],
+        &["--json", "completions", "zsh"],
+    ] {
+        let (code, out, err) = run_env(Path::new("."), args, &[]);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert_eq!(out, "", "{args:?}");
+        assert!(
+            err.starts_with("error: the argument '--json' cannot be used with 'completions'"),
+            "{err}"
+        );
+        assert!(err.contains("leave out --json"), "{err}");
+    }
+    // --dir (given by `run_env`) reads no cache here: ignored, as uv ignores its cache options.
+    let (code, out, _) = run_env(Path::new("/nonexistent"), &["completions", "bash"], &[]);
+    assert_eq!(code, 0);
+    assert!(out.contains("memo-cache"), "{out}");
+}
+
+#[test]
+fn generate_man_at_a_file_names_it_and_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("pages");
+    fs::write(&file, "not a directory").unwrap();
+    for target in [file.clone(), file.join("man1")] {
+        let (code, out, err) = run_env(
+            Path::new("."),
+            &["generate-man", target.to_str().unwrap()],
+            &[],
+        );
+        assert_eq!(code, 1, "{err}");
+        assert_eq!(out, "");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with(&format!(
+                "memo-cache: cannot write man pages into {}: {} is a file, not a directory; \
+                 nothing was written. Name a directory instead",
+                target.display(),
+                file.display()
+            )),
+            "{err}"
+        );
+        assert!(!err.contains("File exists"), "{err}");
+    }
+    assert_eq!(fs::read(&file).unwrap(), b"not a directory");
+}
+
+#[test]
 fn generate_man_writes_a_page_per_command() {
     let man = tempfile::tempdir().unwrap();
     let out = ok(
@@ -352,6 +425,7 @@ fn generate_man_writes_a_page_per_command() {
             "memo-cache-ls.1",
             "memo-cache-prune.1",
             "memo-cache-remote-clear.1",
+            "memo-cache-remote-prune.1",
             "memo-cache-remote-stats.1",
             "memo-cache-remote.1",
             "memo-cache-show.1",

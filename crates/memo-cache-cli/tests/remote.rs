@@ -12,6 +12,8 @@ fn memo_cache() -> Command {
     let mut cmd = Command::cargo_bin("memo-cache").unwrap();
     cmd.env_remove("MEMO_CACHE_REDIS_URL")
         .env_remove("MEMO_CACHE_REDIS_PREFIX")
+        .env_remove("MEMO_CACHE_REMOTE_URL")
+        .env_remove("MEMO_CACHE_REMOTE_PREFIX")
         .env_remove("MEMO_CACHE_DIR");
     cmd
 }
@@ -132,7 +134,7 @@ fn remote_without_a_url_is_one_clear_line() {
     let out = memo_cache().args(["remote", "stats"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("no Redis tier is configured"), "{stderr}");
+    assert!(stderr.contains("no shared tier is configured"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1);
     let bad = memo_cache()
         .args(["remote", "--url", "http://x", "stats"])

@@ -394,7 +394,7 @@ impl Context<'_> {
                     ::core::option::Option::Some((__memo_cache, __memo_key)) => {
                         __memo_site.get_or_compute_async(__memo_function, __memo_cache, __memo_key, __memo_ops, __memo_outcome, #mem, __memo_compute).await
                     }
-                    ::core::option::Option::None => __memo_compute.await,
+                    ::core::option::Option::None => __memo_site.uncached(__memo_function, __memo_outcome, #mem, __memo_compute.await),
                 }
             }
         } else {
@@ -403,7 +403,7 @@ impl Context<'_> {
                     ::core::option::Option::Some((__memo_cache, __memo_key)) => {
                         __memo_site.get_or_compute(__memo_function, __memo_cache, &__memo_key, __memo_ops, __memo_outcome, #mem, __memo_compute)
                     }
-                    ::core::option::Option::None => __memo_compute(),
+                    ::core::option::Option::None => __memo_site.uncached(__memo_function, __memo_outcome, #mem, __memo_compute()),
                 }
             }
         };

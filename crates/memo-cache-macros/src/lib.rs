@@ -99,11 +99,11 @@ use quote::quote;
 /// | `cache_err = true` | store `Err` results too (`E` must then be `Serialize + DeserializeOwned`) |
 /// | `ordered(a, b)` | arguments whose maps, at any depth, are keyed in their iteration order instead of sorted: an `IndexMap`, a `serde_json::Value` with `preserve_order`, a `Vec` of them (see [`Ordered`]) |
 /// | `companions = false` | generate no `f__clear`, `f__is_cached`, `f__recompute`, `f__uncached`: needed on a method in a trait impl, which may hold only the trait's items |
-/// | `memory = 1000` | an in-process LRU of that many entries in front of the disk; the return type must be `Clone` |
+/// | `memory = 1000` | an in-process LRU of that many entries in front of the disk, used even while the disk cannot be (a memoized recursion stays linear); the return type must be `Clone` |
 /// | `lease = "10s"` | a caller waiting for another thread or process computing the same key takes over when the holder has not renewed its compute lease for this long (a stopped or frozen process; a live one renews several times a second however long it computes); default 30 s or `MEMO_CACHE_LOCK_LEASE`; at least 2 s |
 /// | `write_timeout = "2s"` | a store waits at most this long for another process's write lock on the index, then the value is returned unstored, with one warning; default 5 s or `MEMO_CACHE_WRITE_TIMEOUT` |
 /// | `compress = 3` | store this function's values zstd-compressed at this level (1 fastest to 22 smallest; 0 never), raw number arrays such as `Vec<f64>` included, when at least 4 KiB and compression saves a tenth; without it the cache's level applies (1 by default, or `MEMO_CACHE_COMPRESS`), to values other than number arrays (see `memo_cache::CacheBuilder::compress`) |
-/// | `remote = "redis://host:6379"` | a shared Redis tier behind the local directory (several comma-separated URLs for a Redis Cluster, `rediss://` for TLS); else `MEMO_CACHE_REDIS_URL`; see `memo_cache::RemoteConfig` |
+/// | `remote = "redis://host:6379"` | a shared tier behind the local directory, picked by the URL's scheme: Redis (several comma-separated URLs for a Redis Cluster, `rediss://` for TLS) `memcache://host:11211` (several comma-separated servers) or `postgres://user@host:5432/db`; else `MEMO_CACHE_REMOTE_URL` (or `MEMO_CACHE_REDIS_URL`); a tier whose cargo feature is off is reported once on stderr and not used; see `memo_cache::RemoteConfig` |
 ///
 /// ```
 /// # let dir = tempfile::tempdir().unwrap();

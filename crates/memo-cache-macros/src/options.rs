@@ -142,15 +142,18 @@ impl Options {
             "remote" => {
                 let lit = non_empty(meta.value()?.parse()?, "remote")?;
                 let urls = lit.value();
-                let bad = urls
-                    .split([',', ' '])
-                    .filter(|u| !u.is_empty())
-                    .find(|u| !(u.starts_with("redis://") || u.starts_with("rediss://")));
+                let bad = urls.split([',', ' ']).filter(|u| !u.is_empty()).find(|u| {
+                    !(u.starts_with("redis://")
+                        || u.starts_with("rediss://")
+                        || u.starts_with("memcache://")
+                        || u.starts_with("postgres://")
+                        || u.starts_with("postgresql://"))
+                });
                 if let Some(bad) = bad {
                     return Err(syn::Error::new_spanned(
                         &lit,
                         format!(
-                            "`remote` takes redis://host:port, rediss://host:port, or comma-separated cluster node URLs; `{bad}` is none of these"
+                            "`remote` takes redis://host:port, rediss://host:port, comma-separated Redis Cluster node URLs, memcache://host:port (comma-separated for several servers), or postgres://user@host:port/db; `{bad}` is none of these"
                         ),
                     ));
                 }

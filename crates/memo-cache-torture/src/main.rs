@@ -189,7 +189,8 @@ fn all(args: &AllArgs) -> anyhow::Result<Vec<Figures>> {
             .report
             .clone()
             .unwrap_or_else(|| workspace_root().join("RELIABILITY.md"));
-        std::fs::write(&path, reliability_md(&figures, started.elapsed()))?;
+        let head = reliability_head(&path);
+        std::fs::write(&path, reliability_md(&head, &figures, started.elapsed()))?;
         eprintln!("memo-cache-torture: figures written to {}", path.display());
     }
     Ok(figures)
@@ -202,7 +203,22 @@ fn workspace_root() -> PathBuf {
         .unwrap_or_else(|_| PathBuf::from("."))
 }
 
-fn reliability_md(figures: &[Figures], took: std::time::Duration) -> String {
+/// What the report keeps of the file it replaces: everything before its `## Last run`, which
+/// people write (an included copy of that text went stale and a run wiped three sections of
+/// RELIABILITY.md that had been added since). A file without the heading is kept whole.
+fn reliability_head(path: &Path) -> String {
+    match std::fs::read_to_string(path) {
+        Ok(text) => match text.find(LAST_RUN) {
+            Some(at) => text[..at].to_owned(),
+            None => format!("{}\n", text.trim_end()),
+        },
+        Err(_) => "# Reliability\n".to_owned(),
+    }
+}
+
+const LAST_RUN: &str = "\n## Last run\n";
+
+fn reliability_md(head: &str, figures: &[Figures], took: std::time::Duration) -> String {
     let date = std::process::Command::new("date")
         .args(["-u", "+%Y-%m-%d %H:%M UTC"])
         .output()
@@ -221,9 +237,10 @@ fn reliability_md(figures: &[Figures], took: std::time::Duration) -> String {
         "FAILED"
     };
     let mut md = String::new();
-    md.push_str(RELIABILITY_HEAD);
+    md.push_str(head);
+    md.push_str(LAST_RUN);
     md.push_str(&format!(
-        "\n## Last run\n\n- Date: {date}\n- Machine: {cpus}-core VM, Linux {kernel}\n- Took: {:.0} s\n- Result: {verdict}\n",
+        "\n- Date: {date}\n- Machine: {cpus}-core VM, Linux {kernel}\n- Took: {:.0} s\n- Result: {verdict}\n",
         took.as_secs_f64()
     ));
     for f in figures {
@@ -246,8 +263,6 @@ fn reliability_md(figures: &[Figures], took: std::time::Duration) -> String {
     }
     md
 }
-
-const RELIABILITY_HEAD: &str = include_str!("reliability_head.md");
 
 /// A seed from the clock, for runs that do not give one.
 pub(crate) fn clock_seed() -> u64 {
@@ -330,5 +345,38 @@ pub(crate) fn work_dir(
                 .tempdir()?;
             Ok((temp.path().to_path_buf(), Some(temp)))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_keeps_what_people_wrote_before_the_last_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("RELIABILITY.md");
+        let written =
+            "# Reliability\n\nA paragraph added by hand.\n\n### An attack\n\nIts limits.\n";
+        std::fs::write(&path, format!("{written}{LAST_RUN}\n- Date: then\n")).unwrap();
+        let report = reliability_md(
+            &reliability_head(&path),
+            &[],
+            std::time::Duration::from_secs(3),
+        );
+        assert!(report.starts_with(written), "{report}");
+        assert_eq!(report.matches("## Last run").count(), 1, "{report}");
+        assert!(!report.contains("Date: then"), "{report}");
+
+        std::fs::write(&path, "# Notes without a run\n").unwrap();
+        let report = reliability_md(
+            &reliability_head(&path),
+            &[],
+            std::time::Duration::from_secs(3),
+        );
+        assert!(
+            report.starts_with("# Notes without a run\n\n## Last run\n"),
+            "{report}"
+        );
     }
 }

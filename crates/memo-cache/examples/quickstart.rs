@@ -9,6 +9,10 @@
 //! The cache directory is `MEMO_CACHE_DIR` when set, else the platform cache directory
 //! (`~/.cache/memo-cache` on Linux). `memo-cache ls` shows what it stored;
 //! `memo-cache clear --func quickstart::prime_stats --yes` makes the next run compute again.
+//!
+//! When the cache cannot be used (`MEMO_CACHE_DIR` names a file, say), memo-cache says so in one
+//! line on stderr and every call runs uncached; the run still takes about as long as a first
+//! one, because `fib`'s recursion also goes through an in-process layer (`memory = ..`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -21,8 +25,10 @@ use serde::{Deserialize, Serialize};
 static BODIES_RUN: AtomicU64 = AtomicU64::new(0);
 
 /// The classic memoized Fibonacci. Every recursive call goes through the cache too, so each
-/// `fib(k)` is computed once, ever: a later process reads `fib(n)` in one lookup.
-#[disk_cache]
+/// `fib(k)` is computed once, ever: a later process reads `fib(n)` in one lookup. The
+/// in-process layer in front of the disk (`memory = 256`) keeps the recursion linear even when
+/// the disk cannot be used; without any cache it would make 2^100 calls.
+#[disk_cache(memory = 256)]
 fn fib(n: u32) -> u128 {
     BODIES_RUN.fetch_add(1, Ordering::Relaxed);
     if n < 2 {
@@ -110,5 +116,11 @@ fn main() {
             stats.count, stats.largest, stats.twin_pairs
         );
     }
-    println!("Run it again: a new process finds every result on disk.");
+    // A companion of the attribute: asks the cache without computing. (Not `fib__is_cached`:
+    // it would find `fib(150)` in this process's memory layer.)
+    if prime_stats__is_cached(50_000_000) {
+        println!("Run it again: a new process finds every result on disk.");
+    } else {
+        println!("Nothing was stored (stderr says why): every run computes again.");
+    }
 }

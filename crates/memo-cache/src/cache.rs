@@ -1,4 +1,7 @@
 //! The cache handle.
+//!
+//! [`Cache::prune`] (which `clear` and `clear_function` call) is in `crate::prune`, acting on
+//! what `crate::evict` selects; `info` and `verify` add methods of their own.
 
 use std::any::{Any, TypeId};
 use std::collections::{HashMap, HashSet};
@@ -12,23 +15,21 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::blobs::{self, Aligned, Plain, ReadFailure};
+use crate::blobs::{self, Aligned, Pieces, Plain, ReadFailure};
 use crate::clock::{Clock, SystemClock};
 use crate::codec;
 use crate::compress::{self, Compression};
-#[cfg(feature = "redis")]
-use crate::diagnostics::REMOTE;
-use crate::diagnostics::{self, CALLS, LOCK, STORE, Short};
+use crate::diagnostics::{self, CALLS, REMOTE, STORE, Short};
 use crate::error::{Error, Result};
 use crate::evict::Policy;
 use crate::hints::{self, Hint, IndexHeader};
 use crate::index::{self, Access, Index, NewEntry, Record, Removed, Schema};
 use crate::key::{Digest, Function, Key};
 use crate::layout::{self, Layout};
-use crate::lock::{Acquired, ComputeLocks, Lease, Owner};
+use crate::lock::ComputeLocks;
 use crate::progress::{Reporter, Step};
-#[cfg(feature = "redis")]
-use crate::remote::{Attempt, Remote, RemoteConfig, RemoteLock, Waited};
+use crate::protocol::{self, At, Handling, Steps};
+use crate::remote::{self, RemoteConfig, Tier};
 use crate::ttl::{self, RowSync, Target};
 
 /// Values up to this many stored bytes live inline in the index row; larger ones in blob files.
@@ -111,8 +112,8 @@ struct Inner {
     /// a first-hit file saves the opening once, but each costs a file read, several times an
     /// indexed hit.
     first_hits: AtomicU32,
-    #[cfg(feature = "redis")]
-    remote: Option<Arc<Remote>>,
+    /// The shared tier behind the local directory, if one is configured (see [`crate::remote`]).
+    tier: Option<Arc<Tier>>,
 }
 
 /// Hits not yet written to the index: count, latest time, and whether the value was read from
@@ -165,11 +166,9 @@ pub struct CacheBuilder {
     read_only: bool,
     lease: Duration,
     write_timeout: Duration,
-    #[cfg(feature = "redis")]
     remote: RemoteChoice,
 }
 
-#[cfg(feature = "redis")]
 #[derive(Debug, Clone)]
 enum RemoteChoice {
     FromEnv,
@@ -178,8 +177,9 @@ enum RemoteChoice {
 }
 
 impl CacheBuilder {
-    /// Use a shared Redis tier behind the local directory (see [`RemoteConfig`]). Without this,
-    /// `MEMO_CACHE_REDIS_URL` enables one when set.
+    /// Use a shared tier behind the local directory (see [`RemoteConfig`]). Without this,
+    /// `MEMO_CACHE_REDIS_URL` enables one when set. A tier this build was compiled without (its
+    /// cargo feature is off) is not used, with a warning.
     ///
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();
@@ -192,23 +192,17 @@ impl CacheBuilder {
     /// let f = memo_cache::Function::new("docs::f", "v1", "u8");
     /// assert_eq!(cache.get_or_compute(&f, &(1,), || 7u8), 7);
     /// ```
-    #[cfg(feature = "redis")]
     #[must_use]
     pub fn remote(mut self, config: RemoteConfig) -> Self {
         self.remote = RemoteChoice::On(config);
         self
     }
 
-    /// Use no Redis tier, even when `MEMO_CACHE_REDIS_URL` is set. Without the `redis` feature
-    /// there is never one, and this changes nothing: code that must stay local says so the same
-    /// way whichever features a build has.
+    /// Use no shared tier, even when `MEMO_CACHE_REDIS_URL` is set: code that must stay local
+    /// says so the same way whichever features a build has.
     #[must_use]
-    #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
     pub fn no_remote(mut self) -> Self {
-        #[cfg(feature = "redis")]
-        {
-            self.remote = RemoteChoice::Off;
-        }
+        self.remote = RemoteChoice::Off;
         self
     }
 
@@ -278,8 +272,8 @@ impl CacheBuilder {
         self
     }
 
-    /// Store values zstd-compressed at `level` (1 fastest to 22 smallest; negative levels are
-    /// zstd's faster ones; 0 turns compression off) when their encoding is at least
+    /// Store values zstd-compressed at `level` (1 fastest to 22 smallest; 0 turns compression
+    /// off, and so does a negative level; above 22 counts as 22) when their encoding is at least
     /// [`COMPRESS_FROM`](crate::COMPRESS_FROM) bytes and compression saves at least a tenth.
     /// Raw number arrays (`Vec<f64>` and kin) only with
     /// [`compress_numbers`](Self::compress_numbers). Default
@@ -302,7 +296,7 @@ impl CacheBuilder {
     /// ```
     #[must_use]
     pub fn compress(mut self, level: i32) -> Self {
-        self.compression.level = level.min(zstd::zstd_safe::max_c_level());
+        self.compression.level = level.clamp(0, zstd::zstd_safe::max_c_level());
         self
     }
 
@@ -385,11 +379,10 @@ impl CacheBuilder {
             };
             let _ = index.set(opened);
         }
-        #[cfg(feature = "redis")]
-        let remote = match self.remote {
+        let tier = match self.remote {
             RemoteChoice::Off => None,
-            RemoteChoice::On(config) => Some(Remote::new(config)),
-            RemoteChoice::FromEnv => RemoteConfig::from_env()?.map(Remote::new),
+            RemoteChoice::On(config) => remote::connect(config),
+            RemoteChoice::FromEnv => RemoteConfig::from_env()?.and_then(remote::connect),
         };
         let compute_locks = Arc::new(ComputeLocks::new(&layout.locks, self.lease));
         Ok(Cache {
@@ -419,8 +412,7 @@ impl CacheBuilder {
                 write_timeout: self.write_timeout,
                 row_sync: RowSync::default(),
                 first_hits: AtomicU32::new(0),
-                #[cfg(feature = "redis")]
-                remote,
+                tier,
             }),
         })
     }
@@ -520,7 +512,6 @@ impl Cache {
             lease: duration_from_env(LEASE_ENV).unwrap_or(crate::lock::DEFAULT_LEASE),
             write_timeout: duration_from_env(WRITE_TIMEOUT_ENV)
                 .unwrap_or(index::DEFAULT_WRITE_TIMEOUT),
-            #[cfg(feature = "redis")]
             remote: RemoteChoice::FromEnv,
         }
     }
@@ -549,11 +540,20 @@ impl Cache {
         self.inner.compression.level
     }
 
-    /// The Redis tier's settings, when one is configured.
-    #[cfg(feature = "redis")]
+    /// The shared tier's settings, when one is configured (and built in).
     #[must_use]
     pub fn remote(&self) -> Option<&RemoteConfig> {
-        self.inner.remote.as_deref().map(Remote::config)
+        self.inner.tier.as_deref().map(Tier::config)
+    }
+
+    /// The shared tier, when one is configured.
+    pub(crate) fn tier(&self) -> Option<&Arc<Tier>> {
+        self.inner.tier.as_ref()
+    }
+
+    /// The per-key compute leases of this machine.
+    pub(crate) fn compute_locks(&self) -> &Arc<ComputeLocks> {
+        &self.inner.compute_locks
     }
 
     /// True when this handle cannot write (a read-only directory or [`CacheBuilder::read_only`]).
@@ -614,20 +614,19 @@ impl Cache {
         self.lookup(func, &key)
     }
 
-    /// The local value of `key`, else the Redis tier's (written back to the local directory),
+    /// The local value of `key`, else the shared tier's (written back to the local directory),
     /// unexpired under `func`'s ttl.
     fn lookup<T: DeserializeOwned + Any>(&self, func: &Function, key: &Key) -> Result<Option<T>> {
         if let Some(value) = self.get_key_as(func.name(), Some(func), key)? {
-            tracing::debug!(target: CALLS, function = func.name(), key = %Short(key), "hit");
+            tracing::debug!(target: CALLS, function = func.name(), key = %Short(key), path = %self.dir().display(), "hit");
             return Ok(Some(value));
         }
-        #[cfg(feature = "redis")]
-        if let Some(remote) = &self.inner.remote
-            && let Some(fetched) = remote.get(key, self.now_ms(), func.ttl())
+        if let Some(tier) = &self.inner.tier
+            && let Some(fetched) = tier.get(key, self.now_ms(), func.ttl())
         {
             let value = self.accept_remote(func, key, fetched);
             if value.is_some() {
-                tracing::debug!(target: CALLS, function = func.name(), key = %Short(key), "hit in the Redis tier");
+                tracing::debug!(target: CALLS, function = func.name(), key = %Short(key), path = %self.dir().display(), "hit in the {} tier", tier.name());
             }
             return Ok(value);
         }
@@ -635,13 +634,12 @@ impl Cache {
         Ok(None)
     }
 
-    /// Decodes a value fetched from Redis and keeps a local copy.
-    #[cfg(feature = "redis")]
-    fn accept_remote<T: DeserializeOwned + Any>(
+    /// Decodes a value fetched from the shared tier and keeps a local copy.
+    pub(crate) fn accept_remote<T: DeserializeOwned + Any>(
         &self,
         func: &Function,
         key: &Key,
-        fetched: crate::remote::Fetched,
+        fetched: remote::Fetched,
     ) -> Option<T> {
         // Its creation time travels with it, and its expiry is bounded by this reader's ttl, so
         // the local row agrees with what this call decided.
@@ -665,7 +663,8 @@ impl Cache {
             Err(reason) => {
                 tracing::warn!(
                     target: REMOTE,
-                    "memo-cache: Redis value {key} of {} does not decode ({reason}); recomputing",
+                    "memo-cache: {} value {key} of {} does not decode ({reason}); recomputing",
+                    self.inner.tier.as_ref().map_or("shared", |t| t.name()),
                     func.name()
                 );
                 None
@@ -677,6 +676,24 @@ impl Cache {
     /// the expiry fixed when the value was stored applies, not a ttl.
     pub fn get_key<T: DeserializeOwned + Any>(&self, name: &str, key: &Key) -> Result<Option<T>> {
         self.get_key_as(name, None, key)
+    }
+
+    /// The local value of `key`, unexpired under `func`'s ttl: no shared tier asked.
+    pub(crate) fn get_local<T: DeserializeOwned + Any>(
+        &self,
+        func: &Function,
+        key: &Key,
+    ) -> Result<Option<T>> {
+        self.get_key_as(func.name(), Some(func), key)
+    }
+
+    /// True when a sound local value of `key` is stored, unexpired under `func`'s ttl; any
+    /// failure to read counts as none.
+    pub(crate) fn has_local(&self, func: &Function, key: &Key) -> bool {
+        self.read_checked(func.name(), Some(func), key)
+            .ok()
+            .flatten()
+            .is_some()
     }
 
     /// Like [`Cache::get_key`], under `func`'s ttl when given.
@@ -732,22 +749,20 @@ impl Cache {
         if self.read_checked(func.name(), Some(func), &key)?.is_some() {
             return Ok(true);
         }
-        #[cfg(feature = "redis")]
-        if let Some(remote) = &self.inner.remote {
-            return Ok(remote.get(&key, self.now_ms(), func.ttl()).is_some());
+        if let Some(tier) = &self.inner.tier {
+            return Ok(tier.get(&key, self.now_ms(), func.ttl()).is_some());
         }
         Ok(false)
     }
 
-    /// True when a sound value is stored for `key`, locally or in the Redis tier, and the expiry
+    /// True when a sound value is stored for `key`, locally or in the shared tier, and the expiry
     /// fixed when it was stored has not passed (without the [`Function`], no ttl applies).
     pub fn contains_key(&self, key: &Key) -> Result<bool> {
         if self.read_checked("?", None, key)?.is_some() {
             return Ok(true);
         }
-        #[cfg(feature = "redis")]
-        if let Some(remote) = &self.inner.remote {
-            return Ok(remote.contains(key, self.now_ms()));
+        if let Some(tier) = &self.inner.tier {
+            return Ok(tier.contains(key, self.now_ms()));
         }
         Ok(false)
     }
@@ -977,7 +992,7 @@ impl Cache {
             return Ok(());
         }
         tracing::warn!(target: STORE,
-            dir = %self.dir().display(),
+            path = %self.dir().display(),
             "memo-cache: the cache index {} was deleted or replaced while in use; making the \
              cache again",
             index.path().display()
@@ -1097,6 +1112,25 @@ impl Cache {
         ttl: Option<Duration>,
         record: &Record<'_>,
     ) -> Result<()> {
+        // A large byte or number vector that stays uncompressed and local goes to its blob file
+        // from its own memory, its format byte after it, without being copied into an encoding
+        // first (the same stored bytes, one copy of the value fewer).
+        if self.inner.tier.is_none()
+            && let Some((body, format)) = codec::raw_parts(value)
+            && body.len() > self.inner.inline_threshold
+            && self
+                .inner
+                .compression
+                .keeps(func.compression(), body, format)
+        {
+            let now = self.now_ms();
+            let expires = ttl::store_expiry(now, ttl, func);
+            let pieces = Pieces {
+                body,
+                tail: &[format],
+            };
+            return self.put_local(func, key, pieces, now, expires, record);
+        }
         let encoded = codec::encode(value).map_err(|message| Error::EncodeValue {
             function: func.name().to_owned(),
             message,
@@ -1114,7 +1148,7 @@ impl Cache {
     }
 
     /// Stores a value's stored bytes (compressed or not: see [`crate::compress`]), computed at
-    /// `created`, locally and, when `share` and a Redis tier is configured, there too.
+    /// `created`, locally and, when `share` and a shared tier is configured, there too.
     #[allow(clippy::too_many_arguments)]
     fn put_bytes(
         &self,
@@ -1126,13 +1160,11 @@ impl Cache {
         share: bool,
         record: &Record<'_>,
     ) -> Result<()> {
-        let local = self.put_local(func, key, bytes, created, expires, record);
-        #[cfg(feature = "redis")]
-        if share && let Some(remote) = &self.inner.remote {
-            remote.put(key, bytes, &Digest::of(bytes), expires, self.now_ms());
+        let local = self.put_local(func, key, Pieces::whole(bytes), created, expires, record);
+        if share && let Some(tier) = &self.inner.tier {
+            let hash = Digest::of(bytes);
+            tier.put(key, bytes, &hash, expires, self.now_ms(), func.name());
         }
-        #[cfg(not(feature = "redis"))]
-        let _ = share;
         local
     }
 
@@ -1143,7 +1175,7 @@ impl Cache {
         &self,
         func: &Function,
         key: &Key,
-        bytes: &[u8],
+        bytes: Pieces<'_>,
         created: i64,
         expires: Option<i64>,
         record: &Record<'_>,
@@ -1167,7 +1199,7 @@ impl Cache {
         &self,
         func: &Function,
         key: &Key,
-        bytes: &[u8],
+        bytes: Pieces<'_>,
         created: i64,
         expires: Option<i64>,
         record: &Record<'_>,
@@ -1179,15 +1211,17 @@ impl Cache {
                 target: STORE,
                 function = func.name(),
                 key = %Short(key),
+                path = %self.dir().display(),
                 "memo-cache: not storing a {} byte value of {}: larger than the size limit",
                 bytes.len(),
                 func.name()
             );
             return Ok(());
         }
-        let hash = blobs::digest(bytes);
+        let hash = bytes.digest();
         let now = self.now_ms();
         let in_blob = bytes.len() > self.inner.inline_threshold;
+        let inline = (!in_blob).then(|| bytes.joined());
         // Only a value kept in a blob file has a path (worked out per store, it cost a small store
         // 4% of its instructions).
         let blob_path = in_blob.then(|| self.inner.layout.blob_path(key, &hash));
@@ -1195,7 +1229,7 @@ impl Cache {
             self.flush_quietly();
         }
         let record = Record {
-            encoding: u8::from(compress::is_compressed(bytes)),
+            encoding: u8::from(bytes.last() == Some(codec::FORMAT_ZSTD)),
             ..*record
         };
         let entry = NewEntry {
@@ -1203,7 +1237,7 @@ impl Cache {
             function_id: 0,
             size: bytes.len() as u64,
             hash: &hash,
-            inline: (!in_blob).then_some(bytes),
+            inline: inline.as_deref(),
             created,
             now,
             expires,
@@ -1218,7 +1252,7 @@ impl Cache {
         let mut store = || loop {
             self.reopen_if_gone()?;
             if let Some(blob_path) = &blob_path {
-                blobs::write(&self.inner.layout, blob_path, bytes)?;
+                blobs::write_pieces(&self.inner.layout, blob_path, bytes)?;
             }
             let timeout = func.write_timeout().unwrap_or(self.inner.write_timeout);
             let index = self.index()?;
@@ -1276,13 +1310,22 @@ impl Cache {
                     target: STORE,
                     function = func.name(),
                     key = %Short(key),
+                    path = %self.dir().display(),
                     bytes = bytes.len(),
                     in_blob,
                     "stored"
                 );
-                if let Some(limit) = self.inner.size_limit {
+                if let Some(limit) = self.inner.size_limit
+                    && !evicted.is_empty()
+                {
+                    // Eviction keeps emptied function versions, so their names are still there.
+                    let names = self
+                        .index()
+                        .and_then(|index| index.read(diagnostics::FunctionNames::if_logged))
+                        .unwrap_or_default();
                     diagnostics::removed(
                         &evicted,
+                        &names,
                         format_args!("evicted: the cache was over its size limit of {limit} bytes"),
                         self.dir(),
                     );
@@ -1304,6 +1347,7 @@ impl Cache {
                         hash,
                         size: bytes.len() as u64,
                         in_blob: true,
+                        function_id: 0,
                     }]);
                 }
                 Err(e)
@@ -1327,9 +1371,7 @@ impl Cache {
     /// Like [`Cache::remove_blobs`], saying how many files of how many are done.
     pub(crate) fn remove_blobs_reporting(&self, removed: &[Removed], progress: &Reporter) {
         if !removed.is_empty() && self.inner.layout.hints.is_dir() {
-            for r in removed {
-                hints::remove(&self.inner.layout, &r.key);
-            }
+            hints::remove_many(&self.inner.layout, removed.iter().map(|r| &r.key));
         }
         let gone: Vec<&Removed> = removed.iter().filter(|r| r.in_blob).collect();
         if gone.is_empty() {
@@ -1409,125 +1451,20 @@ impl Cache {
                 return compute();
             }
         };
-        if let Some(value) = self.get_quietly(func, &key) {
-            return Ok(value);
-        }
-        let args = crate::args_record::take(&key);
-        let (lock, value) = self.lock_or_wait(func, &key, Owner::thread());
-        if let Some(value) = value {
-            return Ok(value);
-        }
-        let started = Instant::now();
-        let result = compute();
-        if let Ok(value) = &result {
-            let record = Record::computed(started.elapsed(), &args);
-            self.put_quietly(func, &key, value, &record);
-        }
-        drop(lock);
-        result
-    }
-
-    /// Takes the compute lock of `key`, or waits for whoever holds it and returns the value it
-    /// stored: first among processes on this machine (a lock file), then, with a Redis tier,
-    /// across the fleet. Without a lock (read-only cache, lock directory unusable, Redis down)
-    /// the caller computes anyway.
-    pub(crate) fn lock_or_wait<T>(
-        &self,
-        func: &Function,
-        key: &Key,
-        owner: Owner,
-    ) -> (Locks, Option<T>)
-    where
-        T: DeserializeOwned + Any,
-    {
-        let (local, look) = self.local_lock(func, key, owner);
-        #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
-        let mut locks = Locks {
-            local,
-            #[cfg(feature = "redis")]
-            remote: None,
+        let at = At {
+            cache: self,
+            func,
+            key: &key,
         };
-        if look {
-            // Whoever held the lock, or finished just before we looked, may have stored it; it
-            // wrote here. (Another node's value is looked for once we hold the fleet lock.)
-            let local = self
-                .get_key_as(func.name(), Some(func), key)
-                .unwrap_or_else(|e| {
-                    self.warn_once("read", &e);
-                    None
-                });
-            if let Some(value) = local {
-                tracing::debug!(
-                    target: CALLS,
-                    function = func.name(),
-                    key = %Short(key),
-                    "hit: stored by another thread or process while this call waited"
-                );
-                return (locks, Some(value));
-            }
-        }
-        #[cfg(feature = "redis")]
-        if let Some(remote) = &self.inner.remote {
-            match remote.try_lock(key) {
-                Attempt::Acquired(lock) => {
-                    locks.remote = Some(lock);
-                    // Another node may have stored it and released just before we locked.
-                    if let Some(fetched) = remote.get(key, self.now_ms(), func.ttl()) {
-                        let value = self.accept_remote(func, key, fetched);
-                        return (locks, value);
-                    }
-                }
-                Attempt::Held => match remote.wait(key, func.ttl(), || self.now_ms()) {
-                    Waited::Value(fetched) => {
-                        let value = self.accept_remote(func, key, fetched);
-                        return (locks, value);
-                    }
-                    Waited::Acquired(lock) => locks.remote = Some(lock),
-                    Waited::GaveUp => {}
-                },
-                Attempt::Unavailable => {}
-            }
-        }
-        (locks, None)
-    }
-
-    /// Takes the local compute lease of `key`, waiting while a live holder has it. Also says
-    /// whether the cache should be looked at again before computing: after a wait, whoever
-    /// held the lease may have stored the value.
-    fn local_lock(&self, func: &Function, key: &Key, owner: Owner) -> (Option<Lease>, bool) {
-        if self.is_read_only() {
-            return (None, false);
-        }
-        let lease = func.lease().unwrap_or(self.inner.compute_locks.lease());
-        let done = || {
-            self.read_checked(func.name(), Some(func), key)
-                .ok()
-                .flatten()
-                .is_some()
+        let handling = Handling {
+            split: |result| match result {
+                Ok(value) => Ok(value),
+                Err(e) => Err(Err(e)),
+            },
+            wrap: Ok,
+            seen: |_: &T| {},
         };
-        let (acquired, error) = self
-            .inner
-            .compute_locks
-            .acquire_within(key, owner, lease, done);
-        if let Some(e) = error {
-            self.warn_once(
-                "lock",
-                &Error::io("taking the compute lock in", &self.inner.layout.locks, e),
-            );
-        }
-        match acquired {
-            Acquired::Held(lease) => (Some(lease), true),
-            Acquired::TookOver(lease) => (Some(lease), true),
-            Acquired::Done => (None, true),
-            Acquired::Reentrant => {
-                tracing::debug!(target: LOCK,
-                    key = %Short(key),
-                    "memo-cache: {} calls itself with the same key; computing without waiting",
-                    func.name()
-                );
-                (None, false)
-            }
-        }
+        protocol::run(Steps::of(), at, handling, compute)
     }
 
     /// A lookup whose failure is logged and counted as a miss.
@@ -1589,13 +1526,13 @@ impl Cache {
 
     /// Removes every entry of the function named `name` (all its versions).
     pub fn clear_function(&self, name: &str) -> Result<crate::Removal> {
-        crate::evict::prune(self, &crate::Prune::all().function(name))
+        self.prune(&crate::Prune::all().function(name))
     }
 
     /// Removes every entry, and sweeps orphan and temp files. Works on a full disk too, and
     /// gives the space back to the file system (see [`Cache::prune`]).
     pub fn clear(&self) -> Result<crate::Removal> {
-        crate::evict::prune(self, &crate::Prune::all())
+        self.prune(&crate::Prune::all())
     }
 }
 
@@ -1604,16 +1541,6 @@ struct Checked<B = Vec<u8>> {
     hash: Digest,
     /// Read from a first-hit file, not from the index.
     first_hit: bool,
-}
-
-/// The locks held while computing a missed key; released on drop, after the value is stored.
-#[derive(Debug, Default)]
-pub(crate) struct Locks {
-    /// Held for its drop, which lets waiters go.
-    #[allow(dead_code)]
-    local: Option<Lease>,
-    #[cfg(feature = "redis")]
-    remote: Option<RemoteLock>,
 }
 
 impl Inner {

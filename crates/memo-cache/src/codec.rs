@@ -120,6 +120,34 @@ pub fn encode<T: Serialize + Any>(value: &T) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
+/// The memory of a byte vector, or of a number vector on a little-endian machine, and its format
+/// byte: what [`encode`] would copy and then append, for a store that writes the two as they
+/// are. `None` for any other value.
+pub(crate) fn raw_parts<T: Any>(value: &T) -> Option<(&[u8], u8)> {
+    let any = value as &dyn Any;
+    if let Some(bytes) = any.downcast_ref::<Vec<u8>>() {
+        return Some((bytes, FORMAT_BYTES));
+    }
+    if cfg!(target_endian = "big") {
+        return None;
+    }
+    macro_rules! numeric {
+        ($($t:ty => $format:expr),*) => {$(
+            if let Some(items) = any.downcast_ref::<Vec<$t>>() {
+                // SAFETY: plain numbers, no padding: their memory is initialised bytes, borrowed
+                // for as long as `value` is.
+                let bytes = unsafe {
+                    std::slice::from_raw_parts(items.as_ptr().cast::<u8>(), size_of_val(&items[..]))
+                };
+                return Some((bytes, $format));
+            }
+        )*};
+    }
+    numeric!(f64 => FORMAT_F64, f32 => FORMAT_F32, i64 => FORMAT_I64, u64 => FORMAT_U64,
+             i32 => FORMAT_I32, u32 => FORMAT_U32);
+    None
+}
+
 /// Decodes stored bytes into a `T`; consumes the buffer so a byte vector is returned in place.
 pub fn decode<T: DeserializeOwned + Any>(stored: Vec<u8>) -> Result<T, String> {
     if let Some(frame) = compressed_frame(&stored) {
@@ -158,7 +186,87 @@ fn decode_encoded<T: DeserializeOwned + Any>(mut stored: Vec<u8>) -> Result<T, S
     }
     let mut deserializer = rmp_serde::Deserializer::from_read_ref(&stored);
     deserializer.set_max_depth(MAX_DEPTH);
-    T::deserialize(&mut deserializer).map_err(|e| e.to_string())
+    let value = T::deserialize(&mut deserializer).map_err(|e| e.to_string())?;
+    // A value stored by `encode` is one MessagePack value and its format byte, nothing more:
+    // bytes after it mean these are not the bytes that were stored.
+    match msgpack_len(&stored) {
+        Some(len) if len == stored.len() => Ok(value),
+        Some(len) => Err(format!(
+            "{} bytes after the MessagePack value",
+            stored.len() - len
+        )),
+        None => Err("not one whole MessagePack value".into()),
+    }
+}
+
+/// The length of the MessagePack value at the start of `bytes`, walking its markers without
+/// decoding anything (`None` when it is cut short). rmp-serde's borrowing reader does not say
+/// where a value ended; this costs a step per marker, and a string or binary is skipped whole.
+fn msgpack_len(bytes: &[u8]) -> Option<usize> {
+    use rmp::Marker;
+    let (mut at, mut pending) = (0usize, 1u64);
+    let be = |at: usize, n: usize| -> Option<u64> {
+        let field = bytes.get(at..at.checked_add(n)?)?;
+        Some(field.iter().fold(0u64, |acc, &b| acc << 8 | u64::from(b)))
+    };
+    while pending > 0 {
+        // Every value takes at least a byte: more pending than bytes left is a cut value
+        // (and keeps a hostile array length from counting for long).
+        if pending > (bytes.len() - at) as u64 {
+            return None;
+        }
+        pending -= 1;
+        let marker = Marker::from_u8(*bytes.get(at)?);
+        at += 1;
+        // (bytes of a length field, bytes after the marker and the field, values it holds)
+        let (field, skip, holds) = match marker {
+            Marker::FixPos(_) | Marker::FixNeg(_) | Marker::Null | Marker::True | Marker::False => {
+                (0, 0, 0)
+            }
+            Marker::Reserved => return None,
+            Marker::U8 | Marker::I8 => (0, 1, 0),
+            Marker::U16 | Marker::I16 => (0, 2, 0),
+            Marker::U32 | Marker::I32 | Marker::F32 => (0, 4, 0),
+            Marker::U64 | Marker::I64 | Marker::F64 => (0, 8, 0),
+            Marker::FixStr(n) => (0, u64::from(n), 0),
+            Marker::Str8 | Marker::Bin8 => (1, 0, 0),
+            Marker::Str16 | Marker::Bin16 => (2, 0, 0),
+            Marker::Str32 | Marker::Bin32 => (4, 0, 0),
+            Marker::FixExt1 => (0, 2, 0),
+            Marker::FixExt2 => (0, 3, 0),
+            Marker::FixExt4 => (0, 5, 0),
+            Marker::FixExt8 => (0, 9, 0),
+            Marker::FixExt16 => (0, 17, 0),
+            // The length, then the type byte and the data.
+            Marker::Ext8 => (1, 1, 0),
+            Marker::Ext16 => (2, 1, 0),
+            Marker::Ext32 => (4, 1, 0),
+            Marker::FixArray(n) => (0, 0, u64::from(n)),
+            Marker::FixMap(n) => (0, 0, 2 * u64::from(n)),
+            Marker::Array16 | Marker::Map16 | Marker::Array32 | Marker::Map32 => {
+                let width = if matches!(marker, Marker::Array16 | Marker::Map16) {
+                    2
+                } else {
+                    4
+                };
+                let n = be(at, width)?;
+                at += width;
+                let per = if matches!(marker, Marker::Map16 | Marker::Map32) {
+                    2
+                } else {
+                    1
+                };
+                pending += per * n;
+                continue;
+            }
+        };
+        let len = if field > 0 { be(at, field)? } else { 0 };
+        at += field;
+        let skip = usize::try_from(skip + len).ok()?;
+        at = at.checked_add(skip).filter(|&end| end <= bytes.len())?;
+        pending += holds;
+    }
+    Some(at)
 }
 
 /// Decodes stored bytes held in an allocation made for `N`s: when `T` is `Vec<N>` and the bytes
@@ -274,6 +382,60 @@ pub fn split(stored: &[u8]) -> Option<(u8, &[u8])> {
 mod tests {
     use super::*;
     use serde::Deserialize;
+
+    #[test]
+    fn the_walk_finds_the_end_of_every_value_encode_writes() {
+        use std::collections::BTreeMap;
+        #[derive(Serialize)]
+        struct S {
+            a: f64,
+            b: Vec<u8>,
+            c: Option<String>,
+            d: BTreeMap<String, (i64, u64, i8, f32)>,
+            e: Vec<Vec<bool>>,
+        }
+        let long = "x".repeat(70_000);
+        let map: BTreeMap<String, (i64, u64, i8, f32)> = (0..40)
+            .map(|i| (format!("k{i}"), (-i * 100_000, (i as u64) << 40, -3, 0.5)))
+            .collect();
+        let values: Vec<Vec<u8>> = vec![
+            encode(&S {
+                a: 1.5,
+                b: vec![7; 300],
+                c: Some(long.clone()),
+                d: map,
+                e: vec![vec![true; 20]; 70_000],
+            })
+            .unwrap(),
+            encode(&()).unwrap(),
+            encode(&(u64::MAX, i64::MIN, "", vec![(); 16])).unwrap(),
+            encode(&vec!["é".repeat(40); 3]).unwrap(),
+        ];
+        for stored in values {
+            let payload = &stored[..stored.len() - 1];
+            assert_eq!(msgpack_len(payload), Some(payload.len()));
+            assert_eq!(
+                msgpack_len(&payload[..payload.len() - 1]),
+                None,
+                "cut short"
+            );
+        }
+        // Hostile lengths: an array of 2^32 - 1 values in 5 bytes, a string longer than what
+        // follows.
+        assert_eq!(msgpack_len(&[0xdd, 0xff, 0xff, 0xff, 0xff]), None);
+        assert_eq!(msgpack_len(&[0xdb, 0xff, 0xff, 0xff, 0xff, b'a']), None);
+        assert_eq!(msgpack_len(&[0xc1]), None);
+    }
+
+    #[test]
+    fn bytes_after_the_value_are_refused() {
+        let mut stored = encode(&5u64).unwrap();
+        let format = stored.pop().unwrap();
+        stored.extend_from_slice(&[0xc1, 0xc1, b'x']);
+        stored.push(format);
+        let err = decode::<u64>(stored).unwrap_err();
+        assert!(err.contains("3 bytes after the MessagePack value"), "{err}");
+    }
 
     #[test]
     fn fast_paths_round_trip() {

@@ -21,8 +21,10 @@
 //! Inside `#[disk_cache]` a cache failure never changes what a function returns, so a program
 //! with no `tracing` subscriber would run uncached, every run, and never know. The first time a
 //! process cannot use its cache it therefore prints one line on stderr when no subscriber is
-//! installed (one that is installed decides for itself, by its filter, what is shown). Setting
-//! [`QUIET_ENV`] (`MEMO_CACHE_QUIET=1`) turns that line off.
+//! installed (one that is installed decides for itself, by its filter, what is shown: an
+//! `EnvFilter` needs a default level for when `RUST_LOG` is unset, or it shows errors only; the
+//! crate documentation has the pattern). Setting [`QUIET_ENV`] (`MEMO_CACHE_QUIET=1`) turns that
+//! line off.
 //!
 //! # Cost
 //!
@@ -31,6 +33,7 @@
 //! callgrind count of the hit path, BENCHMARKS.md). Fields are formatted only when an event is
 //! recorded, and explaining a miss reads the index only when its event is enabled.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,8 +54,7 @@ pub(crate) const CALLS: &str = "memo_cache::calls";
 pub(crate) const STORE: &str = "memo_cache::store";
 /// Target of events about compute locks.
 pub(crate) const LOCK: &str = "memo_cache::lock";
-/// Target of events about the Redis tier.
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+/// Target of events about the shared tier.
 pub(crate) const REMOTE: &str = "memo_cache::remote";
 
 /// The environment variable that, set to anything but empty or `0`, keeps memo-cache from
@@ -62,6 +64,8 @@ pub const QUIET_ENV: &str = "MEMO_CACHE_QUIET";
 
 /// Whether this process has printed its line on stderr.
 static TOLD: AtomicBool = AtomicBool::new(false);
+/// Whether this process has said that a shared tier it was given is not built in.
+static TOLD_TIER: AtomicBool = AtomicBool::new(false);
 
 /// The first 16 hex digits of a key, formatted only when an event is recorded.
 pub(crate) struct Short<'a>(pub &'a Key);
@@ -89,6 +93,42 @@ pub(crate) fn cannot_use(dir: Option<&Path>, error: &Error, consequence: &str) {
         return;
     }
     eprintln!("{}", stderr_line(dir, error, consequence));
+}
+
+/// Says that the shared tier at `urls` was asked for (by `MEMO_CACHE_REMOTE_URL`, the builder or
+/// `remote = ..`) but this build lacks its cargo `feature`, so results stay on this machine: a
+/// warning under [`REMOTE`] and, as for [`cannot_use`], one line on stderr per process when no
+/// subscriber is installed, unless [`QUIET_ENV`] is set. Quietly running local-only would leave
+/// a fleet recomputing everything with nobody told why.
+pub(crate) fn tier_not_built(urls: &str, tier: &str, feature: &str) {
+    let line = format!(
+        "memo-cache: warning: the shared {tier} tier {urls} is configured, but this build of \
+         memo-cache-rs lacks its `{feature}` feature; results stay on this machine. To fix: \
+         enable it (`memo-cache-rs = {{ version = \"..\", features = [\"{feature}\"] }}`), or \
+         unset the URL. {QUIET_ENV}=1 hides this line; a tracing subscriber shows every warning"
+    );
+    tracing::warn!(target: REMOTE, "{line}");
+    if has_subscriber() || quiet() || TOLD_TIER.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    eprintln!("{line}");
+}
+
+/// Says that the shared tier at `urls` cannot be used as configured (`reason` says why and what
+/// to do), so results stay on this machine: like [`tier_not_built`], a warning under [`REMOTE`]
+/// and one line on stderr per process when no subscriber is installed, unless [`QUIET_ENV`].
+#[cfg_attr(not(feature = "memcached"), allow(dead_code))]
+pub(crate) fn tier_unusable(urls: &str, tier: &str, reason: &str) {
+    let line = format!(
+        "memo-cache: warning: the shared {tier} tier {urls} cannot be used: {reason}; results \
+         stay on this machine. {QUIET_ENV}=1 hides this line; a tracing subscriber shows every \
+         warning"
+    );
+    tracing::warn!(target: REMOTE, "{line}");
+    if has_subscriber() || quiet() || TOLD_TIER.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    eprintln!("{line}");
 }
 
 /// The line for stderr: what failed (the error names its path), in which directory, what
@@ -203,19 +243,46 @@ fn why_missed(cache: &Cache, func: &Function, key: &Key) -> crate::Result<String
     ))
 }
 
-/// Logs, at debug level, each entry `removed` and why (`reason`): evicted by a store over the
-/// size limit, or removed by a prune or clear. Nothing is formatted unless the event is enabled.
-pub(crate) fn removed(removed: &[Removed], reason: fmt::Arguments<'_>, path: &Path) {
+/// The stable names of function versions by their `functions.id`, for the events about removed
+/// entries; read only while those events are enabled (see [`FunctionNames::if_logged`]).
+#[derive(Debug, Default)]
+pub(crate) struct FunctionNames(HashMap<i64, String>);
+
+impl FunctionNames {
+    /// The names in the index, when removal events are enabled; none otherwise. Read in the
+    /// transaction that removes entries, before it forgets emptied function versions.
+    pub(crate) fn if_logged(conn: &rusqlite::Connection) -> rusqlite::Result<FunctionNames> {
+        if !tracing::enabled!(target: STORE, tracing::Level::DEBUG) {
+            return Ok(FunctionNames::default());
+        }
+        index::function_names(conn).map(FunctionNames)
+    }
+
+    fn of(&self, removed: &Removed) -> Option<&str> {
+        self.0.get(&removed.function_id).map(String::as_str)
+    }
+}
+
+/// Logs, at debug level, each entry `removed` and why (`reason`, e.g. "evicted: ..." or
+/// "removed by a prune or clear"), with its function's name from `names`. Nothing is formatted
+/// unless the event is enabled.
+pub(crate) fn removed(
+    removed: &[Removed],
+    names: &FunctionNames,
+    reason: fmt::Arguments<'_>,
+    path: &Path,
+) {
     if removed.is_empty() || !tracing::enabled!(target: STORE, tracing::Level::DEBUG) {
         return;
     }
     for r in removed {
         tracing::debug!(
             target: STORE,
+            function = names.of(r),
             key = %Short(&r.key),
             bytes = r.size,
             path = %path.display(),
-            "removed: {reason}"
+            "{reason}"
         );
     }
 }

@@ -206,8 +206,8 @@ pub enum Error {
     #[error("{0:?} is not a cache key: expected hexadecimal digits")]
     BadKey(String),
 
-    /// A Redis tier URL is not usable.
-    #[error("bad Redis URL {url}: {reason}")]
+    /// A shared tier's URL is not usable.
+    #[error("bad shared tier URL {url}: {reason}")]
     BadRemote {
         /// The URL as given.
         url: String,
@@ -225,6 +225,39 @@ pub enum Error {
         /// What the client reported.
         #[source]
         source: redis::RedisError,
+    },
+
+    /// The PostgreSQL tier at `url` failed (only reported by explicit remote commands; cached
+    /// calls go on local-only instead).
+    #[cfg(feature = "postgres")]
+    #[error("PostgreSQL tier {url}: {}", postgres_message(source))]
+    Postgres {
+        /// The server, password hidden.
+        url: String,
+        /// What the client reported.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+
+    /// The shared tier cannot do what was asked of it.
+    #[error("the {tier} tier does not support {operation}: {reason}")]
+    RemoteUnsupported {
+        /// The tier's name.
+        tier: String,
+        /// What was asked.
+        operation: String,
+        /// Why it cannot, and what to do instead.
+        reason: String,
+    },
+
+    /// A server of the shared tier at `url` failed or answered nonsense (only reported by
+    /// explicit remote commands; cached calls go on local-only instead).
+    #[error("shared tier server {url}: {message}")]
+    RemoteServer {
+        /// The server, password hidden.
+        url: String,
+        /// What went wrong.
+        message: String,
     },
 
     /// The default cache directory could not be determined.
@@ -276,5 +309,15 @@ impl Error {
             ),
             _ => false,
         }
+    }
+}
+
+/// A PostgreSQL error in one line: the server's SQLSTATE and message when it refused, not only
+/// the client's "db error".
+#[cfg(feature = "postgres")]
+fn postgres_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => e.to_string(),
     }
 }

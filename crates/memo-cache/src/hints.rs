@@ -175,6 +175,47 @@ pub(crate) fn remove(layout: &Layout, key: &Key) {
     }
 }
 
+/// Removes the first-hit files of `keys`. Past [`LIST_FROM`] keys, the files there are listed
+/// and those of `keys` removed: a prune of half a million entries otherwise looks for half a
+/// million files that are almost never there (a first-hit file exists only for a key some
+/// handle stored or found before it closed).
+pub(crate) fn remove_many<'a>(layout: &Layout, keys: impl ExactSizeIterator<Item = &'a Key>) {
+    if keys.len() <= LIST_FROM {
+        keys.for_each(|key| remove(layout, key));
+        return;
+    }
+    let keys: std::collections::HashSet<&Key> = keys.collect();
+    let Ok(shards) = fs::read_dir(&layout.hints) else {
+        return;
+    };
+    for shard in shards.flatten() {
+        // Only the shard directories: `ab/` for keys starting with byte 0xab.
+        let is_shard = shard.file_name().to_str().is_some_and(|n| {
+            n.len() == 2
+                && n.bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        });
+        if !is_shard || !shard.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let Ok(files) = fs::read_dir(shard.path()) else {
+            continue;
+        };
+        for file in files.flatten() {
+            let key = file
+                .file_name()
+                .to_str()
+                .and_then(|n| crate::key::parse_key(n).ok());
+            if let Some(key) = key.filter(|key| keys.contains(key)) {
+                remove(layout, &key);
+            }
+        }
+    }
+}
+
+/// How many keys [`remove_many`] removes one by one.
+const LIST_FROM: usize = 256;
+
 /// The removal log's file name, in `hints/`.
 pub(crate) const REMOVALS_FILE: &str = "removals";
 /// A record: magic, from, to, the buckets touched (one bit per first byte of a key), and a

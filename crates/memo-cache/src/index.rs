@@ -77,6 +77,7 @@
 //!   so a process that opens the cache for one hit starts no thread; a lookup that finds the
 //!   snapshot in use by another thread reads in autocommit too.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
@@ -745,7 +746,7 @@ impl Index {
             if pragma("PRAGMA auto_vacuum")? == 2 {
                 let (mut step, mut left) = (64, free);
                 while left > 0 {
-                    match conn.execute_batch(&format!("PRAGMA incremental_vacuum({step})")) {
+                    match incremental_vacuum(conn, Some(step)) {
                         Ok(()) => {
                             truncate_wal(conn)?;
                             let now = pragma("PRAGMA freelist_count")?;
@@ -783,7 +784,7 @@ impl Index {
         self.with_writer(|conn| {
             let pragma = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0));
             if pragma("PRAGMA auto_vacuum")? == 2 && pragma("PRAGMA freelist_count")? > 0 {
-                conn.execute_batch("PRAGMA incremental_vacuum")?;
+                incremental_vacuum(conn, None)?;
             }
             conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
         });
@@ -804,6 +805,20 @@ impl Index {
         out.map_err(|e| tracing::debug!(target: crate::diagnostics::STORE, "memo-cache: {}: {e}", self.path.display()))
             .ok()
     }
+}
+
+/// `PRAGMA incremental_vacuum`, of at most `pages` pages (all free pages: `None`), run to its
+/// end. It returns a row per page it frees and frees the next only when stepped again, so one
+/// step (all `execute_batch` takes) gives back a single page.
+fn incremental_vacuum(conn: &Connection, pages: Option<i64>) -> rusqlite::Result<()> {
+    let sql = match pages {
+        Some(n) => format!("PRAGMA incremental_vacuum({n})"),
+        None => "PRAGMA incremental_vacuum".to_owned(),
+    };
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query([])?;
+    while rows.next()?.is_some() {}
+    Ok(())
 }
 
 /// `wal_checkpoint(TRUNCATE)` on `conn`: true when the WAL is now empty (not kept from it by a
@@ -1450,6 +1465,9 @@ pub(crate) struct Removed {
     pub hash: Digest,
     pub size: u64,
     pub in_blob: bool,
+    /// The row's function version (`functions.id`), to name it in a debug event; 0 when the
+    /// row did not say.
+    pub function_id: i64,
 }
 
 /// The key or hash in column `i`, or `None` when it is not a 32-byte blob (a hand-edited or
@@ -1461,7 +1479,7 @@ pub(crate) fn digest_at(r: &rusqlite::Row<'_>, i: usize) -> Option<Digest> {
     }
 }
 
-/// A removed row, from `key, hash, size, value IS NULL`. A malformed row (a key or hash that is
+/// A removed row, from `key, hash, size, value IS NULL, function_id`. A malformed row (a key or hash that is
 /// not 32 bytes, a size that is not a number: a hand-edited or hostile index) must not stop a
 /// prune or clear from removing it, so it reads as an inline row with no file to remove.
 fn removed(r: &rusqlite::Row<'_>) -> rusqlite::Result<Removed> {
@@ -1469,21 +1487,24 @@ fn removed(r: &rusqlite::Row<'_>) -> rusqlite::Result<Removed> {
 }
 
 /// Like [`removed`], from the columns starting at `at`.
-fn removed_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Removed> {
+pub(crate) fn removed_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Removed> {
     let digest_at = |i| digest_at(r, at + i);
     let size = r.get::<_, i64>(at + 2).unwrap_or(0).max(0) as u64;
+    let function_id = r.get::<_, i64>(at + 4).unwrap_or(0);
     Ok(match (digest_at(0), digest_at(1)) {
         (Some(key), Some(hash)) => Removed {
             key,
             hash,
             size,
             in_blob: r.get(at + 3)?,
+            function_id,
         },
         _ => Removed {
             key: Digest([0; 32]),
             hash: Digest([0; 32]),
             size,
             in_blob: false,
+            function_id,
         },
     })
 }
@@ -1674,6 +1695,25 @@ pub(crate) struct Record<'a> {
     pub encoding: u8,
 }
 
+/// The SQL of an entry's GreedyDual-Size-Frequency priority (see [`crate::evict`]): the clock
+/// plus its frequency (`1 + hits`) times its cost per byte, the size counted with 256 bytes for
+/// its row and index entries (so that tiny values do not get unbounded priorities). Each
+/// argument is SQL for the entry's hits, compute time (µs) and size (bytes).
+macro_rules! gdsf_priority {
+    ($hits:literal, $compute_us:literal, $size:literal) => {
+        concat!(
+            "(coalesce((SELECT value FROM policy WHERE name = 'clock'), 0.0) + (1 + ",
+            $hits,
+            ") * ",
+            $compute_us,
+            " / (",
+            $size,
+            " + 256.0))"
+        )
+    };
+}
+pub(crate) use gdsf_priority;
+
 pub(crate) fn insert_entry(
     tx: &Transaction,
     e: &NewEntry<'_>,
@@ -1682,42 +1722,48 @@ pub(crate) fn insert_entry(
     const INSERT: &str = "INSERT INTO entries
          (key, function_id, size, hash, value, created, last_used, expires, rowid)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
-    // The GreedyDual-Size-Frequency priority of a new entry: the clock plus its cost per byte,
-    // the size counted with 256 bytes for its row and index entries (so that tiny values do not
-    // get unbounded priorities; `touch` and `crate::evict` count the same).
-    const INSERT_RECORDED: &str = "INSERT INTO entries
+    const INSERT_RECORDED: &str = concat!(
+        "INSERT INTO entries
          (key, function_id, size, hash, value, created, last_used, expires, rowid,
           compute_us, args, args_size, encoding, priority)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
-                 coalesce((SELECT value FROM policy WHERE name = 'clock'), 0.0)
-                   + ?10 / (?3 + 256.0))";
-    let insert = |rowid: Option<i64>| match e.record {
-        None => tx.prepare_cached(INSERT)?.execute(params![
-            &e.key.0[..],
-            e.function_id,
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ",
+        gdsf_priority!("0", "?10", "?3"),
+        ")"
+    );
+    let insert = |rowid: Option<i64>| {
+        let (size, compute_us) = (
             e.size as i64,
-            &e.hash.0[..],
-            e.inline,
-            e.created,
-            e.now,
-            e.expires,
-            rowid
-        ]),
-        Some(record) => tx.prepare_cached(INSERT_RECORDED)?.execute(params![
-            &e.key.0[..],
-            e.function_id,
-            e.size as i64,
-            &e.hash.0[..],
-            e.inline,
-            e.created,
-            e.now,
-            e.expires,
-            rowid,
-            record.compute_us.min(i64::MAX as u64) as i64,
-            record.args,
-            record.args_size.map(|n| n.min(i64::MAX as u64) as i64),
-            record.encoding,
-        ]),
+            e.record.map(|r| r.compute_us.min(i64::MAX as u64) as i64),
+        );
+        let args_size = e
+            .record
+            .and_then(|r| r.args_size)
+            .map(|n| n.min(i64::MAX as u64) as i64);
+        let (key, hash) = (&e.key.0[..], &e.hash.0[..]);
+        let mut values: Vec<&dyn rusqlite::ToSql> = vec![
+            &key,
+            &e.function_id,
+            &size,
+            &hash,
+            &e.inline,
+            &e.created,
+            &e.now,
+            &e.expires,
+            &rowid,
+        ];
+        let sql = match &e.record {
+            None => INSERT,
+            Some(record) => {
+                values.extend([
+                    &compute_us as &dyn rusqlite::ToSql,
+                    &record.args,
+                    &args_size,
+                    &record.encoding,
+                ]);
+                INSERT_RECORDED
+            }
+        };
+        tx.prepare_cached(sql)?.execute(&values[..])
     };
     match insert(Some(home_rowid(e.key))) {
         // Another key with the same first eight bytes lives there: any free row id will do
@@ -1884,17 +1930,120 @@ pub(crate) fn bring_to_ttl(
 
 /// The row id of `key`'s row, and what removing it would remove.
 pub(crate) fn find_entry(conn: &Connection, key: &Key) -> rusqlite::Result<Option<(i64, Removed)>> {
-    conn.prepare_cached("SELECT rowid, key, hash, size, value IS NULL FROM entries WHERE key = ?1")?
-        .query_row([&key.0[..]], |r| {
-            Ok((r.get::<_, i64>(0)?, removed_at(r, 1)?))
-        })
-        .optional()
+    conn.prepare_cached(
+        "SELECT rowid, key, hash, size, value IS NULL, function_id FROM entries WHERE key = ?1",
+    )?
+    .query_row([&key.0[..]], |r| {
+        Ok((r.get::<_, i64>(0)?, removed_at(r, 1)?))
+    })
+    .optional()
 }
 
 /// True when the row of `key` holds the value hashing to `hash` in a blob file.
 pub(crate) fn holds_blob(conn: &Connection, key: &Key, hash: &Digest) -> rusqlite::Result<bool> {
     conn.prepare_cached("SELECT 1 FROM entries WHERE key = ?1 AND hash = ?2 AND value IS NULL")?
         .exists([&key.0[..], &hash.0[..]])
+}
+
+/// Deletes the rows a walk of this transaction chose, by rowid (in rowid order, so the table's
+/// pages are visited once each), and moves the removal epoch once for all of them. `tick` is
+/// told how many are done. Returns the rows that were there. `costs`: the index has schema
+/// version 3's columns ([`Index::has_costs`]).
+///
+/// A removal of at least half as many rows as it leaves (a prune to half, say) takes the
+/// secondary indexes of `entries` and its delete trigger away, deletes, and puts them back from
+/// their own `CREATE` statements, then counts the functions' aggregates again: building an index
+/// over the rows left is a sort, where deleting from it is a b-tree descent per row and index
+/// (a million-entry prune to half: 11 s of CPU in SQLite alone with them in place, 5.5 s without
+/// them, then 3 s to build them). All of it is one transaction: a crash leaves the index as it
+/// was, and readers see the old rows until the commit.
+pub(crate) fn delete_rows(
+    tx: &Transaction,
+    mut rows: Vec<(i64, Removed)>,
+    costs: bool,
+    mut tick: impl FnMut(u64),
+) -> rusqlite::Result<Vec<Removed>> {
+    rows.sort_unstable_by_key(|(rowid, _)| *rowid);
+    // The rows there now, as the triggers count them.
+    let left = tx
+        .query_row("SELECT coalesce(sum(entries), 0) FROM functions", [], |r| {
+            r.get::<_, i64>(0)
+        })?
+        .max(0) as usize;
+    let bulk = rows.len() >= BULK_DELETE_MIN && rows.len() * 2 >= left.saturating_sub(rows.len());
+    let set_aside = if bulk {
+        set_aside_for_bulk_delete(tx)?
+    } else {
+        Vec::new()
+    };
+    let mut gone = Vec::with_capacity(rows.len());
+    {
+        let mut delete = tx.prepare_cached("DELETE FROM entries WHERE rowid = ?1")?;
+        for (done, (rowid, removed)) in rows.into_iter().enumerate() {
+            tick(done as u64);
+            if delete.execute([rowid])? > 0 {
+                gone.push(removed);
+            }
+        }
+    }
+    if bulk {
+        for sql in &set_aside {
+            tx.execute_batch(sql)?;
+        }
+        recount_functions(tx, costs)?;
+    }
+    if gone.iter().any(|r| r.key.0 == [0; 32]) {
+        // A row whose hash was malformed reads with a zero key: its own key is not known here.
+        bump_epoch(tx, &Buckets::ALL)?;
+    } else if !gone.is_empty() {
+        bump_epoch(tx, &gone.iter().map(|r| &r.key).collect())?;
+    }
+    Ok(gone)
+}
+
+/// The fewest rows [`delete_rows`] removes with the indexes set aside.
+const BULK_DELETE_MIN: usize = 10_000;
+
+/// Drops the secondary indexes of `entries` and its delete trigger, returning the statements
+/// that create them again (as the schema holds them: whatever version made them).
+fn set_aside_for_bulk_delete(tx: &Transaction) -> rusqlite::Result<Vec<String>> {
+    let found: Vec<(String, String, String)> = tx
+        .prepare(
+            "SELECT type, name, sql FROM sqlite_master
+             WHERE tbl_name = 'entries' AND sql IS NOT NULL
+               AND (type = 'index' OR (type = 'trigger' AND name = 'entries_delete'))",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (kind, name, _) in &found {
+        let kind = if kind == "index" { "INDEX" } else { "TRIGGER" };
+        tx.execute_batch(&format!("DROP {kind} \"{}\"", name.replace('"', "\"\"")))?;
+    }
+    Ok(found.into_iter().map(|(_, _, sql)| sql).collect())
+}
+
+/// Sets every function's aggregates (those the insert and delete triggers keep) from its rows,
+/// in one scan of `entries`. `last_used` is left: no removal lowers it.
+fn recount_functions(tx: &Transaction, costs: bool) -> rusqlite::Result<()> {
+    let sql = if costs {
+        "UPDATE functions SET entries = 0, bytes = 0, blob_bytes = 0, compute_us = 0, hits = 0, saved_us = 0;
+         UPDATE functions SET entries = s.n, bytes = s.bytes, blob_bytes = s.blob_bytes,
+             compute_us = s.compute_us, hits = s.hits, saved_us = s.saved_us
+         FROM (SELECT function_id, count(*) AS n, sum(size) AS bytes,
+                      sum(CASE WHEN value IS NULL THEN size ELSE 0 END) AS blob_bytes,
+                      sum(compute_us) AS compute_us, sum(hits) AS hits,
+                      sum(hits * compute_us) AS saved_us
+               FROM entries GROUP BY function_id) AS s
+         WHERE functions.id = s.function_id;"
+    } else {
+        "UPDATE functions SET entries = 0, bytes = 0, blob_bytes = 0;
+         UPDATE functions SET entries = s.n, bytes = s.bytes, blob_bytes = s.blob_bytes
+         FROM (SELECT function_id, count(*) AS n, sum(size) AS bytes,
+                      sum(CASE WHEN value IS NULL THEN size ELSE 0 END) AS blob_bytes
+               FROM entries GROUP BY function_id) AS s
+         WHERE functions.id = s.function_id;"
+    };
+    tx.execute_batch(sql)
 }
 
 /// Deletes a row by its rowid: for malformed rows, which have no usable key.
@@ -1916,7 +2065,7 @@ pub(crate) fn delete_entry_if(
 ) -> rusqlite::Result<Option<Removed>> {
     let gone = tx
         .prepare_cached(
-            "DELETE FROM entries WHERE key = ?1 AND hash = ?2 RETURNING key, hash, size, value IS NULL",
+            "DELETE FROM entries WHERE key = ?1 AND hash = ?2 RETURNING key, hash, size, value IS NULL, function_id",
         )?
         .query_row([&key.0[..], &hash.0[..]], removed)
         .optional()?;
@@ -1934,7 +2083,7 @@ pub(crate) fn delete_where(
 ) -> rusqlite::Result<Vec<Removed>> {
     let sql = format!(
         "DELETE FROM entries WHERE key IN (SELECT e.key FROM entries e JOIN functions f ON f.id = e.function_id WHERE {where_sql})
-         RETURNING key, hash, size, value IS NULL"
+         RETURNING key, hash, size, value IS NULL, function_id"
     );
     let mut stmt = tx.prepare(&sql)?;
     let rows: Vec<Removed> = stmt
@@ -1973,7 +2122,7 @@ pub(crate) fn delete_where_batched(
 ) -> rusqlite::Result<()> {
     let sql = format!(
         "DELETE FROM entries WHERE key IN (SELECT e.key FROM entries e JOIN functions f ON f.id = e.function_id WHERE {where_sql} LIMIT {DELETE_BATCH})
-         RETURNING key, hash, size, value IS NULL"
+         RETURNING key, hash, size, value IS NULL, function_id"
     );
     let mut stmt = tx.prepare(&sql)?;
     loop {
@@ -1998,7 +2147,7 @@ pub(crate) fn select_where(
     args: &[&dyn rusqlite::ToSql],
 ) -> rusqlite::Result<Vec<Removed>> {
     let sql = format!(
-        "SELECT e.key, e.hash, e.size, e.value IS NULL FROM entries e JOIN functions f ON f.id = e.function_id WHERE {where_sql}"
+        "SELECT e.key, e.hash, e.size, e.value IS NULL, e.function_id FROM entries e JOIN functions f ON f.id = e.function_id WHERE {where_sql}"
     );
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(args, removed)?;
@@ -2014,10 +2163,11 @@ pub(crate) fn touch(
     costs: bool,
 ) -> rusqlite::Result<()> {
     let mut stmt = tx.prepare_cached(if costs {
-        "UPDATE entries SET hits = hits + ?2, last_used = max(last_used, ?3),
-             priority = coalesce((SELECT value FROM policy WHERE name = 'clock'), 0.0)
-                 + (hits + ?2 + 1) * compute_us / (size + 256.0)
-         WHERE key = ?1"
+        concat!(
+            "UPDATE entries SET hits = hits + ?2, last_used = max(last_used, ?3), priority = ",
+            gdsf_priority!("hits + ?2", "compute_us", "size"),
+            " WHERE key = ?1"
+        )
     } else {
         "UPDATE entries SET hits = hits + ?2, last_used = max(last_used, ?3) WHERE key = ?1"
     })?;
@@ -2036,6 +2186,13 @@ pub(crate) fn totals(conn: &Connection) -> rusqlite::Result<(u64, u64)> {
                 r.get::<_, i64>(1)?.max(0) as u64,
             ))
         })
+}
+
+/// The stable name of each function version, by `functions.id`.
+pub(crate) fn function_names(conn: &Connection) -> rusqlite::Result<HashMap<i64, String>> {
+    let mut stmt = conn.prepare_cached("SELECT id, name FROM functions")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
 }
 
 /// Removes function versions that are not current and have no entries left.

@@ -265,7 +265,6 @@ impl Cache {
         stats.wal_bytes = size("-wal");
         stats.index_bytes = size("") + stats.wal_bytes + size("-shm");
         stats.disk_bytes = stats.index_bytes + stats.blob_bytes;
-        #[cfg(feature = "redis")]
         if let Some(remote) = self.remote() {
             let limit = remote.max_value() as i64;
             let (n, bytes) = self.index()?.read(|c| {

@@ -37,15 +37,37 @@
 //! no subscriber that cannot use its cache gets one line on stderr instead, unless
 //! [`QUIET_ENV`] (`MEMO_CACHE_QUIET=1`) is set.
 //!
+//! A program with a subscriber is told through it, and its filter decides. Give the filter a
+//! default: `EnvFilter::from_default_env()` alone, with `RUST_LOG` unset, lets errors through
+//! and nothing else, so a cache that cannot be used would go unnoticed. The README's pattern:
+//!
+//! ```
+//! use tracing_subscriber::EnvFilter;
+//! use tracing_subscriber::filter::LevelFilter;
+//!
+//! // RUST_LOG when it is set; else warnings and errors, memo-cache's among them.
+//! let filter = EnvFilter::builder()
+//!     .with_default_directive(LevelFilter::WARN.into())
+//!     .from_env_lossy();
+//! tracing_subscriber::fmt().with_env_filter(filter).init();
+//! ```
+//!
 //! # The package
 //!
 //! On crates.io this crate is `memo-cache-rs` (`cargo add memo-cache-rs`); in code it is
 //! `memo_cache`. Its Cargo features are all off by default:
 //!
 //! - `tokio`: `#[disk_cache]` on an `async fn`, with cache I/O on tokio's blocking pool.
+//! - `memcached`: the shared memcached tier (`MEMO_CACHE_REMOTE_URL=memcache://host:11211`, several
+//!   servers comma-separated).
 //! - `redis`: the shared Redis tier behind the local directory (`RemoteConfig`,
-//!   `MEMO_CACHE_REDIS_URL`). Without it the cache is local and the environment variable is not
-//!   read.
+//!   `MEMO_CACHE_REMOTE_URL=redis://..`, or its older name `MEMO_CACHE_REDIS_URL`).
+//! - `postgres`: the shared PostgreSQL tier (`MEMO_CACHE_REMOTE_URL=postgres://user@host/db`),
+//!   durable, one table per prefix, values up to 256 MiB by default.
+//!
+//! A shared tier's URL given to a build without that tier's feature (in the environment, the
+//! builder or `remote = ..`) is not ignored quietly: the process says so once on stderr (see
+//! [`QUIET_ENV`]) and runs local-only.
 //!
 //! The `memo-cache` command (`cargo install --locked memo-cache-rs-cli`) lists, prunes, verifies
 //! and clears cache directories.
@@ -70,8 +92,10 @@ mod info;
 mod key;
 mod layout;
 mod lock;
+mod memory;
 pub mod progress;
-#[cfg(feature = "redis")]
+mod protocol;
+mod prune;
 pub mod remote;
 mod space;
 mod ttl;
@@ -91,9 +115,10 @@ pub use key::{Digest, Function, KEY_FORMAT_VERSION, Key, Ordered, Unordered, par
 pub use layout::{DIR_ENV, default_dir};
 pub use lock::{DEFAULT_LEASE, MIN_LEASE};
 pub use progress::{Progress, Step};
-#[cfg(feature = "redis")]
 pub use remote::{
-    REDIS_PREFIX_ENV, REDIS_URL_ENV, RemoteConfig, RemoteStats, remote_clear, remote_stats,
+    REDIS_PREFIX_ENV, REDIS_URL_ENV, REMOTE_PREFIX_ENV, REMOTE_URL_ENV, RemoteConfig,
+    RemoteFunctionStats, RemoteStats, ServerStats, remote_clear, remote_clear_function,
+    remote_prune, remote_stats,
 };
 pub use verify::{Problem, ProblemKind, Verify, VerifyReport};
 
@@ -119,7 +144,7 @@ pub fn canonical_bytes<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8
 }
 
 #[doc(hidden)]
-#[path = "private.rs"]
+#[path = "private/mod.rs"]
 pub mod __private;
 
 // What the types promise across threads and panics, checked at compile time so that a new field
@@ -151,12 +176,6 @@ const _: () = {
     unwind_safe::<VerifyReport>();
     unwind_safe::<Problem>();
     unwind_safe::<ManualClock>();
-};
-
-#[cfg(feature = "redis")]
-const _: () = {
-    const fn send_sync<T: Send + Sync>() {}
-    const fn unwind_safe<T: std::panic::UnwindSafe + std::panic::RefUnwindSafe>() {}
     send_sync::<RemoteConfig>();
     unwind_safe::<RemoteConfig>();
     unwind_safe::<RemoteStats>();

@@ -92,6 +92,7 @@ pub enum Owner {
     /// A synchronous call, on this thread.
     Thread(ThreadId),
     /// An `async fn` call, in this tokio task (its id's hash).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     Task(u64),
 }
 
@@ -196,8 +197,10 @@ impl ComputeLocks {
     /// from one that has not renewed for `lease`. `done` is asked now and then while waiting
     /// whether the value is in the cache. An error says the lock file cannot be used: the
     /// caller computes without a lease (threads of this handle still wait for one another).
+    /// `function` names the key's function in the events about waiting.
     pub fn acquire_within(
         self: &Arc<Self>,
+        function: &str,
         key: &Key,
         owner: Owner,
         lease: Duration,
@@ -215,7 +218,7 @@ impl ComputeLocks {
             Ok(file) => file,
             Err(e) => return (Acquired::Held(claim), Some(e)),
         };
-        self.lock_file(claim, file, key, lease, nested, done)
+        self.lock_file(claim, file, (function, key), lease, nested, done)
     }
 
     /// Claims `slot` within this process: `None` when the value turned up while waiting,
@@ -279,7 +282,7 @@ impl ComputeLocks {
         &self,
         mut lease: Lease,
         file: Arc<File>,
-        key: &Key,
+        (function, key): (&str, &Key),
         lease_time: Duration,
         nested: bool,
         mut done: impl FnMut() -> bool,
@@ -300,7 +303,12 @@ impl ComputeLocks {
                     return (Acquired::Held(lease), None);
                 }
                 Ok(false) if first => {
-                    tracing::debug!(target: crate::diagnostics::LOCK, key = %crate::diagnostics::Short(key), "memo-cache: waiting for another process computing {key}");
+                    tracing::debug!(target: crate::diagnostics::LOCK,
+                        function,
+                        key = %crate::diagnostics::Short(key),
+                        path = %self.path.display(),
+                        "memo-cache: waiting for another process computing {key}"
+                    );
                     first = false;
                 }
                 Ok(false) => {}
@@ -315,7 +323,9 @@ impl ComputeLocks {
                 match try_lock(&file, primary + 1) {
                     Ok(true) => {
                         tracing::warn!(target: crate::diagnostics::LOCK,
+                            function,
                             key = %crate::diagnostics::Short(key),
+                            path = %self.path.display(),
                             "memo-cache: {holder} has not renewed its lease on key {key} for \
                              {lease_time:?} (stopped or frozen?); computing it here"
                         );
@@ -330,7 +340,9 @@ impl ComputeLocks {
                     // The waiter that took over has stopped beating too: give up waiting.
                     Ok(false) => {
                         tracing::warn!(target: crate::diagnostics::LOCK,
+                            function,
                             key = %crate::diagnostics::Short(key),
+                            path = %self.path.display(),
                             "memo-cache: {holder}, which took key {key} over from a stopped \
                              holder, has stopped renewing its lease too; computing it here"
                         );
@@ -347,7 +359,9 @@ impl ComputeLocks {
             }
             if nested && started.elapsed() >= lease_time {
                 tracing::debug!(target: crate::diagnostics::LOCK,
+                    function,
                     key = %crate::diagnostics::Short(key),
+                    path = %self.path.display(),
                     "memo-cache: a nested call has waited {lease_time:?} for key {key}; \
                      computing it without the lock"
                 );
@@ -705,15 +719,18 @@ mod tests {
     fn a_second_owner_waits_and_the_same_owner_does_not() {
         let dir = tempfile::tempdir().unwrap();
         let locks = Arc::new(ComputeLocks::new(dir.path(), DEFAULT_LEASE));
-        let (first, e) = locks.acquire_within(&key(1), Owner::thread(), DEFAULT_LEASE, || false);
+        let (first, e) =
+            locks.acquire_within("f", &key(1), Owner::thread(), DEFAULT_LEASE, || false);
         assert!(e.is_none());
         assert!(matches!(first, Acquired::Held(_)));
-        let (again, _) = locks.acquire_within(&key(1), Owner::thread(), DEFAULT_LEASE, || false);
+        let (again, _) =
+            locks.acquire_within("f", &key(1), Owner::thread(), DEFAULT_LEASE, || false);
         assert!(matches!(again, Acquired::Reentrant));
         let other = Arc::clone(&locks);
         let waiter = std::thread::spawn(move || {
             let started = Instant::now();
-            let (got, _) = other.acquire_within(&key(1), Owner::thread(), DEFAULT_LEASE, || false);
+            let (got, _) =
+                other.acquire_within("f", &key(1), Owner::thread(), DEFAULT_LEASE, || false);
             (matches!(got, Acquired::Held(_)), started.elapsed())
         });
         std::thread::sleep(Duration::from_millis(200));
@@ -732,12 +749,12 @@ mod tests {
             let (locks, barrier) = (Arc::clone(&locks), Arc::clone(&barrier));
             std::thread::spawn(move || {
                 let (outer, _) =
-                    locks.acquire_within(&key(first), Owner::thread(), MIN_LEASE, || false);
+                    locks.acquire_within("f", &key(first), Owner::thread(), MIN_LEASE, || false);
                 assert!(matches!(outer, Acquired::Held(_)));
                 barrier.wait();
                 // Each now waits for the key the other holds, inside its own computation.
                 let (inner, _) =
-                    locks.acquire_within(&key(second), Owner::thread(), MIN_LEASE, || false);
+                    locks.acquire_within("f", &key(second), Owner::thread(), MIN_LEASE, || false);
                 matches!(inner, Acquired::Reentrant | Acquired::Held(_))
             })
         };
@@ -754,20 +771,21 @@ mod tests {
         let a = Arc::new(ComputeLocks::new(dir.path(), DEFAULT_LEASE));
         // The same directory, spelled another way.
         let b = Arc::new(ComputeLocks::new(&dir.path().join("x/.."), DEFAULT_LEASE));
-        let (held, _) = a.acquire_within(&key(2), Owner::thread(), DEFAULT_LEASE, || false);
+        let (held, _) = a.acquire_within("f", &key(2), Owner::thread(), DEFAULT_LEASE, || false);
         assert!(matches!(held, Acquired::Held(_)));
         // The same call stack, through the other handle: never waits for itself.
-        let (again, _) = b.acquire_within(&key(2), Owner::thread(), DEFAULT_LEASE, || false);
+        let (again, _) = b.acquire_within("f", &key(2), Owner::thread(), DEFAULT_LEASE, || false);
         assert!(matches!(again, Acquired::Reentrant));
         // Another thread waits; its `done` says the value is there after the first look.
         let other = Arc::clone(&b);
         let waited = std::thread::spawn(move || {
-            let (got, _) = other.acquire_within(&key(2), Owner::thread(), DEFAULT_LEASE, || true);
+            let (got, _) =
+                other.acquire_within("f", &key(2), Owner::thread(), DEFAULT_LEASE, || true);
             matches!(got, Acquired::Done)
         });
         assert!(waited.join().unwrap());
         drop(held);
-        let (got, _) = b.acquire_within(&key(2), Owner::thread(), DEFAULT_LEASE, || true);
+        let (got, _) = b.acquire_within("f", &key(2), Owner::thread(), DEFAULT_LEASE, || true);
         assert!(matches!(got, Acquired::Held(_)));
     }
 }

@@ -64,9 +64,10 @@ use std::time::Duration;
 use crate::blobs;
 use crate::cache::Cache;
 use crate::error::Result;
-use crate::evict::{Prune, StrayKind, confirm_strays, stray_files};
+use crate::evict::Prune;
 use crate::index::{self, Removed};
 use crate::layout::Layout;
+use crate::prune::{StrayKind, confirm_strays, stray_files};
 
 /// The most the WAL grows before a checkpoint copies it back, and what it is cut back to
 /// afterwards: SQLite's default checkpoint point (1000 pages of 4 KiB).

@@ -36,11 +36,12 @@ use rusqlite::Transaction;
 use crate::blobs::{self, ReadFailure, Stamp};
 use crate::cache::Cache;
 use crate::error::Result;
-use crate::evict::{DEFAULT_FILE_GRACE, StrayKind, confirm_strays, stray_files};
+use crate::evict::DEFAULT_FILE_GRACE;
 use crate::index::{self, RawRow, Removed};
 use crate::key::{Digest, Key};
 use crate::layout::Layout;
 use crate::progress::{Progress, Reporter, Step};
+use crate::prune::{StrayKind, confirm_strays, stray_files};
 
 /// Suspects confirmed under one write transaction.
 const CONFIRM_BATCH: usize = 64;
@@ -88,6 +89,9 @@ pub enum ProblemKind {
     /// An index row memo-cache did not write: its key or hash is not a 32-byte digest, or its
     /// size or value has the wrong type. Never served; removed by fix.
     MalformedRow,
+    /// Stored bytes that match their hash but can never be read back (a compressed value that
+    /// does not expand to what it declares). Never served; removed by fix.
+    BadValue,
 }
 
 impl ProblemKind {
@@ -103,6 +107,7 @@ impl ProblemKind {
             ProblemKind::StaleTempFile => "stale-temp-file",
             ProblemKind::StaleLock => "stale-lock",
             ProblemKind::MalformedRow => "malformed-row",
+            ProblemKind::BadValue => "bad-value",
         }
     }
 }
@@ -353,7 +358,15 @@ fn judge(
     hash: &Digest,
 ) -> Verdict {
     match read {
-        Ok((bytes, digest)) if digest == *hash && bytes.len() as u64 == size => None,
+        Ok((bytes, digest)) if digest == *hash && bytes.len() as u64 == size => {
+            // Bytes as stored, but a compressed value no reader can expand is never served.
+            let frame = bytes
+                .split_last()
+                .filter(|(f, _)| **f == crate::codec::FORMAT_ZSTD);
+            let (_, frame) = frame?;
+            let why = crate::compress::check_frame(frame).err()?;
+            Some((ProblemKind::BadValue, format!("cannot be read back: {why}")))
+        }
         Ok(_) => Some((
             ProblemKind::HashMismatch,
             "stored bytes do not match their hash".to_owned(),

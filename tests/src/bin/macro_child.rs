@@ -28,6 +28,15 @@ fn fib(n: u64) -> u64 {
     if n < 2 { n } else { fib(n - 1) + fib(n - 2) }
 }
 
+/// `lines` lines of a log-like report: text that compresses well.
+#[disk_cache]
+fn report(lines: u64) -> String {
+    println!("computed report {lines}");
+    (0..lines)
+        .map(|i| format!("line {i}: status=ok path=/api/items/{}\n", i % 100))
+        .collect()
+}
+
 #[disk_cache]
 fn parse(text: &str) -> Result<i64, String> {
     println!("computed parse {text}");
@@ -192,6 +201,7 @@ fn main() {
             let wal = std::path::Path::new(&dir).join(format!("{}-wal", memo_cache::INDEX_FILE));
             println!("index={}", if wal.exists() { "opened" } else { "unopened" });
         }
+        "report" => println!("result {}", report(num(1)).len()),
         "parse" => println!("result {:?}", parse(&arg(1))),
         "parse_all" => println!("result {:?}", parse_all(&arg(1))),
         "shout" => println!("result {}", shout(arg(1), arg(2) == "true")),

@@ -1,6 +1,7 @@
 //! A program using `#[disk_cache]` as most do: with no `tracing` subscriber. The `diagnostics`
 //! tests run it with `MEMO_CACHE_DIR` where no cache can be, to see what a user sees. With
-//! `CHILD_LOG=1` it installs a `fmt` subscriber reading `RUST_LOG`, to see the debug events.
+//! `CHILD_LOG=1` it installs a `fmt` subscriber reading `RUST_LOG`, to see the debug events;
+//! with `CHILD_LOG=readme`, the subscriber the README recommends (warnings by default).
 //! Every computation prints a `computed ..` line.
 //!
 //! Usage: `plain_child <scenario> [args..]`.
@@ -39,13 +40,39 @@ fn brief(x: u64) -> u64 {
     x + 1
 }
 
+/// A memoized recursion, as the README's example has it: exponential if each call ran uncached.
+#[disk_cache(memory = 256)]
+fn fib(n: u32) -> u128 {
+    println!("computed fib {n}");
+    if n < 2 {
+        u128::from(n)
+    } else {
+        fib(n - 1) + fib(n - 2)
+    }
+}
+
 fn main() {
-    if std::env::var_os("CHILD_LOG").is_some() {
-        tracing_subscriber::fmt()
+    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::filter::LevelFilter;
+    match std::env::var("CHILD_LOG").as_deref() {
+        // The README's pattern ("Warnings, and why a call computed"), as written there but for
+        // the writer and colours.
+        Ok("readme") => {
+            let filter = EnvFilter::builder()
+                .with_default_directive(LevelFilter::WARN.into())
+                .from_env_lossy();
+            tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_ansi(false)
+                .with_env_filter(filter)
+                .init();
+        }
+        Ok(_) => tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
             .with_ansi(false)
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .init();
+            .with_env_filter(EnvFilter::from_default_env())
+            .init(),
+        Err(_) => {}
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let num = |i: usize| -> u64 { args[i].parse().expect("a number") };
@@ -56,6 +83,7 @@ fn main() {
                 println!("result {} {}", square(x), label(x));
             }
         }
+        "fib" => println!("result {}", fib(num(1) as u32)),
         "scaled_v1" => println!("result {}", scaled_v1(num(1))),
         "scaled_v2" => println!("result {}", scaled_v2(num(1))),
         // `brief <x> <pause ms>`: a call, a pause, a call.

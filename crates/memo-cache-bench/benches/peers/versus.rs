@@ -8,14 +8,14 @@
 
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use memo_cache::{Cache, Function};
-use memo_cache_bench::{median, small};
+use memo_cache_bench::{median, python_peers, small};
 
 use super::{PRELOADED, Plan, Row, SMALL_COMPUTED, child, fmt_time, own_small, time};
 
@@ -356,27 +356,8 @@ pub fn fresh_child(dir: &Path) {
     );
 }
 
-/// The Python peers' interpreter: `MEMO_BENCH_PYTHON`, else the environment the setup script
-/// makes (making it if needed).
-fn python() -> Result<PathBuf, String> {
-    if let Some(python) = std::env::var_os("MEMO_BENCH_PYTHON") {
-        return Ok(python.into());
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/python-peers.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-    eprint!("{}", String::from_utf8_lossy(&out.stderr));
-    if !out.status.success() {
-        return Err(format!("{} failed ({})", script.display(), out.status));
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    Ok(PathBuf::from(stdout.lines().last().unwrap_or("").trim()))
-}
-
 fn run_python(plan: Plan, sections: &[&str], dir: &Path) -> Result<serde_json::Value, String> {
-    let python = python()?;
+    let python = python_peers()?;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/peers.py");
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let out = Command::new(&python)
