@@ -1,37 +1,13 @@
 //! `memo-cache remote stats|clear` and the Redis line of `stats`, against a real redis-server.
 
+mod common;
+
 #[allow(dead_code)] // the cluster half of the harness serves the library's tests
 #[path = "../../memo-cache/tests/support/redis_server.rs"]
 mod redis_server;
 
-use assert_cmd::Command;
+use common::{json_of, memo_cache};
 use memo_cache::{Cache, Function, RemoteConfig};
-use serde_json::Value;
-
-fn memo_cache() -> Command {
-    let mut cmd = Command::cargo_bin("memo-cache").unwrap();
-    cmd.env_remove("MEMO_CACHE_REDIS_URL")
-        .env_remove("MEMO_CACHE_REDIS_PREFIX")
-        .env_remove("MEMO_CACHE_REMOTE_URL")
-        .env_remove("MEMO_CACHE_REMOTE_PREFIX")
-        .env_remove("MEMO_CACHE_DIR");
-    cmd
-}
-
-fn json(cmd: &mut Command) -> Value {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        v["format"], 1,
-        "every JSON document carries its format version: {v}"
-    );
-    v
-}
 
 #[test]
 fn remote_stats_and_clear_see_only_their_prefix() {
@@ -59,7 +35,7 @@ fn remote_stats_and_clear_see_only_their_prefix() {
         .unwrap();
     other.put(&f, &(1u32,), &vec![1u8; 10]).unwrap();
 
-    let stats = json(memo_cache().args([
+    let stats = json_of(memo_cache().args([
         "remote", "--url", &url, "--prefix", "cli-a:", "stats", "--json",
     ]));
     assert_eq!(stats["values"], 3);
@@ -70,7 +46,7 @@ fn remote_stats_and_clear_see_only_their_prefix() {
         .args(["remote", "--url", &url, "--prefix", "cli-a:", "clear"])
         .assert()
         .code(2);
-    let stats = json(memo_cache().args([
+    let stats = json_of(memo_cache().args([
         "remote", "--url", &url, "--prefix", "cli-a:", "stats", "--json",
     ]));
     assert_eq!(stats["values"], 3);
@@ -82,14 +58,14 @@ fn remote_stats_and_clear_see_only_their_prefix() {
         .assert()
         .success()
         .stdout(predicates::str::contains("Removed 3 keys"));
-    let stats = json(
+    let stats = json_of(
         memo_cache()
             .env("MEMO_CACHE_REDIS_URL", &url)
             .env("MEMO_CACHE_REDIS_PREFIX", "cli-a:")
             .args(["remote", "stats", "--json"]),
     );
     assert_eq!(stats["values"], 0);
-    let theirs = json(memo_cache().args([
+    let theirs = json_of(memo_cache().args([
         "remote", "--url", &url, "--prefix", "cli-b:", "stats", "--json",
     ]));
     assert_eq!(theirs["values"], 1, "another prefix's keys were touched");
@@ -111,7 +87,7 @@ fn stats_says_which_values_stay_local_only() {
     cache.put(&f, &(2u32,), &vec![0u8; 10]).unwrap();
     drop(cache);
     // Nothing listens on port 1: stats reads the local index and only reports the configuration.
-    let stats = json(
+    let stats = json_of(
         memo_cache()
             .env("MEMO_CACHE_REDIS_URL", "redis://127.0.0.1:1")
             .args(["--dir"])
@@ -120,7 +96,7 @@ fn stats_says_which_values_stay_local_only() {
     );
     assert_eq!(stats["remote"]["local_only"], 1);
     assert_eq!(stats["remote"]["max_value_bytes"], 16 * 1024 * 1024);
-    let plain = json(
+    let plain = json_of(
         memo_cache()
             .args(["--dir"])
             .arg(dir.path())

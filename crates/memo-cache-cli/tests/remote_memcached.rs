@@ -1,6 +1,8 @@
 //! `memo-cache remote stats|clear` against a real memcached: stats per server, and clear by
 //! moving the namespace generation (memcached cannot list keys).
 
+mod common;
+
 #[allow(dead_code)] // only its free ports serve here
 #[path = "../../memo-cache/tests/support/redis_server.rs"]
 mod redis_server;
@@ -8,25 +10,8 @@ mod redis_server;
 #[path = "../../memo-cache/tests/support/memcached_server.rs"]
 mod memcached_server;
 
-use assert_cmd::Command;
+use common::{json_of, memo_cache};
 use memo_cache::{Cache, Function, RemoteConfig};
-use serde_json::Value;
-
-fn memo_cache() -> Command {
-    let mut cmd = Command::cargo_bin("memo-cache").unwrap();
-    cmd.env_remove("MEMO_CACHE_REDIS_URL")
-        .env_remove("MEMO_CACHE_REDIS_PREFIX")
-        .env_remove("MEMO_CACHE_REMOTE_URL")
-        .env_remove("MEMO_CACHE_REMOTE_PREFIX")
-        .env_remove("MEMO_CACHE_DIR");
-    cmd
-}
-
-fn json(cmd: &mut Command) -> Value {
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{out:?}");
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 #[test]
 fn remote_clear_moves_the_namespace_and_stats_show_each_server() {
@@ -44,7 +29,7 @@ fn remote_clear_moves_the_namespace_and_stats_show_each_server() {
         cache.put(&f, &(n,), &n).unwrap();
     }
 
-    let stats = json(
+    let stats = json_of(
         memo_cache()
             .env("MEMO_CACHE_REMOTE_URL", &urls)
             .env("MEMO_CACHE_REMOTE_PREFIX", "cli-m:")
@@ -78,7 +63,7 @@ fn remote_clear_moves_the_namespace_and_stats_show_each_server() {
         String::from_utf8_lossy(&cleared.stdout).contains("new namespace generation"),
         "{cleared:?}"
     );
-    let after = json(memo_cache().args([
+    let after = json_of(memo_cache().args([
         "remote", "--url", &urls, "--prefix", "cli-m:", "stats", "--json",
     ]));
     for (i, generation) in before.iter().enumerate() {

@@ -2,6 +2,8 @@
 //! `initdb` for the test): counts by function, clear of one function or the whole prefix, prune
 //! by expiry and age; and what the other tiers say of prune.
 
+mod common;
+
 #[allow(dead_code)] // only its free ports serve here
 #[path = "../../memo-cache/tests/support/redis_server.rs"]
 mod redis_server;
@@ -11,25 +13,8 @@ mod postgres_server;
 
 use std::time::Duration;
 
-use assert_cmd::Command;
+use common::{json_of, memo_cache};
 use memo_cache::{Cache, Function, RemoteConfig};
-use serde_json::Value;
-
-fn memo_cache() -> Command {
-    let mut cmd = Command::cargo_bin("memo-cache").unwrap();
-    cmd.env_remove("MEMO_CACHE_REDIS_URL")
-        .env_remove("MEMO_CACHE_REDIS_PREFIX")
-        .env_remove("MEMO_CACHE_REMOTE_URL")
-        .env_remove("MEMO_CACHE_REMOTE_PREFIX")
-        .env_remove("MEMO_CACHE_DIR");
-    cmd
-}
-
-fn json(cmd: &mut Command) -> Value {
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{out:?}");
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 #[test]
 fn remote_stats_clear_and_prune_on_postgres() {
@@ -63,7 +48,7 @@ fn remote_stats_clear_and_prune_on_postgres() {
     other.put(&f, &(1,), &1u64).unwrap();
     std::thread::sleep(Duration::from_millis(400));
 
-    let stats = json(
+    let stats = json_of(
         memo_cache()
             .env("MEMO_CACHE_REMOTE_URL", &url)
             .env("MEMO_CACHE_REMOTE_PREFIX", "cli-p:")
@@ -92,7 +77,7 @@ fn remote_stats_clear_and_prune_on_postgres() {
     assert!(text.contains("1 expired"), "{text}");
 
     // Prune: the expired value, then what is older than 90 days.
-    let pruned = json(memo_cache().args([
+    let pruned = json_of(memo_cache().args([
         "remote", "--url", &url, "--prefix", "cli-p:", "prune", "--json",
     ]));
     assert_eq!(pruned["removed"], 1);
@@ -119,7 +104,7 @@ fn remote_stats_clear_and_prune_on_postgres() {
     assert!(text.contains("computed more than 90 days ago"), "{text}");
 
     // Clear one function, then the rest.
-    let cleared = json(memo_cache().args([
+    let cleared = json_of(memo_cache().args([
         "remote",
         "--url",
         &url,
@@ -144,7 +129,7 @@ fn remote_stats_clear_and_prune_on_postgres() {
         "{cleared:?}"
     );
     // The other prefix kept its value.
-    let stats = json(memo_cache().args([
+    let stats = json_of(memo_cache().args([
         "remote", "--url", &url, "--prefix", "other:", "stats", "--json",
     ]));
     assert_eq!(stats["values"], 1);

@@ -17,14 +17,7 @@ use std::time::{Duration, Instant};
 use memo_cache::{Cache, Function, RemoteConfig, remote_clear, remote_stats};
 use support::machines::{self, expected, finish, run_child, spawn_child};
 use support::memcached_server::Memcached;
-
-/// `len` bytes that zstd cannot shrink (a multiplicative hash of each index), different for
-/// each `seed`.
-fn incompressible(len: u32, seed: u32) -> Vec<u8> {
-    (0..len)
-        .map(|i| ((i ^ seed).wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect()
-}
+use support::{count_lines, noise, warnings_of};
 
 static SQUARE: Function = Function::new("memcached_test::square", "v1", "String");
 
@@ -35,30 +28,14 @@ fn child() {
     machines::child_body("memcached_test::square");
 }
 
-fn count_lines(text: &str, needle: &str) -> usize {
-    text.lines().filter(|l| l.contains(needle)).count()
-}
-
 #[test]
 fn a_second_machine_never_recomputes_what_the_first_computed() {
     let server = Memcached::start();
-    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let first = run_child(a.path(), &server.url(), "0..20");
-    assert_eq!(first.computed.len(), 20);
-    // As a user configures it: MEMO_CACHE_REMOTE_URL.
-    let second = finish(spawn_child(
-        b.path(),
+    machines::a_second_machine_recomputes_nothing(
+        &server.url(),
+        &server.url(),
         "memcache://unused",
-        "0..20",
-        0,
-        &[
-            ("CHILD_FROM_ENV", "1"),
-            ("MEMO_CACHE_REMOTE_URL", &server.url()),
-            ("MEMO_CACHE_REMOTE_PREFIX", "t:"),
-        ],
-    ));
-    assert_eq!(second.computed, Vec::<u64>::new(), "machine B recomputed");
-    assert_eq!(second.got.len(), 20);
+    );
 }
 
 #[test]
@@ -68,7 +45,7 @@ fn a_value_over_the_item_limit_travels_in_chunks() {
     let config = RemoteConfig::new(&server.url()).unwrap().prefix("big:");
     let f = Function::new("memcached_test::big", "v1", "Vec<u8>");
     // 3 MiB that zstd cannot shrink: three chunks and a manifest.
-    let big = incompressible(3 * 1024 * 1024, 0);
+    let big = noise(3 << 20, 0);
     // Uncompressed, so the value stays over the item limit.
     let one = Cache::builder(a.path())
         .remote(config.clone())
@@ -130,83 +107,33 @@ fn a_value_whose_hash_is_wrong_is_never_served() {
     );
 }
 
+// The holder is given 800 ms to take its lock: memcached cannot be asked who holds one.
+
 #[test]
 fn a_waiter_takes_over_from_a_killed_holder() {
     let server = Memcached::start();
-    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let lock = [("CHILD_LOCK_TTL_MS", "2000")];
-    let holder = spawn_child(a.path(), &server.url(), "42", 60_000, &lock);
-    std::thread::sleep(Duration::from_millis(800));
-    let started = Instant::now();
-    let waiter = spawn_child(b.path(), &server.url(), "42", 0, &lock);
-    std::thread::sleep(Duration::from_millis(500));
-    drop(holder); // SIGKILL: its lock item is no longer renewed
-    let out = finish(waiter);
-    assert_eq!(out.computed, vec![42], "the waiter took over");
-    assert!(
-        started.elapsed() < Duration::from_secs(15),
-        "took {:?}: it waited past the dead holder's lock",
-        started.elapsed()
-    );
+    machines::a_waiter_takes_over_from_a_killed_holder(&server.url(), || {
+        std::thread::sleep(Duration::from_millis(800))
+    });
 }
 
 #[test]
 fn a_waiter_gives_up_on_a_frozen_holder_after_wait_timeout() {
     let server = Memcached::start();
-    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let holder = spawn_child(a.path(), &server.url(), "43", 60_000, &[]);
-    std::thread::sleep(Duration::from_millis(800));
-    let pid = holder.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-STOP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let started = Instant::now();
-    let out = finish(spawn_child(
-        b.path(),
-        &server.url(),
-        "43",
-        0,
-        &[("CHILD_WAIT_MS", "1500")],
-    ));
-    let _ = Command::new("kill").args(["-CONT", &pid]).status();
-    assert_eq!(out.computed, vec![43]);
-    assert!(started.elapsed() < Duration::from_secs(15));
-    assert_eq!(
-        count_lines(&out.stderr, "computing here"),
-        1,
-        "{}",
-        out.stderr
-    );
+    machines::a_waiter_gives_up_on_a_frozen_holder(&server.url(), || {
+        std::thread::sleep(Duration::from_millis(800))
+    });
 }
 
 #[test]
 fn a_server_stopped_mid_run_leaves_calls_right_with_one_warning() {
     let mut server = Memcached::start();
-    let a = tempfile::tempdir().unwrap();
-    let child = spawn_child(
-        a.path(),
-        &server.url(),
-        "0..60",
-        0,
-        &[("CHILD_PAUSE_MS", "40")],
-    );
-    std::thread::sleep(Duration::from_millis(600));
-    server.kill();
-    std::thread::sleep(Duration::from_millis(800));
-    server.restart(); // empty: calls go on
-    let out = finish(child);
-    assert_eq!(out.got.len(), 60, "every call returned");
-    assert_eq!(
-        count_lines(&out.stderr, "unavailable"),
-        1,
-        "one warning per outage:\n{}",
-        out.stderr
-    );
-    assert_eq!(count_lines(&out.stderr, "is back"), 1, "{}", out.stderr);
+    let url = server.url();
+    machines::an_outage_mid_run_leaves_calls_right(&url, Duration::from_millis(600), || {
+        server.kill();
+        std::thread::sleep(Duration::from_millis(800));
+        server.restart(); // empty: calls go on
+    });
 }
 
 #[test]
@@ -559,7 +486,7 @@ fn attack_a_server_refusing_one_large_value_still_shares_the_others() {
         .compress(0)
         .open()
         .unwrap();
-    let bytes = incompressible(800 * 1024, 0);
+    let bytes = noise(800 << 10, 0);
     one.put(&big, &(1,), &bytes).unwrap();
     one.put(&small, &(2,), &22u64).unwrap();
     let two = Cache::builder(b.path()).remote(config).open().unwrap();
@@ -679,7 +606,7 @@ fn attack_held_chunks_deleted_swapped_or_lied_about_are_a_miss() {
     let server = Memcached::start();
     let config = RemoteConfig::new(&server.url()).unwrap().prefix("ch:");
     let f = Function::new("memcached_test::big", "v1", "Vec<u8>");
-    let big = incompressible(3 * 1024 * 1024, 0);
+    let big = noise(3 << 20, 0);
     let open = |dir: &std::path::Path| {
         Cache::builder(dir)
             .remote(config.clone())
@@ -747,7 +674,7 @@ fn attack_held_a_memcached_too_small_for_the_chunks_never_serves_a_torn_value() 
         .compress(0)
         .open()
         .unwrap();
-    let value = |n: u32| -> Vec<u8> { incompressible(3 * 1024 * 1024, n) };
+    let value = |n: u32| -> Vec<u8> { noise(3 << 20, u64::from(n)) };
     for n in 0..6u32 {
         writer.put(&f, &(n,), &value(n)).unwrap();
     }
@@ -857,31 +784,6 @@ fn attack_held_a_server_frozen_and_thawed_mid_run() {
     assert_eq!(count_lines(&out.stderr, "is back"), 1, "{}", out.stderr);
 }
 
-/// The warnings `call` logs on this thread.
-fn warnings_of(call: impl FnOnce()) -> String {
-    #[derive(Clone, Default)]
-    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-    impl std::io::Write for Sink {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let sink = Sink::default();
-    let writer = sink.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::WARN)
-        .with_ansi(false)
-        .finish();
-    tracing::subscriber::with_default(subscriber, call);
-    let bytes = sink.0.lock().unwrap().clone();
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
 #[test]
 fn attack_a_value_over_this_readers_limit_is_a_quiet_miss() {
     // A writer allowed 64 MiB stores a 20 MiB value in chunks; a reader with the default
@@ -891,7 +793,7 @@ fn attack_a_value_over_this_readers_limit_is_a_quiet_miss() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let config = RemoteConfig::new(&server.url()).unwrap().prefix("lim2:");
     let f = Function::new("memcached_test::huge", "v1", "Vec<u8>");
-    let big = incompressible(20 * 1024 * 1024, 0);
+    let big = noise(20 << 20, 0);
     let writer = Cache::builder(a.path())
         .remote(config.clone().max_value_bytes(64 * 1024 * 1024))
         .compress(0)
@@ -903,7 +805,7 @@ fn attack_a_value_over_this_readers_limit_is_a_quiet_miss() {
         .compress(0)
         .open()
         .unwrap();
-    let warned = warnings_of(|| {
+    let ((), warned) = warnings_of(|| {
         for _ in 0..3 {
             assert_eq!(reader.get::<_, Vec<u8>>(&f, &(1,)).unwrap(), None);
         }

@@ -13,7 +13,6 @@ mod support;
 #[path = "../../../tests/src/children.rs"]
 mod children;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use memo_cache::{
@@ -21,6 +20,7 @@ use memo_cache::{
 };
 use support::machines::{self, expected, finish, run_child, spawn_child};
 use support::postgres_server::Postgres;
+use support::{count_lines, noise};
 
 static SQUARE: Function = Function::new("postgres_test::square", "v1", "String");
 
@@ -29,24 +29,6 @@ static SQUARE: Function = Function::new("postgres_test::square", "v1", "String")
 #[ignore = "child process body, spawned by the PostgreSQL tier tests through spawn_child"]
 fn child() {
     machines::child_body("postgres_test::square");
-}
-
-fn count_lines(text: &str, needle: &str) -> usize {
-    text.lines().filter(|l| l.contains(needle)).count()
-}
-
-/// Bytes zstd cannot shrink, so a value keeps its size on the way.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 fn table_of(server: &Postgres, prefix: &str) -> String {
@@ -59,24 +41,13 @@ fn table_of(server: &Postgres, prefix: &str) -> String {
 #[test]
 fn a_second_machine_never_recomputes_what_the_first_computed() {
     let server = Postgres::start();
-    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let first = run_child(a.path(), &server.url(), "0..20");
-    assert_eq!(first.computed.len(), 20);
     // As a user configures it: MEMO_CACHE_REMOTE_URL, and the postgresql:// spelling.
-    let url = server.url().replace("postgres://", "postgresql://");
-    let second = finish(spawn_child(
-        b.path(),
+    let env_url = server.url().replace("postgres://", "postgresql://");
+    machines::a_second_machine_recomputes_nothing(
+        &server.url(),
+        &env_url,
         "postgres://unused@nowhere/x",
-        "0..20",
-        0,
-        &[
-            ("CHILD_FROM_ENV", "1"),
-            ("MEMO_CACHE_REMOTE_URL", &url),
-            ("MEMO_CACHE_REMOTE_PREFIX", "t:"),
-        ],
-    ));
-    assert_eq!(second.computed, Vec::<u64>::new(), "machine B recomputed");
-    assert_eq!(second.got.len(), 20);
+    );
     // The row keeps the envelope's fields as columns a person can read.
     let table = table_of(&server, "t:");
     let row = server.psql(&format!(
@@ -200,21 +171,10 @@ fn wait_for_lock_row(server: &Postgres) -> String {
 #[test]
 fn a_waiter_takes_over_from_a_killed_holder() {
     let server = Postgres::start();
-    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let lock = [("CHILD_LOCK_TTL_MS", "2000")];
-    let holder = spawn_child(a.path(), &server.url(), "42", 60_000, &lock);
-    let table = wait_for_lock_row(&server);
-    let started = Instant::now();
-    let waiter = spawn_child(b.path(), &server.url(), "42", 0, &lock);
-    std::thread::sleep(Duration::from_millis(500));
-    drop(holder); // SIGKILL: its lock row is no longer renewed
-    let out = finish(waiter);
-    assert_eq!(out.computed, vec![42], "the waiter took over");
-    assert!(
-        started.elapsed() < Duration::from_secs(15),
-        "took {:?}: it waited past the dead holder's lease",
-        started.elapsed()
-    );
+    let mut table = String::new();
+    machines::a_waiter_takes_over_from_a_killed_holder(&server.url(), || {
+        table = wait_for_lock_row(&server)
+    });
     // The waiter released its lock: no row left behind.
     assert_eq!(
         server.psql(&format!("SELECT count(*) FROM \"{table}_locks\"")),
@@ -225,60 +185,20 @@ fn a_waiter_takes_over_from_a_killed_holder() {
 #[test]
 fn a_waiter_gives_up_on_a_frozen_holder_after_wait_timeout() {
     let server = Postgres::start();
-    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let holder = spawn_child(a.path(), &server.url(), "43", 60_000, &[]);
-    wait_for_lock_row(&server);
-    let pid = holder.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-STOP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let started = Instant::now();
-    let out = finish(spawn_child(
-        b.path(),
-        &server.url(),
-        "43",
-        0,
-        &[("CHILD_WAIT_MS", "1500")],
-    ));
-    let _ = Command::new("kill").args(["-CONT", &pid]).status();
-    assert_eq!(out.computed, vec![43]);
-    assert!(started.elapsed() < Duration::from_secs(15));
-    assert_eq!(
-        count_lines(&out.stderr, "computing here"),
-        1,
-        "{}",
-        out.stderr
-    );
+    machines::a_waiter_gives_up_on_a_frozen_holder(&server.url(), || {
+        wait_for_lock_row(&server);
+    });
 }
 
 #[test]
 fn a_server_stopped_mid_run_leaves_calls_right_with_one_warning() {
     let mut server = Postgres::start();
-    let a = tempfile::tempdir().unwrap();
-    let child = spawn_child(
-        a.path(),
-        &server.url(),
-        "0..60",
-        0,
-        &[("CHILD_PAUSE_MS", "40")],
-    );
-    std::thread::sleep(Duration::from_millis(1200));
-    server.stop("immediate"); // as a crash
-    std::thread::sleep(Duration::from_millis(800));
-    server.start_again();
-    let out = finish(child);
-    assert_eq!(out.got.len(), 60, "every call returned");
-    assert_eq!(
-        count_lines(&out.stderr, "unavailable"),
-        1,
-        "one warning per outage:\n{}",
-        out.stderr
-    );
-    assert_eq!(count_lines(&out.stderr, "is back"), 1, "{}", out.stderr);
+    let url = server.url();
+    machines::an_outage_mid_run_leaves_calls_right(&url, Duration::from_millis(1200), || {
+        server.stop("immediate"); // as a crash
+        std::thread::sleep(Duration::from_millis(800));
+        server.start_again();
+    });
 }
 
 #[test]

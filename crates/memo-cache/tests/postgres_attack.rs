@@ -8,12 +8,12 @@
 #[allow(dead_code)] // each test binary uses part of the servers' support
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use memo_cache::{Cache, Digest, Function, RemoteConfig, remote_prune, remote_stats};
+use support::machines::{self, finish};
 use support::postgres_server::Postgres;
+use support::{count_lines, noise, warnings_of};
 
 /// The values table of `prefix`, as `schema.rs` names it (copied: the function is private).
 fn table_name(prefix: &str) -> String {
@@ -35,50 +35,11 @@ fn table_name(prefix: &str) -> String {
     }
 }
 
-/// The tracing output of `f` (warnings and up, on this thread).
-fn warnings_of<T>(f: impl FnOnce() -> T) -> (T, String) {
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-    impl Write for Buffer {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::WARN)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let out = tracing::subscriber::with_default(subscriber, f);
-    let text = String::from_utf8_lossy(&buffer.0.lock().unwrap()).into_owned();
-    (out, text)
-}
-
 fn config(server: &Postgres, prefix: &str) -> RemoteConfig {
     RemoteConfig::new(&server.url())
         .unwrap()
         .prefix(prefix)
         .retry_after(Duration::from_millis(50))
-}
-
-/// Bytes zstd cannot shrink.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// Someone else's table that happens to bear the name of a prefix's table: the tier must leave
@@ -356,142 +317,34 @@ fn a_lock_row_planted_forever_costs_only_wait_timeout() {
 // ---- Servers and processes under stress: a terminated backend, a crash mid-COPY, too few
 // connections, a server-side statement_timeout (and the child body the memory figures use).
 
+#[allow(dead_code)] // the line readers and file waits serve the end-to-end tests
 #[path = "../../../tests/src/children.rs"]
-#[allow(dead_code)]
 mod children;
 
-use children::{KillOnDrop, output_bounded};
-use std::process::{Command, Stdio};
-
-static SQUARE: Function = Function::new("attack::square", "v1", "String");
-
-fn expected(n: u64) -> String {
-    format!("value of {n}: {}", n * n + 7)
-}
-
-fn env_ms(name: &str, default: u64) -> Duration {
-    Duration::from_millis(std::env::var(name).map_or(default, |ms| ms.parse().unwrap()))
-}
-
-/// The body of the child processes below, which run it with `--ignored` and `MEMO_ATTACK_CHILD`
-/// set (as a test of its own it would pass having checked nothing). `keys`: computes `CHILD_KEYS` (`a..b`) through the tier, printing
-/// `@@computed N` and `@@got N = V`. `store`/`fetch`: a 300 MB `Vec<u8>` (compression off)
-/// computed and stored, or fetched from the tier into an empty directory (for `/usr/bin/time`).
+/// The body of the child processes of `support::machines`, which run it with `--ignored`.
+/// With `CHILD_ROLE=store` or `fetch` it stores or fetches a 300 MB value, for measuring a
+/// transfer's peak memory from outside (RELIABILITY.md).
 #[test]
 #[ignore = "child process body, spawned by the tests below through spawn_child"]
-fn attack_child() {
-    let role = std::env::var("MEMO_ATTACK_CHILD")
-        .expect("`attack_child` is the body of a child process; the tests below run it");
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
-    let dir = std::env::var("CHILD_DIR").unwrap();
-    let config = RemoteConfig::new(&std::env::var("CHILD_URL").unwrap())
-        .unwrap()
-        .prefix("attack:")
-        .retry_after(Duration::from_millis(200))
-        .max_value_bytes(400 << 20)
-        .lock_ttl(env_ms("CHILD_LOCK_TTL_MS", 30_000))
-        .wait_timeout(env_ms("CHILD_WAIT_MS", 30_000));
-    let cache = Cache::builder(&dir)
-        .remote(config)
-        .compress(0)
-        .open()
-        .unwrap();
-    match role.as_str() {
-        "keys" => {
-            let (a, b) = std::env::var("CHILD_KEYS")
-                .unwrap()
-                .split_once("..")
-                .map(|(a, b)| (a.parse::<u64>().unwrap(), b.parse::<u64>().unwrap()))
-                .unwrap();
-            let (delay, pause) = (env_ms("CHILD_DELAY_MS", 0), env_ms("CHILD_PAUSE_MS", 0));
-            for n in a..b {
-                let value = cache.get_or_compute(&SQUARE, &(n,), || {
-                    println!("@@computed {n}");
-                    std::thread::sleep(delay);
-                    expected(n)
-                });
-                println!("@@got {n} = {value}");
-                std::thread::sleep(pause);
-            }
-        }
-        "store" | "fetch" => {
-            let big = Function::new("attack::big", "v1", "Vec<u8>");
-            let len = 300 << 20;
-            let got: Vec<u8> = cache.get_or_compute(&big, &(1,), || {
-                assert_eq!(role, "store", "the fetch computed instead of fetching");
-                noise(len, 1)
-            });
-            assert_eq!(got.len(), len);
-            println!("@@done {role}");
-        }
-        other => panic!("unknown role {other}"),
-    }
+fn child() {
+    machines::child_body("attack::square");
 }
 
-fn spawn_child(dir: &std::path::Path, url: &str, env: &[(&str, &str)]) -> KillOnDrop {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        "--ignored",
-        "--exact",
-        "attack_child",
-        "--nocapture",
-        "--test-threads",
-        "1",
-    ])
-    .env("MEMO_ATTACK_CHILD", "keys")
-    .env("CHILD_DIR", dir)
-    .env("CHILD_URL", url)
-    .env_remove("MEMO_CACHE_REDIS_URL")
-    .env_remove("MEMO_CACHE_REMOTE_URL")
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    KillOnDrop(cmd.spawn().unwrap())
-}
-
-struct ChildOutput {
-    computed: Vec<u64>,
-    got: usize,
-    stderr: String,
-}
-
-fn finish(mut child: KillOnDrop) -> ChildOutput {
-    let out = output_bounded(&mut child);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
-    // A filter that matched nothing also exits 0: make sure the child body really ran.
-    assert!(
-        stdout.contains("test result: ok. 1 passed"),
-        "the child ran no test:\n{stdout}\n{stderr}"
-    );
-    let mut result = ChildOutput {
-        computed: Vec::new(),
-        got: 0,
-        stderr,
-    };
-    for line in stdout.lines() {
-        let Some(line) = line.find("@@").map(|at| &line[at + 2..]) else {
-            continue;
-        };
-        if let Some(n) = line.strip_prefix("computed ") {
-            result.computed.push(n.parse().unwrap());
-        } else if let Some(rest) = line.strip_prefix("got ") {
-            let (n, v) = rest.split_once(" = ").unwrap();
-            assert_eq!(v, expected(n.parse().unwrap()), "a wrong value");
-            result.got += 1;
-        }
-    }
-    result
-}
-
-fn count_lines(text: &str, needle: &str) -> usize {
-    text.lines().filter(|l| l.contains(needle)).count()
+/// [`machines::spawn_child`] under the prefix `attack:`, compression off, values up to 400 MiB.
+fn spawn_child(
+    dir: &std::path::Path,
+    url: &str,
+    keys: &str,
+    delay_ms: u64,
+    extra: &[(&str, &str)],
+) -> children::KillOnDrop {
+    let mut env = vec![
+        ("CHILD_PREFIX", "attack:"),
+        ("CHILD_COMPRESS", "0"),
+        ("CHILD_MAX_VALUE_MIB", "400"),
+    ];
+    env.extend_from_slice(extra);
+    machines::spawn_child(dir, url, keys, delay_ms, &env)
 }
 
 /// A DBA terminates the lock holder's connections (`pg_terminate_backend`) while it computes;
@@ -505,7 +358,9 @@ fn a_lock_holders_backends_terminated_while_it_computes() {
     let holder = spawn_child(
         a.path(),
         &format!("{}?application_name=holder", server.url()),
-        &[("CHILD_KEYS", "42..43"), ("CHILD_DELAY_MS", "6000"), lease],
+        "42",
+        6000,
+        &[lease],
     );
     let locks = format!("{}_locks", table_name("attack:"));
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -516,7 +371,7 @@ fn a_lock_holders_backends_terminated_while_it_computes() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let started = Instant::now();
-    let waiter = spawn_child(b.path(), &server.url(), &[("CHILD_KEYS", "42..43"), lease]);
+    let waiter = spawn_child(b.path(), &server.url(), "42", 0, &[lease]);
     let terminate = || {
         server.psql(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
@@ -531,7 +386,7 @@ fn a_lock_holders_backends_terminated_while_it_computes() {
     assert_ne!(first, "0", "the holder had no connection to terminate");
     let (holder, waiter) = (finish(holder), finish(waiter));
     eprintln!("holder:\n{}\nwaiter:\n{}", holder.stderr, waiter.stderr);
-    assert_eq!((holder.got, waiter.got), (1, 1));
+    assert_eq!((holder.got.len(), waiter.got.len()), (1, 1));
     assert_eq!(holder.computed, vec![42]);
     assert_eq!(waiter.computed, Vec::<u64>::new(), "computed twice");
     assert!(
@@ -644,11 +499,9 @@ fn too_few_connections_for_ten_processes_leave_calls_right_and_warnings_few() {
             spawn_child(
                 dir.path(),
                 &server.url(),
-                &[
-                    ("CHILD_KEYS", "0..30"),
-                    ("CHILD_PAUSE_MS", "100"),
-                    ("CHILD_DELAY_MS", "20"),
-                ],
+                "0..30",
+                20,
+                &[("CHILD_PAUSE_MS", "100")],
             )
         })
         .collect();
@@ -661,7 +514,7 @@ fn too_few_connections_for_ten_processes_leave_calls_right_and_warnings_few() {
     let computed: usize = outs.iter().map(|o| o.computed.len()).sum();
     eprintln!("took {took:?}; computed {computed} of 300 calls; warnings per process {warnings:?}");
     for out in &outs {
-        assert_eq!(out.got, 30, "{}", out.stderr);
+        assert_eq!(out.got.len(), 30, "{}", out.stderr);
     }
     assert!(took < Duration::from_secs(90), "{took:?}");
     for (out, &n) in outs.iter().zip(&warnings) {

@@ -4,6 +4,7 @@
 //! Child processes are this test binary run again as `--ignored --exact child` with
 //! `MEMO_TEST_CHILD` set (see `child`).
 
+#[allow(dead_code)] // each test binary uses part of the servers' support
 mod support;
 
 #[allow(dead_code)] // the line readers and file waits serve the end-to-end tests
@@ -13,18 +14,13 @@ mod children;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use children::{KillOnDrop, output_bounded};
+use children::KillOnDrop;
 use memo_cache::{Cache, Function, RemoteConfig, remote_clear, remote_stats};
+use support::count_lines;
+use support::machines::{self, ChildOutput, expected, finish};
 use support::redis_server::{Cluster, Single};
 
-/// The value every process must agree on.
-fn expected(n: u64) -> String {
-    format!("value of {n}: {}", n * n + 7)
-}
-
-/// Runs this binary as a child "machine": computes `keys` through a cache in `dir` with the Redis
-/// tier at `urls`, sleeping `delay_ms` per computation. Prints `computed N` for each key it
-/// computed and `got N = V` for each result.
+/// [`machines::spawn_child`] under `prefix`.
 fn spawn_child(
     dir: &std::path::Path,
     urls: &str,
@@ -33,68 +29,9 @@ fn spawn_child(
     delay_ms: u64,
     extra: &[(&str, &str)],
 ) -> KillOnDrop {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        "--ignored",
-        "--exact",
-        "child",
-        "--nocapture",
-        "--test-threads",
-        "1",
-    ])
-    .env("MEMO_TEST_CHILD", "1")
-    .env("CHILD_DIR", dir)
-    .env("CHILD_URLS", urls)
-    .env("CHILD_PREFIX", prefix)
-    .env("CHILD_KEYS", keys)
-    .env("CHILD_DELAY_MS", delay_ms.to_string())
-    .env_remove("MEMO_CACHE_REDIS_URL")
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    for (k, v) in extra {
-        cmd.env(k, v);
-    }
-    KillOnDrop(cmd.spawn().unwrap())
-}
-
-struct ChildOutput {
-    computed: Vec<u64>,
-    got: Vec<(u64, String)>,
-    stderr: String,
-}
-
-/// Waits (bounded) for a child "machine" and reads what it did; it must have succeeded.
-fn finish(mut child: KillOnDrop) -> ChildOutput {
-    let out = output_bounded(&mut child);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
-    // A filter that matched nothing also exits 0: make sure the child body really ran.
-    assert!(
-        stdout.contains("test result: ok. 1 passed"),
-        "the child ran no test:\n{stdout}\n{stderr}"
-    );
-    let mut result = ChildOutput {
-        computed: Vec::new(),
-        got: Vec::new(),
-        stderr,
-    };
-    for line in stdout.lines() {
-        // libtest prints "test child ... " before the child's first line: find the tag anywhere.
-        let Some(line) = line.find("@@").map(|at| &line[at + 2..]) else {
-            continue;
-        };
-        if let Some(n) = line.strip_prefix("computed ") {
-            result.computed.push(n.parse().unwrap());
-        } else if let Some(rest) = line.strip_prefix("got ") {
-            let (n, v) = rest.split_once(" = ").unwrap();
-            result.got.push((n.parse().unwrap(), v.to_owned()));
-        }
-    }
-    for (n, v) in &result.got {
-        assert_eq!(v, &expected(*n), "a wrong value for {n}");
-    }
-    result
+    let mut env = vec![("CHILD_PREFIX", prefix)];
+    env.extend_from_slice(extra);
+    machines::spawn_child(dir, urls, keys, delay_ms, &env)
 }
 
 fn run_child(
@@ -107,69 +44,13 @@ fn run_child(
     finish(spawn_child(dir, urls, prefix, keys, delay_ms, &[]))
 }
 
-/// Keys given as `a..b` or a comma list.
-fn parse_keys(spec: &str) -> Vec<u64> {
-    if let Some((a, b)) = spec.split_once("..") {
-        (a.parse().unwrap()..b.parse().unwrap()).collect()
-    } else {
-        spec.split(',').map(|k| k.parse().unwrap()).collect()
-    }
-}
-
 static SQUARE: Function = Function::new("redis_test::square", "v1", "String");
 
-/// Not a test of its own: the body of the child processes above, which run it with `--ignored`.
+/// The body of the child processes of `support::machines`, which run it with `--ignored`.
 #[test]
 #[ignore = "child process body, spawned by the Redis tier tests through spawn_child"]
 fn child() {
-    assert!(
-        std::env::var_os("MEMO_TEST_CHILD").is_some(),
-        "`child` is the body of a child process; the tests that call spawn_child run it"
-    );
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
-    let dir = std::env::var("CHILD_DIR").unwrap();
-    let config = RemoteConfig::new(&std::env::var("CHILD_URLS").unwrap())
-        .unwrap()
-        .prefix(std::env::var("CHILD_PREFIX").unwrap())
-        .command_timeout(Duration::from_secs(2))
-        .connect_timeout(Duration::from_secs(2))
-        .retry_after(Duration::from_millis(200))
-        .wait_timeout(Duration::from_millis(
-            std::env::var("CHILD_WAIT_MS").map_or(30_000, |ms| ms.parse().unwrap()),
-        ));
-    // With CHILD_FROM_ENV the tier comes from MEMO_CACHE_REDIS_URL/_PREFIX, as a user sets it.
-    let cache = if std::env::var_os("CHILD_FROM_ENV").is_some() {
-        Cache::open(&dir).unwrap()
-    } else {
-        Cache::builder(&dir).remote(config).open().unwrap()
-    };
-    let delay = Duration::from_millis(std::env::var("CHILD_DELAY_MS").unwrap().parse().unwrap());
-    let pause = std::env::var("CHILD_PAUSE_MS")
-        .ok()
-        .map(|ms| Duration::from_millis(ms.parse().unwrap()));
-    let rounds: usize = std::env::var("CHILD_ROUNDS")
-        .ok()
-        .map_or(1, |r| r.parse().unwrap());
-    for _ in 0..rounds {
-        for n in parse_keys(&std::env::var("CHILD_KEYS").unwrap()) {
-            let value = cache.get_or_compute(&SQUARE, &(n,), || {
-                println!("@@computed {n}");
-                std::thread::sleep(delay);
-                expected(n)
-            });
-            println!("@@got {n} = {value}");
-            if let Some(pause) = pause {
-                std::thread::sleep(pause);
-            }
-        }
-    }
-}
-
-fn count_lines(text: &str, needle: &str) -> usize {
-    text.lines().filter(|l| l.contains(needle)).count()
+    machines::child_body("redis_test::square");
 }
 
 #[test]

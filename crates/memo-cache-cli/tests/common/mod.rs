@@ -106,6 +106,34 @@ pub fn memo(dir: &Path) -> Command {
     cmd
 }
 
+/// The real binary with no shared tier or cache directory from the environment: the remote
+/// tests name their own.
+pub fn memo_cache() -> Command {
+    let mut cmd = Command::cargo_bin("memo-cache").unwrap();
+    cmd.env_remove("MEMO_CACHE_REDIS_URL")
+        .env_remove("MEMO_CACHE_REDIS_PREFIX")
+        .env_remove("MEMO_CACHE_REMOTE_URL")
+        .env_remove("MEMO_CACHE_REMOTE_PREFIX")
+        .env_remove("MEMO_CACHE_DIR");
+    cmd
+}
+
+/// The JSON document `cmd` prints; it must succeed and carry its format version.
+pub fn json_of(cmd: &mut Command) -> serde_json::Value {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["format"], 1,
+        "every JSON document carries its format version: {v}"
+    );
+    v
+}
+
 /// Runs `memo-cache --dir DIR ARGS...`, returning (status, stdout, stderr).
 pub fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
     let output = memo(dir).args(args).output().unwrap();

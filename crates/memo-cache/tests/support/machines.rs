@@ -2,14 +2,13 @@
 //! computes keys through a cache with a tier, printing what it computed and got. A test binary
 //! that uses it defines `#[test] #[ignore] fn child() { support::machines::child_body(NAME) }`.
 
-#![allow(dead_code)] // the Redis tests have machines of their own
-
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use memo_cache::{Cache, Function, RemoteConfig};
 
+use super::count_lines;
 use crate::children::{KillOnDrop, output_bounded};
 
 /// The value a child computes for key `n`.
@@ -110,9 +109,11 @@ pub fn env_ms(name: &str, default: u64) -> Duration {
 }
 
 /// The child's body: the keys of `CHILD_KEYS` through the function named `function`, with the
-/// tier of `CHILD_URL` under the prefix `t:` (or, with `CHILD_FROM_ENV`, the tier the
-/// environment names); `CHILD_LOCK_TTL_MS`, `CHILD_WAIT_MS`, `CHILD_DELAY_MS` and
-/// `CHILD_PAUSE_MS` tune it.
+/// tier of `CHILD_URL` under the prefix `CHILD_PREFIX` (`t:` when unset; with `CHILD_FROM_ENV`,
+/// the tier and prefix the environment names); `CHILD_LOCK_TTL_MS`, `CHILD_WAIT_MS`,
+/// `CHILD_DELAY_MS`, `CHILD_PAUSE_MS`, `CHILD_ROUNDS` (passes over the keys), `CHILD_COMPRESS`
+/// (a level) and `CHILD_MAX_VALUE_MIB` tune it. With `CHILD_ROLE=store` or `fetch` it computes (or must fetch from the tier) one
+/// 300 MiB `Vec<u8>` instead, for measuring a transfer's peak memory from outside.
 pub fn child_body(function: &'static str) {
     assert!(
         std::env::var_os("MEMO_TEST_CHILD").is_some(),
@@ -124,28 +125,142 @@ pub fn child_body(function: &'static str) {
         .init();
     let square = Function::new(function, "v1", "String");
     let dir = std::env::var("CHILD_DIR").unwrap();
-    let config = RemoteConfig::new(&std::env::var("CHILD_URL").unwrap())
+    let mut config = RemoteConfig::new(&std::env::var("CHILD_URL").unwrap())
         .unwrap()
-        .prefix("t:")
+        .prefix(std::env::var("CHILD_PREFIX").unwrap_or_else(|_| "t:".into()))
         .command_timeout(Duration::from_secs(2))
         .connect_timeout(Duration::from_secs(2))
         .retry_after(Duration::from_millis(200))
         .lock_ttl(env_ms("CHILD_LOCK_TTL_MS", 30_000))
         .wait_timeout(env_ms("CHILD_WAIT_MS", 30_000));
-    let cache = if std::env::var_os("CHILD_FROM_ENV").is_some() {
-        Cache::open(&dir).unwrap()
-    } else {
-        Cache::builder(&dir).remote(config).open().unwrap()
-    };
+    if let Ok(mib) = std::env::var("CHILD_MAX_VALUE_MIB") {
+        config = config.max_value_bytes(mib.parse::<usize>().unwrap() << 20);
+    }
+    let mut builder = Cache::builder(&dir);
+    if std::env::var_os("CHILD_FROM_ENV").is_none() {
+        builder = builder.remote(config);
+    }
+    if let Ok(level) = std::env::var("CHILD_COMPRESS") {
+        builder = builder.compress(level.parse().unwrap());
+    }
+    let cache = builder.open().unwrap();
+    let role = std::env::var("CHILD_ROLE").unwrap_or_else(|_| "keys".into());
+    if role == "store" || role == "fetch" {
+        let big = Function::new("machines::big", "v1", "Vec<u8>");
+        let len = 300 << 20;
+        let got: Vec<u8> = cache.get_or_compute(&big, &(1,), || {
+            assert_eq!(role, "store", "the fetch computed instead of fetching");
+            super::noise(len, 1)
+        });
+        assert_eq!(got.len(), len);
+        println!("@@done {role}");
+        return;
+    }
     let delay = env_ms("CHILD_DELAY_MS", 0);
     let pause = env_ms("CHILD_PAUSE_MS", 0);
-    for n in parse_keys(&std::env::var("CHILD_KEYS").unwrap()) {
-        let value = cache.get_or_compute(&square, &(n,), || {
-            println!("@@computed {n}");
-            std::thread::sleep(delay);
-            expected(n)
-        });
-        println!("@@got {n} = {value}");
-        std::thread::sleep(pause);
+    let rounds: usize = std::env::var("CHILD_ROUNDS").map_or(1, |r| r.parse().unwrap());
+    for _ in 0..rounds {
+        for n in parse_keys(&std::env::var("CHILD_KEYS").unwrap()) {
+            let value = cache.get_or_compute(&square, &(n,), || {
+                println!("@@computed {n}");
+                std::thread::sleep(delay);
+                expected(n)
+            });
+            println!("@@got {n} = {value}");
+            std::thread::sleep(pause);
+        }
     }
+}
+
+// The scenarios every shared tier must pass, each against the tier at `url`.
+
+/// Machine A computes keys 0..20; machine B, configured as a user configures it
+/// (`MEMO_CACHE_REMOTE_URL=env_url`, prefix `t:`; its `CHILD_URL` is `decoy`, which must go
+/// unused), computes none of them and gets all twenty.
+pub fn a_second_machine_recomputes_nothing(url: &str, env_url: &str, decoy: &str) {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = run_child(a.path(), url, "0..20");
+    assert_eq!(first.computed.len(), 20);
+    let second = finish(spawn_child(
+        b.path(),
+        decoy,
+        "0..20",
+        0,
+        &[
+            ("CHILD_FROM_ENV", "1"),
+            ("MEMO_CACHE_REMOTE_URL", env_url),
+            ("MEMO_CACHE_REMOTE_PREFIX", "t:"),
+        ],
+    ));
+    assert_eq!(second.computed, Vec::<u64>::new(), "machine B recomputed");
+    assert_eq!(second.got.len(), 20);
+}
+
+/// A holder computes key 42 for a minute under a 2 s lease (`held` returns once it holds the
+/// fleet lock); a waiter starts, then the holder is killed: the waiter takes over and computes
+/// it, well before the holder would have finished.
+pub fn a_waiter_takes_over_from_a_killed_holder(url: &str, held: impl FnOnce()) {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let lease = [("CHILD_LOCK_TTL_MS", "2000")];
+    let holder = spawn_child(a.path(), url, "42", 60_000, &lease);
+    held();
+    let started = Instant::now();
+    let waiter = spawn_child(b.path(), url, "42", 0, &lease);
+    std::thread::sleep(Duration::from_millis(500));
+    drop(holder); // SIGKILL: its lock is no longer renewed
+    let out = finish(waiter);
+    assert_eq!(out.computed, vec![42], "the waiter took over");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}: it waited past the dead holder's lease",
+        started.elapsed()
+    );
+}
+
+/// A holder computing key 43 for a minute (`held` returns once it holds the fleet lock) is
+/// frozen with SIGSTOP; a waiter with a 1.5 s `wait_timeout` computes the key itself, saying so
+/// once, and does not wait out the holder.
+pub fn a_waiter_gives_up_on_a_frozen_holder(url: &str, held: impl FnOnce()) {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let holder = spawn_child(a.path(), url, "43", 60_000, &[]);
+    held();
+    let pid = holder.0.id().to_string();
+    let signal = |name: &str| Command::new("kill").args([name, &pid]).status().unwrap();
+    assert!(signal("-STOP").success());
+    let started = Instant::now();
+    let out = finish(spawn_child(
+        b.path(),
+        url,
+        "43",
+        0,
+        &[("CHILD_WAIT_MS", "1500")],
+    ));
+    signal("-CONT");
+    assert_eq!(out.computed, vec![43]);
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert_eq!(
+        count_lines(&out.stderr, "computing here"),
+        1,
+        "{}",
+        out.stderr
+    );
+}
+
+/// A child computes keys 0..60, 40 ms apart; `before` into the run, `outage` takes the server
+/// away and brings it back. Every call returns its right value, with one warning for the
+/// outage and one line when the tier is back.
+pub fn an_outage_mid_run_leaves_calls_right(url: &str, before: Duration, outage: impl FnOnce()) {
+    let dir = tempfile::tempdir().unwrap();
+    let child = spawn_child(dir.path(), url, "0..60", 0, &[("CHILD_PAUSE_MS", "40")]);
+    std::thread::sleep(before);
+    outage();
+    let out = finish(child);
+    assert_eq!(out.got.len(), 60, "every call returned");
+    assert_eq!(
+        count_lines(&out.stderr, "unavailable"),
+        1,
+        "one warning per outage:\n{}",
+        out.stderr
+    );
+    assert_eq!(count_lines(&out.stderr, "is back"), 1, "{}", out.stderr);
 }
