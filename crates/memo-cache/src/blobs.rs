@@ -218,6 +218,15 @@ impl<N: Plain> Aligned<N> {
         Aligned { buf, len: 0 }
     }
 
+    /// [`with_room`](Self::with_room), or `None` when the memory cannot be had (an address-space
+    /// limit, an overcommit policy): a store's copy that does not fit is not worth the process.
+    fn try_with_room(len: usize) -> Option<Aligned<N>> {
+        let mut buf: Vec<N> = Vec::new();
+        buf.try_reserve_exact(len.div_ceil(size_of::<N>())).ok()?;
+        advise_huge_pages(buf.as_ptr().cast(), buf.capacity() * size_of::<N>());
+        Some(Aligned { buf, len: 0 })
+    }
+
     /// A copy of `bytes` (the bytes themselves when `N` is `u8`).
     pub fn from_bytes(bytes: Vec<u8>) -> Aligned<N> {
         let any: Box<dyn std::any::Any> = Box::new(bytes);
@@ -301,9 +310,9 @@ impl Aligned<u8> {
 }
 
 /// An empty byte vector with room for `len` bytes, advised onto huge pages when large (see
-/// [`advise_huge_pages`]).
-pub(crate) fn byte_buffer(len: usize) -> Vec<u8> {
-    Aligned::<u8>::with_room(len).into_bytes()
+/// [`advise_huge_pages`]), or `None` when the memory cannot be had.
+pub(crate) fn try_byte_buffer(len: usize) -> Option<Vec<u8>> {
+    Aligned::<u8>::try_with_room(len).map(Aligned::into_bytes)
 }
 
 /// Asks Linux to back `len` bytes at `ptr` with transparent huge pages (ignored when they are

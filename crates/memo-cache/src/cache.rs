@@ -1115,26 +1115,38 @@ impl Cache {
         // A large byte or number vector that stays uncompressed and local goes to its blob file
         // from its own memory, its format byte after it, without being copied into an encoding
         // first (the same stored bytes, one copy of the value fewer).
-        if self.inner.tier.is_none()
-            && let Some((body, format)) = codec::raw_parts(value)
-            && body.len() > self.inner.inline_threshold
-            && self
-                .inner
-                .compression
-                .keeps(func.compression(), body, format)
-        {
+        let raw = codec::raw_parts(value).filter(|(body, _)| {
+            self.inner.tier.is_none() && body.len() > self.inner.inline_threshold
+        });
+        let put_raw = |(body, format): (&[u8], u8)| {
             let now = self.now_ms();
             let expires = ttl::store_expiry(now, ttl, func);
             let pieces = Pieces {
                 body,
                 tail: &[format],
             };
-            return self.put_local(func, key, pieces, now, expires, record);
+            self.put_local(func, key, pieces, now, expires, record)
+        };
+        if let Some((body, format)) = raw
+            && self
+                .inner
+                .compression
+                .keeps(func.compression(), body, format)
+        {
+            return put_raw((body, format));
         }
-        let encoded = codec::encode(value).map_err(|message| Error::EncodeValue {
-            function: func.name().to_owned(),
-            message,
-        })?;
+        let encoded = match (codec::encode(value), raw) {
+            (Ok(encoded), _) => encoded,
+            // Only memory can fail a raw vector's encoding: it is stored as it is instead,
+            // uncompressed, from its own memory.
+            (Err(_), Some(raw)) => return put_raw(raw),
+            (Err(message), None) => {
+                return Err(Error::EncodeValue {
+                    function: func.name().to_owned(),
+                    message,
+                });
+            }
+        };
         // An index without the `encoding` column (one this handle may not migrate) gets values
         // as they are encoded, as an older memo-cache stores them.
         let bytes = if self.index()?.has_costs() {
@@ -1180,6 +1192,25 @@ impl Cache {
         expires: Option<i64>,
         record: &Record<'_>,
     ) -> Result<()> {
+        // A blob written past RLIMIT_FSIZE raises SIGXFSZ, which ends the process unless it is
+        // ignored: a value that cannot fit in a file here is not written at all. (Making room
+        // would not help, so this is not a full disk. The index's files SQLite keeps under the
+        // limit itself: `space::size_pragmas`.)
+        if bytes.len() > self.inner.inline_threshold
+            && let Some(limit) = crate::space::file_size_limit()
+            && bytes.len() as u64 >= limit
+        {
+            let why = format!(
+                "the value's {} bytes are over this process's file size limit (RLIMIT_FSIZE, \
+                 `ulimit -f`) of {limit} bytes; raise the limit to cache values this large",
+                bytes.len()
+            );
+            return Err(Error::io(
+                "not storing a value in",
+                self.dir(),
+                std::io::Error::new(std::io::ErrorKind::FileTooLarge, why),
+            ));
+        }
         let mut stored = self.put_local_once(func, key, bytes, created, expires, record);
         for _ in 0..MAKE_ROOM_ROUNDS {
             match stored {

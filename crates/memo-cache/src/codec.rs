@@ -79,10 +79,16 @@ fn compressed_frame(stored: &[u8]) -> Option<&[u8]> {
 }
 
 /// Encodes `value` for storage.
+///
+/// Fails with a message when `value`'s `Serialize` does, or when there is no memory for the
+/// encoding (an address-space limit): a store then fails, where a copy that aborted on
+/// allocation failure would have ended the process.
 pub fn encode<T: Serialize + Any>(value: &T) -> Result<Vec<u8>, String> {
+    let no_memory = |len: usize| format!("not enough memory for its {len}-byte encoding");
     let any = value as &dyn Any;
     if let Some(bytes) = any.downcast_ref::<Vec<u8>>() {
-        let mut out = crate::blobs::byte_buffer(bytes.len() + 1);
+        let mut out =
+            crate::blobs::try_byte_buffer(bytes.len() + 1).ok_or_else(|| no_memory(bytes.len()))?;
         out.extend_from_slice(bytes);
         out.push(FORMAT_BYTES);
         return Ok(out);
@@ -91,7 +97,7 @@ pub fn encode<T: Serialize + Any>(value: &T) -> Result<Vec<u8>, String> {
         ($($t:ty => $format:expr),*) => {$(
             if let Some(items) = any.downcast_ref::<Vec<$t>>() {
                 let len = items.len() * size_of::<$t>();
-                let mut out = crate::blobs::byte_buffer(len + 1);
+                let mut out = crate::blobs::try_byte_buffer(len + 1).ok_or_else(|| no_memory(len))?;
                 if cfg!(target_endian = "little") {
                     // SAFETY: plain numbers, no padding: their memory is `len` initialised bytes.
                     out.extend_from_slice(unsafe {
@@ -109,15 +115,56 @@ pub fn encode<T: Serialize + Any>(value: &T) -> Result<Vec<u8>, String> {
     }
     numeric!(f64 => FORMAT_F64, f32 => FORMAT_F32, i64 => FORMAT_I64, u64 => FORMAT_U64,
              i32 => FORMAT_I32, u32 => FORMAT_U32);
-    let mut out = Vec::new();
+    let mut out = Growing(Vec::new());
     let mut serializer = rmp_serde::Serializer::new(&mut out)
         .with_struct_map()
         .with_bytes(rmp_serde::config::BytesMode::ForceIterables);
     value
         .serialize(&mut serializer)
         .map_err(|e| e.to_string())?;
+    let mut out = out.0;
+    out.try_reserve(1).map_err(|_| no_memory(out.len() + 1))?;
     out.push(FORMAT_MSGPACK);
     Ok(out)
+}
+
+/// A vector that reports running out of memory as a write error (which the serializer passes
+/// on) instead of aborting the process, as `Vec`'s own `Write` would.
+struct Growing(Vec<u8>);
+
+impl std::io::Write for Growing {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if self.0.capacity() - self.0.len() < bytes.len() {
+            self.grow(bytes.len())?;
+        }
+        self.0.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    #[inline]
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.write(bytes).map(drop)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Growing {
+    #[cold]
+    fn grow(&mut self, more: usize) -> std::io::Result<()> {
+        self.0.try_reserve(more).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::OutOfMemory,
+                format!(
+                    "not enough memory for its encoding past {} bytes",
+                    self.0.len()
+                ),
+            )
+        })
+    }
 }
 
 /// The memory of a byte vector, or of a number vector on a little-endian machine, and its format

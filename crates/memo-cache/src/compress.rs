@@ -146,7 +146,8 @@ pub(crate) fn compress(encoded: &[u8], level: i32) -> Option<Vec<u8>> {
     let budget = encoded.len() - encoded.len() / 10 - 1;
     // zstd stops with an error once the output outgrows the buffer: a value that does not
     // compress costs no larger allocation.
-    let mut out = blobs::byte_buffer(budget + 1);
+    // Without the memory for the output, the value is stored as it is.
+    let mut out = blobs::try_byte_buffer(budget + 1)?;
     match zstd_safe::compress(&mut out, encoded, level) {
         Ok(n) if n <= budget => {
             out.push(FORMAT_ZSTD);
