@@ -6,7 +6,7 @@
 use std::any::{Any, TypeId};
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::evict::Policy;
 use crate::hints::{self, Hint, IndexHeader};
 use crate::index::{self, Access, Index, NewEntry, Record, Removed, Schema};
-use crate::key::{Digest, Function, Key};
+use crate::key::{Digest, Function, Key, KeyHasher};
 use crate::layout::{self, Layout};
 use crate::lock::ComputeLocks;
 use crate::progress::{Reporter, Step};
@@ -122,26 +122,6 @@ struct Inner {
 struct Pending {
     hits: HashMap<Key, (u64, i64, bool), BuildHasherDefault<KeyHasher>>,
     since: Instant,
-}
-
-/// Keys are blake3 outputs, already uniform: their first eight bytes are the hash (SipHash
-/// over all 32 took a twentieth of a hit).
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut first = [0u8; 8];
-        let n = bytes.len().min(8);
-        first[..n].copy_from_slice(&bytes[..n]);
-        self.0 ^= u64::from_le_bytes(first);
-    }
-
-    fn write_usize(&mut self, _length_prefix: usize) {}
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
 }
 
 /// Options for opening a cache; start with [`Cache::builder`].

@@ -76,8 +76,15 @@
 //! - **Only a busy handle holds one.** The first [`SNAPSHOT_AFTER`] lookups read in autocommit,
 //!   so a process that opens the cache for one hit starts no thread; a lookup that finds the
 //!   snapshot in use by another thread reads in autocommit too.
+//! - **Rows found are kept until the next commit.** For the same reason a snapshot may be held
+//!   (the counters have not moved, so nobody has committed), a row found in it is still what
+//!   SQLite would return while the counters stay where they were when it was found: the handle
+//!   keeps such rows (inline values up to [`ROWS_BYTES`] in all) and answers a lookup of one
+//!   without a statement, until the counters move (then they are all dropped) or the
+//!   connection is replaced. Holding them holds no lock, so they may outlive the snapshot.
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
@@ -938,6 +945,41 @@ struct HeldState {
     checkpointed: Option<Instant>,
     /// The index was dropped: the thread exits.
     closed: bool,
+    /// Rows found in a snapshot taken while the header's counters were `seen`: while they still
+    /// are, nobody has committed since, so each row is what SQLite would return (see "The held
+    /// read snapshot"). Emptied when the counters move or the connection changes.
+    rows: Rows,
+}
+
+/// [`HeldState::rows`]: inline values of at most [`ROWS_BYTES`] in all.
+#[derive(Debug, Default)]
+struct Rows {
+    map: HashMap<Key, Row, BuildHasherDefault<KeyHasher>>,
+    bytes: usize,
+}
+
+/// What [`Rows`] may hold of values: a working set of small results, not a second cache.
+const ROWS_BYTES: usize = 4 << 20;
+
+impl Rows {
+    fn get(&self, key: &Key) -> Option<Row> {
+        self.map.get(key).cloned()
+    }
+
+    fn keep(&mut self, key: &Key, row: &Row) {
+        let cost = row.value.as_ref().map_or(0, Vec::len) + 64;
+        if self.bytes + cost > ROWS_BYTES {
+            self.clear();
+        }
+        if self.map.insert(*key, row.clone()).is_none() {
+            self.bytes += cost;
+        }
+    }
+
+    fn clear(&mut self) {
+        self.map.clear();
+        self.bytes = 0;
+    }
 }
 
 /// The snapshot's connection, its lookup statement prepared once (one from rusqlite's
@@ -1004,6 +1046,7 @@ impl Held {
                 quiet_since: Instant::now(),
                 checkpointed: None,
                 closed: false,
+                rows: Rows::default(),
             }),
             wake: Condvar::new(),
         });
@@ -1053,6 +1096,7 @@ impl HeldState {
         if self.conn.is_none() {
             let conn = index.take()?;
             self.conn = Some(HeldConn::new(conn, index.immutable).map_err(|e| index.err(e))?);
+            self.rows.clear();
         }
         let found = self.lookup_in(index, wake, key);
         found.map_err(|e| {
@@ -1079,10 +1123,14 @@ impl HeldState {
             // the commit was this handle's own.
             self.seen = now;
             self.quiet_since = Instant::now();
+            self.rows.clear();
             self.end();
             if !own {
                 return Ok(None);
             }
+        } else if let Some(row) = self.rows.get(key) {
+            // Found since the last commit of anyone: no snapshot, statement or lock needed.
+            return Ok(Some(row));
         }
         let Some(held) = self.conn.as_mut() else {
             return Ok(None); // The snapshot could not be ended, and its connection was closed.
@@ -1116,8 +1164,11 @@ impl HeldState {
             wake.notify_one();
         }
         let found = held.find(key)?;
-        if found.is_none() {
-            self.end();
+        match &found {
+            // Taken while the counters were still `seen` (a commit since then has moved them,
+            // and the next lookup empties the rows).
+            Some(row) => self.rows.keep(key, row),
+            None => self.end(),
         }
         Ok(found)
     }
@@ -1445,10 +1496,10 @@ fn is_busy(e: &rusqlite::Error) -> bool {
 
 use rusqlite::{OptionalExtension, params};
 
-use crate::key::{Digest, Function, Key};
+use crate::key::{Digest, Function, Key, KeyHasher};
 
 /// An entry's row as the read path needs it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Row {
     pub size: u64,
     pub hash: Digest,
