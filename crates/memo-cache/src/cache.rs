@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::hash::BuildHasherDefault;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -45,6 +45,28 @@ pub const DEFAULT_INLINE_THRESHOLD: usize = 16 * 1024;
 /// [`PENDING_LIMIT`] different keys are pending), so a hit costs a read and no write
 /// transaction.
 const FLUSH_INTERVAL: Duration = Duration::from_secs(2);
+
+/// How often a reading handle checks that its index was not deleted under it, in ms: a value
+/// of a deleted cache directory is served at most this long after the deletion.
+const GONE_CHECK_MS: u64 = 10;
+
+/// A monotonic clock in milliseconds that costs a hit next to nothing (`CLOCK_MONOTONIC_COARSE`,
+/// a few milliseconds' resolution, on Linux).
+fn coarse_ms() -> u64 {
+    #[cfg(target_os = "linux")]
+    {
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime fills the struct it is given a pointer to.
+        if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut now) } == 0 {
+            return now.tv_sec as u64 * 1000 + now.tv_nsec as u64 / 1_000_000;
+        }
+    }
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
 const PENDING_LIMIT: usize = 1024;
 /// A flush that failed (the write lock was taken) is tried again after this long at the soonest.
 const PENDING_RETRY: Duration = Duration::from_millis(100);
@@ -84,6 +106,8 @@ const FIRST_HITS: u32 = 32;
 #[derive(Debug)]
 struct Inner {
     layout: Layout,
+    /// When a read last checked that the index is still at its path ([`coarse_ms`]).
+    gone_checked: AtomicU64,
     /// Opened at the first lookup that first-hit files cannot answer, or at once for a new cache.
     index: OnceLock<Index>,
     /// Held while the index is being opened.
@@ -387,6 +411,7 @@ impl CacheBuilder {
                     hits: HashMap::default(),
                     since: Instant::now(),
                 }),
+                gone_checked: AtomicU64::new(coarse_ms()),
                 warned: Mutex::new(HashSet::new()),
                 compute_locks,
                 write_timeout: self.write_timeout,
@@ -795,6 +820,7 @@ impl Cache {
             self.inner.first_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(Some(found));
         }
+        self.reopen_if_gone_now_and_then();
         let Some(row) = self.index()?.lookup(key)? else {
             return Ok(None);
         };
@@ -980,6 +1006,21 @@ impl Cache {
         self.inner.layout.create()?;
         self.inner.compute_locks.forget_file();
         index.reconnect()
+    }
+
+    /// [`Cache::reopen_if_gone`] before a read, at most once per [`GONE_CHECK`]: a handle that
+    /// only reads would otherwise go on serving the values of a cache directory deleted (and
+    /// perhaps made again) under it, from connections to the deleted index (and the rows it
+    /// keeps, whose counters no one moves any more). One `lstat` per interval, not per hit.
+    fn reopen_if_gone_now_and_then(&self) {
+        let now = coarse_ms();
+        if now.saturating_sub(self.inner.gone_checked.load(Ordering::Relaxed)) < GONE_CHECK_MS {
+            return;
+        }
+        self.inner.gone_checked.store(now, Ordering::Relaxed);
+        if let Err(e) = self.reopen_if_gone() {
+            self.warn_once("reopen", &e);
+        }
     }
 
     /// Writes the batched hit statistics if the write lock is free now; if another process has
