@@ -304,3 +304,19 @@ pub fn summary(bytes: Option<Vec<u8>>) -> Option<String> {
         )
     })
 }
+
+/// The address space this process has reserved now, in bytes (`VmSize` in
+/// `/proc/self/status`): the base of an `RLIMIT_AS` a test sets.
+pub fn vm_size() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: usize = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSize:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap();
+    kb << 10
+}

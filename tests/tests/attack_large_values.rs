@@ -47,21 +47,6 @@ fn zeros_uncompressed(len: usize) -> Vec<u8> {
     vec![0; len]
 }
 
-/// The address space this process has reserved now.
-fn vm_size() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kb: usize = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmSize:"))
-        .unwrap()
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .unwrap();
-    kb << 10
-}
-
 /// Runs the `child` test of this binary with `ATTACK_CHILD=mode`, `MEMO_CACHE_DIR=dir`, behind
 /// `prefix` (a command such as `prlimit --fsize=..`) when given.
 fn run_child(mode: &str, dir: &Path, prefix: &[&str]) -> Output {
@@ -128,7 +113,8 @@ fn child() {
             assert_eq!(warm.len(), 16 << 20);
             // Room for the value and half of it again: not for a second whole copy.
             let limit = libc::rlimit {
-                rlim_cur: (vm_size() + ZEROS + ZEROS / 2 + (64 << 20)) as libc::rlim_t,
+                rlim_cur: (memo_cache_e2e::vm_size() + ZEROS + ZEROS / 2 + (64 << 20))
+                    as libc::rlim_t,
                 rlim_max: libc::RLIM_INFINITY,
             };
             // SAFETY: setrlimit with a valid struct.

@@ -11,20 +11,6 @@ static BIG: Function = Function::new("thread_limits::big", "v1", "Vec<u8>");
 /// 12 MiB: three pieces, so the reader would use its second thread.
 const LEN: usize = 12 << 20;
 
-fn vm_size() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kb: usize = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmSize:"))
-        .unwrap()
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .unwrap();
-    kb << 10
-}
-
 #[test]
 fn large_hits_and_keys_work_when_no_thread_can_be_made() {
     if let Ok(dir) = std::env::var("MEMO_THREAD_LIMITS_CHILD") {
@@ -32,7 +18,7 @@ fn large_hits_and_keys_work_when_no_thread_can_be_made() {
         let _: Option<Vec<u8>> = cache.get(&BIG, &("warm",)).unwrap();
         let argument: Vec<u8> = vec![7; 1 << 20];
         // Room for the value's buffer and a little more, not for a thread's stack.
-        let limit = vm_size() + LEN + (256 << 10);
+        let limit = memo_cache_e2e::vm_size() + LEN + (256 << 10);
         let limit = libc::rlimit {
             rlim_cur: limit as libc::rlim_t,
             rlim_max: libc::RLIM_INFINITY,
