@@ -75,3 +75,7 @@ cargo test --workspace "$@"
 # above. This one test checks the attribute's error for an `async fn` without `tokio`, so it runs
 # in a build of the library alone, with its default features (none).
 cargo test -p memo-cache-rs --test ui_without_tokio "$@"
+# A shared tier's URL in a build without that tier's feature: the workspace build has every
+# tier's feature on, so these run in a build of the library alone too (above they compile to
+# nothing).
+cargo test -p memo-cache-rs --test tier_not_built "$@"

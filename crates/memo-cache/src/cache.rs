@@ -1008,7 +1008,7 @@ impl Cache {
         index.reconnect()
     }
 
-    /// [`Cache::reopen_if_gone`] before a read, at most once per [`GONE_CHECK`]: a handle that
+    /// [`Cache::reopen_if_gone`] before a read, at most once per [`GONE_CHECK_MS`]: a handle that
     /// only reads would otherwise go on serving the values of a cache directory deleted (and
     /// perhaps made again) under it, from connections to the deleted index (and the rows it
     /// keeps, whose counters no one moves any more). One `lstat` per interval, not per hit.
